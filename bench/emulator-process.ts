@@ -1,0 +1,24 @@
+/**
+ * The Ollama emulator in a process of its own, so the benchmark's client load does not share
+ * its event loop. Prints one JSON line, {"event":"listening","url":"http://127.0.0.1:PORT"}, on
+ * stdout once it is ready, and stops on SIGTERM/SIGINT.
+ *
+ *   node --import tsx bench/emulator-process.ts '{"tokenIntervalMs":0}'
+ */
+import { OllamaEmulator } from '../test/emulator/ollama-emulator.js';
+
+const options = JSON.parse(process.argv[2] ?? '{}') as { tokenIntervalMs?: number; firstByteDelayMs?: number; defaultTokens?: number };
+const emulator = new OllamaEmulator({ tokenIntervalMs: 0, firstByteDelayMs: 0, defaultTokens: 8, ...options });
+const url = await emulator.start();
+process.stdout.write(JSON.stringify({ event: 'listening', url }) + '\n');
+
+let stopping = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    const force = setTimeout(() => process.exit(0), 1_000);
+    force.unref();
+    void Promise.resolve(emulator.close()).finally(() => process.exit(0));
+  });
+}

@@ -1,0 +1,533 @@
+/**
+ * Tunnel benchmark: the same workloads, in one run, against three paths to one Ollama emulator:
+ *
+ *   direct  client → emulator
+ *   tunnel  client → streaming proxy ⇒ WebSocket + HTTP/2 ⇒ bridge → emulator (bearer token)
+ *   ssh -R  client → sshd's forwarded port ⇒ SSH channel ⇒ ssh client → emulator
+ *
+ * Emulator, proxy and bridge run in child processes started the way production starts them
+ * (their CLIs under `node --import tsx`); only the client load runs here. Each workload is
+ * repeated and the median reported. A benchmark reports; it never fails the build, so the exit
+ * code is 0 unless the run itself could not be carried out.
+ *
+ *   npm run bench:tunnel [-- --repeats 3] [--quick] [--json out.json] [--paths direct,tunnel,ssh]
+ *                          [--workloads ttfb,stream,concurrent,upload] [--cpu-prof DIR]
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { cpus } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { cpuMsOfTree, killAllSync, spawnTs, stopAll, type Child } from './children.js';
+import { startSshForward, type SshForward } from './ssh-forward.js';
+import { fmt, median, ratio, table } from './stats.js';
+import {
+  concurrent,
+  makeBlob,
+  makeTarget,
+  openConnections,
+  stream,
+  ttfb,
+  upload,
+  type ConcurrentResult,
+  type StreamResult,
+  type Target,
+  type TtfbResult,
+  type UploadResult,
+} from './workloads.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const EMULATOR_SOURCE = join(ROOT, 'test/emulator/ollama-emulator.ts');
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+const { values: args } = parseArgs({
+  options: {
+    repeats: { type: 'string', default: '3' },
+    quick: { type: 'boolean', default: false },
+    json: { type: 'string' },
+    paths: { type: 'string', default: 'direct,tunnel,ssh' },
+    workloads: { type: 'string', default: 'ttfb,stream,concurrent,upload' },
+    'cpu-prof': { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+if (args.help) {
+  process.stdout.write(
+    'usage: npm run bench:tunnel [-- --repeats N] [--quick] [--json FILE] [--paths direct,tunnel,ssh]\n' +
+      '                            [--workloads ttfb,stream,concurrent,upload] [--cpu-prof DIR]\n',
+  );
+  process.exit(0);
+}
+const quick = args.quick;
+const REPEATS = Math.max(1, Number(args.repeats) || 3);
+const CONFIG = {
+  ttfbSamples: quick ? 200 : 1000,
+  streamTokens: 5000,
+  concurrentStreams: 64,
+  concurrentTokens: quick ? 250 : 1000,
+  uploadMiB: quick ? 32 : 100,
+};
+const wantedPaths = new Set(args.paths.split(',').map((s) => s.trim()));
+const wantedWorkloads = new Set(args.workloads.split(',').map((s) => s.trim()));
+const cpuProfDir = args['cpu-prof'] ? resolve(args['cpu-prof']) : undefined;
+
+const log = (line = ''): void => {
+  process.stdout.write(line + '\n');
+};
+
+// ---------------------------------------------------------------------------------------------
+// Children are always cleaned up, whatever happens.
+
+let cleaningUp: Promise<void> | undefined;
+const sshForwards: SshForward[] = [];
+async function cleanup(): Promise<void> {
+  cleaningUp ??= (async () => {
+    for (const f of sshForwards) await f.close().catch(() => {});
+    await stopAll();
+  })();
+  return cleaningUp;
+}
+process.on('exit', killAllSync);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    log(`\n${signal}: stopping the benchmark's child processes`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The three paths
+
+interface Path {
+  key: 'direct' | 'tunnel' | 'ssh';
+  label: string;
+  target: Target;
+  /** Processes that serve this path, for CPU accounting (the client is this process). */
+  processes: { role: string; pid: number }[];
+}
+
+async function startEmulator(): Promise<{ child: Child; url: string }> {
+  const child = spawnTs('emulator', join(ROOT, 'bench/emulator-process.ts'), [JSON.stringify({ tokenIntervalMs: 0, firstByteDelayMs: 0 })]);
+  const url = await child.waitFor(
+    (line, s) => {
+      if (s !== 'stdout') return undefined;
+      try {
+        const m = JSON.parse(line) as { event?: string; url?: string };
+        return m.event === 'listening' ? m.url : undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    30_000,
+    'the emulator to listen',
+  );
+  return { child, url };
+}
+
+async function startTunnel(emulatorUrl: string): Promise<{ proxy: Child; bridge: Child; url: string; token: string }> {
+  const token = randomBytes(24).toString('base64url');
+  const profFlags = (name: string): string[] =>
+    cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir, '--cpu-prof-name', `${name}.${Date.now()}.cpuprofile`] : [];
+  const proxy = spawnTs(
+    'proxy',
+    join(ROOT, 'server/src/proxy/cli.ts'),
+    ['--port', '0', '--host', '127.0.0.1'],
+    { PROXY_OWNER: 'bench', PROXY_TOKEN: token, LOG_LEVEL: 'info' },
+    profFlags('proxy'),
+  );
+  const url = await proxy.waitFor(
+    (line) => {
+      try {
+        const m = JSON.parse(line) as { msg?: string; url?: string };
+        return m.msg === 'streaming proxy listening' ? m.url : undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    30_000,
+    'the proxy to listen',
+  );
+  const bridge = spawnTs(
+    'bridge',
+    join(ROOT, 'bridge/cli.ts'),
+    ['--proxy-url', `${url.replace(/^http/, 'ws')}/bridge`, '--ollama-url', emulatorUrl, '--allow', 'blobs', '--json'],
+    { CLOUDTOLOCALLLM_TOKEN: token },
+    profFlags('bridge'),
+  );
+  await bridge.waitFor(
+    (line, s) => {
+      if (s !== 'stdout') return undefined;
+      try {
+        const m = JSON.parse(line) as { event?: string; state?: string };
+        return m.event === 'status' && m.state === 'connected' ? true : undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    30_000,
+    'the bridge to connect',
+  );
+  // The bridge says "connected" when its WebSocket opens; wait until the proxy agrees.
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const health = await getJson(`${url}/health`).catch(() => undefined);
+    if ((health as { bridgeConnected?: boolean } | undefined)?.bridgeConnected) break;
+    if (Date.now() > deadline) throw new Error('the proxy never reported the bridge as connected');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { proxy, bridge, url, token };
+}
+
+function getJson(url: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => {
+          try {
+            resolve(JSON.parse(body));
+          } catch (e) {
+            reject(e as Error);
+          }
+        });
+      })
+      .on('error', reject);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurement with CPU accounting
+
+interface Sample<R> {
+  result: R;
+  wallMs: number;
+  cpuMs: Record<string, number>;
+}
+
+async function measure<R>(path: Path, run: () => Promise<R>): Promise<Sample<R>> {
+  const before = path.processes.map((p) => cpuMsOfTree(p.pid));
+  const clientBefore = process.cpuUsage();
+  const t0 = performance.now();
+  const result = await run();
+  const wallMs = performance.now() - t0;
+  const client = process.cpuUsage(clientBefore);
+  const cpuMs: Record<string, number> = { client: (client.user + client.system) / 1000 };
+  path.processes.forEach((p, i) => (cpuMs[p.role] = cpuMsOfTree(p.pid) - (before[i] ?? Number.NaN)));
+  return { result, wallMs, cpuMs };
+}
+
+/** CPU use of each process over all samples, as % of one core. */
+function cpuSummary(samples: readonly Sample<unknown>[]): string {
+  if (!samples.length) return '';
+  const wall = samples.reduce((a, s) => a + s.wallMs, 0);
+  const roles = Object.keys(samples[0]?.cpuMs ?? {});
+  return roles
+    .map((role) => {
+      const ms = samples.reduce((a, s) => a + (s.cpuMs[role] ?? Number.NaN), 0);
+      return `${role} ${Number.isFinite(ms) ? Math.round((ms / wall) * 100) : '?'}%`;
+    })
+    .join(', ');
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface Results {
+  ttfb: Record<string, Sample<TtfbResult>[]>;
+  stream: Record<string, Sample<StreamResult>[]>;
+  concurrent: Record<string, Sample<ConcurrentResult>[]>;
+  upload: Record<string, Sample<UploadResult>[]>;
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const cpuModel = cpus()[0]?.model.trim() ?? 'unknown CPU';
+  log('CloudToLocalLLM tunnel benchmark');
+  log(`machine: ${cpus().length} cores (${cpuModel}), Node ${process.version}, ${process.platform}/${process.arch}`);
+  log(
+    `workloads: TTFB ${CONFIG.ttfbSamples} × GET /api/version; ${CONFIG.streamTokens}-line NDJSON stream; ` +
+      `${CONFIG.concurrentStreams} concurrent streams × ${CONFIG.concurrentTokens} lines; ${CONFIG.uploadMiB} MiB blob upload; ` +
+      `median of ${REPEATS} runs each`,
+  );
+  if (!existsSync(EMULATOR_SOURCE)) {
+    throw new Error(`the Ollama emulator (${EMULATOR_SOURCE}) is missing; the benchmark needs it`);
+  }
+
+  const emulator = await startEmulator();
+  const emulatorPort = Number(new URL(emulator.url).port);
+  log(`emulator: ${emulator.url} (child pid ${emulator.child.pid}, tokenIntervalMs 0)`);
+
+  const paths: Path[] = [];
+  if (wantedPaths.has('direct')) {
+    paths.push({ key: 'direct', label: 'direct', target: makeTarget('direct', emulator.url), processes: [{ role: 'emulator', pid: emulator.child.pid }] });
+  }
+  if (wantedPaths.has('tunnel')) {
+    const tunnel = await startTunnel(emulator.url);
+    log(`tunnel: proxy ${tunnel.url} (pid ${tunnel.proxy.pid}) ⇐ WebSocket/HTTP/2 ⇐ bridge (pid ${tunnel.bridge.pid}) → emulator`);
+    paths.push({
+      key: 'tunnel',
+      label: 'tunnel',
+      target: makeTarget('tunnel', tunnel.url, { authorization: `Bearer ${tunnel.token}` }),
+      processes: [
+        { role: 'proxy', pid: tunnel.proxy.pid },
+        { role: 'bridge', pid: tunnel.bridge.pid },
+        { role: 'emulator', pid: emulator.child.pid },
+      ],
+    });
+  }
+  let sshNote = '';
+  if (wantedPaths.has('ssh')) {
+    const ssh = await startSshForward(emulatorPort);
+    if (ssh.ok) {
+      sshForwards.push(ssh.forward);
+      sshNote = ssh.forward.description;
+      log(`ssh -R: ${ssh.forward.url} (sshd pid ${ssh.forward.sshd.pid}, ssh pid ${ssh.forward.ssh.pid}; ${sshNote})`);
+      paths.push({
+        key: 'ssh',
+        label: 'ssh -R',
+        target: makeTarget('ssh -R', ssh.forward.url),
+        processes: [
+          { role: 'sshd', pid: ssh.forward.sshd.pid },
+          { role: 'ssh', pid: ssh.forward.ssh.pid },
+          { role: 'emulator', pid: emulator.child.pid },
+        ],
+      });
+    } else {
+      log(`ssh -R skipped: ${ssh.reason}`);
+      sshNote = `skipped: ${ssh.reason}`;
+    }
+  }
+  if (!paths.length) throw new Error('no path to benchmark (see --paths)');
+
+  const blob = wantedWorkloads.has('upload') ? makeBlob(CONFIG.uploadMiB) : undefined;
+  const warmBlob = wantedWorkloads.has('upload') ? makeBlob(8) : undefined;
+
+  // Warm-up: JIT, connection pools, the bridge's agent to the emulator, the SSH channels.
+  log('\nwarming up…');
+  for (const p of paths) {
+    await ttfb(p.target, 200);
+    await stream(p.target, 2000);
+    await concurrent(p.target, CONFIG.concurrentStreams, 100);
+    if (warmBlob) await upload(p.target, warmBlob);
+  }
+
+  const results: Results = { ttfb: {}, stream: {}, concurrent: {}, upload: {} };
+  for (const p of paths) {
+    results.ttfb[p.key] = [];
+    results.stream[p.key] = [];
+    results.concurrent[p.key] = [];
+    results.upload[p.key] = [];
+  }
+
+  // Runs interleave the paths (direct, tunnel, ssh, direct, …) so drift hits all of them alike.
+  const runAll = async <R>(
+    name: string,
+    bucket: Record<string, Sample<R>[]>,
+    run: (t: Target) => Promise<R>,
+    describe: (r: R) => string,
+    prepare?: (t: Target) => Promise<void>,
+  ): Promise<void> => {
+    log(`\n${name}`);
+    for (let r = 0; r < REPEATS; r++) {
+      for (const p of paths) {
+        if (prepare) await prepare(p.target);
+        const s = await measure(p, () => run(p.target));
+        bucket[p.key]?.push(s);
+        log(`  run ${r + 1}/${REPEATS} ${p.label.padEnd(7)} ${describe(s.result)}   [cpu: ${cpuSummary([s])}]`);
+      }
+    }
+  };
+
+  // Servers close keep-alive connections idle for 5 s; reopen them before each run.
+  const rewarm = (n: number) => (t: Target) => openConnections(t, n);
+
+  if (wantedWorkloads.has('ttfb')) {
+    await runAll('TTFB: GET /api/version, sequential', results.ttfb, (t) => ttfb(t, CONFIG.ttfbSamples),
+      (r) => `p50 ${fmt(r.p50)} ms  p95 ${fmt(r.p95)} ms`, rewarm(1));
+  }
+  if (wantedWorkloads.has('stream')) {
+    await runAll(`${CONFIG.streamTokens}-line NDJSON stream`, results.stream, (t) => stream(t, CONFIG.streamTokens),
+      (r) => `${fmt(r.linesPerSecond)} lines/s (${fmt(r.seconds)} s)`, rewarm(1));
+  }
+  if (wantedWorkloads.has('concurrent')) {
+    await runAll(`${CONFIG.concurrentStreams} concurrent streams`, results.concurrent,
+      (t) => concurrent(t, CONFIG.concurrentStreams, CONFIG.concurrentTokens),
+      (r) => `${fmt(r.linesPerSecond)} lines/s aggregate; first done ${fmt(r.firstDone)} s, last ${fmt(r.lastDone)} s; slowest at ${fmt(r.slowestProgressAtFirstDone * 100)}% when first done`,
+      rewarm(CONFIG.concurrentStreams));
+  }
+  if (blob) {
+    await runAll(`${CONFIG.uploadMiB} MiB blob upload`, results.upload, (t) => upload(t, blob),
+      (r) => `${fmt(r.mibPerSecond)} MiB/s (${fmt(r.seconds)} s)`, rewarm(1));
+  }
+
+  report(paths, results, sshNote, started, cpuModel);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+function report(paths: Path[], results: Results, sshNote: string, started: number, cpuModel: string): void {
+  const has = (k: Path['key']): boolean => paths.some((p) => p.key === k);
+  const med = <R>(bucket: Record<string, Sample<R>[]>, key: string, pick: (r: R) => number): number => {
+    const list = bucket[key] ?? [];
+    return list.length ? median(list.map((s) => pick(s.result))) : Number.NaN;
+  };
+
+  interface Row {
+    workload: string;
+    metric: string;
+    better: 'higher' | 'lower' | 'none';
+    values: Record<string, number>;
+    /** Shown instead of a ratio column. */
+    noRatio?: boolean;
+    digits?: number;
+  }
+  const rows: Row[] = [];
+  const keys = ['direct', 'tunnel', 'ssh'] as const;
+  const valuesOf = <R>(bucket: Record<string, Sample<R>[]>, pick: (r: R) => number): Record<string, number> =>
+    Object.fromEntries(keys.map((k) => [k, med(bucket, k, pick)]));
+
+  const w = wantedWorkloads;
+  if (w.has('ttfb')) {
+    const p50 = valuesOf(results.ttfb, (r) => r.p50);
+    rows.push({ workload: 'TTFB GET /api/version', metric: 'p50 (ms)', better: 'lower', values: p50 });
+    rows.push({ workload: '', metric: 'p95 (ms)', better: 'lower', values: valuesOf(results.ttfb, (r) => r.p95) });
+    rows.push({
+      workload: '',
+      metric: 'p50 added vs direct (ms)',
+      better: 'lower',
+      noRatio: true,
+      values: Object.fromEntries(keys.map((k) => [k, (p50[k] ?? Number.NaN) - (p50['direct'] ?? Number.NaN)])),
+    });
+  }
+  if (w.has('stream')) {
+    rows.push({ workload: `${CONFIG.streamTokens}-line NDJSON stream`, metric: 'lines/s', better: 'higher', values: valuesOf(results.stream, (r) => r.linesPerSecond) });
+  }
+  if (w.has('concurrent')) {
+    const label = `${CONFIG.concurrentStreams} streams × ${CONFIG.concurrentTokens + 1} lines`;
+    rows.push({ workload: label, metric: 'aggregate lines/s', better: 'higher', values: valuesOf(results.concurrent, (r) => r.linesPerSecond) });
+    rows.push({ workload: '', metric: 'fastest stream done (s)', better: 'lower', values: valuesOf(results.concurrent, (r) => r.firstDone) });
+    rows.push({ workload: '', metric: 'slowest stream done (s)', better: 'lower', values: valuesOf(results.concurrent, (r) => r.lastDone) });
+    rows.push({
+      workload: '',
+      metric: 'slowest stream progress at fastest finish (%)',
+      better: 'higher',
+      noRatio: true,
+      values: valuesOf(results.concurrent, (r) => r.slowestProgressAtFirstDone * 100),
+    });
+  }
+  if (w.has('upload')) {
+    rows.push({ workload: `${CONFIG.uploadMiB} MiB blob upload`, metric: 'MiB/s', better: 'higher', values: valuesOf(results.upload, (r) => r.mibPerSecond) });
+  }
+
+  const cell = (v: number | undefined, present: boolean): string => (present ? fmt(v ?? Number.NaN) : 'skipped');
+  const header = ['Workload', 'Metric', 'direct', 'tunnel', 'ssh -R', 'tunnel ÷ direct', 'ssh -R ÷ direct', 'tunnel vs ssh -R'];
+  const tableRows = rows.map((r) => {
+    const d = r.values['direct'] ?? Number.NaN;
+    const t = r.values['tunnel'] ?? Number.NaN;
+    const s = r.values['ssh'] ?? Number.NaN;
+    let vsSsh = '';
+    if (r.better !== 'none' && has('tunnel') && has('ssh') && Number.isFinite(t) && Number.isFinite(s)) {
+      const ahead = r.better === 'higher' ? t > s : t < s;
+      vsSsh = `${ahead ? 'ahead' : 'behind'} (${ratio(t, s)})`;
+    }
+    return [
+      r.workload,
+      r.metric,
+      cell(d, has('direct')),
+      cell(t, has('tunnel')),
+      cell(s, has('ssh')),
+      r.noRatio ? '' : ratio(t, d),
+      r.noRatio ? '' : ratio(s, d),
+      vsSsh,
+    ];
+  });
+
+  log(`\nResults (median of ${REPEATS} runs; ratios are path ÷ direct, so for times > 1× is slower)\n`);
+  log(table(header, tableRows));
+
+  // CPU table
+  log('\nCPU use during the measured runs (% of one core; 2 cores = 200%)\n');
+  const cpuRows: string[][] = [];
+  const cpuBucket = (name: string, bucket: Record<string, Sample<unknown>[]>): void => {
+    for (const p of paths) {
+      const list = bucket[p.key] ?? [];
+      if (list.length) cpuRows.push([name, p.label, cpuSummary(list)]);
+    }
+  };
+  if (w.has('ttfb')) cpuBucket('TTFB', results.ttfb as Record<string, Sample<unknown>[]>);
+  if (w.has('stream')) cpuBucket('stream', results.stream as Record<string, Sample<unknown>[]>);
+  if (w.has('concurrent')) cpuBucket('64 streams', results.concurrent as Record<string, Sample<unknown>[]>);
+  if (w.has('upload')) cpuBucket('upload', results.upload as Record<string, Sample<unknown>[]>);
+  log(table(['Workload', 'Path', 'CPU by process'], cpuRows));
+
+  // Targets
+  const targets: { name: string; pass: boolean | undefined; detail: string }[] = [];
+  const val = (metric: string, key: string): number => rows.find((r) => r.metric === metric)?.values[key] ?? Number.NaN;
+  const haveTunnel = has('tunnel');
+  if (haveTunnel && has('direct')) {
+    if (w.has('stream')) {
+      const rt = val('lines/s', 'tunnel') / val('lines/s', 'direct');
+      targets.push({ name: 'stream lines/s ≥ 0.8× direct', pass: rt >= 0.8, detail: `${rt.toFixed(2)}×` });
+    }
+    if (w.has('concurrent')) {
+      const rt = val('aggregate lines/s', 'tunnel') / val('aggregate lines/s', 'direct');
+      targets.push({ name: '64-stream aggregate lines/s ≥ 0.8× direct', pass: rt >= 0.8, detail: `${rt.toFixed(2)}×` });
+    }
+    if (w.has('ttfb')) {
+      const added = val('p50 added vs direct (ms)', 'tunnel');
+      targets.push({ name: 'p50 added latency < 1 ms (loopback)', pass: added < 1, detail: `${fmt(added)} ms` });
+    }
+  }
+  if (haveTunnel) {
+    const vs = (label: string, metric: string, better: 'higher' | 'lower'): void => {
+      if (!has('ssh')) {
+        targets.push({ name: `ahead of ssh -R: ${label}`, pass: undefined, detail: `n/a (ssh -R ${sshNote || 'not run'})` });
+        return;
+      }
+      const t = val(metric, 'tunnel');
+      const s = val(metric, 'ssh');
+      const ahead = better === 'higher' ? t > s : t < s;
+      targets.push({ name: `ahead of ssh -R: ${label}`, pass: ahead, detail: `tunnel ${fmt(t)} vs ssh -R ${fmt(s)} (${ratio(t, s)})` });
+    };
+    if (w.has('ttfb')) vs('TTFB p50', 'p50 (ms)', 'lower');
+    if (w.has('stream')) vs('stream lines/s', 'lines/s', 'higher');
+    if (w.has('concurrent')) vs('64-stream aggregate lines/s', 'aggregate lines/s', 'higher');
+    if (w.has('upload')) vs('upload MiB/s', 'MiB/s', 'higher');
+  }
+  log('\nTargets (reported, not enforced)\n');
+  for (const t of targets) log(`  ${t.pass === undefined ? 'N/A ' : t.pass ? 'PASS' : 'FAIL'}  ${t.name}: ${t.detail}`);
+
+  log('\nkeep-alive check (client connections opened over the whole run): ' + paths.map((p) => `${p.label} ${p.target.connections}`).join(', '));
+  if (sshNote) log(`ssh -R: ${sshNote}`);
+  log(`total time ${((Date.now() - started) / 1000).toFixed(0)} s`);
+
+  if (args.json) {
+    const out = {
+      date: new Date().toISOString(),
+      machine: { cores: cpus().length, cpu: cpuModel, node: process.version },
+      config: { ...CONFIG, repeats: REPEATS },
+      ssh: sshNote,
+      table: rows,
+      targets,
+      raw: results,
+    };
+    writeFileSync(args.json, JSON.stringify(out, null, 2));
+    log(`results written to ${args.json}`);
+  }
+}
+
+try {
+  await main();
+} catch (e) {
+  log(`\nbenchmark could not run: ${(e as Error).stack ?? String(e)}`);
+  process.exitCode = 1;
+} finally {
+  await cleanup();
+}

@@ -1,0 +1,60 @@
+/**
+ * The tunnel's wire contract, shared by the bridge (desktop) and the streaming proxy (cloud).
+ *
+ * The bridge dials the proxy with a WebSocket; over that WebSocket runs plain HTTP/2 (RFC 9113),
+ * the proxy being the HTTP/2 client and the bridge the server, as cloudflared does over the
+ * connection its connector dials out. Everything a relayed request needs (multiplexing,
+ * per-stream flow control, cancellation with RST_STREAM) is HTTP/2's own, so this file only
+ * pins what HTTP/2 leaves open: which version of this contract each side speaks, and where.
+ */
+
+/** Bumped whenever either side would misunderstand the other. */
+export const TUNNEL_PROTOCOL_VERSION = 1;
+
+/** Offered as the WebSocket subprotocol (RFC 6455 §1.9): `cloudtolocalllm.tunnel.v1`. */
+export const TUNNEL_SUBPROTOCOL_PREFIX = 'cloudtolocalllm.tunnel.v';
+
+export function subprotocolFor(version: number): string {
+  return `${TUNNEL_SUBPROTOCOL_PREFIX}${version}`;
+}
+
+/** The version a subprotocol names, or undefined when it is not one of ours. */
+export function versionOf(subprotocol: string): number | undefined {
+  if (!subprotocol.startsWith(TUNNEL_SUBPROTOCOL_PREFIX)) return undefined;
+  const digits = subprotocol.slice(TUNNEL_SUBPROTOCOL_PREFIX.length);
+  if (!/^[1-9][0-9]{0,5}$/.test(digits)) return undefined;
+  return Number(digits);
+}
+
+/** Path on the proxy where the bridge's WebSocket is accepted. */
+export const BRIDGE_PATH = '/bridge';
+
+/**
+ * The `:authority` the proxy sends on every relayed request. It names no real host: the bridge
+ * alone decides which Ollama URL it talks to, and refuses any other authority.
+ */
+export const TUNNEL_AUTHORITY = 'ollama.tunnel';
+
+/** WebSocket close codes the two sides use to explain why they hung up (4000-4999 are private). */
+export const CloseCode = {
+  /** Another bridge of the same user connected; this one must not reconnect on its own. */
+  Replaced: 4001,
+  /** The proxy is shutting down; reconnect with backoff. */
+  ProxyStopping: 4002,
+  /** Heartbeats went unanswered. */
+  HeartbeatTimeout: 4003,
+} as const;
+
+/** HTTP status the proxy answers a bridge speaking another protocol version with. */
+export const UPDATE_REQUIRED_STATUS = 426;
+
+/** Header carrying a short machine-readable reason on refusals (besides the JSON body). */
+export const REFUSAL_HEADER = 'x-cloudtolocalllm-refusal';
+
+/**
+ * Trailer the bridge sends after the last byte of every response it completes. HTTP/2 alone
+ * cannot tell "the response ended" from "the tunnel was torn down" on every code path (Node
+ * ends a stream's readable side when its session is destroyed), so the proxy treats a body
+ * without this trailer as broken, as gRPC treats a stream without its status trailer.
+ */
+export const COMPLETE_TRAILER = 'x-cloudtolocalllm-complete';

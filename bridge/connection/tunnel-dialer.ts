@@ -1,0 +1,172 @@
+/**
+ * The bridge's end of the wire: dials the proxy's WebSocket and serves HTTP/2 over it.
+ * The bridge is the HTTP/2 *server* even though it dials out: the proxy (client) opens one
+ * stream per relayed request, so multiplexing, flow control and cancellation are HTTP/2's.
+ */
+import http2, { type Http2Session, type Http2Server, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import WebSocket, { createWebSocketStream } from 'ws';
+import { startHeartbeat, type HeartbeatOptions } from './heartbeat.js';
+import { CloseCode, subprotocolFor, TUNNEL_PROTOCOL_VERSION, UPDATE_REQUIRED_STATUS } from './protocol.js';
+
+/** Flow-control windows: large enough for fast uploads, bounded so memory stays bounded. */
+export const STREAM_WINDOW_BYTES = 1 << 20;
+export const SESSION_WINDOW_BYTES = 16 << 20;
+
+/** Why a connection attempt or a connection ended; `fatal` ones are not retried automatically. */
+export class TunnelError extends Error {
+  constructor(
+    readonly code:
+      | 'update-required'
+      | 'unauthorized'
+      | 'forbidden'
+      | 'refused'
+      | 'network'
+      | 'replaced'
+      | 'heartbeat-timeout'
+      | 'protocol'
+      | 'closed',
+    message: string,
+    readonly fatal = false,
+  ) {
+    super(message);
+    this.name = 'TunnelError';
+  }
+}
+
+export interface DialOptions {
+  proxyUrl: string;
+  token: string;
+  heartbeat: HeartbeatOptions;
+  /** Called for each relayed request. */
+  onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void;
+  /** Dial timeout for the WebSocket handshake. */
+  handshakeTimeoutMs?: number;
+  /** Advertised protocol version; only tests change it. */
+  protocolVersion?: number;
+}
+
+export interface TunnelConnection {
+  /** Resolves once, with the reason the connection ended. */
+  readonly closed: Promise<TunnelError>;
+  close(reason?: string): void;
+}
+
+function readBody(res: import('node:http').IncomingMessage): Promise<string> {
+  return new Promise((resolve) => {
+    let body = '';
+    res.setEncoding('utf8');
+    res.on('data', (c: string) => {
+      if (body.length < 4096) body += c;
+    });
+    res.on('end', () => resolve(body));
+    res.on('error', () => resolve(body));
+  });
+}
+
+function errorMessageOf(body: string): string | undefined {
+  try {
+    const parsed = JSON.parse(body) as { error?: unknown };
+    return typeof parsed.error === 'string' ? parsed.error : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Opens the tunnel; resolves once the WebSocket is open and HTTP/2 is being served on it. */
+export function dialTunnel(options: DialOptions): Promise<TunnelConnection> {
+  const version = options.protocolVersion ?? TUNNEL_PROTOCOL_VERSION;
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(options.proxyUrl, [subprotocolFor(version)], {
+      headers: { authorization: `Bearer ${options.token}` },
+      perMessageDeflate: false, // compression would buffer token lines and cost CPU
+      handshakeTimeout: options.handshakeTimeoutMs ?? 15_000,
+      maxPayload: 64 << 20,
+    });
+    // Created synchronously, before any frame can arrive: a frame that arrives before the
+    // stream exists would be lost, and HTTP/2 would then fail on a bad preface.
+    const duplex = createWebSocketStream(ws);
+    duplex.on('error', () => {
+      /* the WebSocket's own close/error events report it */
+    });
+    let settled = false;
+
+    ws.on('unexpected-response', (_req, res) => {
+      void readBody(res).then((body) => {
+        const message = errorMessageOf(body) ?? `the proxy answered HTTP ${res.statusCode}`;
+        const status = res.statusCode ?? 0;
+        let err: TunnelError;
+        if (status === UPDATE_REQUIRED_STATUS) err = new TunnelError('update-required', `update required: ${message}`, true);
+        else if (status === 401) err = new TunnelError('unauthorized', `the proxy refused the bridge's credentials: ${message}`);
+        else if (status === 403) err = new TunnelError('forbidden', `the proxy refused this bridge: ${message}`);
+        else err = new TunnelError('refused', `the proxy refused the connection (HTTP ${status}): ${message}`);
+        ws.terminate();
+        if (!settled) {
+          settled = true;
+          reject(err);
+        }
+      });
+    });
+    ws.on('error', (e: Error) => {
+      if (!settled) {
+        settled = true;
+        reject(new TunnelError('network', `cannot reach the proxy at ${options.proxyUrl}: ${e.message}`));
+      }
+    });
+
+    ws.on('open', () => {
+      settled = true;
+      const server: Http2Server = http2.createServer({
+        settings: { initialWindowSize: STREAM_WINDOW_BYTES, maxConcurrentStreams: 1000, enablePush: false },
+        maxSessionMemory: 64,
+        // Relayed requests may legitimately stay silent for minutes (model load).
+        // (Http2Server has no per-stream timeout by default; keep it that way.)
+      });
+      let session: Http2Session | undefined;
+      let resolveClosed!: (e: TunnelError) => void;
+      const closed = new Promise<TunnelError>((r) => (resolveClosed = r));
+      let ended = false;
+      let stopHeartbeat = (): void => {};
+      const end = (err: TunnelError): void => {
+        if (ended) return;
+        ended = true;
+        stopHeartbeat();
+        session?.destroy();
+        server.close();
+        if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.terminate();
+        resolveClosed(err);
+      };
+
+      server.on('session', (s) => {
+        session = s;
+        s.on('localSettings', () => s.setLocalWindowSize(SESSION_WINDOW_BYTES));
+        s.on('error', (e: Error) => end(new TunnelError('protocol', `HTTP/2 on the tunnel failed: ${e.message}`)));
+        s.on('goaway', () => {
+          /* the proxy will close the WebSocket right after */
+        });
+      });
+      server.on('stream', (stream, headers) => options.onStream(stream, headers));
+      server.on('sessionError', (e: Error) => end(new TunnelError('protocol', `HTTP/2 on the tunnel failed: ${e.message}`)));
+      server.emit('connection', duplex);
+
+      stopHeartbeat = startHeartbeat(ws, options.heartbeat, (silent) => {
+        end(new TunnelError('heartbeat-timeout', `the proxy stopped answering (silent for ${Math.round(silent / 1000)} s)`));
+      });
+
+      ws.on('close', (code: number, reasonBuf: Buffer) => {
+        const reason = reasonBuf.toString() || 'no reason given';
+        if (code === CloseCode.Replaced) end(new TunnelError('replaced', `another bridge of this account connected: ${reason}`, true));
+        else if (code === CloseCode.ProxyStopping) end(new TunnelError('closed', `the proxy is stopping: ${reason}`));
+        else end(new TunnelError('closed', `the connection to the proxy closed (code ${code}: ${reason})`));
+      });
+      ws.on('error', (e: Error) => end(new TunnelError('network', `the connection to the proxy failed: ${e.message}`)));
+
+      resolve({
+        closed,
+        close(reason = 'bridge stopping') {
+          if (ws.readyState === ws.OPEN) ws.close(1000, reason);
+          end(new TunnelError('closed', reason));
+        },
+      });
+    });
+  });
+}

@@ -1,0 +1,58 @@
+/**
+ * Runs one streaming proxy: the entry point of the per-user proxy container, and a way to run
+ * the proxy alone. Configured by flags or environment (containers use the environment).
+ *
+ *   PROXY_OWNER=alice PROXY_TOKEN=... tsx server/src/proxy/cli.ts --port 8080
+ */
+import { parseArgs } from 'node:util';
+import { createLogger } from '../log.js';
+import { StaticTokenAuthenticator } from './auth.js';
+import { StreamingProxy } from './streaming-proxy.js';
+
+function fail(message: string): never {
+  process.stderr.write(`streaming proxy: ${message}\n`);
+  process.exit(2);
+}
+
+const { values } = parseArgs({
+  options: {
+    port: { type: 'string', default: process.env['PROXY_PORT'] ?? '8080' },
+    host: { type: 'string', default: process.env['PROXY_HOST'] ?? '127.0.0.1' },
+    help: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+if (values.help) {
+  process.stdout.write(
+    'usage: proxy [--port N] [--host ADDR]\n' +
+      'environment: PROXY_OWNER (user id), PROXY_TOKEN (bearer token, >= 16 chars), LOG_LEVEL\n',
+  );
+  process.exit(0);
+}
+const port = Number(values.port);
+if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`--port "${values.port}" is not a port number (0-65535)`);
+const owner = process.env['PROXY_OWNER'];
+const token = process.env['PROXY_TOKEN'];
+if (!owner) fail('PROXY_OWNER (the id of the user this proxy belongs to) is not set');
+if (!token) fail('PROXY_TOKEN (the bearer token its bridge and clients present) is not set');
+
+const log = createLogger({ component: 'streaming-proxy' });
+let authenticator: StaticTokenAuthenticator;
+try {
+  authenticator = new StaticTokenAuthenticator(owner, token);
+} catch (e) {
+  fail((e as Error).message);
+}
+const proxy = new StreamingProxy({ authenticator, log, processMetrics: true });
+const url = await proxy.listen(port, values.host).catch((e: Error) => fail(`cannot listen on ${values.host}:${port}: ${e.message}`));
+log.info('streaming proxy listening', { url });
+
+let stopping = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    log.info('stopping', { signal });
+    void proxy.close().then(() => process.exit(0));
+  });
+}

@@ -1,0 +1,37 @@
+/** Answers in Ollama's error shape, `{"error": "..."}`, so every Ollama client shows the message. */
+import type { ServerResponse } from 'node:http';
+import { REFUSAL_HEADER } from '../../../bridge/connection/protocol.js';
+
+export function sendOllamaError(
+  res: ServerResponse,
+  status: number,
+  code: string,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify({ error: message });
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    [REFUSAL_HEADER]: code,
+    ...headers,
+  });
+  res.end(body);
+}
+
+/** Client protocol errors (huge headers, garbage) caught before a request object exists. */
+export function rawHttpError(status: number, reason: string, message: string): string {
+  const body = JSON.stringify({ error: message });
+  return (
+    `HTTP/1.1 ${status} ${reason}\r\n` +
+    'Content-Type: application/json; charset=utf-8\r\n' +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+    'Connection: close\r\n\r\n' +
+    body
+  );
+}

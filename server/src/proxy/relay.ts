@@ -1,0 +1,142 @@
+/**
+ * Relays one Ollama API request through the tunnel and streams the answer back, chunk by chunk
+ * as the bridge sends it: no buffering, no compression, no timeout of its own.
+ *
+ * Failure rules (OLLAMA-API.md): no bridge → 503 at once; bridge lost or Ollama failing before
+ * the answer began → 502; after it began → the client sees a broken response (an error line
+ * for NDJSON/SSE, then the connection cut without the chunked terminator), never a clean end.
+ */
+import http2, { type ClientHttp2Stream } from 'node:http2';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { relayableRequestHeaders, relayableResponseHeaders } from '../../../bridge/connection/headers.js';
+import { COMPLETE_TRAILER } from '../../../bridge/connection/protocol.js';
+import type { BridgeLink } from './bridge-link.js';
+import { sendOllamaError } from './ollama-errors.js';
+import type { ProxyMetrics } from './proxy-metrics.js';
+
+const { NGHTTP2_CANCEL } = http2.constants;
+
+export const NO_BRIDGE_MESSAGE =
+  'your computer is not connected: the CloudToLocalLLM bridge on your computer is not running or cannot reach the cloud. ' +
+  'Start CloudToLocalLLM on your computer and sign in, then try again.';
+
+function isLineStream(contentType: string | undefined): 'ndjson' | 'sse' | undefined {
+  if (!contentType) return undefined;
+  if (contentType.includes('ndjson')) return 'ndjson';
+  if (contentType.includes('text/event-stream')) return 'sse';
+  return undefined;
+}
+
+export class Relay {
+  active = 0;
+
+  constructor(
+    private readonly link: BridgeLink,
+    private readonly metrics: ProxyMetrics,
+  ) {}
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const stream = this.link.request({
+      ':method': req.method ?? 'GET',
+      ':path': req.url ?? '/',
+      ...relayableRequestHeaders(req.headers),
+    });
+    if (!stream) {
+      this.metrics.requests.inc({ outcome: 'no-bridge' });
+      sendOllamaError(res, 503, 'no-bridge', NO_BRIDGE_MESSAGE, { 'retry-after': '5' });
+      req.resume();
+      return;
+    }
+    this.track(req, res, stream);
+  }
+
+  private track(req: IncomingMessage, res: ServerResponse, stream: ClientHttp2Stream): void {
+    this.active += 1;
+    this.metrics.activeStreams.inc();
+    let complete = false;
+    let done = false;
+    let lineKind: 'ndjson' | 'sse' | undefined;
+    let lastByte = 0x0a;
+    const finish = (outcome: string): void => {
+      if (done) return;
+      done = true;
+      this.active -= 1;
+      this.metrics.activeStreams.dec();
+      this.metrics.requests.inc({ outcome });
+    };
+
+    // Request body: streamed up with backpressure from HTTP/2 flow control.
+    req.on('data', (chunk: Buffer) => this.metrics.bytes.inc({ direction: 'up' }, chunk.length));
+    req.pipe(stream);
+    stream.on('error', () => {
+      /* handled on 'close' with the stream's state */
+    });
+
+    // Body listeners are attached only once the response head is handled: Node emits
+    // 'response' on the next tick, and DATA that came in the same read would otherwise
+    // be written before the head.
+    stream.on('response', (headers) => {
+      const status = Number(headers[':status'] ?? 502);
+      lineKind = isLineStream(typeof headers['content-type'] === 'string' ? headers['content-type'] : undefined);
+      res.writeHead(status, relayableResponseHeaders(headers as import('node:http').IncomingHttpHeaders));
+      // Headers now, so a client waiting on a slow model load sees the request was accepted.
+      res.flushHeaders();
+      stream.on('data', (chunk: Buffer) => {
+        this.metrics.bytes.inc({ direction: 'down' }, chunk.length);
+        lastByte = chunk[chunk.length - 1] ?? lastByte;
+        if (!res.write(chunk)) {
+          stream.pause();
+          res.once('drain', () => stream.resume());
+        }
+      });
+    });
+    stream.on('trailers', (trailers) => {
+      if (trailers[COMPLETE_TRAILER] === '1') complete = true;
+    });
+
+    // Decided on 'close', the last event, once both 'end' and the trailer have been seen.
+    stream.on('close', () => {
+      if (done) return;
+      if (complete && stream.readableEnded) {
+        res.end();
+        finish('ok');
+        return;
+      }
+      // The stream ended without its END_STREAM: the bridge reset it, or the tunnel died.
+      const lost = !this.link.connected;
+      const what = lost
+        ? 'the connection to your computer was lost'
+        : 'Ollama on your computer stopped answering';
+      if (!res.headersSent) {
+        sendOllamaError(res, 502, lost ? 'bridge-lost' : 'upstream-reset', `${what} before the answer began; try again`);
+        finish(lost ? 'bridge-lost' : 'upstream-reset');
+        return;
+      }
+      this.breakResponse(res, lineKind, lastByte, `${what} mid-stream: this answer is incomplete`);
+      finish(lost ? 'bridge-lost' : 'upstream-reset');
+    });
+
+    // The client went away: reset the stream so the bridge aborts the request to Ollama.
+    res.on('close', () => {
+      if (res.writableFinished) return;
+      if (!stream.closed && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
+      finish('client-aborted');
+    });
+  }
+
+  /** Ends a started response so no client can take it for complete. */
+  private breakResponse(res: ServerResponse, kind: 'ndjson' | 'sse' | undefined, lastByte: number, message: string): void {
+    const cut = (): void => {
+      res.destroy();
+    };
+    if (res.destroyed || res.writableEnded) return;
+    const sep = lastByte === 0x0a ? '' : '\n';
+    if (kind === 'ndjson') {
+      res.write(`${sep}${JSON.stringify({ error: message })}\n`, cut);
+    } else if (kind === 'sse') {
+      res.write(`${sep}\ndata: ${JSON.stringify({ error: { message, type: 'api_error' } })}\n\n`, cut);
+    } else {
+      cut();
+    }
+  }
+}

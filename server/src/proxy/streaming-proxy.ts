@@ -1,0 +1,229 @@
+/**
+ * One user's streaming proxy: accepts that user's bridge on BRIDGE_PATH and serves the whole
+ * Ollama HTTP API by relaying every other request over the bridge. Writes nothing to disk.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { WebSocketServer } from 'ws';
+import { DEFAULT_HEARTBEAT, type HeartbeatOptions } from '../../../bridge/connection/heartbeat.js';
+import {
+  BRIDGE_PATH,
+  subprotocolFor,
+  TUNNEL_PROTOCOL_VERSION,
+  UPDATE_REQUIRED_STATUS,
+  versionOf,
+} from '../../../bridge/connection/protocol.js';
+import { silentLogger, type Logger } from '../log.js';
+import type { Authenticator } from './auth.js';
+import { BridgeLink } from './bridge-link.js';
+import { rawHttpError, sendOllamaError } from './ollama-errors.js';
+import { ProxyMetrics } from './proxy-metrics.js';
+import { Relay } from './relay.js';
+
+export interface StreamingProxyOptions {
+  authenticator: Authenticator;
+  heartbeat?: HeartbeatOptions;
+  log?: Logger;
+  /** Largest request head accepted, in bytes (Node's default is 16 KiB). */
+  maxHeaderBytes?: number;
+  /** Collect process metrics (CPU, memory) too: on for a proxy in its own container. */
+  processMetrics?: boolean;
+}
+
+export interface ProxyHealth {
+  status: 'ok';
+  bridgeConnected: boolean;
+  bridgeConnectedSince: string | null;
+  activeStreams: number;
+  uptimeSeconds: number;
+  lastActivity: string;
+  protocolVersion: number;
+}
+
+export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
+
+export class StreamingProxy {
+  readonly server: http.Server;
+  readonly metrics: ProxyMetrics;
+  readonly link: BridgeLink;
+  private readonly relay: Relay;
+  private readonly wss: WebSocketServer;
+  private readonly log: Logger;
+  private readonly startedAt = Date.now();
+  private lastActivityAt = Date.now();
+  private readonly sockets = new Set<Socket>();
+
+  constructor(private readonly options: StreamingProxyOptions) {
+    this.log = options.log ?? silentLogger;
+    this.metrics = new ProxyMetrics(options.processMetrics ?? false);
+    this.link = new BridgeLink(options.heartbeat ?? DEFAULT_HEARTBEAT, this.log);
+    this.relay = new Relay(this.link, this.metrics);
+    this.link.on('activity', () => this.touch());
+    this.link.on('connected', () => this.metrics.bridgeConnected.set(1));
+    this.link.on('disconnected', () => this.metrics.bridgeConnected.set(0));
+    this.wss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      maxPayload: 64 << 20,
+      handleProtocols: () => subprotocolFor(TUNNEL_PROTOCOL_VERSION),
+    });
+    this.server = http.createServer({
+      maxHeaderSize: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,
+      // Uploads of multi-gigabyte blobs and many-minute generations: no total request timeout.
+      requestTimeout: 0,
+      headersTimeout: 60_000,
+      noDelay: true,
+    });
+    this.server.on('request', (req, res) => void this.onRequest(req, res));
+    this.server.on('upgrade', (req, socket, head) => void this.onUpgrade(req, socket as Socket, head));
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.onClientError(err, socket));
+    this.server.on('connection', (socket: Socket) => {
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+    });
+  }
+
+  /** Last time a request or a bridge frame passed: the cloud server's idle cleanup reads it. */
+  get lastActivity(): number {
+    return this.lastActivityAt;
+  }
+
+  health(): ProxyHealth {
+    const since = this.link.connectedSince;
+    return {
+      status: 'ok',
+      bridgeConnected: this.link.connected,
+      bridgeConnectedSince: since === undefined ? null : new Date(since).toISOString(),
+      activeStreams: this.relay.active,
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      lastActivity: new Date(this.lastActivityAt).toISOString(),
+      protocolVersion: TUNNEL_PROTOCOL_VERSION,
+    };
+  }
+
+  async listen(port = 0, host = '127.0.0.1'): Promise<string> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    const address = this.server.address() as AddressInfo;
+    const h = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    return `http://${h}:${address.port}`;
+  }
+
+  /** Closes the bridge (telling it the proxy is stopping) and every client connection. */
+  async close(): Promise<void> {
+    this.link.close();
+    this.wss.close();
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const socket of this.sockets) socket.destroy();
+    await closed;
+  }
+
+  private touch(): void {
+    this.lastActivityAt = Date.now();
+  }
+
+  private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    if ((path === '/health' || path === '/metrics') && (req.method === 'GET' || req.method === 'HEAD')) {
+      if (path === '/health') {
+        const body = JSON.stringify(this.health());
+        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      } else {
+        const text = await this.metrics.registry.metrics();
+        res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
+        res.end(req.method === 'HEAD' ? undefined : text);
+      }
+      return;
+    }
+    if (path === BRIDGE_PATH) {
+      sendOllamaError(res, 426, 'websocket-required', `${BRIDGE_PATH} is the bridge's WebSocket endpoint; it needs a WebSocket upgrade`, {
+        upgrade: 'websocket',
+      });
+      return;
+    }
+    this.touch();
+    if (!(req.url ?? '').startsWith('/')) {
+      // Absolute-form ("GET http://host/...") and asterisk-form targets: this is no forward proxy.
+      sendOllamaError(res, 400, 'absolute-form', 'absolute-form or asterisk-form request targets are refused; send a path like /api/chat');
+      req.resume();
+      return;
+    }
+    const auth = await this.options.authenticator.authenticate(req.headers, 'ollama');
+    if (!auth.ok) {
+      this.metrics.authFailures.inc({ reason: auth.reason });
+      sendOllamaError(res, auth.status, `auth-${auth.reason}`, auth.message, {
+        'www-authenticate': `Bearer realm="CloudToLocalLLM", error="invalid_token"`,
+      });
+      req.resume();
+      return;
+    }
+    this.relay.handle(req, res);
+  }
+
+  private async onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+    socket.on('error', () => socket.destroy());
+    const refuse = (status: number, reason: string, message: string, result: string, extra = ''): void => {
+      this.metrics.bridgeConnections.inc({ result });
+      if (!socket.writable) return;
+      const response = rawHttpError(status, reason, message);
+      socket.end(extra ? response.replace('\r\n', `\r\n${extra}\r\n`) : response);
+    };
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== BRIDGE_PATH) {
+      refuse(404, 'Not Found', `WebSocket connections are only accepted on ${BRIDGE_PATH}`, 'wrong-path');
+      return;
+    }
+    const offered = String(req.headers['sec-websocket-protocol'] ?? '')
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean);
+    const versions = offered.map(versionOf).filter((v): v is number => v !== undefined);
+    if (!versions.includes(TUNNEL_PROTOCOL_VERSION)) {
+      const theirs = versions.length ? `v${Math.max(...versions)}` : 'no known version';
+      const newer = versions.length > 0 && Math.max(...versions) > TUNNEL_PROTOCOL_VERSION;
+      const message = newer
+        ? `update required: your desktop app speaks tunnel protocol ${theirs}, this cloud proxy only v${TUNNEL_PROTOCOL_VERSION}; the cloud server must be updated`
+        : `update required: your desktop app speaks tunnel protocol ${theirs}, this cloud proxy needs v${TUNNEL_PROTOCOL_VERSION}; update CloudToLocalLLM on your computer`;
+      this.log.warn('bridge refused: protocol version mismatch', { offered: versions, needed: TUNNEL_PROTOCOL_VERSION });
+      refuse(UPDATE_REQUIRED_STATUS, 'Upgrade Required', message, 'version-mismatch', `Upgrade: websocket`);
+      return;
+    }
+    const auth = await this.options.authenticator.authenticate(req.headers, 'bridge');
+    if (!auth.ok) {
+      this.metrics.authFailures.inc({ reason: auth.reason });
+      this.log.warn('bridge refused: credentials', { reason: auth.reason });
+      refuse(auth.status, auth.status === 401 ? 'Unauthorized' : 'Forbidden', auth.message, `auth-${auth.reason}`,
+        'WWW-Authenticate: Bearer realm="CloudToLocalLLM", error="invalid_token"');
+      return;
+    }
+    if (socket.destroyed) return;
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      this.metrics.bridgeConnections.inc({ result: 'accepted' });
+      this.touch();
+      this.link.attach(ws);
+    });
+  }
+
+  private onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    if (!socket.writable || err.code === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
+    if (err.code === 'HPE_HEADER_OVERFLOW') {
+      const limit = this.options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
+      socket.end(rawHttpError(431, 'Request Header Fields Too Large', `the request's headers are larger than the limit of ${limit} bytes`));
+      return;
+    }
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'HPE_HEADERS_TIMEOUT') {
+      socket.end(rawHttpError(408, 'Request Timeout', 'the request headers did not arrive in time'));
+      return;
+    }
+    socket.end(rawHttpError(400, 'Bad Request', `the request is not valid HTTP (${err.code ?? 'parse error'})`));
+  }
+}
