@@ -103,7 +103,7 @@ export async function startSshForward(targetPort: number): Promise<SshForwardRes
     const version = spawnSync('/usr/bin/ssh', ['-V'], { encoding: 'utf8' }).stderr.trim() || 'OpenSSH';
     // Both ends use their defaults, so the client's first cipher preference is what is negotiated.
     const cipher = /^ciphers (\S+)/m
-      .exec(execFileSync('/usr/bin/ssh', ['-F', '/dev/null', '-G', '127.0.0.1'], { encoding: 'utf8' }))?.[1]
+      .exec(spawnSync('/usr/bin/ssh', ['-F', '/dev/null', '-G', '127.0.0.1'], { encoding: 'utf8' }).stdout)?.[1]
       ?.split(',')[0] ?? 'default';
     const forward: SshForward = {
       url: `http://127.0.0.1:${fwdPort}`,

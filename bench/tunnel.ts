@@ -14,7 +14,7 @@
  *                          [--workloads ttfb,stream,concurrent,upload] [--cpu-prof DIR]
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -25,12 +25,13 @@ import { startSshForward, type SshForward } from './ssh-forward.js';
 import { fmt, median, ratio, table } from './stats.js';
 import {
   concurrent,
-  makeBlob,
+  blobFactory,
   makeTarget,
   openConnections,
   stream,
   ttfb,
   upload,
+  type Blob,
   type ConcurrentResult,
   type StreamResult,
   type Target,
@@ -46,7 +47,7 @@ const EMULATOR_SOURCE = join(ROOT, 'test/emulator/ollama-emulator.ts');
 
 const { values: args } = parseArgs({
   options: {
-    repeats: { type: 'string', default: '3' },
+    repeats: { type: 'string', default: '5' },
     quick: { type: 'boolean', default: false },
     json: { type: 'string' },
     paths: { type: 'string', default: 'direct,tunnel,ssh' },
@@ -64,7 +65,7 @@ if (args.help) {
   process.exit(0);
 }
 const quick = args.quick;
-const REPEATS = Math.max(1, Number(args.repeats) || 3);
+const REPEATS = Math.max(1, Number(args.repeats) || 5);
 const CONFIG = {
   ttfbSamples: quick ? 200 : 1000,
   streamTokens: 5000,
@@ -72,6 +73,21 @@ const CONFIG = {
   concurrentTokens: quick ? 250 : 1000,
   uploadMiB: quick ? 32 : 100,
 };
+/**
+ * Warm-up per path before anything is measured. Node processes keep getting faster for several
+ * hundred MiB / a few thousand requests (JIT tiers, V8 new-space growth): measured cold, the
+ * tunnel's upload ran at 160 MiB/s and reached ~300 MiB/s only after ~400 MiB. A proxy and bridge
+ * live for days, so the warmed-up figure is the one that matters.
+ */
+const WARMUP = {
+  ttfbSamples: quick ? 300 : 2000,
+  streams: quick ? 1 : 3,
+  concurrentRuns: quick ? 1 : 2,
+  concurrentTokens: quick ? 100 : 500,
+  uploads: quick ? 1 : 4,
+};
+/** A run that takes longer than this is reported as a failure of the path, not waited for. */
+const RUN_TIMEOUT_MS = 60_000;
 const wantedPaths = new Set(args.paths.split(',').map((s) => s.trim()));
 const wantedWorkloads = new Set(args.workloads.split(',').map((s) => s.trim()));
 const cpuProfDir = args['cpu-prof'] ? resolve(args['cpu-prof']) : undefined;
@@ -132,7 +148,8 @@ async function startEmulator(): Promise<{ child: Child; url: string }> {
 async function startTunnel(emulatorUrl: string): Promise<{ proxy: Child; bridge: Child; url: string; token: string }> {
   const token = randomBytes(24).toString('base64url');
   const profFlags = (name: string): string[] =>
-    cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir, '--cpu-prof-name', `${name}.${Date.now()}.cpuprofile`] : [];
+    // One directory per process: Node writes one profile per thread (tsx's loader runs in a worker).
+    cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', join(cpuProfDir, name)] : [];
   const proxy = spawnTs(
     'proxy',
     join(ROOT, 'server/src/proxy/cli.ts'),
@@ -202,6 +219,34 @@ function getJson(url: string): Promise<unknown> {
   });
 }
 
+function withTimeout<T>(what: string, promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Share of the machine's CPU time (0..1) spent busy over `ms`, from /proc/stat; NaN elsewhere. */
+async function machineBusy(ms: number): Promise<number> {
+  const read = (): number[] | undefined => {
+    try {
+      const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
+      return line.trim().split(/\s+/).slice(1).map(Number);
+    } catch {
+      return undefined;
+    }
+  };
+  const a = read();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = read();
+  if (!a || !b) return Number.NaN;
+  const d = b.map((v, i) => v - (a[i] ?? 0));
+  const total = d.reduce((x, y) => x + y, 0);
+  const idle = (d[3] ?? 0) + (d[4] ?? 0);
+  return total > 0 ? 1 - idle / total : Number.NaN;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Measurement with CPU accounting
 
@@ -255,6 +300,10 @@ async function main(): Promise<void> {
       `${CONFIG.concurrentStreams} concurrent streams × ${CONFIG.concurrentTokens} lines; ${CONFIG.uploadMiB} MiB blob upload; ` +
       `median of ${REPEATS} runs each`,
   );
+  const busy = await machineBusy(1_000);
+  if (Number.isFinite(busy)) {
+    log(`machine busy before the run: ${(busy * 100).toFixed(0)}% of all cores${busy > 0.15 ? '  ⚠ other work is running: results will be noisy' : ''}`);
+  }
   if (!existsSync(EMULATOR_SOURCE)) {
     throw new Error(`the Ollama emulator (${EMULATOR_SOURCE}) is missing; the benchmark needs it`);
   }
@@ -305,16 +354,22 @@ async function main(): Promise<void> {
   }
   if (!paths.length) throw new Error('no path to benchmark (see --paths)');
 
-  const blob = wantedWorkloads.has('upload') ? makeBlob(CONFIG.uploadMiB) : undefined;
-  const warmBlob = wantedWorkloads.has('upload') ? makeBlob(8) : undefined;
+  const nextBlob = wantedWorkloads.has('upload') ? blobFactory(CONFIG.uploadMiB) : undefined;
+  const nextWarmBlob = nextBlob;
 
-  // Warm-up: JIT, connection pools, the bridge's agent to the emulator, the SSH channels.
+  // Warm-up: JIT, V8 heap sizing, connection pools, the bridge's agent to the emulator, the SSH channels.
   log('\nwarming up…');
   for (const p of paths) {
-    await ttfb(p.target, 200);
-    await stream(p.target, 2000);
-    await concurrent(p.target, CONFIG.concurrentStreams, 100);
-    if (warmBlob) await upload(p.target, warmBlob);
+    const t0 = performance.now();
+    await withTimeout(`${p.label} warm-up`, (async () => {
+      if (wantedWorkloads.has('ttfb')) await ttfb(p.target, WARMUP.ttfbSamples);
+      if (wantedWorkloads.has('stream')) for (let i = 0; i < WARMUP.streams; i++) await stream(p.target, CONFIG.streamTokens);
+      if (wantedWorkloads.has('concurrent')) {
+        for (let i = 0; i < WARMUP.concurrentRuns; i++) await concurrent(p.target, CONFIG.concurrentStreams, WARMUP.concurrentTokens);
+      }
+      if (nextWarmBlob) for (let i = 0; i < WARMUP.uploads; i++) await upload(p.target, nextWarmBlob());
+    })(), RUN_TIMEOUT_MS * 2);
+    log(`  ${p.label}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
 
   const results: Results = { ttfb: {}, stream: {}, concurrent: {}, upload: {} };
@@ -337,7 +392,7 @@ async function main(): Promise<void> {
     for (let r = 0; r < REPEATS; r++) {
       for (const p of paths) {
         if (prepare) await prepare(p.target);
-        const s = await measure(p, () => run(p.target));
+        const s = await measure(p, () => withTimeout(`${name}, ${p.label}`, run(p.target), RUN_TIMEOUT_MS));
         bucket[p.key]?.push(s);
         log(`  run ${r + 1}/${REPEATS} ${p.label.padEnd(7)} ${describe(s.result)}   [cpu: ${cpuSummary([s])}]`);
       }
@@ -358,12 +413,19 @@ async function main(): Promise<void> {
   if (wantedWorkloads.has('concurrent')) {
     await runAll(`${CONFIG.concurrentStreams} concurrent streams`, results.concurrent,
       (t) => concurrent(t, CONFIG.concurrentStreams, CONFIG.concurrentTokens),
-      (r) => `${fmt(r.linesPerSecond)} lines/s aggregate; first done ${fmt(r.firstDone)} s, last ${fmt(r.lastDone)} s; slowest at ${fmt(r.slowestProgressAtFirstDone * 100)}% when first done`,
+      (r) =>
+        `${fmt(r.linesPerSecond)} lines/s aggregate; first done ${fmt(r.firstDone)} s, last ${fmt(r.lastDone)} s; ` +
+        `slowest at ${fmt(r.slowestProgressAtFirstDone * 100)}% when first done; starts spread over ${fmt(r.startSpread)} s`,
       rewarm(CONFIG.concurrentStreams));
   }
-  if (blob) {
-    await runAll(`${CONFIG.uploadMiB} MiB blob upload`, results.upload, (t) => upload(t, blob),
-      (r) => `${fmt(r.mibPerSecond)} MiB/s (${fmt(r.seconds)} s)`, rewarm(1));
+  if (nextBlob) {
+    // A fresh body per run, made before the clock starts (the 'prepare' step).
+    let blob: Blob | undefined;
+    await runAll(`${CONFIG.uploadMiB} MiB blob upload`, results.upload, (t) => upload(t, blob as Blob),
+      (r) => `${fmt(r.mibPerSecond)} MiB/s (${fmt(r.seconds)} s)`, async (t) => {
+        blob = nextBlob();
+        await openConnections(t, 1);
+      });
   }
 
   report(paths, results, sshNote, started, cpuModel);
@@ -414,6 +476,7 @@ function report(paths: Path[], results: Results, sshNote: string, started: numbe
     rows.push({ workload: label, metric: 'aggregate lines/s', better: 'higher', values: valuesOf(results.concurrent, (r) => r.linesPerSecond) });
     rows.push({ workload: '', metric: 'fastest stream done (s)', better: 'lower', values: valuesOf(results.concurrent, (r) => r.firstDone) });
     rows.push({ workload: '', metric: 'slowest stream done (s)', better: 'lower', values: valuesOf(results.concurrent, (r) => r.lastDone) });
+    rows.push({ workload: '', metric: 'spread of first lines (s)', better: 'lower', values: valuesOf(results.concurrent, (r) => r.startSpread) });
     rows.push({
       workload: '',
       metric: 'slowest stream progress at fastest finish (%)',

@@ -41,7 +41,7 @@ interface CallOptions {
   path: string;
   body?: string | Buffer;
   /** For a large upload: the body as a repeated chunk, written with backpressure. */
-  repeatedBody?: { chunk: Buffer; times: number };
+  repeatedBody?: { chunk: Buffer; last: Buffer; times: number };
   headers?: Record<string, string>;
   onLines?: (total: number) => void;
 }
@@ -50,7 +50,7 @@ function call(t: Target, o: CallOptions): Promise<Call> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string | number> = { ...t.headers, ...o.headers };
     if (o.body !== undefined) headers['content-length'] = Buffer.byteLength(o.body);
-    if (o.repeatedBody) headers['content-length'] = o.repeatedBody.chunk.length * o.repeatedBody.times;
+    if (o.repeatedBody) headers['content-length'] = o.repeatedBody.chunk.length * (o.repeatedBody.times - 1) + o.repeatedBody.last.length;
     const startedAt = now();
     let headAt = 0;
     const req = http.request(
@@ -85,12 +85,12 @@ function call(t: Target, o: CallOptions): Promise<Call> {
     });
     req.on('error', (e) => reject(new Error(`${t.name} ${o.method} ${o.path}: ${e.message}`)));
     if (o.repeatedBody) {
-      const { chunk, times } = o.repeatedBody;
+      const { chunk, last, times } = o.repeatedBody;
       let sent = 0;
       const pump = (): void => {
         while (sent < times) {
           sent += 1;
-          if (!req.write(chunk)) {
+          if (!req.write(sent === times ? last : chunk)) {
             req.once('drain', pump);
             return;
           }
@@ -167,12 +167,15 @@ export interface ConcurrentResult {
   lastDone: number;
   /** Share of its lines the slowest stream had when the fastest one finished (1 = perfectly fair). */
   slowestProgressAtFirstDone: number;
+  /** Time between the first stream's first line and the last stream's first line, seconds. */
+  startSpread: number;
 }
 
 /** `count` generate streams at once, `tokens` lines each. */
 export async function concurrent(t: Target, count: number, tokens: number): Promise<ConcurrentResult> {
   const expected = tokens + 1;
   const progress = new Array<number>(count).fill(0);
+  const firstLine = new Array<number>(count).fill(Number.NaN);
   let snapshot: number[] | undefined;
   const body = generateBody(tokens);
   const start = now();
@@ -184,6 +187,7 @@ export async function concurrent(t: Target, count: number, tokens: number): Prom
         body,
         headers: { 'content-type': 'application/json' },
         onLines: (n) => {
+          if (progress[i] === 0) firstLine[i] = now();
           progress[i] = n;
           if (n === expected && snapshot === undefined) snapshot = [...progress];
         },
@@ -205,6 +209,7 @@ export async function concurrent(t: Target, count: number, tokens: number): Prom
     firstDone: Math.min(...ends) / 1000,
     lastDone: seconds,
     slowestProgressAtFirstDone: Math.min(...(snapshot ?? progress)) / expected,
+    startSpread: (Math.max(...firstLine) - Math.min(...firstLine)) / 1000,
   };
 }
 
@@ -215,18 +220,29 @@ export async function openConnections(t: Target, count: number): Promise<void> {
 }
 
 export interface Blob {
+  /** The body is `chunk` repeated `times - 1` times, then `last`. */
   chunk: Buffer;
+  last: Buffer;
   times: number;
   bytes: number;
   digest: string;
 }
 
-/** A body of `mib` MiB: one random MiB repeated, and its sha256 (computed once). */
-export function makeBlob(mib: number): Blob {
+/**
+ * Blobs of `mib` MiB. Ollama (and the emulator) answer 200 at once, without reading the body,
+ * for a blob they already have, so every upload needs a body of its own: all share one random
+ * prefix (hashed once) and differ in their last MiB.
+ */
+export function blobFactory(mib: number): () => Blob {
+  if (mib < 2) throw new RangeError('blobFactory: at least 2 MiB');
   const chunk = randomBytes(1 << 20);
-  const hash = createHash('sha256');
-  for (let i = 0; i < mib; i++) hash.update(chunk);
-  return { chunk, times: mib, bytes: chunk.length * mib, digest: hash.digest('hex') };
+  const prefix = createHash('sha256');
+  for (let i = 0; i < mib - 1; i++) prefix.update(chunk);
+  return () => {
+    const last = randomBytes(1 << 20);
+    const digest = prefix.copy().update(last).digest('hex');
+    return { chunk, last, times: mib, bytes: chunk.length * mib, digest };
+  };
 }
 
 export interface UploadResult {
@@ -240,7 +256,7 @@ export async function upload(t: Target, blob: Blob): Promise<UploadResult> {
   const c = await call(t, {
     method: 'POST',
     path: `/api/blobs/sha256:${blob.digest}`,
-    repeatedBody: { chunk: blob.chunk, times: blob.times },
+    repeatedBody: { chunk: blob.chunk, last: blob.last, times: blob.times },
     headers: { 'content-type': 'application/octet-stream' },
   });
   expectStatus(t, 'POST /api/blobs', c, 201);

@@ -1,23 +1,25 @@
 /**
- * The whole product on one machine, without a desktop: a streaming proxy on loopback and the
- * bridge connected to it and to your Ollama. Prints the endpoint and bearer token that any
- * Ollama client can use; with --json, one JSON line on stdout (logs go to stderr).
+ * The whole product on one machine, without a desktop: the cloud server with its embedded
+ * sign-in issuer (Docker runtime when a Docker engine answers, else in-process), and the bridge
+ * signed in against that issuer without a browser, connected to your Ollama. Prints the endpoint
+ * and a bearer token for any Ollama client; with --json, exactly one JSON line on stdout
+ * (`{"endpoint","token"}`) and every log on stderr. Ctrl-C or SIGTERM stops everything and
+ * leaves no container or network behind.
  *
- *   npm run start:headless -- [--port N] [--ollama-url URL] [--allow pull,...] [--json]
+ *   npm run start:headless -- [--port N] [--ollama-url URL] [--runtime docker|process] [--allow pull,...] [--user NAME] [--json]
  */
-import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { Bridge } from '../bridge/bridge.js';
-import { BRIDGE_PATH } from '../bridge/connection/protocol.js';
 import { DEFAULT_OLLAMA_URL } from '../bridge/forward/ollama-target.js';
 import { parseManagementList } from '../bridge/ingress/policy.js';
+import { headlessSignIn, refreshHeadless } from '../main/auth/headless-login.js';
+import { startCloudServer, type CloudServer } from '../server/src/cloud-server.js';
+import { ConfigError, loadConfig } from '../server/src/config.js';
 import { createLogger } from '../server/src/log.js';
-import { StaticTokenAuthenticator } from '../server/src/proxy/auth.js';
-import { StreamingProxy } from '../server/src/proxy/streaming-proxy.js';
 
-function fail(message: string): never {
+function fail(message: string, code = 2): never {
   process.stderr.write(`start:headless: ${message}\n`);
-  process.exit(2);
+  process.exit(code);
 }
 
 let values;
@@ -25,8 +27,10 @@ try {
   ({ values } = parseArgs({
     options: {
       port: { type: 'string', default: '0' },
+      runtime: { type: 'string', default: 'auto' },
       'ollama-url': { type: 'string', default: DEFAULT_OLLAMA_URL },
       allow: { type: 'string', default: '' },
+      user: { type: 'string', default: 'local-user' },
       json: { type: 'boolean', default: false },
     },
     strict: true,
@@ -34,52 +38,93 @@ try {
 } catch (e) {
   fail((e as Error).message);
 }
-const port = Number(values.port);
-if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`--port "${values.port}" is not a port number (0 picks a free one)`);
 
 const log = createLogger({ component: 'headless' });
-const token = randomBytes(32).toString('base64url');
-const proxy = new StreamingProxy({ authenticator: new StaticTokenAuthenticator('local-user', token), log });
-const url = await proxy.listen(port, '127.0.0.1').catch((e: Error) => fail(`cannot listen on 127.0.0.1:${port}: ${e.message}`));
-
-let bridge: Bridge;
+let config;
 try {
-  bridge = new Bridge({
-    proxyUrl: url + BRIDGE_PATH,
-    getToken: () => token,
-    ollamaUrl: values['ollama-url'],
-    policy: { allowManagement: parseManagementList(values.allow) },
-  });
+  // The local stack always uses the embedded issuer, whatever AUTH0_* the shell has.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AUTH0_')));
+  config = loadConfig(env, ['--port', values.port, '--host', '127.0.0.1', '--runtime', values.runtime]);
 } catch (e) {
-  await proxy.close();
+  fail(e instanceof ConfigError ? e.message : String(e));
+}
+let allow;
+try {
+  allow = parseManagementList(values.allow);
+} catch (e) {
   fail((e as Error).message);
 }
 
-let announced = false;
-bridge.on('status', (s) => {
-  log.info(`bridge ${s.state}`, { reason: s.reason, code: s.code });
-  if (s.state !== 'connected' || announced) return;
-  announced = true;
-  if (values.json) {
-    process.stdout.write(JSON.stringify({ endpoint: url, token }) + '\n');
-  } else {
-    process.stdout.write(
-      `\nCloudToLocalLLM is relaying ${values['ollama-url']}\n` +
-        `  endpoint: ${url}\n  token:    ${token}\n\n` +
-        `  try: curl -H "Authorization: Bearer ${token}" ${url}/api/tags\n` +
-        `  or:  OLLAMA_HOST=${url} with any client that can send the header\n\n`,
-    );
-  }
-});
-bridge.on('ollama', (o) => (o.reachable ? log.info('ollama reachable', { detail: o.detail }) : log.warn('ollama unreachable', { detail: o.detail })));
-bridge.start();
+let server: CloudServer;
+try {
+  // A printed token has to last a working day; the bridge itself refreshes before expiry.
+  server = await startCloudServer(config, { log, accessTokenTtlSec: 12 * 3600 });
+} catch (e) {
+  fail((e as Error).message, 1);
+}
+const issuer = server.embeddedIssuer!;
 
 let stopping = false;
+async function stop(code: number): Promise<never> {
+  stopping = true;
+  await bridge?.stop().catch(() => undefined);
+  await server.close().catch((e: Error) => log.error('stopping the server failed', { error: e.message }));
+  process.exit(code);
+}
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
     if (stopping) return;
-    stopping = true;
     log.info('stopping', { signal });
-    void bridge.stop().then(() => proxy.close()).then(() => process.exit(0));
+    void stop(0);
   });
 }
+
+let tokens;
+try {
+  tokens = await headlessSignIn({ issuer: issuer.issuer, clientId: issuer.desktopClientId, audience: server.audience, username: values.user });
+} catch (e) {
+  log.error('headless sign-in failed', { error: (e as Error).message });
+  await stop(1);
+}
+
+// The bridge asks for a token before each connection: refresh it when it is close to expiry.
+let current = tokens!;
+async function freshToken(): Promise<string> {
+  if (current.expiresAt - Date.now() < 60_000 && current.refreshToken) {
+    current = await refreshHeadless({ issuer: issuer.issuer, clientId: issuer.desktopClientId }, current);
+  }
+  return current.accessToken;
+}
+
+let bridge: Bridge | undefined;
+try {
+  bridge = new Bridge({
+    proxyUrl: `${server.url.replace(/^http/, 'ws')}/ws/bridge`,
+    getToken: freshToken,
+    ollamaUrl: values['ollama-url'],
+    policy: { allowManagement: allow },
+  });
+} catch (e) {
+  log.error((e as Error).message);
+  await stop(2);
+}
+
+let announced = false;
+bridge!.on('status', (s) => {
+  log.info(`bridge ${s.state}`, { reason: s.reason, code: s.code });
+  if (s.state !== 'connected' || announced) return;
+  announced = true;
+  const endpoint = `${server.url}/ollama`;
+  if (values.json) {
+    process.stdout.write(JSON.stringify({ endpoint, token: current.accessToken }) + '\n');
+  } else {
+    const minutes = Math.round((current.expiresAt - Date.now()) / 60_000);
+    process.stdout.write(
+      `\nCloudToLocalLLM is relaying ${values['ollama-url']} (proxies: ${server.runtime.kind})\n` +
+        `  endpoint: ${endpoint}\n  token:    ${current.accessToken}\n  (the token is valid for ${minutes} minutes)\n\n` +
+        `  try: curl -H "Authorization: Bearer $TOKEN" ${endpoint}/api/tags\n\n`,
+    );
+  }
+});
+bridge!.on('ollama', (o) => (o.reachable ? log.info('ollama reachable', { detail: o.detail }) : log.warn('ollama unreachable', { detail: o.detail })));
+bridge!.start();

@@ -22,23 +22,41 @@ export interface RawResponse {
   json(): any;
 }
 
+const hasHeader = (headers: OutgoingHttpHeaders, name: string): boolean => Object.keys(headers).some((h) => h.toLowerCase() === name);
+
 function encodeBody(body: RawRequest['body'], headers: OutgoingHttpHeaders): string | Buffer | Readable | undefined {
-  if (body === undefined || typeof body === 'string' || Buffer.isBuffer(body) || body instanceof Readable) return body;
-  if (!Object.keys(headers).some((h) => h.toLowerCase() === 'content-type')) headers['content-type'] = 'application/json';
-  return JSON.stringify(body);
+  if (body === undefined || body instanceof Readable) return body;
+  let bytes: string | Buffer;
+  if (typeof body === 'string' || Buffer.isBuffer(body)) bytes = body;
+  else {
+    if (!hasHeader(headers, 'content-type')) headers['content-type'] = 'application/json';
+    bytes = JSON.stringify(body);
+  }
+  // Node sends no body on DELETE (or GET) unless the length is declared.
+  if (!hasHeader(headers, 'content-length') && !hasHeader(headers, 'transfer-encoding')) headers['content-length'] = Buffer.byteLength(bytes);
+  return bytes;
 }
 
-/** Sends the request and resolves when the response headers arrive (the body is left to the caller). */
-export function open(baseUrl: string, r: RawRequest): Promise<{ req: ClientRequest; res: IncomingMessage }> {
+/** Sends the request; `response` resolves when the response headers arrive. `req` lets a test hang up at any time. */
+export function start(baseUrl: string, r: RawRequest): { req: ClientRequest; response: Promise<IncomingMessage> } {
   const headers: OutgoingHttpHeaders = { ...(r.headers ?? {}) };
   const body = encodeBody(r.body, headers);
   const url = new URL(r.path, baseUrl);
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: r.method ?? (body === undefined ? 'GET' : 'POST'), headers, agent: false }, (res) => resolve({ req, res }));
+  let req: ClientRequest | undefined;
+  const response = new Promise<IncomingMessage>((resolve, reject) => {
+    req = httpRequest(url, { method: r.method ?? (body === undefined ? 'GET' : 'POST'), headers, agent: false }, resolve);
     req.on('error', reject);
     if (body instanceof Readable) body.pipe(req);
     else req.end(body);
   });
+  if (!req) throw new Error('unreachable: the request is created synchronously');
+  return { req, response };
+}
+
+/** Sends the request and resolves when the response headers arrive (the body is left to the caller). */
+export async function open(baseUrl: string, r: RawRequest): Promise<{ req: ClientRequest; res: IncomingMessage }> {
+  const { req, response } = start(baseUrl, r);
+  return { req, res: await response };
 }
 
 export async function send(baseUrl: string, r: RawRequest): Promise<RawResponse> {

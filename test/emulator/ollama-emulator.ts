@@ -132,7 +132,7 @@ export class OllamaEmulator extends EventEmitter<EmulatorEvents> {
   }
 
   /** Every request, in arrival order (live records). */
-  get requests(): readonly RecordedRequest[] {
+  get requests(): RecordedRequest[] {
     return this.log.all;
   }
 
@@ -322,12 +322,16 @@ export class OllamaEmulator extends EventEmitter<EmulatorEvents> {
         this.log.changed(record);
         this.emit('token', record);
       },
+      // Counted as a change of the record, so waitFor(() => emu.activeGenerations() === 0) works.
       beginGeneration: () => {
         this.generations++;
+        this.log.changed(record);
         let ended = false;
         return () => {
-          if (!ended) this.generations--;
+          if (ended) return;
           ended = true;
+          this.generations--;
+          this.log.changed(record);
         };
       },
     };

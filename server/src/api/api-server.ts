@@ -1,0 +1,313 @@
+/**
+ * The cloud server's HTTP front: authenticates every call with the user's access token, manages
+ * the caller's proxy, and routes the caller's Ollama requests and bridge to that proxy only.
+ *
+ *   POST /api/proxy/start | POST /api/proxy/stop | GET /api/proxy/status
+ *   ANY  /ollama/*        → the caller's proxy (Ollama API)
+ *   GET  /ws/bridge       → WebSocket upgrade, spliced to the caller's proxy
+ *   GET  /health, /metrics
+ */
+import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { AuditLog } from '../audit.js';
+import { wwwAuthenticate } from '../auth/jwt-authenticator.js';
+import { silentLogger, type Logger } from '../log.js';
+import type { ProxyManager, ProxyRecord } from '../manager/proxy-manager.js';
+import { NO_BRIDGE_MESSAGE } from '../proxy/relay.js';
+import { rawHttpError, sendOllamaError } from '../proxy/ollama-errors.js';
+import { userHash } from '../runtime/runtime.js';
+import { forwardBridgeUpgrade } from './bridge-forward.js';
+import { answerPreflight, applyCors, type CorsOptions } from './cors.js';
+import { readJsonBody } from './json-body.js';
+import { DEFAULT_LIMITS, UserLimits, type LimitOptions } from './limits.js';
+import { forwardOllamaRequest } from './ollama-forward.js';
+import type { ServerMetrics } from './server-metrics.js';
+
+export type Verification = { ok: true; subject: string } | { ok: false; reason: string; message: string };
+
+/** Verifies the caller's access token (JwtAuthenticator in production). */
+export interface RequestVerifier {
+  verifyRequest(headers: IncomingHttpHeaders): Promise<Verification>;
+}
+
+export interface ApiServerOptions {
+  verifier: RequestVerifier;
+  manager: ProxyManager;
+  metrics: ServerMetrics;
+  audit: AuditLog;
+  log?: Logger;
+  cors?: CorsOptions;
+  limits?: LimitOptions;
+  maxHeaderBytes?: number;
+  /** When set, /metrics needs `Authorization: Bearer <metricsToken>`. */
+  metricsToken?: string;
+  /** Extra routes served before the API's own (the embedded issuer, static pages). */
+  fallback?: (req: IncomingMessage, res: ServerResponse) => boolean;
+}
+
+const OLLAMA_PREFIX = '/ollama';
+const BRIDGE_ROUTE = '/ws/bridge';
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...headers });
+  res.end(text);
+}
+
+export class ApiServer {
+  readonly server: http.Server;
+  private readonly log: Logger;
+  private readonly limits: UserLimits;
+  private readonly cors: CorsOptions;
+  private readonly startedAt = Date.now();
+  private readonly sockets = new Set<Socket>();
+
+  constructor(private readonly options: ApiServerOptions) {
+    this.log = options.log ?? silentLogger;
+    this.limits = new UserLimits(options.limits ?? DEFAULT_LIMITS);
+    this.cors = options.cors ?? { origins: ['*'] };
+    this.server = http.createServer({
+      maxHeaderSize: options.maxHeaderBytes ?? 16 * 1024,
+      requestTimeout: 0, // blob uploads and long generations
+      headersTimeout: 60_000,
+      noDelay: true,
+    });
+    this.server.on('request', (req, res) => {
+      this.onRequest(req, res).catch((e: unknown) => {
+        this.log.error('request failed', { error: e instanceof Error ? e.message : String(e) });
+        if (!res.headersSent) sendJson(res, 500, { error: 'internal error; it has been logged' });
+        else res.destroy();
+      });
+    });
+    this.server.on('upgrade', (req, socket, head) => {
+      this.onUpgrade(req, socket, head).catch((e: unknown) => {
+        this.log.error('upgrade failed', { error: e instanceof Error ? e.message : String(e) });
+        socket.destroy();
+      });
+    });
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      if (!socket.writable || err.code === 'ECONNRESET') return void socket.destroy();
+      if (err.code === 'HPE_HEADER_OVERFLOW') {
+        return void socket.end(rawHttpError(431, 'Request Header Fields Too Large', `the request's headers are larger than the limit of ${options.maxHeaderBytes ?? 16 * 1024} bytes`));
+      }
+      socket.end(rawHttpError(400, 'Bad Request', `the request is not valid HTTP (${err.code ?? 'parse error'})`));
+    });
+    this.server.on('connection', (s: Socket) => {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+    });
+  }
+
+  async listen(port = 0, host = '127.0.0.1'): Promise<string> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    const a = this.server.address() as AddressInfo;
+    return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  }
+
+  async close(): Promise<void> {
+    const closed = new Promise<void>((r) => this.server.close(() => r()));
+    for (const s of this.sockets) s.destroy();
+    await closed;
+  }
+
+  /** Verifies the token; on failure answers (401, or 503 when the issuer's keys are unreachable). */
+  private async authenticate(req: IncomingMessage, route: string): Promise<Verification> {
+    const v = await this.options.verifier.verifyRequest(req.headers);
+    if (!v.ok) {
+      this.options.metrics.authFailures.inc({ reason: v.reason });
+      this.options.audit.record({ action: 'auth.failure', result: 'refused', reason: v.reason, route });
+    }
+    return v;
+  }
+
+  private refuseAuth(res: ServerResponse, v: { reason: string; message: string }, ollamaShape: boolean): void {
+    if (v.reason === 'jwks-unavailable') {
+      sendJson(res, 503, { error: `sign-in cannot be checked right now: ${v.message}` }, { 'retry-after': '5' });
+      return;
+    }
+    const headers = { 'www-authenticate': wwwAuthenticate(v) };
+    if (ollamaShape) sendOllamaError(res, 401, `auth-${v.reason}`, v.message, headers);
+    else sendJson(res, 401, { error: v.message, reason: v.reason }, headers);
+  }
+
+  private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const rawUrl = req.url ?? '/';
+    if (!rawUrl.startsWith('/')) return sendJson(res, 400, { error: 'absolute-form request targets are refused' });
+    const path = rawUrl.split('?')[0] ?? '/';
+    const isOllama = path === OLLAMA_PREFIX || path.startsWith(OLLAMA_PREFIX + '/');
+    if (isOllama || path.startsWith('/api/')) {
+      if (answerPreflight(req, res, this.cors)) return;
+      applyCors(req, res, this.cors);
+    }
+    if (path === '/health') return this.health(req, res);
+    if (path === '/metrics') return this.metrics(req, res);
+    if (path.startsWith('/api/proxy/')) return this.proxyApi(req, res, path);
+    if (isOllama) return this.ollama(req, res, rawUrl.slice(OLLAMA_PREFIX.length) || '/');
+    if (path === BRIDGE_ROUTE) {
+      return sendJson(res, 426, { error: `${BRIDGE_ROUTE} is the bridge's WebSocket endpoint; it needs a WebSocket upgrade` }, { upgrade: 'websocket' });
+    }
+    if (this.options.fallback?.(req, res)) return;
+    sendJson(res, 404, { error: `no such endpoint: ${req.method} ${path}` });
+  }
+
+  private health(req: IncomingMessage, res: ServerResponse): void {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: 'use GET' }, { allow: 'GET, HEAD' });
+    sendJson(res, 200, {
+      status: 'ok',
+      runtime: this.options.manager.runtimeKind,
+      proxies: this.options.manager.size,
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+    });
+  }
+
+  private async metrics(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method !== 'GET') return sendJson(res, 405, { error: 'use GET' }, { allow: 'GET' });
+    const token = this.options.metricsToken;
+    if (token && req.headers.authorization !== `Bearer ${token}`) {
+      return sendJson(res, 401, { error: 'metrics need the operator\'s METRICS_TOKEN as a Bearer token' }, { 'www-authenticate': 'Bearer realm="metrics"' });
+    }
+    const text = await this.options.metrics.registry.metrics();
+    res.writeHead(200, { 'content-type': this.options.metrics.registry.contentType });
+    res.end(text);
+  }
+
+  private async proxyApi(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    const routes: Record<string, string> = { '/api/proxy/start': 'POST', '/api/proxy/stop': 'POST', '/api/proxy/status': 'GET' };
+    const method = routes[path];
+    if (!method) return sendJson(res, 404, { error: `no such endpoint: ${path}; use /api/proxy/start, /api/proxy/stop or /api/proxy/status` });
+    if (req.method !== method) {
+      req.resume();
+      return sendJson(res, 405, { error: `${req.method} is not allowed on ${path}; use ${method}` }, { allow: method });
+    }
+    const v = await this.authenticate(req, 'api');
+    if (!v.ok) {
+      req.resume();
+      return this.refuseAuth(res, v, false);
+    }
+    const user = userHash(v.subject);
+    const rate = this.limits.takeRequest(user);
+    if (!rate.ok) {
+      req.resume();
+      this.options.metrics.limitRefusals.inc({ limit: rate.limit });
+      return sendJson(res, 429, { error: rate.message }, { 'retry-after': String(rate.retryAfterSec) });
+    }
+    if (method === 'POST') {
+      const body = await readJsonBody(req, 16 * 1024);
+      if (!body.ok) return sendJson(res, body.status, { error: body.message });
+    }
+    const { manager } = this.options;
+    if (path === '/api/proxy/status') return sendJson(res, 200, manager.view(v.subject));
+    if (path === '/api/proxy/stop') {
+      const stopped = await manager.stop(v.subject);
+      return sendJson(res, 200, { ...manager.view(v.subject), stopped });
+    }
+    try {
+      const existed = manager.record(user)?.state === 'running';
+      await manager.ensure(v.subject);
+      sendJson(res, existed ? 200 : 201, manager.view(v.subject));
+    } catch (e) {
+      sendJson(res, 503, { error: e instanceof Error ? e.message : String(e) }, { 'retry-after': '10' });
+    }
+  }
+
+  private async ollama(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    const v = await this.authenticate(req, 'ollama');
+    if (!v.ok) {
+      req.resume();
+      return this.refuseAuth(res, v, true);
+    }
+    const user = userHash(v.subject);
+    const rate = this.limits.takeRequest(user);
+    if (!rate.ok) {
+      req.resume();
+      this.options.metrics.limitRefusals.inc({ limit: rate.limit });
+      return sendOllamaError(res, 429, 'rate-limit', rate.message, { 'retry-after': String(rate.retryAfterSec) });
+    }
+    const record = this.options.manager.record(user);
+    if (!record || record.state !== 'running' || !record.instance) {
+      req.resume();
+      return sendOllamaError(res, 503, 'no-bridge', NO_BRIDGE_MESSAGE, { 'retry-after': '5' });
+    }
+    const slot = this.limits.openRequest(user);
+    if (!slot.ok) {
+      req.resume();
+      this.options.metrics.limitRefusals.inc({ limit: slot.limit });
+      return sendOllamaError(res, 429, 'concurrency-limit', slot.message, { 'retry-after': String(slot.retryAfterSec) });
+    }
+    const { manager } = this.options;
+    manager.requestStarted(user);
+    forwardOllamaRequest(
+      req,
+      res,
+      path,
+      { endpoint: record.instance.endpoint, secret: record.secret },
+      this.options.metrics,
+      () => manager.touch(user),
+      () => {
+        slot.release?.();
+        manager.requestEnded(user);
+      },
+    );
+  }
+
+  private async onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => socket.destroy());
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== BRIDGE_ROUTE) {
+      socket.end(rawHttpError(404, 'Not Found', `WebSocket connections are only accepted on ${BRIDGE_ROUTE}`));
+      return;
+    }
+    const v = await this.authenticate(req, 'bridge');
+    if (!v.ok) {
+      const status = v.reason === 'jwks-unavailable' ? 503 : 401;
+      const response = rawHttpError(status, status === 503 ? 'Service Unavailable' : 'Unauthorized', v.message);
+      socket.end(response.replace('\r\n', `\r\nWWW-Authenticate: ${wwwAuthenticate(v)}\r\n`));
+      return;
+    }
+    const user = userHash(v.subject);
+    const slot = this.limits.openBridge(user);
+    if (!slot.ok) {
+      this.options.metrics.limitRefusals.inc({ limit: slot.limit });
+      socket.end(rawHttpError(429, 'Too Many Requests', slot.message));
+      return;
+    }
+    let record: ProxyRecord;
+    try {
+      // A bridge connecting provisions its proxy.
+      record = await this.options.manager.ensure(v.subject);
+    } catch (e) {
+      slot.release?.();
+      socket.end(rawHttpError(503, 'Service Unavailable', e instanceof Error ? e.message : String(e)));
+      return;
+    }
+    if (socket.destroyed || !record.instance) {
+      slot.release?.();
+      return;
+    }
+    const { manager, metrics, audit } = this.options;
+    forwardBridgeUpgrade(req, socket, head, { endpoint: record.instance.endpoint, secret: record.secret }, {
+      opened: () => {
+        manager.bridgeOpened(user);
+        metrics.bridgesConnected.inc();
+        audit.record({ action: 'bridge.connect', result: 'ok', userHash: user });
+      },
+      closed: () => {
+        slot.release?.();
+        manager.bridgeClosed(user);
+        metrics.bridgesConnected.dec();
+        audit.record({ action: 'bridge.disconnect', result: 'ok', userHash: user });
+      },
+      activity: (bytes) => {
+        manager.touch(user);
+        metrics.bytesRelayed.inc({ direction: 'bridge' }, bytes);
+      },
+    });
+  }
+}

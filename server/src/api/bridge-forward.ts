@@ -1,0 +1,82 @@
+/**
+ * Joins a bridge's WebSocket upgrade to the user's proxy: the upgrade request is replayed to the
+ * proxy with the proxy's secret instead of the user's token, and once the proxy answers 101 the
+ * two sockets are spliced. The WebSocket and the HTTP/2 inside it pass through untouched.
+ */
+import http, { type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { BRIDGE_PATH } from '../../../bridge/connection/protocol.js';
+import { rawHttpError } from '../proxy/ollama-errors.js';
+import type { ForwardTarget } from './ollama-forward.js';
+
+const PASSED_HEADERS = ['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol', 'sec-websocket-extensions', 'user-agent'];
+
+function responseHead(statusCode: number, statusMessage: string, rawHeaders: string[]): string {
+  let head = `HTTP/1.1 ${statusCode} ${statusMessage}\r\n`;
+  for (let i = 0; i < rawHeaders.length; i += 2) head += `${rawHeaders[i]}: ${rawHeaders[i + 1]}\r\n`;
+  return head + '\r\n';
+}
+
+export function forwardBridgeUpgrade(
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  target: ForwardTarget,
+  events: { opened(): void; closed(): void; activity(bytes: number): void },
+): void {
+  const url = new URL(target.endpoint);
+  const headers: Record<string, string> = { connection: 'Upgrade', upgrade: 'websocket', authorization: `Bearer ${target.secret}` };
+  for (const name of PASSED_HEADERS) {
+    const v = req.headers[name];
+    if (typeof v === 'string') headers[name] = v;
+  }
+  const upstreamReq = http.request({ hostname: url.hostname, port: url.port, path: BRIDGE_PATH, method: 'GET', headers });
+  upstreamReq.on('upgrade', (res, upstream, upstreamHead) => {
+    if (socket.destroyed) {
+      upstream.destroy();
+      return;
+    }
+    socket.write(responseHead(res.statusCode ?? 101, res.statusMessage ?? 'Switching Protocols', res.rawHeaders));
+    if (upstreamHead.length) socket.write(upstreamHead);
+    if (head.length) upstream.write(head);
+    events.opened();
+    let closed = false;
+    const close = (): void => {
+      if (closed) return;
+      closed = true;
+      upstream.destroy();
+      socket.destroy();
+      events.closed();
+    };
+    upstream.on('data', (c: Buffer) => events.activity(c.length));
+    socket.on('data', (c: Buffer) => events.activity(c.length));
+    upstream.pipe(socket);
+    socket.pipe(upstream);
+    upstream.on('close', close);
+    socket.on('close', close);
+    upstream.on('error', close);
+    socket.on('error', close);
+  });
+  // A refusal from the proxy (426 version mismatch, ...) goes back to the bridge as it was.
+  upstreamReq.on('response', (res) => {
+    let body = '';
+    res.setEncoding('utf8');
+    res.on('data', (c: string) => {
+      if (body.length < 8192) body += c;
+    });
+    res.on('end', () => {
+      const raw = res.rawHeaders.filter((_, i, a) => {
+        const name = (i % 2 === 0 ? a[i] : a[i - 1]) ?? '';
+        return !['connection', 'transfer-encoding', 'content-length', 'keep-alive'].includes(name.toLowerCase());
+      });
+      socket.end(
+        responseHead(res.statusCode ?? 502, res.statusMessage ?? '', [...raw, 'Content-Length', String(Buffer.byteLength(body)), 'Connection', 'close']) + body,
+      );
+    });
+  });
+  upstreamReq.on('error', (e: NodeJS.ErrnoException) => {
+    if (socket.writable) socket.end(rawHttpError(502, 'Bad Gateway', `your cloud proxy did not answer (${e.code ?? e.message}); the bridge will retry`));
+  });
+  socket.on('error', () => upstreamReq.destroy());
+  upstreamReq.end();
+}

@@ -1,0 +1,91 @@
+/**
+ * Forwards one `/ollama/*` request to the caller's own proxy, streaming both ways. The proxy is
+ * chosen from the verified token's subject only, never from the path or a header, and the
+ * user's token is swapped for the proxy's own secret: the user's credential never leaves here.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { relayableRequestHeaders, relayableResponseHeaders } from '../../../bridge/connection/headers.js';
+import { sendOllamaError } from '../proxy/ollama-errors.js';
+import type { ServerMetrics } from './server-metrics.js';
+
+/** Keep-alive to proxies; no socket timeout: generations run for many minutes. */
+const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, scheduling: 'lifo' });
+
+export interface ForwardTarget {
+  endpoint: string;
+  secret: string;
+}
+
+export function forwardOllamaRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: string,
+  target: ForwardTarget,
+  metrics: ServerMetrics,
+  onActivity: () => void,
+  onDone: () => void,
+): void {
+  const url = new URL(target.endpoint);
+  const headers = relayableRequestHeaders(req.headers);
+  headers['authorization'] = `Bearer ${target.secret}`;
+  metrics.activeStreams.inc();
+  let finished = false;
+  const done = (): void => {
+    if (finished) return;
+    finished = true;
+    metrics.activeStreams.dec();
+    onDone();
+  };
+  const upstream = http.request({
+    hostname: url.hostname,
+    port: url.port,
+    method: req.method,
+    path,
+    headers,
+    agent,
+  });
+  req.on('data', (c: Buffer) => {
+    metrics.bytesRelayed.inc({ direction: 'up' }, c.length);
+    onActivity();
+  });
+  req.pipe(upstream);
+  upstream.on('response', (proxied) => {
+    res.writeHead(proxied.statusCode ?? 502, relayableResponseHeaders(proxied.headers));
+    res.flushHeaders();
+    proxied.on('data', (c: Buffer) => {
+      metrics.bytesRelayed.inc({ direction: 'down' }, c.length);
+      onActivity();
+      if (!res.write(c)) {
+        proxied.pause();
+        res.once('drain', () => proxied.resume());
+      }
+    });
+    proxied.on('end', () => {
+      if (proxied.complete) {
+        res.end();
+        done();
+      }
+    });
+    // The proxy cut its response (the tunnel broke mid-stream): cut ours too, never end it cleanly.
+    proxied.on('close', () => {
+      if (!proxied.complete) {
+        res.destroy();
+        done();
+      }
+    });
+    proxied.on('error', () => undefined);
+  });
+  upstream.on('error', (e: NodeJS.ErrnoException) => {
+    if (!res.headersSent) {
+      sendOllamaError(res, 502, 'proxy-unreachable', `your cloud proxy did not answer (${e.code ?? e.message}); try again`);
+    } else {
+      res.destroy();
+    }
+    done();
+  });
+  // The client went away: abort toward the proxy, which resets the stream to the bridge.
+  res.on('close', () => {
+    if (!res.writableFinished) upstream.destroy();
+    done();
+  });
+}

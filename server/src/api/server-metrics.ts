@@ -1,0 +1,57 @@
+/** The cloud server's Prometheus metrics, in its own registry. */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class ServerMetrics {
+  readonly registry = new Registry();
+  readonly proxiesRunning = new Gauge({ name: 'ctll_proxies_running', help: 'Streaming proxies running', registers: [this.registry] });
+  readonly proxyStarts = new Counter({
+    name: 'ctll_proxy_starts_total',
+    help: 'Proxy starts, by result',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly proxyStops = new Counter({
+    name: 'ctll_proxy_stops_total',
+    help: 'Proxy stops, by reason (requested, idle, unhealthy, exited, shutdown, reconcile)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly provisioningSeconds = new Histogram({
+    name: 'ctll_proxy_provisioning_seconds',
+    help: 'Time from start request to a healthy proxy',
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly authFailures = new Counter({
+    name: 'ctll_auth_failures_total',
+    help: 'Refused credentials, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly bytesRelayed = new Counter({
+    name: 'ctll_bytes_relayed_total',
+    help: 'Bytes relayed between clients and proxies, by direction (up: to the proxy, down: to the client)',
+    labelNames: ['direction'] as const,
+    registers: [this.registry],
+  });
+  readonly activeStreams = new Gauge({
+    name: 'ctll_active_streams',
+    help: 'Ollama API requests currently relayed',
+    registers: [this.registry],
+  });
+  readonly bridgesConnected = new Gauge({
+    name: 'ctll_bridges_connected',
+    help: 'Desktop bridges currently connected',
+    registers: [this.registry],
+  });
+  readonly limitRefusals = new Counter({
+    name: 'ctll_limit_refusals_total',
+    help: 'Requests refused by a limit, by limit',
+    labelNames: ['limit'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(processMetrics = true) {
+    if (processMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+}

@@ -1,0 +1,35 @@
+/**
+ * The audit log: one JSON line per proxy lifecycle operation and per authentication failure.
+ * It names users only by the SHA-256 of their id and never holds tokens or payloads, so it can
+ * be kept and shipped without becoming user data.
+ */
+export interface AuditEntry {
+  action: 'proxy.start' | 'proxy.stop' | 'proxy.adopt' | 'proxy.remove' | 'proxy.exit' | 'proxy.idle' | 'proxy.unhealthy' | 'auth.failure' | 'bridge.connect' | 'bridge.disconnect';
+  result: 'ok' | 'error' | 'refused';
+  userHash?: string;
+  durationMs?: number;
+  /** A short machine-readable reason, e.g. `expired`, `idle`, `oom`. */
+  reason?: string;
+  /** Where, for auth failures: the route family (`api`, `ollama`, `bridge`). */
+  route?: string;
+}
+
+export interface AuditLog {
+  record(entry: AuditEntry): void;
+}
+
+export function createAuditLog(write: (line: string) => void = (line) => process.stderr.write(line + '\n')): AuditLog {
+  return {
+    record(entry) {
+      write(JSON.stringify({ time: new Date().toISOString(), type: 'audit', ...entry }));
+    },
+  };
+}
+
+/** Keeps entries in memory: for tests. */
+export class MemoryAuditLog implements AuditLog {
+  readonly entries: Array<AuditEntry & { time: string }> = [];
+  record(entry: AuditEntry): void {
+    this.entries.push({ time: new Date().toISOString(), ...entry });
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * Puts the cloud server together from its configuration: the token verifier (Auth0, or the
+ * embedded issuer), the proxy runtime (Docker when an engine answers, else in-process), the
+ * proxy manager (reconciled with what already runs) and the HTTP API.
+ */
+import { createAuditLog, type AuditLog } from './audit.js';
+import { ApiServer } from './api/api-server.js';
+import { ServerMetrics } from './api/server-metrics.js';
+import { JwtAuthenticator } from './auth/jwt-authenticator.js';
+import { JwtVerifier } from './auth/jwt-verifier.js';
+import type { ServerConfig } from './config.js';
+import { startEmbeddedIssuer, type EmbeddedIssuer } from './issuer/embedded-issuer.js';
+import { createLogger, type Logger } from './log.js';
+import { ProxyManager } from './manager/proxy-manager.js';
+import { DockerRuntime } from './runtime/docker/docker-runtime.js';
+import { ProcessRuntime } from './runtime/process-runtime.js';
+import type { ProxyRuntime } from './runtime/runtime.js';
+import type { HeartbeatOptions } from '../../bridge/connection/heartbeat.js';
+
+export interface CloudServer {
+  url: string;
+  /** The OpenID issuer tokens must come from. */
+  issuer: string;
+  audience: string;
+  embeddedIssuer?: EmbeddedIssuer;
+  runtime: ProxyRuntime;
+  manager: ProxyManager;
+  api: ApiServer;
+  metrics: ServerMetrics;
+  close(): Promise<void>;
+}
+
+export interface CloudServerExtras {
+  log?: Logger;
+  audit?: AuditLog;
+  /** Only tests change it (fast heartbeats for the in-process runtime). */
+  heartbeat?: HeartbeatOptions;
+  /** Extra web client redirect URIs for the embedded issuer. */
+  webRedirectUris?: string[];
+  /** Lifetime of the embedded issuer's access tokens (default 10 minutes). */
+  accessTokenTtlSec?: number;
+}
+
+async function chooseRuntime(config: ServerConfig, log: Logger, extras: CloudServerExtras): Promise<ProxyRuntime> {
+  const docker = (): DockerRuntime => new DockerRuntime({ image: config.proxyImage, subnetRange: config.subnetRange, healthIntervalMs: config.healthIntervalMs });
+  const inProcess = (): ProcessRuntime => new ProcessRuntime({ log, ...(extras.heartbeat ? { heartbeat: extras.heartbeat } : {}) });
+  if (config.runtime === 'process') return inProcess();
+  const probe = await DockerRuntime.probe();
+  if (config.runtime === 'docker') {
+    if (!probe.ok) throw new Error(`--runtime docker was asked for, but the Docker engine does not answer: ${probe.error}`);
+    return docker();
+  }
+  if (probe.ok) {
+    log.info('Docker engine found: each user gets an isolated proxy container', { version: probe.version });
+    return docker();
+  }
+  log.warn(
+    'no Docker engine answers; proxies run inside this process. Isolation between users is WEAKER ' +
+      '(shared process and memory). Start Docker, or pass --runtime docker to require it.',
+    { reason: probe.error },
+  );
+  return inProcess();
+}
+
+export async function startCloudServer(config: ServerConfig, extras: CloudServerExtras = {}): Promise<CloudServer> {
+  const log = extras.log ?? createLogger({ component: 'cloud-server' });
+  const audit = extras.audit ?? createAuditLog();
+  const metrics = new ServerMetrics();
+
+  let embeddedIssuer: EmbeddedIssuer | undefined;
+  let issuer: string;
+  let jwksUri: string | undefined;
+  if (config.auth.kind === 'auth0') {
+    issuer = config.auth.issuer;
+    jwksUri = config.auth.jwksUri;
+  } else {
+    embeddedIssuer = await startEmbeddedIssuer({
+      port: config.auth.issuerPort,
+      host: '127.0.0.1',
+      audience: config.auth.audience,
+      ...(extras.webRedirectUris ? { webRedirectUris: extras.webRedirectUris } : {}),
+      ...(extras.accessTokenTtlSec ? { accessTokenTtlSec: extras.accessTokenTtlSec } : {}),
+    });
+    issuer = embeddedIssuer.issuer;
+    jwksUri = embeddedIssuer.jwksUri;
+    log.warn('no AUTH0_DOMAIN configured: using the embedded sign-in issuer (user name only, for local use)', { issuer });
+  }
+  const verifier = new JwtVerifier({ issuer, audience: config.auth.audience, ...(jwksUri ? { jwksUri } : {}) });
+  const authenticator = new JwtAuthenticator(verifier);
+
+  let runtime: ProxyRuntime;
+  try {
+    runtime = await chooseRuntime(config, log, extras);
+  } catch (e) {
+    await embeddedIssuer?.close();
+    throw e;
+  }
+  const manager = new ProxyManager({
+    runtime,
+    metrics,
+    audit,
+    log,
+    healthIntervalMs: config.healthIntervalMs,
+    idleTimeoutMs: config.idleTimeoutMs,
+    sweepIntervalMs: config.sweepIntervalMs,
+  });
+  await manager.reconcile();
+  manager.startTimers();
+
+  const api = new ApiServer({
+    verifier: {
+      verifyRequest: async (headers) => {
+        const v = await authenticator.verifyRequest(headers);
+        return v.ok ? { ok: true, subject: v.subject } : { ok: false, reason: v.reason, message: v.message };
+      },
+    },
+    manager,
+    metrics,
+    audit,
+    log,
+    cors: { origins: config.corsOrigins },
+    limits: config.limits,
+    ...(config.metricsToken ? { metricsToken: config.metricsToken } : {}),
+  });
+  let url: string;
+  try {
+    url = await api.listen(config.port, config.host);
+  } catch (e) {
+    await manager.close({ keepProxies: false });
+    await embeddedIssuer?.close();
+    throw new Error(`cannot listen on ${config.host}:${config.port}: ${(e as Error).message}`);
+  }
+  log.info('cloud server listening', { url, runtime: runtime.kind, issuer });
+
+  return {
+    url,
+    issuer,
+    audience: config.auth.audience,
+    ...(embeddedIssuer ? { embeddedIssuer } : {}),
+    runtime,
+    manager,
+    api,
+    metrics,
+    async close() {
+      await api.close();
+      await manager.close({ keepProxies: config.keepProxiesOnExit });
+      await embeddedIssuer?.close();
+    },
+  };
+}

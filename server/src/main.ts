@@ -1,0 +1,33 @@
+/**
+ * The cloud server's entry point.
+ *
+ *   tsx server/src/main.ts [--port N] [--host ADDR] [--runtime docker|process|auto] [--keep-proxies]
+ *
+ * Configuration: see server/src/config.ts and docs (AUTH0_DOMAIN, AUTH0_AUDIENCE, ...).
+ */
+import { ConfigError, loadConfig } from './config.js';
+import { startCloudServer } from './cloud-server.js';
+import { createLogger } from './log.js';
+
+const log = createLogger({ component: 'cloud-server' });
+let config;
+try {
+  config = loadConfig();
+} catch (e) {
+  process.stderr.write(`cloud server: ${e instanceof ConfigError ? e.message : String(e)}\n`);
+  process.exit(2);
+}
+const server = await startCloudServer(config, { log }).catch((e: Error) => {
+  process.stderr.write(`cloud server: ${e.message}\n`);
+  process.exit(1);
+});
+
+let stopping = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    log.info('stopping', { signal });
+    void server.close().then(() => process.exit(0));
+  });
+}

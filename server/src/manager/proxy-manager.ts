@@ -1,0 +1,342 @@
+/**
+ * Decides when each user's streaming proxy runs: starts it on demand (idempotently: concurrent
+ * starts for one user share one start), checks its health, destroys it when idle, adopts or
+ * removes what an earlier server process left behind, and notices proxies that die.
+ */
+import { randomBytes } from 'node:crypto';
+import type { AuditLog } from '../audit.js';
+import type { ServerMetrics } from '../api/server-metrics.js';
+import { silentLogger, type Logger } from '../log.js';
+import { userHash as hashOf, type ProxyInstance, type ProxyRuntime } from '../runtime/runtime.js';
+import { checkProxyHealth } from './proxy-health.js';
+
+export interface ProxyManagerOptions {
+  runtime: ProxyRuntime;
+  metrics: ServerMetrics;
+  audit: AuditLog;
+  log?: Logger;
+  /** How often each proxy's /health is checked (the original design: 30 s). */
+  healthIntervalMs?: number;
+  /** A proxy with no bridge and no request for this long is destroyed (10 min). */
+  idleTimeoutMs?: number;
+  /** How often idle proxies are looked for (60 s). */
+  sweepIntervalMs?: number;
+  /** Failed health checks in a row before a proxy is replaced. */
+  unhealthyAfter?: number;
+}
+
+export type ProxyState = 'starting' | 'running' | 'stopping';
+
+export interface ProxyRecord {
+  userHash: string;
+  state: ProxyState;
+  instance?: ProxyInstance;
+  secret: string;
+  createdAt: number;
+  lastActivity: number;
+  /** Bridges connected through this server right now. */
+  bridges: number;
+  /** Ollama requests in flight through this server right now. */
+  inflight: number;
+  health: { ok: boolean; checkedAt: number; error?: string; bridgeConnected?: boolean; activeStreams?: number };
+  failedChecks: number;
+}
+
+/** What `GET /api/proxy/status` shows. */
+export interface ProxyStatusView {
+  status: 'running' | 'starting' | 'stopping' | 'stopped';
+  proxyId: string | null;
+  createdAt: string | null;
+  lastActivity: string | null;
+  health: { ok: boolean; checkedAt: string; error?: string } | null;
+  bridgeConnected: boolean;
+  runtime: 'docker' | 'process';
+}
+
+export class ProxyManager {
+  private readonly records = new Map<string, ProxyRecord>();
+  private readonly starting = new Map<string, Promise<ProxyRecord>>();
+  /** Removals under way: a new start for the same user waits for them (same names, same subnet). */
+  private readonly stopping = new Map<string, Promise<unknown>>();
+  private readonly log: Logger;
+  private timers: NodeJS.Timeout[] = [];
+  private closed = false;
+
+  constructor(private readonly options: ProxyManagerOptions) {
+    this.log = options.log ?? silentLogger;
+    options.runtime.on('exit', (userHash, reason) => this.onExit(userHash, reason));
+  }
+
+  get runtimeKind(): 'docker' | 'process' {
+    return this.options.runtime.kind;
+  }
+
+  get size(): number {
+    return this.records.size;
+  }
+
+  /** Starts the periodic health checks and idle sweeps. */
+  startTimers(): void {
+    const health = setInterval(() => void this.checkAll(), this.options.healthIntervalMs ?? 30_000);
+    const sweep = setInterval(() => void this.sweepIdle(), this.options.sweepIntervalMs ?? 60_000);
+    health.unref();
+    sweep.unref();
+    this.timers.push(health, sweep);
+  }
+
+  record(userHash: string): ProxyRecord | undefined {
+    return this.records.get(userHash);
+  }
+
+  /** The user's running proxy, started if needed. Resolves only once it is healthy. */
+  async ensure(userId: string): Promise<ProxyRecord> {
+    const userHash = hashOf(userId);
+    const existing = this.records.get(userHash);
+    if (existing?.state === 'running') return existing;
+    const pending = this.starting.get(userHash);
+    if (pending) return pending;
+    const removal = this.stopping.get(userHash);
+    const start = (async () => {
+      await removal?.catch(() => undefined);
+      return this.start(userId, userHash);
+    })().finally(() => this.starting.delete(userHash));
+    this.starting.set(userHash, start);
+    return start;
+  }
+
+  private async start(userId: string, userHash: string): Promise<ProxyRecord> {
+    if (this.closed) throw new Error('the server is shutting down');
+    const began = Date.now();
+    const secret = randomBytes(32).toString('base64url');
+    const record: ProxyRecord = {
+      userHash,
+      state: 'starting',
+      secret,
+      createdAt: began,
+      lastActivity: began,
+      bridges: 0,
+      inflight: 0,
+      health: { ok: false, checkedAt: began },
+      failedChecks: 0,
+    };
+    this.records.set(userHash, record);
+    try {
+      const instance = await this.options.runtime.start({ userId, userHash, secret });
+      record.instance = instance;
+      record.createdAt = instance.createdAt;
+      record.state = 'running';
+      record.health = { ok: true, checkedAt: Date.now() };
+      const seconds = (Date.now() - began) / 1000;
+      this.options.metrics.provisioningSeconds.observe(seconds);
+      this.options.metrics.proxyStarts.inc({ result: 'ok' });
+      this.options.metrics.proxiesRunning.set(this.runningCount());
+      this.options.audit.record({ action: 'proxy.start', result: 'ok', userHash, durationMs: Date.now() - began });
+      this.log.info('proxy started', { user: userHash.slice(0, 12), id: instance.id, ms: Date.now() - began });
+      return record;
+    } catch (e) {
+      if (this.records.get(userHash) === record) this.records.delete(userHash);
+      this.options.metrics.proxyStarts.inc({ result: 'error' });
+      const message = e instanceof Error ? e.message : String(e);
+      this.options.audit.record({ action: 'proxy.start', result: 'error', userHash, durationMs: Date.now() - began, reason: message.slice(0, 200) });
+      this.log.error('proxy start failed', { user: userHash.slice(0, 12), error: message });
+      throw new Error(`your proxy could not be started: ${message}`);
+    }
+  }
+
+  /** Stops the user's proxy, if any. */
+  async stop(userId: string, reason: 'requested' | 'idle' | 'unhealthy' | 'shutdown' = 'requested'): Promise<boolean> {
+    return this.stopHash(hashOf(userId), reason);
+  }
+
+  private async stopHash(userHash: string, reason: string): Promise<boolean> {
+    await this.starting.get(userHash)?.catch(() => undefined);
+    const record = this.records.get(userHash);
+    if (!record || record.state === 'stopping') return false;
+    record.state = 'stopping';
+    const began = Date.now();
+    const removal = this.options.runtime.stop(userHash);
+    this.stopping.set(userHash, removal);
+    try {
+      await removal;
+      this.options.audit.record({ action: reason === 'idle' ? 'proxy.idle' : 'proxy.stop', result: 'ok', userHash, durationMs: Date.now() - began, reason });
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      this.options.audit.record({ action: 'proxy.stop', result: 'error', userHash, durationMs: Date.now() - began, reason: message.slice(0, 200) });
+      this.log.error('proxy stop failed', { user: userHash.slice(0, 12), error: message });
+    } finally {
+      if (this.stopping.get(userHash) === removal) this.stopping.delete(userHash);
+      if (this.records.get(userHash) === record) this.records.delete(userHash);
+      this.options.metrics.proxyStops.inc({ reason });
+      this.options.metrics.proxiesRunning.set(this.runningCount());
+    }
+    return true;
+  }
+
+  /** Status as the API shows it. */
+  view(userId: string): ProxyStatusView {
+    const r = this.records.get(hashOf(userId));
+    if (!r) {
+      return { status: 'stopped', proxyId: null, createdAt: null, lastActivity: null, health: null, bridgeConnected: false, runtime: this.runtimeKind };
+    }
+    return {
+      status: r.state,
+      proxyId: r.instance?.id ?? null,
+      createdAt: new Date(r.createdAt).toISOString(),
+      lastActivity: new Date(r.lastActivity).toISOString(),
+      health: { ok: r.health.ok, checkedAt: new Date(r.health.checkedAt).toISOString(), ...(r.health.error ? { error: r.health.error } : {}) },
+      bridgeConnected: r.bridges > 0,
+      runtime: this.runtimeKind,
+    };
+  }
+
+  /** Every request and bridge frame counts as activity. */
+  touch(userHash: string): void {
+    const r = this.records.get(userHash);
+    if (r) r.lastActivity = Date.now();
+  }
+
+  bridgeOpened(userHash: string): void {
+    const r = this.records.get(userHash);
+    if (!r) return;
+    r.bridges += 1;
+    r.lastActivity = Date.now();
+  }
+
+  bridgeClosed(userHash: string): void {
+    const r = this.records.get(userHash);
+    if (!r) return;
+    r.bridges = Math.max(0, r.bridges - 1);
+    r.lastActivity = Date.now();
+  }
+
+  requestStarted(userHash: string): void {
+    const r = this.records.get(userHash);
+    if (!r) return;
+    r.inflight += 1;
+    r.lastActivity = Date.now();
+  }
+
+  requestEnded(userHash: string): void {
+    const r = this.records.get(userHash);
+    if (!r) return;
+    r.inflight = Math.max(0, r.inflight - 1);
+    r.lastActivity = Date.now();
+  }
+
+  /** One round of health checks; a proxy failing `unhealthyAfter` in a row is removed. */
+  async checkAll(): Promise<void> {
+    await Promise.all(
+      [...this.records.values()]
+        .filter((r) => r.state === 'running' && r.instance)
+        .map(async (r) => {
+          const result = await checkProxyHealth(r.instance!.endpoint);
+          if (this.records.get(r.userHash) !== r) return;
+          if (result.ok) {
+            r.failedChecks = 0;
+            r.health = {
+              ok: true,
+              checkedAt: Date.now(),
+              bridgeConnected: result.health.bridgeConnected,
+              activeStreams: result.health.activeStreams,
+            };
+            const reported = Date.parse(result.health.lastActivity);
+            if (Number.isFinite(reported) && reported > r.lastActivity) r.lastActivity = reported;
+          } else {
+            r.failedChecks += 1;
+            r.health = { ok: false, checkedAt: Date.now(), error: result.error };
+            this.log.warn('proxy health check failed', { user: r.userHash.slice(0, 12), error: result.error, inARow: r.failedChecks });
+            if (r.failedChecks >= (this.options.unhealthyAfter ?? 3)) {
+              this.options.audit.record({ action: 'proxy.unhealthy', result: 'error', userHash: r.userHash, reason: result.error.slice(0, 200) });
+              await this.stopHash(r.userHash, 'unhealthy');
+            }
+          }
+        }),
+    );
+  }
+
+  /** Destroys proxies that have had no bridge and no request for the idle timeout. */
+  async sweepIdle(now = Date.now()): Promise<number> {
+    const idleFor = this.options.idleTimeoutMs ?? 600_000;
+    const idle = [...this.records.values()].filter(
+      (r) => r.state === 'running' && r.bridges === 0 && r.inflight === 0 && now - r.lastActivity >= idleFor,
+    );
+    for (const r of idle) {
+      this.log.info('proxy idle: destroying it', { user: r.userHash.slice(0, 12), idleMs: now - r.lastActivity });
+      await this.stopHash(r.userHash, 'idle');
+    }
+    return idle.length;
+  }
+
+  /**
+   * Reconciles with the runtime after a (re)start: adopts healthy proxies whose secret can be
+   * read back, removes the rest, then prunes what a crash left behind.
+   */
+  async reconcile(): Promise<{ adopted: number; removed: number; pruned: { containers: number; networks: number } }> {
+    let adopted = 0;
+    let removed = 0;
+    for (const instance of await this.options.runtime.list()) {
+      const health = instance.secret ? await checkProxyHealth(instance.endpoint) : ({ ok: false, error: 'its secret is unknown' } as const);
+      if (health.ok && instance.secret) {
+        const now = Date.now();
+        const reported = Date.parse(health.health.lastActivity);
+        this.records.set(instance.userHash, {
+          userHash: instance.userHash,
+          state: 'running',
+          instance,
+          secret: instance.secret,
+          createdAt: instance.createdAt,
+          lastActivity: Number.isFinite(reported) ? reported : now,
+          bridges: 0,
+          inflight: 0,
+          health: { ok: true, checkedAt: now, bridgeConnected: health.health.bridgeConnected },
+          failedChecks: 0,
+        });
+        adopted += 1;
+        this.options.audit.record({ action: 'proxy.adopt', result: 'ok', userHash: instance.userHash });
+      } else {
+        await this.options.runtime.stop(instance.userHash);
+        removed += 1;
+        this.options.metrics.proxyStops.inc({ reason: 'reconcile' });
+        this.options.audit.record({ action: 'proxy.remove', result: 'ok', userHash: instance.userHash, reason: health.ok ? 'no-secret' : 'unhealthy' });
+      }
+    }
+    const pruned = await this.options.runtime.pruneOrphans();
+    this.options.metrics.proxiesRunning.set(this.runningCount());
+    this.log.info('reconciled with the runtime', { adopted, removed, ...pruned });
+    return { adopted, removed, pruned };
+  }
+
+  /** Stops timers and, unless told to keep them, every proxy. */
+  async close(options: { keepProxies?: boolean } = {}): Promise<void> {
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    await Promise.allSettled([...this.starting.values()]);
+    if (!options.keepProxies) {
+      await Promise.all([...this.records.keys()].map((h) => this.stopHash(h, 'shutdown')));
+    }
+    await this.options.runtime.close();
+  }
+
+  private onExit(userHash: string, reason: string): void {
+    const r = this.records.get(userHash);
+    if (!r || r.state === 'stopping') return;
+    this.records.delete(userHash);
+    this.options.metrics.proxyStops.inc({ reason: 'exited' });
+    this.options.metrics.proxiesRunning.set(this.runningCount());
+    this.options.audit.record({ action: 'proxy.exit', result: 'error', userHash, reason: reason.slice(0, 200) });
+    this.log.warn('proxy exited on its own', { user: userHash.slice(0, 12), reason });
+    // Clean up its network and leftovers; the next start waits for this, then recovers.
+    const removal = this.options.runtime.stop(userHash).catch(() => undefined);
+    this.stopping.set(userHash, removal);
+    void removal.finally(() => {
+      if (this.stopping.get(userHash) === removal) this.stopping.delete(userHash);
+    });
+  }
+
+  private runningCount(): number {
+    let n = 0;
+    for (const r of this.records.values()) if (r.state === 'running') n += 1;
+    return n;
+  }
+}

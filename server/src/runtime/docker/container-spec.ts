@@ -1,0 +1,140 @@
+/**
+ * What the engine is asked to create for one user: the network and the container, as plain
+ * option objects (no engine calls here, so the hardening can be unit-tested and reviewed in one
+ * place). Every setting below is there to confine one user's proxy:
+ *
+ *  - its own bridge network, `Internal` (no default route, no NAT: the proxy cannot open
+ *    connections to the internet or to other users' networks); the API server on the host
+ *    reaches it directly at its IP on that bridge, so no port is published;
+ *  - hard resource ceilings: memory with no swap, CPU time (NanoCpus is a quota; CpuShares
+ *    would only be a relative weight and let one proxy take every core), a process limit;
+ *  - a read-only root filesystem with a small non-executable /tmp, a non-root user, no Linux
+ *    capabilities, no privilege gain through setuid binaries;
+ *  - removed by the engine when it exits (nothing of a user lingers), never restarted by the
+ *    engine (the proxy manager decides about restarts), and small logs.
+ */
+import type Dockerode from 'dockerode';
+import { addressAt, parseCidr } from './cidr.js';
+import { containerLabels, containerName, networkLabels, networkName } from './naming.js';
+
+export const PROXY_PORT = 8080;
+export const PROXY_USER = '1001:1001';
+
+export interface ProxyLimits {
+  /** Memory ceiling in bytes; also the memory+swap ceiling, so no swap. */
+  memoryBytes: number;
+  /** CPU quota in billionths of a CPU (0.5e9 = half a core). */
+  nanoCpus: number;
+  /** Most processes/threads the container may have (a fork bomb stops here). */
+  pidsLimit: number;
+  /** How often the engine runs the image's health check. */
+  healthIntervalMs: number;
+}
+
+export const DEFAULT_LIMITS: ProxyLimits = {
+  memoryBytes: 512 * 1024 * 1024,
+  nanoCpus: 0.5e9,
+  pidsLimit: 128,
+  healthIntervalMs: 30_000,
+};
+
+/**
+ * The Linux name of the user network's bridge: `ctll-` and the subnet's network address in hex
+ * (e.g. ctll-0ac80010 for 10.200.0.16/28). Unique because subnets never overlap, at most 15
+ * characters (the kernel's limit), and free of any user information. A common prefix lets an
+ * operator write one host firewall rule for all user networks, e.g. to stop proxies opening
+ * connections to services on the host itself:
+ *   iptables -I INPUT -i ctll-+ -m conntrack --ctstate NEW -j REJECT
+ */
+export function bridgeName(subnet: string): string {
+  return `ctll-${parseCidr(subnet).network.toString(16).padStart(8, '0')}`;
+}
+
+/** The gateway (the host's side of the bridge) is the block's first address, the proxy the second. */
+export function gatewayAddress(subnet: string): string {
+  return addressAt(parseCidr(subnet), 1);
+}
+
+export function proxyAddress(subnet: string): string {
+  return addressAt(parseCidr(subnet), 2);
+}
+
+export function proxyEndpoint(ip: string): string {
+  return `http://${ip}:${PROXY_PORT}`;
+}
+
+export function networkCreateOptions(userHash: string, subnet: string): Dockerode.NetworkCreateOptions {
+  return {
+    Name: networkName(userHash),
+    CheckDuplicate: true,
+    Driver: 'bridge',
+    // No route out: Docker gives containers on an internal network no default gateway and
+    // drops forwarded traffic between this bridge and any other interface.
+    Internal: true,
+    Attachable: false,
+    EnableIPv6: false,
+    IPAM: { Driver: 'default', Config: [{ Subnet: subnet, Gateway: gatewayAddress(subnet) }] },
+    Options: {
+      'com.docker.network.bridge.name': bridgeName(subnet),
+      // One container per network, so nothing to talk to anyway; off in case one is ever added.
+      'com.docker.network.bridge.enable_icc': 'false',
+      'com.docker.network.bridge.enable_ip_masquerade': 'false',
+    },
+    Labels: networkLabels(userHash, subnet),
+  };
+}
+
+export interface ProxyContainerArgs {
+  userHash: string;
+  /** The per-proxy bearer secret (ProxySpec.secret). Never the user's own token. */
+  secret: string;
+  image: string;
+  subnet: string;
+  limits: ProxyLimits;
+}
+
+export function containerCreateOptions(args: ProxyContainerArgs): Dockerode.ContainerCreateOptions {
+  const { userHash, limits } = args;
+  const network = networkName(userHash);
+  return {
+    name: containerName(userHash),
+    Image: args.image,
+    Labels: containerLabels(userHash),
+    // The owner is the hash: the proxy only compares it, and the raw id must not appear in
+    // `docker inspect`. The secret has to be in the environment (the proxy reads it there); it
+    // is per proxy, so reading it back (list()) reveals nothing beyond this one proxy.
+    Env: [`PROXY_OWNER=${userHash}`, `PROXY_TOKEN=${args.secret}`, 'PROXY_HOST=0.0.0.0', `PROXY_PORT=${PROXY_PORT}`],
+    User: PROXY_USER,
+    ExposedPorts: { [`${PROXY_PORT}/tcp`]: {} },
+    StopSignal: 'SIGTERM',
+    Healthcheck: {
+      Test: ['CMD', 'node', '/app/healthcheck.mjs'],
+      Interval: limits.healthIntervalMs * 1e6,
+      Timeout: 5e9,
+      StartPeriod: 10e9,
+      Retries: 3,
+    },
+    HostConfig: {
+      Memory: limits.memoryBytes,
+      MemorySwap: limits.memoryBytes,
+      NanoCpus: limits.nanoCpus,
+      PidsLimit: limits.pidsLimit,
+      ReadonlyRootfs: true,
+      Tmpfs: { '/tmp': 'rw,noexec,nosuid,nodev,size=16m' },
+      CapDrop: ['ALL'],
+      SecurityOpt: ['no-new-privileges:true'],
+      Privileged: false,
+      RestartPolicy: { Name: 'no' },
+      AutoRemove: true,
+      NetworkMode: network,
+      PortBindings: {},
+      PublishAllPorts: false,
+      IpcMode: 'private',
+      LogConfig: { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '1' } },
+    },
+    NetworkingConfig: {
+      // A fixed address: the endpoint is known without asking the engine after start.
+      EndpointsConfig: { [network]: { IPAMConfig: { IPv4Address: proxyAddress(args.subnet) } } },
+    },
+  };
+}

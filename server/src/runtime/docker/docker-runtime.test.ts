@@ -1,0 +1,452 @@
+/**
+ * DockerRuntime against the real Docker engine: the proxy image is built from local files
+ * (scripts/build-proxy-image.sh), containers and networks are real, `docker inspect` is the
+ * judge of what was created. Without an engine the suite is skipped, except in CI (CI=true),
+ * where a missing engine is a failure: CI machines must have Docker.
+ *
+ * Every container and network a test creates belongs to a user id with this run's random tag;
+ * the `after` hook removes all of them whatever happened. Network traffic goes only to our own
+ * containers, to servers this test starts on the host, and to two addresses that are never
+ * routed anywhere (10.255.255.1, 192.0.2.1 from TEST-NET-1): the proxies' networks are internal,
+ * so those packets do not even leave the host.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import http from 'node:http';
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import Docker from 'dockerode';
+import { userHash, type ProxySpec } from '../runtime.js';
+import { overlaps, parseCidr } from './cidr.js';
+import { containerCreateOptions, gatewayAddress, networkCreateOptions } from './container-spec.js';
+import { DockerRuntime } from './docker-runtime.js';
+import { containerName, LABEL_OWNER, networkName } from './naming.js';
+
+const run = promisify(execFile);
+const BUILD_SCRIPT = fileURLToPath(new URL('../../../../scripts/build-proxy-image.sh', import.meta.url));
+const IMAGE = process.env['IMAGE'] ?? 'cloudtolocalllm/streaming-proxy:local';
+const BROKEN_IMAGE = `cloudtolocalllm/streaming-proxy:test-broken-${process.pid}`;
+
+const docker = new Docker();
+const probe = await DockerRuntime.probe(docker);
+const inCI = process.env['CI'] === 'true';
+if (!probe.ok && inCI) {
+  test('a Docker engine is reachable (CI machines must have one)', () => assert.fail(probe.error));
+}
+const skip = probe.ok ? false : `no Docker engine here (${probe.error}); CI=true makes this a failure`;
+
+/** This run's tag: every user id (and so every object) of this file carries it. */
+const RUN = randomBytes(4).toString('hex');
+const created = new Set<string>();
+function spec(name: string): ProxySpec {
+  const userId = `auth0|ctll-test-${RUN}-${name}`;
+  const hash = userHash(userId);
+  created.add(hash);
+  return { userId, userHash: hash, secret: `secret-${randomBytes(12).toString('hex')}` };
+}
+
+/** `docker inspect` (the CLI: what an operator would see); undefined if there is no such object. */
+async function inspect(type: 'container' | 'network', name: string): Promise<any> {
+  try {
+    const { stdout } = await run('docker', ['inspect', '--type', type, name]);
+    return (JSON.parse(stdout) as unknown[])[0];
+  } catch (e) {
+    if (/No such|not found/i.test(String((e as { stderr?: string }).stderr))) return undefined;
+    throw e;
+  }
+}
+
+function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { headers, agent: false, timeout: 5000 }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      })
+      .on('timeout', function (this: http.ClientRequest) {
+        this.destroy(new Error('timeout'));
+      })
+      .on('error', reject);
+  });
+}
+
+interface Probe {
+  name: string;
+  host: string;
+  port: number;
+}
+interface ProbeResult {
+  name: string;
+  target: string;
+  result: string;
+  ms: number;
+}
+
+/** TCP connection attempts made *inside* a container, with the image's own node. */
+async function connectFrom(container: string, targets: Probe[], timeoutMs: number): Promise<ProbeResult[]> {
+  const script = `
+    const net = require('net');
+    const targets = ${JSON.stringify(targets)};
+    Promise.all(targets.map((t) => new Promise((done) => {
+      const started = Date.now();
+      const finish = (result) => { socket.destroy(); done({ name: t.name, target: t.host + ':' + t.port, result, ms: Date.now() - started }); };
+      const socket = net.connect({ host: t.host, port: t.port });
+      socket.setTimeout(${timeoutMs}, () => finish('timeout'));
+      socket.on('connect', () => finish('connected'));
+      socket.on('error', (e) => finish(e.code || e.message));
+    }))).then((r) => process.stdout.write(JSON.stringify(r)));`;
+  const { stdout } = await run('docker', ['exec', container, '/usr/bin/node', '-e', script], { timeout: timeoutMs + 10_000 });
+  return JSON.parse(stdout) as ProbeResult[];
+}
+
+async function dockerBuildFromStdin(tag: string, dockerfile: string): Promise<void> {
+  const child = spawn('docker', ['build', '-q', '-t', tag, '-'], { env: { ...process.env, DOCKER_BUILDKIT: '0' } });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdout.resume();
+  child.stdin.end(dockerfile);
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`docker build failed: ${stderr}`);
+}
+
+const ours = (labels: Record<string, string> | undefined) => created.has(labels?.[LABEL_OWNER] ?? '');
+
+async function leftovers(): Promise<{ containers: string[]; networks: string[] }> {
+  const containers = (await docker.listContainers({ all: true })).filter((c) => ours(c.Labels)).map((c) => c.Names[0] ?? c.Id);
+  const networks = (await docker.listNetworks()).filter((n) => ours(n.Labels)).map((n) => n.Name);
+  return { containers, networks };
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+describe('DockerRuntime on a real Docker engine', { skip, timeout: 240_000 }, () => {
+  let runtime: DockerRuntime;
+  let buildMs = 0;
+  let buildOutput = '';
+  const exits: Array<[string, string]> = [];
+
+  before(async () => {
+    const started = Date.now();
+    const { stdout } = await run('bash', [BUILD_SCRIPT], { env: { ...process.env, IMAGE }, timeout: 300_000 });
+    buildMs = Date.now() - started;
+    buildOutput = stdout.trim();
+    runtime = new DockerRuntime({ docker, image: IMAGE, subnetRange: '10.200.0.0/16', healthIntervalMs: 1000, startTimeoutMs: 90_000 });
+    runtime.on('exit', (hash, reason) => exits.push([hash, reason]));
+  });
+
+  after(async () => {
+    // Whatever happened: every object of this run's users goes.
+    for (const hash of created) await runtime?.stop(hash).catch(() => undefined);
+    for (const c of (await docker.listContainers({ all: true })).filter((c) => ours(c.Labels))) {
+      await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+    }
+    for (const n of (await docker.listNetworks()).filter((n) => ours(n.Labels))) {
+      await docker.getNetwork(n.Id).remove().catch(() => undefined);
+    }
+    await docker.getImage(BROKEN_IMAGE).remove({ force: true }).catch(() => undefined);
+    await runtime?.close();
+  });
+
+  test('the image builds from local files, and a second build is a fast no-op', async (t) => {
+    t.diagnostic(`first call: ${buildMs} ms: ${buildOutput.replace(/\n/g, ' | ')}`);
+    const started = Date.now();
+    const { stdout } = await run('bash', [BUILD_SCRIPT], { env: { ...process.env, IMAGE } });
+    const ms = Date.now() - started;
+    t.diagnostic(`second call: ${ms} ms: ${stdout.trim()}`);
+    assert.match(stdout, /is up to date/);
+    assert.ok(ms < 5000, `an unchanged image took ${ms} ms`);
+    const image = await docker.getImage(IMAGE).inspect();
+    assert.equal(image.Config.User, '1001:1001');
+    assert.deepEqual(image.Config.Cmd, ['node', '/app/proxy.mjs']);
+    assert.deepEqual(Object.keys(image.Config.ExposedPorts ?? {}), ['8080/tcp']);
+    assert.deepEqual(image.Config.Healthcheck?.Test, ['CMD', 'node', '/app/healthcheck.mjs']);
+    assert.equal(image.Config.Healthcheck?.Interval, 30e9);
+    for (const env of ['PROXY_HOST=0.0.0.0', 'PROXY_PORT=8080', 'NODE_ENV=production']) assert.ok(image.Config.Env?.includes(env), env);
+  });
+
+  test('start: healthy, hardened, internal network on our subnet, nothing reveals the user id', async (t) => {
+    const s = spec('inspect');
+    const proxy = await runtime.start(s);
+    const ip = new URL(proxy.endpoint).hostname;
+    assert.equal(proxy.id, `ctll-proxy-${s.userHash}`);
+    assert.equal(proxy.userHash, s.userHash);
+    assert.equal(proxy.secret, s.secret);
+    assert.match(proxy.endpoint, /^http:\/\/10\.200\.\d+\.\d+:8080$/);
+
+    const health = await get(`${proxy.endpoint}/health`);
+    assert.equal(health.status, 200);
+    assert.equal((JSON.parse(health.body) as { status: string }).status, 'ok');
+    // The proxy runs with the secret we gave it (and the owner hash).
+    assert.equal((await get(`${proxy.endpoint}/api/tags`)).status, 401);
+    assert.equal((await get(`${proxy.endpoint}/api/tags`, { authorization: 'Bearer wrong-wrong-wrong-wrong' })).status, 401);
+    assert.notEqual((await get(`${proxy.endpoint}/api/tags`, { authorization: `Bearer ${s.secret}` })).status, 401);
+
+    const c = await inspect('container', containerName(s.userHash));
+    const h = c.HostConfig;
+    t.diagnostic(
+      `inspect: Memory=${h.Memory} MemorySwap=${h.MemorySwap} NanoCpus=${h.NanoCpus} CpuShares=${h.CpuShares} PidsLimit=${h.PidsLimit} ` +
+        `ReadonlyRootfs=${h.ReadonlyRootfs} CapDrop=${JSON.stringify(h.CapDrop)} SecurityOpt=${JSON.stringify(h.SecurityOpt)} ` +
+        `User=${c.Config.User} RestartPolicy=${JSON.stringify(h.RestartPolicy)} AutoRemove=${h.AutoRemove} Tmpfs=${JSON.stringify(h.Tmpfs)} ` +
+        `LogConfig=${JSON.stringify(h.LogConfig)} NetworkMode=${h.NetworkMode.slice(0, 20)}… PortBindings=${JSON.stringify(h.PortBindings)}`,
+    );
+    assert.equal(h.Memory, 536870912);
+    assert.equal(h.MemorySwap, 536870912);
+    assert.equal(h.NanoCpus, 500000000);
+    assert.equal(h.CpuShares, 0, 'a CPU limit, not a weight');
+    assert.equal(h.PidsLimit, 128);
+    assert.equal(h.ReadonlyRootfs, true);
+    assert.deepEqual(h.CapDrop, ['ALL']);
+    assert.deepEqual(h.SecurityOpt, ['no-new-privileges:true']);
+    assert.equal(h.Privileged, false);
+    assert.equal(c.Config.User, '1001:1001');
+    assert.equal(h.RestartPolicy.Name, 'no');
+    assert.equal(h.AutoRemove, true);
+    assert.deepEqual(h.Tmpfs, { '/tmp': 'rw,noexec,nosuid,nodev,size=16m' });
+    assert.deepEqual(h.LogConfig, { Type: 'json-file', Config: { 'max-file': '1', 'max-size': '1m' } });
+    assert.equal(h.NetworkMode, networkName(s.userHash));
+    assert.ok(!h.PortBindings || Object.values(h.PortBindings).every((b) => !b), 'no published ports');
+    assert.ok(Object.values(c.NetworkSettings.Ports ?? {}).every((b) => !b), 'no published ports');
+    assert.deepEqual(Object.keys(c.NetworkSettings.Networks), [networkName(s.userHash)], 'only its own network');
+    assert.equal(c.NetworkSettings.Networks[networkName(s.userHash)].IPAddress, ip);
+    // (plus the labels the image itself carries, such as its input hash)
+    assert.equal(c.Config.Labels['cloudtolocalllm.type'], 'streaming-proxy');
+    assert.equal(c.Config.Labels['cloudtolocalllm.owner'], s.userHash);
+    assert.ok(c.Config.Env.includes(`PROXY_OWNER=${s.userHash}`));
+    assert.equal(c.Config.Healthcheck.Interval, 1e9);
+
+    const n = await inspect('network', networkName(s.userHash));
+    const subnet = n.IPAM.Config[0].Subnet as string;
+    t.diagnostic(`network: Internal=${n.Internal} Subnet=${subnet} Gateway=${n.IPAM.Config[0].Gateway} bridge=${n.Options['com.docker.network.bridge.name']} Labels=${JSON.stringify(n.Labels)}`);
+    assert.equal(n.Internal, true);
+    assert.equal(n.Driver, 'bridge');
+    assert.equal(parseCidr(subnet).prefix, 28);
+    assert.ok(overlaps(parseCidr(subnet), parseCidr('10.200.0.0/16')));
+    assert.equal(n.IPAM.Config[0].Gateway, gatewayAddress(subnet));
+    assert.deepEqual(n.Labels, {
+      'cloudtolocalllm.type': 'user-network',
+      'cloudtolocalllm.owner': s.userHash,
+      'cloudtolocalllm.subnet': subnet,
+    });
+
+    const everything = JSON.stringify([c, n]) + (await run('docker', ['ps', '-a', '--no-trunc'])).stdout;
+    assert.ok(!everything.includes(s.userId), 'the raw user id appears in docker inspect / docker ps');
+    assert.ok(!everything.includes(`ctll-test-${RUN}`), 'part of the raw user id appears in docker inspect / docker ps');
+
+    // The engine's own health check (the image's HEALTHCHECK) passes under all that hardening.
+    let status = '';
+    for (let i = 0; i < 40 && status !== 'healthy'; i++) {
+      status = (await inspect('container', containerName(s.userHash))).State.Health.Status;
+      if (status !== 'healthy') await sleep(250);
+    }
+    assert.equal(status, 'healthy');
+    await runtime.stop(s.userHash);
+  });
+
+  test('stop removes the container and the network, is idempotent, and reports no exit', async (t) => {
+    const s = spec('stop');
+    const starts: number[] = [];
+    const stops: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      let started = performance.now();
+      await runtime.start(s);
+      starts.push(performance.now() - started);
+      assert.ok(await inspect('container', containerName(s.userHash)));
+      started = performance.now();
+      await runtime.stop(s.userHash);
+      stops.push(performance.now() - started);
+      assert.equal(await inspect('container', containerName(s.userHash)), undefined, 'container still there');
+      assert.equal(await inspect('network', networkName(s.userHash)), undefined, 'network still there');
+    }
+    t.diagnostic(`start (one proxy, sequential): p50 ${Math.round(percentile(starts, 50))} ms, max ${Math.round(Math.max(...starts))} ms`);
+    t.diagnostic(`stop: p50 ${Math.round(percentile(stops, 50))} ms`);
+    await runtime.stop(s.userHash);
+    await runtime.stop(spec('never-started').userHash);
+    await sleep(500); // any die event would have arrived by now
+    assert.deepEqual(exits.filter(([h]) => h === s.userHash), []);
+  });
+
+  test('list() finds running proxies with their endpoint, creation time and secret', async () => {
+    const a = spec('list-a');
+    const b = spec('list-b');
+    const before = Date.now();
+    const [pa, pb] = await Promise.all([runtime.start(a), runtime.start(b)]);
+    const found = await runtime.list();
+    for (const [s, p] of [
+      [a, pa],
+      [b, pb],
+    ] as const) {
+      const item = found.find((f) => f.userHash === s.userHash);
+      assert.ok(item, 'listed');
+      assert.equal(item.id, containerName(s.userHash));
+      assert.equal(item.endpoint, p.endpoint);
+      assert.equal(item.secret, s.secret);
+      assert.ok(item.createdAt >= before - 1000 && item.createdAt <= Date.now(), `createdAt ${item.createdAt}`);
+    }
+    await runtime.stop(a.userHash);
+    const after = await runtime.list();
+    assert.ok(!after.some((f) => f.userHash === a.userHash));
+    assert.ok(after.some((f) => f.userHash === b.userHash));
+    await runtime.stop(b.userHash);
+  });
+
+  test('a proxy killed from outside is reported as an exit', async () => {
+    const s = spec('killed');
+    await runtime.start(s);
+    const exited = new Promise<string>((resolve) =>
+      runtime.on('exit', (hash, reason) => {
+        if (hash === s.userHash) resolve(reason);
+      }),
+    );
+    await run('docker', ['kill', containerName(s.userHash)]);
+    const reason = await Promise.race([exited, sleep(10_000).then(() => 'no exit event within 10 s')]);
+    assert.equal(reason, 'the proxy container died (exit code 137, killed with SIGKILL)');
+    // AutoRemove took the container; the network is what stop() (or pruneOrphans) cleans.
+    await runtime.stop(s.userHash);
+    assert.equal(await inspect('network', networkName(s.userHash)), undefined);
+  });
+
+  test('a proxy that cannot start fails with its exit code and last output, leaving nothing', async () => {
+    await dockerBuildFromStdin(
+      BROKEN_IMAGE,
+      `FROM ${IMAGE}\nCMD ["node", "-e", "console.error('proxy test: refusing to start'); process.exit(3)"]\n`,
+    );
+    const broken = new DockerRuntime({ docker, image: BROKEN_IMAGE });
+    const s = spec('broken');
+    try {
+      await assert.rejects(
+        broken.start(s),
+        (e: Error) => {
+          assert.match(e.message, /^could not start the streaming proxy for user [0-9a-f]{12}: the container exited during start \(exit code 3\)/);
+          assert.match(e.message, /its last output:\n {2}proxy test: refusing to start/);
+          assert.ok(!e.message.includes(s.userId));
+          return true;
+        },
+      );
+      assert.deepEqual(await leftovers().then((l) => [...l.containers, ...l.networks].filter((x) => x.includes(s.userHash))), []);
+    } finally {
+      await broken.close();
+    }
+  });
+
+  test('pruneOrphans removes leftover labelled networks and stopped containers, and nothing alive', async () => {
+    const live = spec('prune-live');
+    const proxy = await runtime.start(live);
+    // What a crash between "network created" and "container removed" leaves: a labelled network
+    // and a labelled container that never ran.
+    const orphan = spec('prune-orphan');
+    const subnet = await runtime.subnets.withSubnet(async (candidate) => {
+      await docker.createNetwork(networkCreateOptions(orphan.userHash, candidate));
+      return candidate;
+    });
+    await docker.createContainer(containerCreateOptions({ userHash: orphan.userHash, secret: orphan.secret, image: IMAGE, subnet, limits: runtime.limits }));
+    const lonely = spec('prune-network-only');
+    await runtime.subnets.withSubnet((candidate) => docker.createNetwork(networkCreateOptions(lonely.userHash, candidate)));
+
+    const pruned = await runtime.pruneOrphans();
+    assert.ok(pruned.containers >= 1 && pruned.networks >= 2, JSON.stringify(pruned));
+    assert.equal(await inspect('container', containerName(orphan.userHash)), undefined);
+    assert.equal(await inspect('network', networkName(orphan.userHash)), undefined);
+    assert.equal(await inspect('network', networkName(lonely.userHash)), undefined);
+    assert.equal((await get(`${proxy.endpoint}/health`)).status, 200, 'a running proxy is not an orphan');
+    assert.ok(await inspect('network', networkName(live.userHash)));
+    await runtime.stop(live.userHash);
+  });
+
+  test('40 users at once: distinct non-overlapping subnets beyond Docker’s ~29 pools, all healthy, no leftovers', { timeout: 150_000 }, async (t) => {
+    const specs = Array.from({ length: 40 }, (_, i) => spec(`many-${i}`));
+    let started = performance.now();
+    const proxies = await Promise.all(specs.map((s) => runtime.start(s)));
+    t.diagnostic(`40 concurrent starts: ${Math.round(performance.now() - started)} ms`);
+
+    const subnets = await Promise.all(
+      specs.map(async (s) => (await docker.getNetwork(networkName(s.userHash)).inspect()).IPAM!.Config![0]!.Subnet as string),
+    );
+    assert.equal(new Set(subnets).size, 40);
+    const mine = new Set(subnets);
+    const others = (await docker.listNetworks())
+      .flatMap((n) => (n.IPAM?.Config ?? []).map((c) => (c as { Subnet?: string }).Subnet))
+      .filter((s): s is string => !!s && !s.includes(':') && !mine.has(s));
+    for (const [i, a] of subnets.entries()) {
+      for (const b of subnets.slice(i + 1)) assert.ok(!overlaps(parseCidr(a), parseCidr(b)), `${a} overlaps ${b}`);
+      for (const b of others) assert.ok(!overlaps(parseCidr(a), parseCidr(b, { strict: false })), `${a} overlaps foreign ${b}`);
+    }
+    const health = await Promise.all(proxies.map((p) => get(`${p.endpoint}/health`).then((r) => r.status)));
+    assert.deepEqual(health, Array(40).fill(200));
+
+    started = performance.now();
+    await Promise.all(specs.map((s) => runtime.stop(s.userHash)));
+    t.diagnostic(`40 concurrent stops: ${Math.round(performance.now() - started)} ms`);
+    const left = await leftovers();
+    assert.deepEqual(
+      [...left.containers, ...left.networks].filter((x) => specs.some((s) => x.includes(s.userHash))),
+      [],
+    );
+    await sleep(300);
+    assert.deepEqual(exits.filter(([h]) => specs.some((s) => s.userHash === h)), [], 'stop() reported as an exit');
+  });
+
+  test('isolation, seen from inside a proxy container', async (t) => {
+    const a = spec('iso-a');
+    const b = spec('iso-b');
+    const [pa, pb] = await Promise.all([runtime.start(a), runtime.start(b)]);
+    const subnetOf = async (s: ProxySpec) =>
+      (await docker.getNetwork(networkName(s.userHash)).inspect()).IPAM!.Config![0]!.Subnet as string;
+    const gatewayA = gatewayAddress(await subnetOf(a));
+    const gatewayB = gatewayAddress(await subnetOf(b));
+    // Two servers on the host: one wrongly listening on all interfaces, one on loopback only.
+    let reachedAll = 0;
+    const allInterfaces = net.createServer((socket) => {
+      reachedAll++;
+      socket.end();
+    });
+    const loopbackOnly = net.createServer((socket) => socket.end());
+    allInterfaces.listen(0, '0.0.0.0');
+    loopbackOnly.listen(0, '127.0.0.1');
+    await Promise.all([once(allInterfaces, 'listening'), once(loopbackOnly, 'listening')]);
+    const allPort = (allInterfaces.address() as net.AddressInfo).port;
+    const loPort = (loopbackOnly.address() as net.AddressInfo).port;
+    try {
+      const results = await connectFrom(
+        containerName(a.userHash),
+        [
+          { name: 'control: its own proxy on 127.0.0.1:8080', host: '127.0.0.1', port: 8080 },
+          { name: "user B's proxy", host: new URL(pb.endpoint).hostname, port: 8080 },
+          { name: 'host server on 0.0.0.0, via its own gateway', host: gatewayA, port: allPort },
+          { name: "host server on 0.0.0.0, via B's gateway", host: gatewayB, port: allPort },
+          { name: 'host server on 127.0.0.1, via its own gateway', host: gatewayA, port: loPort },
+          { name: 'host server on 127.0.0.1, via 127.0.0.1', host: '127.0.0.1', port: loPort },
+          { name: 'unroutable 10.255.255.1', host: '10.255.255.1', port: 80 },
+          { name: 'TEST-NET-1 192.0.2.1', host: '192.0.2.1', port: 80 },
+        ],
+        1500,
+      );
+      for (const r of results) t.diagnostic(`from A (${new URL(pa.endpoint).hostname}) to ${r.name} (${r.target}): ${r.result} after ${r.ms} ms`);
+      const result = (name: string) => results.find((r) => r.name.startsWith(name))!.result;
+      assert.equal(result('control'), 'connected', 'the probe itself works');
+      assert.notEqual(result("user B's proxy"), 'connected', 'one user reached another user’s proxy');
+      assert.notEqual(result('host server on 127.0.0.1, via its own gateway'), 'connected');
+      assert.notEqual(result('host server on 127.0.0.1, via 127.0.0.1'), 'connected');
+      assert.notEqual(result('unroutable'), 'connected');
+      assert.notEqual(result('TEST-NET-1'), 'connected');
+      // Observed on Docker 20.10, recorded rather than asserted (a host firewall changes it):
+      // an internal network blocks *forwarding*, but the gateway address belongs to the host,
+      // so a host service bound to 0.0.0.0 is reachable from every proxy. Bind host services
+      // to specific addresses, or REJECT new connections from the ctll-* bridges in INPUT.
+      t.diagnostic(`host server on 0.0.0.0 accepted ${reachedAll} connection(s) from the container`);
+    } finally {
+      allInterfaces.close();
+      loopbackOnly.close();
+      await Promise.all([runtime.stop(a.userHash), runtime.stop(b.userHash)]);
+    }
+  });
+});

@@ -1,0 +1,394 @@
+/**
+ * The production ProxyRuntime: one hardened container per user on a real Docker engine, each on
+ * its own internal bridge network with a subnet we allocate (see container-spec.ts for what the
+ * container may and may not do, subnet-allocator.ts for why subnets are ours to hand out).
+ *
+ * The engine is the source of truth: names and labels derived from the user hash let list(),
+ * stop() and pruneOrphans() find a user's objects after a server restart; the only in-memory
+ * state is what is in flight (starts and stops, so prune leaves them alone and their container
+ * deaths are not reported as crashes).
+ */
+import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import Docker from 'dockerode';
+import { silentLogger, type Logger } from '../../log.js';
+import { userHash as hashOf, type ProxyInstance, type ProxyRuntime, type ProxyRuntimeEvents, type ProxySpec } from '../runtime.js';
+import {
+  containerCreateOptions,
+  DEFAULT_LIMITS,
+  networkCreateOptions,
+  proxyAddress,
+  proxyEndpoint,
+  type ProxyLimits,
+} from './container-spec.js';
+import { engineMessage, ignoring, statusOf } from './docker-errors.js';
+import { EventWatcher, type EngineEvent } from './event-watcher.js';
+import { OutputTail, waitForHealth } from './health.js';
+import {
+  assertUserHash,
+  containerName,
+  LABEL_OWNER,
+  NETWORK_LABEL_FILTER,
+  networkName,
+  ownerOf,
+  PROXY_LABEL_FILTER,
+} from './naming.js';
+import { DEFAULT_SUBNET_PREFIX, DEFAULT_SUBNET_RANGE, DockerSubnetAllocator } from './subnet-allocator.js';
+
+export const DEFAULT_IMAGE = 'cloudtolocalllm/streaming-proxy:local';
+/** Oldest engine API with everything used here (wait condition next-exit needs 1.30). */
+const MIN_API_VERSION = 1.3;
+
+export interface DockerRuntimeOptions {
+  docker?: Docker;
+  image?: string;
+  /** Range the per-user subnets come from (default: env CTLL_SUBNET_RANGE, else 10.200.0.0/16). */
+  subnetRange?: string;
+  /** Size of each user's subnet (default: env CTLL_SUBNET_PREFIX, else 28). */
+  subnetPrefix?: number;
+  memoryBytes?: number;
+  nanoCpus?: number;
+  pidsLimit?: number;
+  /** How long start() waits for GET /health to answer 200 (default 30 s). */
+  startTimeoutMs?: number;
+  /** Interval of the engine's own health check of each container (default 30 s). */
+  healthIntervalMs?: number;
+  /** Seconds a stopping proxy gets between SIGTERM and SIGKILL (default 2). */
+  stopTimeoutSeconds?: number;
+  log?: Logger;
+}
+
+export type DockerProbe = { ok: true; version: string } | { ok: false; error: string };
+
+/** "exit code 137, OOM-killed": what a person needs to know about why a container ended. */
+export function describeExit(code: number | undefined, oomKilled: boolean): string {
+  if (code === undefined || Number.isNaN(code)) return oomKilled ? 'OOM-killed' : 'exit code unknown';
+  if (oomKilled) return `exit code ${code}, OOM-killed`;
+  if (code === 137) return 'exit code 137, killed with SIGKILL';
+  if (code === 143) return 'exit code 143, terminated with SIGTERM';
+  return `exit code ${code}`;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms / 1000} s`)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function envNumber(name: string): number | undefined {
+  const value = process.env[name];
+  return value === undefined || value === '' ? undefined : Number(value);
+}
+
+export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements ProxyRuntime {
+  readonly kind = 'docker' as const;
+  readonly docker: Docker;
+  readonly image: string;
+  readonly subnets: DockerSubnetAllocator;
+  readonly limits: ProxyLimits;
+  private readonly startTimeoutMs: number;
+  private readonly stopTimeoutSeconds: number;
+  private readonly log: Logger;
+  private readonly watcher: EventWatcher;
+  /** Container ids whose end this runtime caused or is handling (start failures, stops): not crashes. */
+  private readonly expectedExits = new Map<string, number>();
+  /** Container ids the engine reported OOM for, with when: the following `die` is an OOM kill. */
+  private readonly oomAt = new Map<string, number>();
+  /** Users with a start or stop in progress: pruneOrphans must not take their half-made objects. */
+  private readonly busy = new Map<string, number>();
+
+  /**
+   * Is a Docker engine reachable, and new enough? For choosing a runtime at server start and
+   * for tests deciding whether to run; never throws.
+   */
+  static async probe(docker: Docker = new Docker()): Promise<DockerProbe> {
+    try {
+      const v = await withTimeout(docker.version(), 3000, 'the Docker engine');
+      if (Number(v.ApiVersion) < MIN_API_VERSION) {
+        return { ok: false, error: `Docker ${v.Version} (API ${v.ApiVersion}) is too old: API ${MIN_API_VERSION.toFixed(2)} or newer is needed` };
+      }
+      return { ok: true, version: v.Version };
+    } catch (e) {
+      return { ok: false, error: `the Docker engine is not reachable: ${engineMessage(e)}` };
+    }
+  }
+
+  constructor(options: DockerRuntimeOptions = {}) {
+    super();
+    this.docker = options.docker ?? new Docker();
+    this.image = options.image ?? DEFAULT_IMAGE;
+    this.subnets = new DockerSubnetAllocator(this.docker, {
+      range: options.subnetRange ?? (process.env['CTLL_SUBNET_RANGE'] || DEFAULT_SUBNET_RANGE),
+      prefix: options.subnetPrefix ?? envNumber('CTLL_SUBNET_PREFIX') ?? DEFAULT_SUBNET_PREFIX,
+    });
+    this.limits = {
+      memoryBytes: options.memoryBytes ?? DEFAULT_LIMITS.memoryBytes,
+      nanoCpus: options.nanoCpus ?? DEFAULT_LIMITS.nanoCpus,
+      pidsLimit: options.pidsLimit ?? DEFAULT_LIMITS.pidsLimit,
+      healthIntervalMs: options.healthIntervalMs ?? DEFAULT_LIMITS.healthIntervalMs,
+    };
+    this.startTimeoutMs = options.startTimeoutMs ?? 30_000;
+    this.stopTimeoutSeconds = options.stopTimeoutSeconds ?? 2;
+    this.log = (options.log ?? silentLogger).child({ component: 'docker-runtime' });
+    this.watcher = new EventWatcher(this.docker, {
+      filters: { type: ['container'], label: [PROXY_LABEL_FILTER], event: ['die', 'oom'] },
+    });
+    this.watcher.on('event', (event) => this.onEngineEvent(event));
+    this.watcher.on('disconnected', (error, retryInMs) =>
+      this.log.warn('docker event stream lost; reconnecting', { error: error.message, retryInMs }),
+    );
+    this.watcher.start();
+  }
+
+  async start(spec: ProxySpec): Promise<ProxyInstance> {
+    const hash = spec.userHash;
+    assertUserHash(hash);
+    if (hashOf(spec.userId) !== hash) throw new Error('ProxySpec.userHash is not userHash(ProxySpec.userId)');
+    if (spec.secret.length < 16) throw new Error('ProxySpec.secret must be at least 16 characters (the proxy refuses shorter ones)');
+    const short = hash.slice(0, 12);
+    this.enter(hash);
+    try {
+      // Watching must be on before the container exists, or an early death could go unseen.
+      await this.watcher.ready;
+      // Leftovers of this user from a crash (ours or the engine's) would block the names.
+      await this.removeUserObjects(hash, false);
+      return await this.create(spec);
+    } catch (e) {
+      await this.removeUserObjects(hash, false).catch((cleanup: unknown) =>
+        this.log.error('cleanup after a failed start failed', { user: short, error: engineMessage(cleanup) }),
+      );
+      const error = new Error(`could not start the streaming proxy for user ${short}: ${engineMessage(e)}`, { cause: e });
+      this.log.warn('proxy start failed', { user: short, error: error.message });
+      throw error;
+    } finally {
+      this.leave(hash);
+    }
+  }
+
+  private async create(spec: ProxySpec): Promise<ProxyInstance> {
+    const hash = spec.userHash;
+    const subnet = await this.subnets.withSubnet(async (candidate) => {
+      await this.docker.createNetwork(networkCreateOptions(hash, candidate));
+      return candidate;
+    });
+    let container: Docker.Container;
+    try {
+      container = await this.docker.createContainer(
+        containerCreateOptions({ userHash: hash, secret: spec.secret, image: this.image, subnet, limits: this.limits }),
+      );
+    } catch (e) {
+      if (statusOf(e) === 404 && /image/i.test(engineMessage(e))) {
+        throw new Error(`${engineMessage(e)} (build it with scripts/build-proxy-image.sh)`, { cause: e });
+      }
+      throw e;
+    }
+    this.expectExit(container.id);
+
+    // Attach before starting: the container is removed when it exits, and with it its logs.
+    const tail = new OutputTail();
+    // The engine answers with an HTTP response stream (it has destroy(); the typings say less).
+    const attach = (await container.attach({ stream: true, stdout: true, stderr: true })) as unknown as NodeJS.ReadableStream & {
+      destroy(): void;
+    };
+    this.docker.modem.demuxStream(attach, tail, tail);
+    // Its errors (the engine going away) show up as the start failing; do not crash on them.
+    attach.on('error', () => undefined);
+    const stopWaiting = new AbortController();
+    // Two signs of an early exit: the engine's wait answer (with the exit code), and, in case
+    // the wait request reached the engine only after a very fast exit, the attach stream ending.
+    const attachEnded = new Promise<string>((resolve) =>
+      attach.on('end', () => void sleep(500).then(() => resolve('the container exited during start'))),
+    );
+    const waited = container.wait({ condition: 'next-exit', abortSignal: stopWaiting.signal }).then(
+      async (r: { StatusCode?: number }) => {
+        // The engine's `oom` event and the wait answer race; give the event a moment.
+        await sleep(150);
+        return `the container exited during start (${describeExit(r.StatusCode, this.oomAt.has(container.id))})`;
+      },
+      (e: unknown) =>
+        stopWaiting.signal.aborted ? new Promise<string>(() => {}) : `the container ended during start (${engineMessage(e)})`,
+    );
+    const exited = Promise.race([waited, attachEnded]);
+    const endpoint = proxyEndpoint(proxyAddress(subnet));
+    try {
+      await container.start();
+      const createdAt = Date.now();
+      await waitForHealth(`${endpoint}/health`, { timeoutMs: this.startTimeoutMs, exited });
+      // From here on, a death is news for the manager.
+      this.expectedExits.delete(container.id);
+      this.log.info('proxy started', { user: hash.slice(0, 12), endpoint, subnet });
+      return { id: containerName(hash), userHash: hash, endpoint, createdAt, secret: spec.secret };
+    } catch (e) {
+      // Give a crashing proxy's last words a moment to arrive through the attach stream.
+      await Promise.race([exited, sleep(200)]);
+      const lines = tail.lines();
+      const output = lines.length ? `; its last output:\n  ${lines.join('\n  ')}` : '; it printed nothing';
+      throw new Error(`${engineMessage(e)}${output}`, { cause: e });
+    } finally {
+      stopWaiting.abort();
+      attach.destroy();
+    }
+  }
+
+  async stop(userHash: string): Promise<void> {
+    assertUserHash(userHash);
+    this.enter(userHash);
+    try {
+      await this.removeUserObjects(userHash, true);
+    } finally {
+      this.leave(userHash);
+    }
+  }
+
+  /**
+   * Removes the user's container and network if they exist, whatever state they are in.
+   * Removing the network is what frees its subnet (the allocator reads the engine).
+   * `graceful`: SIGTERM first so the proxy can close its bridge connection cleanly (stop());
+   * cleanup after a failed start and leftovers are killed at once, a hung proxy would only
+   * make the caller wait the stop timeout.
+   */
+  private async removeUserObjects(userHash: string, graceful: boolean): Promise<void> {
+    const info = await ignoring([404], () => this.docker.getContainer(containerName(userHash)).inspect());
+    if (info) {
+      this.expectExit(info.Id);
+      const container = this.docker.getContainer(info.Id);
+      // Asked before stopping so it cannot miss the removal; 404 = already gone.
+      const removed = ignoring([404], () => container.wait({ condition: 'removed' }));
+      removed.catch(() => undefined);
+      if (graceful && info.State.Running) {
+        // 304 already stopped, 404 gone, 409 being removed (AutoRemove after an exit).
+        await ignoring([304, 404, 409], () => container.stop({ t: this.stopTimeoutSeconds }));
+      }
+      await ignoring([404, 409], () => container.remove({ force: true }));
+      await withTimeout(removed, 15_000, 'removing the proxy container').catch((e: unknown) =>
+        this.log.warn('proxy container removal not confirmed', { user: userHash.slice(0, 12), error: engineMessage(e) }),
+      );
+    }
+    await this.removeNetwork(networkName(userHash));
+  }
+
+  private async removeNetwork(name: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await ignoring([404], () => this.docker.getNetwork(name).remove());
+        return;
+      } catch (e) {
+        // The engine may still be detaching the removed container's endpoint for a moment.
+        if (attempt >= 30 || !/active endpoints/i.test(engineMessage(e))) throw e;
+        await sleep(100);
+      }
+    }
+  }
+
+  async list(): Promise<ProxyInstance[]> {
+    const containers = await this.docker.listContainers({ filters: { label: [PROXY_LABEL_FILTER], status: ['running'] } });
+    const found = await Promise.all(
+      containers.map(async (summary): Promise<ProxyInstance | undefined> => {
+        const owner = ownerOf(summary.Labels);
+        if (!owner) return undefined;
+        // The summary lacks the environment (the secret), so inspect each one.
+        const info = await ignoring([404], () => this.docker.getContainer(summary.Id).inspect());
+        if (!info?.State.Running) return undefined;
+        const ip = info.NetworkSettings.Networks[networkName(owner)]?.IPAddress;
+        if (!ip) return undefined;
+        const token = info.Config.Env?.find((e) => e.startsWith('PROXY_TOKEN='));
+        return {
+          id: info.Name.replace(/^\//, ''),
+          userHash: owner,
+          endpoint: proxyEndpoint(ip),
+          createdAt: Date.parse(info.Created),
+          ...(token ? { secret: token.slice('PROXY_TOKEN='.length) } : {}),
+        };
+      }),
+    );
+    return found.filter((p): p is ProxyInstance => p !== undefined);
+  }
+
+  /**
+   * Removes what a crash leaves behind: labelled proxy containers that are not running and
+   * labelled user networks with no container. Users with a start/stop in progress here are
+   * skipped (their network exists a moment before their container does).
+   */
+  async pruneOrphans(): Promise<{ containers: number; networks: number }> {
+    let containers = 0;
+    let networks = 0;
+    const all = await this.docker.listContainers({ all: true, filters: { label: [PROXY_LABEL_FILTER] } });
+    for (const summary of all) {
+      const owner = ownerOf(summary.Labels);
+      if (summary.State === 'running' || (owner && this.busy.has(owner))) continue;
+      this.expectExit(summary.Id);
+      await ignoring([404, 409], () => this.docker.getContainer(summary.Id).remove({ force: true }));
+      containers++;
+    }
+    const nets = await this.docker.listNetworks({ filters: { label: [NETWORK_LABEL_FILTER] } });
+    for (const net of nets) {
+      const owner = ownerOf(net.Labels);
+      if (owner && this.busy.has(owner)) continue;
+      // The list omits attached containers; inspect has them.
+      const info = await ignoring([404], () => this.docker.getNetwork(net.Id).inspect() as Promise<Docker.NetworkInspectInfo>);
+      if (!info || Object.keys(info.Containers ?? {}).length > 0) continue;
+      try {
+        await this.removeNetwork(net.Id);
+        networks++;
+      } catch (e) {
+        this.log.warn('could not remove an orphaned network', { network: net.Name, error: engineMessage(e) });
+      }
+    }
+    if (containers || networks) this.log.info('pruned orphans', { containers, networks });
+    return { containers, networks };
+  }
+
+  async close(): Promise<void> {
+    this.watcher.close();
+  }
+
+  private onEngineEvent(event: EngineEvent): void {
+    if (event.Type !== 'container') return;
+    const id = event.Actor.ID;
+    if (event.Action === 'oom') {
+      this.oomAt.set(id, Date.now());
+      return;
+    }
+    if (event.Action !== 'die') return;
+    // Expected (a stop, or a start that failed: start() reads oomAt itself, entries expire).
+    if (this.expectedExits.has(id)) return;
+    const owner = ownerOf({ [LABEL_OWNER]: event.Actor.Attributes[LABEL_OWNER] ?? '' });
+    if (!owner) return;
+    const code = event.Actor.Attributes['exitCode'];
+    const report = (): void => {
+      const oom = Date.now() - (this.oomAt.get(id) ?? -Infinity) < 10_000;
+      this.oomAt.delete(id);
+      const reason = `the proxy container died (${describeExit(code === undefined ? undefined : Number(code), oom)})`;
+      this.log.warn('proxy exited unexpectedly', { user: owner.slice(0, 12), reason });
+      this.emit('exit', owner, reason);
+    };
+    // The engine usually reports `oom` before `die`, but both come from different sources; a
+    // SIGKILL exit (137) without an OOM report yet gets a moment for it to arrive.
+    if (code === '137' && !this.oomAt.has(id)) setTimeout(report, 250).unref();
+    else report();
+  }
+
+  private expectExit(containerId: string): void {
+    const now = Date.now();
+    this.expectedExits.set(containerId, now);
+    // Ids are never reused, and a die event arrives within seconds: forget old entries.
+    for (const [id, at] of this.expectedExits) {
+      if (now - at < 10 * 60_000) break;
+      this.expectedExits.delete(id);
+    }
+    for (const [id, at] of this.oomAt) if (now - at > 60_000) this.oomAt.delete(id);
+  }
+
+  private enter(userHash: string): void {
+    this.busy.set(userHash, (this.busy.get(userHash) ?? 0) + 1);
+  }
+
+  private leave(userHash: string): void {
+    const n = (this.busy.get(userHash) ?? 1) - 1;
+    if (n > 0) this.busy.set(userHash, n);
+    else this.busy.delete(userHash);
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * Where per-user streaming proxies run. The proxy manager decides *when* a user's proxy starts
+ * and stops; a runtime decides *how*: a hardened container per user on a real Docker engine
+ * (production), or a StreamingProxy inside the server process (machines without Docker).
+ */
+import type { EventEmitter } from 'node:events';
+import { createHash } from 'node:crypto';
+
+/** What a runtime needs to start one user's proxy. */
+export interface ProxySpec {
+  /** The user's id (JWT `sub`). Runtimes must never put it in names, labels or logs. */
+  userId: string;
+  /** userHash(userId): the only form of the user id a runtime may expose. */
+  userHash: string;
+  /**
+   * Per-proxy secret minted by the manager. The proxy accepts only requests and bridges that
+   * present it as `Authorization: Bearer <secret>`; the API server adds it when routing, so
+   * the user's own token never enters the proxy.
+   */
+  secret: string;
+}
+
+/** A proxy a runtime started or found. */
+export interface ProxyInstance {
+  /** Runtime-specific id: the container name, or `process-<hash prefix>`. */
+  id: string;
+  userHash: string;
+  /** Base URL the API server reaches the proxy on, e.g. `http://10.201.0.2:8080`. */
+  endpoint: string;
+  /** When it was started (ms since epoch). */
+  createdAt: number;
+  /**
+   * For proxies found at server start (reconciliation): the secret is not recoverable from a
+   * runtime that did not keep it, so `secret` is present only when the runtime knows it.
+   */
+  secret?: string;
+}
+
+export interface ProxyRuntimeEvents {
+  /** A proxy ended without being asked to (container died, OOM-killed, removed from outside). */
+  exit: [userHash: string, reason: string];
+}
+
+export interface ProxyRuntime extends EventEmitter<ProxyRuntimeEvents> {
+  readonly kind: 'docker' | 'process';
+  /**
+   * Starts the user's proxy and resolves once it answers GET /health with 200. Rejects with
+   * a message a person understands (e.g. "no free subnet in 10.200.0.0/16").
+   * Must not be called twice concurrently for the same user (the manager serialises).
+   */
+  start(spec: ProxySpec): Promise<ProxyInstance>;
+  /** Stops and removes the user's proxy and everything it owns (network). Idempotent. */
+  stop(userHash: string): Promise<void>;
+  /** Proxies that exist in this runtime now, including ones from before a server restart. */
+  list(): Promise<ProxyInstance[]>;
+  /** Removes what a crash leaves behind: stopped proxies and networks without a proxy. */
+  pruneOrphans(): Promise<{ containers: number; networks: number }>;
+  /** Releases the runtime's own resources (event streams, timers); leaves proxies running. */
+  close(): Promise<void>;
+}
+
+/** SHA-256 of the user id, hex: collision-free names and labels that do not reveal who it is. */
+export function userHash(userId: string): string {
+  return createHash('sha256').update(userId, 'utf8').digest('hex');
+}

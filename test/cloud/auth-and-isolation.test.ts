@@ -1,0 +1,157 @@
+/**
+ * Who can reach what: JWT attacks on every route family, and users who try to reach another
+ * user's proxy or bridge through paths and header tricks.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { exportJWK, generateKeyPair, SignJWT, decodeProtectedHeader } from 'jose';
+import WebSocket from 'ws';
+import { subprotocolFor, TUNNEL_PROTOCOL_VERSION } from '../../bridge/connection/protocol.js';
+import { userHash } from '../../server/src/runtime/runtime.js';
+import { OllamaEmulator } from '../emulator/ollama-emulator.js';
+import { waitForState, waitUntil } from '../tunnel/harness.js';
+import { bearer, startCloud, type Cloud } from './cloud-harness.js';
+
+const b64 = (o: object): string => Buffer.from(JSON.stringify(o)).toString('base64url');
+
+describe('authentication and isolation on the cloud server', () => {
+  let cloud: Cloud;
+  let emuA: OllamaEmulator;
+  let emuB: OllamaEmulator;
+  let tokenA: string;
+  let tokenB: string;
+  before(async () => {
+    emuA = new OllamaEmulator();
+    emuB = new OllamaEmulator();
+    await Promise.all([emuA.start(), emuB.start()]);
+    cloud = await startCloud();
+    [tokenA, tokenB] = await Promise.all([cloud.signIn('alice'), cloud.signIn('bob')]);
+    const bridgeA = cloud.bridge(tokenA, emuA.url);
+    const bridgeB = cloud.bridge(tokenB, emuB.url);
+    bridgeA.start();
+    bridgeB.start();
+    await Promise.all([waitForState(bridgeA, 'connected'), waitForState(bridgeB, 'connected')]);
+    await waitUntil(() => cloud.server.manager.view('alice').bridgeConnected && cloud.server.manager.view('bob').bridgeConnected, 'both bridges are in');
+  });
+  after(async () => {
+    await cloud.close();
+    await Promise.all([emuA.close(), emuB.close()]);
+  });
+
+  async function forgedTokens(): Promise<Record<string, string>> {
+    const issuer = cloud.server.issuer;
+    const audience = cloud.server.audience;
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { sub: 'alice', iss: issuer, aud: audience, iat: now, exp: now + 600 };
+    const foreign = await generateKeyPair('RS256');
+    const realKid = decodeProtectedHeader(tokenA).kid ?? 'unknown';
+    const sign = (payload: object, key = foreign.privateKey, kid = 'foreign-key') =>
+      new SignJWT({ ...payload }).setProtectedHeader({ alg: 'RS256', kid }).sign(key);
+    const jwks = (await (await fetch(`${issuer}/jwks`).catch(() => fetch(`${issuer}/.well-known/jwks.json`))).json()) as { keys: object[] };
+    const publicJwk = JSON.stringify(jwks.keys[0] ?? (await exportJWK(foreign.publicKey)));
+    const hmac = new TextEncoder().encode(publicJwk);
+    return {
+      'alg none': `${b64({ alg: 'none', typ: 'JWT' })}.${b64(claims)}.`,
+      'HS256 with the public key as secret': await new SignJWT({ ...claims }).setProtectedHeader({ alg: 'HS256', kid: realKid }).sign(hmac),
+      'another issuer\'s key': await sign(claims),
+      'a swapped kid': await sign(claims, foreign.privateKey, realKid),
+      malformed: 'not.a.jwt',
+      garbage: 'x'.repeat(40),
+      'a token for another audience, from another key': await sign({ ...claims, aud: 'https://other.example/api' }),
+    };
+  }
+
+  test('every forged or broken token is refused with 401 and WWW-Authenticate on every route', async () => {
+    const forged = await forgedTokens();
+    const routes: Array<[string, string]> = [
+      ['GET', '/api/proxy/status'],
+      ['POST', '/api/proxy/start'],
+      ['POST', '/api/proxy/stop'],
+      ['GET', '/ollama/api/tags'],
+      ['POST', '/ollama/v1/chat/completions'],
+    ];
+    const seenA = emuA.requests.length;
+    for (const [name, token] of Object.entries(forged)) {
+      for (const [method, path] of routes) {
+        const res = await fetch(`${cloud.url}${path}`, { method, headers: bearer(token) });
+        assert.equal(res.status, 401, `${name} on ${method} ${path}`);
+        assert.match(res.headers.get('www-authenticate') ?? '', /^Bearer realm="CloudToLocalLLM", error="invalid_token"/, name);
+        const body = (await res.json()) as { error: string };
+        assert.ok(body.error.length > 10, `${name}: the refusal explains itself`);
+        if (token.length >= 40) assert.ok(!body.error.includes(token.slice(10, 40)), 'the refusal does not echo the token');
+      }
+      const status = await new Promise<number>((resolve) => {
+        const ws = new WebSocket(`${cloud.url.replace('http', 'ws')}/ws/bridge`, [subprotocolFor(TUNNEL_PROTOCOL_VERSION)], { headers: bearer(token) });
+        ws.on('unexpected-response', (_q, r) => resolve(r.statusCode ?? 0));
+        ws.on('open', () => resolve(101));
+        ws.on('error', () => undefined);
+      });
+      assert.equal(status, 401, `${name} on the bridge route`);
+    }
+    assert.equal(emuA.requests.length, seenA, 'nothing reached alice\'s Ollama');
+    const metrics = await (await fetch(`${cloud.url}/metrics`)).text();
+    for (const reason of ['algorithm', 'signature', 'unknown-key', 'malformed']) {
+      assert.match(metrics, new RegExp(`ctll_auth_failures_total\\{reason="${reason}"\\} [1-9]`), `auth failures counted by reason ${reason}`);
+    }
+    assert.ok(cloud.audit.entries.some((e) => e.action === 'auth.failure' && e.route === 'bridge'));
+  });
+
+  test('no token at all: 401 with a plain challenge', async () => {
+    const res = await fetch(`${cloud.url}/ollama/api/tags`);
+    assert.equal(res.status, 401);
+    assert.equal(res.headers.get('www-authenticate'), 'Bearer realm="CloudToLocalLLM"');
+  });
+
+  test('each user reaches their own Ollama only, whatever the path or header tricks', async () => {
+    const seenB = emuB.requests.length;
+    const tricks: Array<[string, Record<string, string>]> = [
+      ['/ollama/api/version', {}],
+      ['/ollama/api/version?user=bob', {}],
+      [`/ollama/api/version?proxy=${userHash('bob')}`, {}],
+      ['/ollama/api/version', { 'x-forwarded-user': 'bob', 'x-user': 'bob', 'x-cloudtolocalllm-user': userHash('bob') }],
+      ['/ollama/api/version', { host: 'bob.cloud.example', 'x-forwarded-host': 'bob.cloud.example' }],
+      ['/ollama/api/version', { cookie: 'user=bob' }],
+    ];
+    for (const [path, headers] of tricks) {
+      const res = await fetch(`${cloud.url}${path}`, { headers: { ...bearer(tokenA), ...headers } });
+      assert.equal(res.status, 200, `${path} ${JSON.stringify(headers)}`);
+    }
+    // Raw requests for what fetch would normalise away.
+    for (const path of ['/ollama/../ollama/api/version', `/ollama/%2e%2e/${userHash('bob')}/api/version`, '/ollama//api/version']) {
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = http.request(`${cloud.url}${'/'}`, { path, headers: bearer(tokenA) }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      assert.ok(status >= 400, `${path} is refused (${status})`);
+    }
+    assert.equal(emuB.requests.length, seenB, 'not one of alice\'s requests reached bob\'s Ollama');
+    assert.ok(emuA.requests.length > 0);
+  });
+
+  test('a second Authorization header cannot smuggle another user in', async () => {
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = http.request(`${cloud.url}/ollama/api/version`, { headers: [['authorization', `Bearer ${tokenA}`], ['authorization', `Bearer ${tokenB}`]] as unknown as http.OutgoingHttpHeaders });
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    // Node joins duplicate Authorization headers: the result is not a valid bearer token.
+    assert.ok(status === 401 || status === 400, `got ${status}`);
+  });
+
+  test('a bridge signed in as alice serves alice only, even when bob\'s bridge is down', async () => {
+    const seenA = emuA.requests.length;
+    await fetch(`${cloud.url}/api/proxy/stop`, { method: 'POST', headers: bearer(tokenB) });
+    const res = await fetch(`${cloud.url}/ollama/api/tags`, { headers: bearer(tokenB) });
+    assert.equal(res.status, 503, 'bob gets "not connected", never alice\'s models');
+    assert.equal(emuA.requests.length, seenA);
+  });
+});
