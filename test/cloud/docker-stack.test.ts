@@ -1,0 +1,245 @@
+/**
+ * The cloud server on a real Docker engine, through its HTTP API as users and operators meet
+ * it: full flow, idle cleanup, a proxy killed from outside, 50 users at once, reconciliation
+ * after the server is killed with SIGKILL, and start:headless leaving nothing behind.
+ * Skipped without a Docker engine, except in CI (CI=true), where that is a failure.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { Ollama } from 'ollama';
+import { headlessSignIn } from '../../main/auth/headless-login.js';
+import { DEFAULT_AUDIENCE } from '../../server/src/config.js';
+import { DockerRuntime } from '../../server/src/runtime/docker/docker-runtime.js';
+import { userHash } from '../../server/src/runtime/runtime.js';
+import { OllamaEmulator } from '../emulator/ollama-emulator.js';
+import { waitForState, waitUntil } from '../tunnel/harness.js';
+import { bearer, startCloud, type Cloud } from './cloud-harness.js';
+import { startHeadless } from './headless-process.js';
+
+const run = promisify(execFile);
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const probe = await DockerRuntime.probe();
+if (!probe.ok && process.env['CI'] === 'true') {
+  test('a Docker engine is reachable (CI machines must have one)', () => assert.fail(probe.error));
+}
+const skip = probe.ok ? false : `no Docker engine here (${probe.error}); CI=true makes this a failure`;
+
+const RUN = randomBytes(3).toString('hex');
+const users = new Set<string>();
+const user = (name: string): string => {
+  const id = `t${RUN}-${name}`;
+  users.add(userHash(id));
+  return id;
+};
+
+async function docker(...args: string[]): Promise<string> {
+  return (await run('docker', args, { maxBuffer: 16 << 20 })).stdout.trim();
+}
+async function containerOf(id: string): Promise<Record<string, any> | undefined> {
+  const out = await docker('ps', '-aq', '--filter', `name=^ctll-proxy-${userHash(id)}$`);
+  if (!out) return undefined;
+  return (JSON.parse(await docker('inspect', out)) as Array<Record<string, any>>)[0];
+}
+async function leftovers(ids: string[]): Promise<string[]> {
+  const left: string[] = [];
+  for (const id of ids) {
+    const h = userHash(id);
+    if (await docker('ps', '-aq', '--filter', `name=^ctll-proxy-${h}$`)) left.push(`container of ${id}`);
+    if (await docker('network', 'ls', '-q', '--filter', `name=^ctll-net-${h}$`)) left.push(`network of ${id}`);
+  }
+  return left;
+}
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+describe('the cloud server on Docker', { skip, concurrency: false }, () => {
+  let emulator: OllamaEmulator;
+  before(async () => {
+    await run('bash', [`${ROOT}/scripts/build-proxy-image.sh`], { cwd: ROOT, maxBuffer: 16 << 20 });
+    emulator = new OllamaEmulator({ tokenIntervalMs: 5 });
+    await emulator.start();
+  });
+  after(async () => {
+    await emulator?.close();
+    for (const h of users) {
+      await docker('rm', '-f', `ctll-proxy-${h}`).catch(() => '');
+      await docker('network', 'rm', `ctll-net-${h}`).catch(() => '');
+    }
+  });
+
+  test('full flow: sign in, start, bridge, Ollama through /ollama, stop; the container is hardened', async () => {
+    const cloud = await startCloud({ runtime: 'docker' });
+    try {
+      const alice = user('alice');
+      const token = await cloud.signIn(alice);
+      const started = await fetch(`${cloud.url}/api/proxy/start`, { method: 'POST', headers: bearer(token) });
+      assert.equal(started.status, 201);
+      const view = (await started.json()) as { proxyId: string; runtime: string };
+      assert.equal(view.proxyId, `ctll-proxy-${userHash(alice)}`);
+      assert.equal(view.runtime, 'docker');
+      const c = await containerOf(alice);
+      assert.ok(c, 'the container exists');
+      assert.equal(c.HostConfig.Memory, 512 * 1024 * 1024);
+      assert.equal(c.HostConfig.NanoCpus, 500_000_000);
+      assert.equal(c.HostConfig.ReadonlyRootfs, true);
+      assert.deepEqual(c.HostConfig.CapDrop, ['ALL']);
+      assert.equal(c.Config.User, '1001:1001');
+      assert.ok(!JSON.stringify(c).includes(alice), 'the raw user id appears nowhere in docker inspect');
+
+      const bridge = cloud.bridge(token, emulator.url);
+      bridge.start();
+      await waitForState(bridge, 'connected', 15_000);
+      await waitUntil(() => cloud.server.manager.view(alice).bridgeConnected, 'the server sees the bridge');
+      const ollama = new Ollama({ host: `${cloud.url}/ollama`, headers: bearer(token) });
+      let text = '';
+      for await (const p of await ollama.chat({ model: 'llama3.2', messages: [{ role: 'user', content: 'x' }], stream: true, options: { num_predict: 6 } })) {
+        text += p.message.content;
+      }
+      assert.equal(text.trim(), 'tok0 tok1 tok2 tok3 tok4 tok5');
+      await bridge.stop();
+
+      const stopped = await fetch(`${cloud.url}/api/proxy/stop`, { method: 'POST', headers: bearer(token) });
+      assert.equal(stopped.status, 200);
+      assert.deepEqual(await leftovers([alice]), [], 'stop removed the container and its network');
+    } finally {
+      await cloud.close();
+    }
+  });
+
+  test('a proxy idle for the timeout is destroyed with its network', async () => {
+    const cloud = await startCloud({ runtime: 'docker', env: { CTLL_IDLE_TIMEOUT_MS: '1500', CTLL_SWEEP_INTERVAL_MS: '250' } });
+    try {
+      const idle = user('idle');
+      const token = await cloud.signIn(idle);
+      assert.equal((await fetch(`${cloud.url}/api/proxy/start`, { method: 'POST', headers: bearer(token) })).status, 201);
+      assert.ok(await containerOf(idle));
+      await waitUntil(() => cloud.server.manager.view(idle).status === 'stopped', 'the idle sweep removed it', 20_000);
+      assert.deepEqual(await leftovers([idle]), []);
+      assert.ok(cloud.audit.entries.some((e) => e.action === 'proxy.idle' && e.userHash === userHash(idle)));
+    } finally {
+      await cloud.close();
+    }
+  });
+
+  test('a proxy container killed from outside is reported, and the next start recovers', async () => {
+    const cloud = await startCloud({ runtime: 'docker' });
+    const victim = user('victim');
+    try {
+      const token = await cloud.signIn(victim);
+      await fetch(`${cloud.url}/api/proxy/start`, { method: 'POST', headers: bearer(token) });
+      await docker('kill', `ctll-proxy-${userHash(victim)}`);
+      await waitUntil(() => cloud.server.manager.view(victim).status === 'stopped', 'the server noticed the death', 15_000);
+      const exit = cloud.audit.entries.find((e) => e.action === 'proxy.exit' && e.userHash === userHash(victim));
+      assert.ok(exit, 'the death is in the audit log');
+      assert.match(exit.reason ?? '', /137|SIGKILL|died|exit/);
+      const again = await fetch(`${cloud.url}/api/proxy/start`, { method: 'POST', headers: bearer(token) });
+      assert.equal(again.status, 201);
+      assert.equal(((await again.json()) as { health: { ok: boolean } }).health.ok, true);
+    } finally {
+      await cloud.close();
+    }
+    assert.deepEqual(await leftovers([victim]), [], 'closing the server removed its proxies');
+  });
+
+  test('50 users provisioned at once get 50 proxies on 50 distinct subnets', async () => {
+    const cloud = await startCloud({ runtime: 'docker', env: { CTLL_RATE_BURST: '1000' } });
+    const ids = Array.from({ length: 50 }, (_, i) => user(`crowd${i}`));
+    try {
+      const tokens = await Promise.all(ids.map((id) => cloud.signIn(id)));
+      const answers = await Promise.all(tokens.map((t) => fetch(`${cloud.url}/api/proxy/start`, { method: 'POST', headers: bearer(t) })));
+      const statuses = answers.map((a) => a.status);
+      assert.deepEqual(statuses.filter((s) => s !== 201), [], 'every start succeeded');
+      const subnets = new Set<string>();
+      for (const id of ids) {
+        const n = JSON.parse(await docker('network', 'inspect', `ctll-net-${userHash(id)}`)) as Array<{ IPAM: { Config: Array<{ Subnet: string }> } }>;
+        subnets.add(n[0]!.IPAM.Config[0]!.Subnet);
+      }
+      assert.equal(subnets.size, 50, 'fifty distinct subnets (Docker\'s own pools stop near 29)');
+    } finally {
+      await cloud.close();
+    }
+    assert.deepEqual(await leftovers(ids), [], 'closing the server removed all 50');
+  });
+
+  test('after the server is killed with SIGKILL, a new one adopts healthy proxies and prunes leftovers', async () => {
+    const port = await freePort();
+    const spawnServer = (): Promise<{ child: ChildProcess; issuer: string; stderr: () => string }> =>
+      new Promise((resolve, reject) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', 'server/src/main.ts', '--runtime', 'docker', '--port', String(port)], {
+          cwd: ROOT,
+          stdio: ['ignore', 'ignore', 'pipe'],
+          env: { ...process.env, LOG_LEVEL: 'info' },
+        });
+        let err = '';
+        child.stderr!.setEncoding('utf8');
+        const timer = setTimeout(() => reject(new Error(`server did not start:\n${err.slice(-2000)}`)), 60_000);
+        child.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${err.slice(-2000)}`)));
+        child.stderr!.on('data', (d: string) => {
+          err += d;
+          const m = /"msg":"cloud server listening".*?"issuer":"([^"]+)"/.exec(err);
+          if (m) {
+            clearTimeout(timer);
+            resolve({ child, issuer: m[1]!, stderr: () => err });
+          }
+        });
+      });
+    const url = `http://127.0.0.1:${port}`;
+    const signIn = async (issuer: string, id: string): Promise<string> =>
+      (await headlessSignIn({ issuer, clientId: 'cloudtolocalllm-desktop', audience: DEFAULT_AUDIENCE, username: id })).accessToken;
+
+    const first = await spawnServer();
+    const [u1, u2] = [user('survivor1'), user('survivor2')];
+    const ids: Record<string, string> = {};
+    for (const id of [u1, u2]) {
+      const res = await fetch(`${url}/api/proxy/start`, { method: 'POST', headers: bearer(await signIn(first.issuer, id)) });
+      assert.equal(res.status, 201);
+      ids[id] = (await containerOf(id))!.Id as string;
+    }
+    // What a crash mid-provisioning leaves: a labelled user network without its container.
+    const orphanOwner = userHash(user('orphan'));
+    await docker('network', 'create', '--internal', '--label', 'cloudtolocalllm.type=user-network', '--label', `cloudtolocalllm.owner=${orphanOwner}`, `ctll-net-${orphanOwner}`);
+    first.child.kill('SIGKILL');
+    await new Promise((r) => first.child.once('exit', r));
+    assert.ok(await containerOf(u1), 'the proxies outlive the killed server');
+
+    const second = await spawnServer();
+    try {
+      assert.equal(await docker('network', 'ls', '-q', '--filter', `name=^ctll-net-${orphanOwner}$`), '', 'the orphaned network was pruned');
+      for (const id of [u1, u2]) {
+        const res = await fetch(`${url}/api/proxy/start`, { method: 'POST', headers: bearer(await signIn(second.issuer, id)) });
+        assert.equal(res.status, 200, 'the adopted proxy is already running');
+        assert.equal((await containerOf(id))!.Id, ids[id], 'the same container, not a new one');
+      }
+      assert.match(second.stderr(), /"action":"proxy.adopt"/);
+    } finally {
+      second.child.kill('SIGTERM');
+      await new Promise((r) => second.child.once('exit', r));
+    }
+    assert.deepEqual(await leftovers([u1, u2]), [], 'a clean shutdown leaves nothing behind');
+  });
+
+  test('start:headless on Docker: Ctrl-C leaves no container or network behind', async () => {
+    const name = user('headless');
+    const run1 = await startHeadless(['--runtime', 'docker', '--ollama-url', emulator.url, '--user', name]);
+    try {
+      assert.ok(await containerOf(name), 'the local stack runs a proxy container');
+      const res = await fetch(`${run1.endpoint}/api/version`, { headers: bearer(run1.token) });
+      assert.equal(res.status, 200);
+    } finally {
+      run1.child.kill('SIGINT');
+      await new Promise((r) => run1.child.once('exit', r));
+    }
+    assert.deepEqual(await leftovers([name]), []);
+  });
+});
