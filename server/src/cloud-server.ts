@@ -119,6 +119,12 @@ export async function startCloudServer(config: ServerConfig, extras: CloudServer
     audit,
     log,
     cors: { origins: config.corsOrigins },
+    clientConfig: {
+      issuer,
+      audience: config.auth.audience,
+      desktopClientId: embeddedIssuer ? embeddedIssuer.desktopClientId : config.desktopClientId,
+      ...(embeddedIssuer ? { webClientId: embeddedIssuer.webClientId } : config.webClientId ? { webClientId: config.webClientId } : {}),
+    },
     limits: config.limits,
     ...(config.metricsToken ? { metricsToken: config.metricsToken } : {}),
   });

@@ -14,7 +14,8 @@ test('embedded defaults: loopback, auto runtime, the original intervals', () => 
 });
 
 test('Auth0 from the environment, flags over environment', () => {
-  const c = loadConfig({ AUTH0_DOMAIN: 'tenant.eu.auth0.com', AUTH0_AUDIENCE: 'https://api.example.com', PORT: '9000' }, ['--port', '9100', '--runtime', 'docker']);
+  const c = loadConfig({ AUTH0_DOMAIN: 'tenant.eu.auth0.com', AUTH0_AUDIENCE: 'https://api.example.com', AUTH0_DESKTOP_CLIENT_ID: 'abc123', PORT: '9000' }, ['--port', '9100', '--runtime', 'docker']);
+  assert.equal(c.desktopClientId, 'abc123');
   assert.equal(c.auth.kind, 'auth0');
   if (c.auth.kind === 'auth0') assert.equal(c.auth.issuer, 'https://tenant.eu.auth0.com/');
   assert.equal(c.port, 9100);
@@ -28,7 +29,7 @@ test('every problem is reported at once, naming the variable', () => {
   } catch (e) {
     assert.ok(e instanceof ConfigError);
     const text = e.message;
-    for (const name of ['AUTH0_AUDIENCE', 'PORT', 'CTLL_IDLE_TIMEOUT_MS', 'CORS_ORIGINS', 'CTLL_SUBNET_RANGE', 'CTLL_RUNTIME']) {
+    for (const name of ['AUTH0_AUDIENCE', 'AUTH0_DESKTOP_CLIENT_ID', 'PORT', 'CTLL_IDLE_TIMEOUT_MS', 'CORS_ORIGINS', 'CTLL_SUBNET_RANGE', 'CTLL_RUNTIME']) {
       assert.match(text, new RegExp(name), `mentions ${name}`);
     }
     assert.ok(e.problems.length >= 6);

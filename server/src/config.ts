@@ -22,6 +22,10 @@ export interface ServerConfig {
   limits: LimitOptions;
   /** Leave proxies running on shutdown, for a rolling restart that adopts them. */
   keepProxiesOnExit: boolean;
+  /** The Auth0 application (native) the desktop app signs in with; published at /api/config. */
+  desktopClientId: string;
+  /** The Auth0 application (single-page) the web client signs in with. */
+  webClientId?: string;
 }
 
 export const DEFAULT_AUDIENCE = 'https://api.cloudtolocalllm.local';
@@ -117,7 +121,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
       maxBridgeConnections: int('CTLL_MAX_BRIDGES', env['CTLL_MAX_BRIDGES'] ?? String(DEFAULT_LIMITS.maxBridgeConnections), 1, 1_000),
     },
     keepProxiesOnExit: flags['keep-proxies'] === true || env['CTLL_KEEP_PROXIES_ON_EXIT'] === '1',
+    desktopClientId: env['AUTH0_DESKTOP_CLIENT_ID']?.trim() || 'cloudtolocalllm-desktop',
+    ...(env['AUTH0_WEB_CLIENT_ID']?.trim() ? { webClientId: env['AUTH0_WEB_CLIENT_ID'].trim() } : {}),
   };
+  if (env['AUTH0_DOMAIN']?.trim() && !env['AUTH0_DESKTOP_CLIENT_ID']?.trim()) {
+    problems.push('AUTH0_DESKTOP_CLIENT_ID (the client id of the Auth0 native application the desktop app signs in with) must be set when AUTH0_DOMAIN is');
+  }
   if (problems.length) throw new ConfigError(problems);
   return config;
 }

@@ -122,9 +122,9 @@ describe('failures along the path', () => {
       await waitForState(bridge, 'connected');
       await waitUntil(() => stack.proxy.link.connected, 'the proxy sees the bridge');
       frozen = true;
-      const lost = await waitForState(bridge, 'disconnected', 3_000);
+      const lost = await waitForState(bridge, 'disconnected', 6_000);
       assert.equal(lost.code, 'heartbeat-timeout');
-      await waitUntil(() => !stack.proxy.link.connected, 'the proxy dropped the dead bridge', 3_000);
+      await waitUntil(() => !stack.proxy.link.connected, 'the proxy dropped the dead bridge', 6_000);
       frozen = false;
       await waitForState(bridge, 'connected', 5_000);
     } finally {

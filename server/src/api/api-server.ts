@@ -42,6 +42,8 @@ export interface ApiServerOptions {
   maxHeaderBytes?: number;
   /** When set, /metrics needs `Authorization: Bearer <metricsToken>`. */
   metricsToken?: string;
+  /** Public sign-in settings for clients (GET /api/config): where to sign in, for which API. */
+  clientConfig?: { issuer: string; audience: string; desktopClientId: string; webClientId?: string };
   /** Extra routes served before the API's own (the embedded issuer, static pages). */
   fallback?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
@@ -148,6 +150,11 @@ export class ApiServer {
     }
     if (path === '/health') return this.health(req, res);
     if (path === '/metrics') return this.metrics(req, res);
+    if (path === '/api/config') {
+      if (req.method !== 'GET') return sendJson(res, 405, { error: 'use GET' }, { allow: 'GET' });
+      if (!this.options.clientConfig) return sendJson(res, 404, { error: 'this server publishes no client configuration' });
+      return sendJson(res, 200, this.options.clientConfig);
+    }
     if (path.startsWith('/api/proxy/')) return this.proxyApi(req, res, path);
     if (isOllama) return this.ollama(req, res, rawUrl.slice(OLLAMA_PREFIX.length) || '/');
     if (path === BRIDGE_ROUTE) {

@@ -1,0 +1,160 @@
+/**
+ * StreamingProxyService: asks the cloud server for the signed-in user's streaming proxy and
+ * waits until it runs (the original client's ensureProxyRunning / checkProxyStatus), retrying
+ * with backoff on network failures, 5xx and 429, and never on a refused token.
+ */
+import { EventEmitter } from 'node:events';
+import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
+import { Backoff, type BackoffOptions } from '../bridge/supervisor/backoff.js';
+
+/** What GET /api/proxy/status answers (server/src/manager/proxy-manager.ts ProxyStatusView). */
+export interface ProxyStatus {
+  status: 'running' | 'starting' | 'stopping' | 'stopped';
+  proxyId: string | null;
+  createdAt: string | null;
+  lastActivity: string | null;
+  health: { ok: boolean; checkedAt: string; error?: string } | null;
+  bridgeConnected: boolean;
+  runtime?: string;
+}
+
+export type ProxyServiceState = { state: 'idle' | 'provisioning' | 'running' | 'error'; detail?: string };
+
+export class ProxyServiceError extends Error {
+  constructor(
+    readonly code: 'unauthorized' | 'unreachable' | 'refused' | 'timeout' | 'aborted' | 'bad-answer',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ProxyServiceError';
+  }
+}
+
+export interface ProxyServiceOptions {
+  serverUrl: string;
+  getToken: () => Promise<string>;
+  backoff?: BackoffOptions;
+  /** Give up on ensureProxyRunning after this long (default 2 minutes). */
+  timeoutMs?: number;
+  /** Per HTTP request (default 60 s: a start answers only once the proxy is healthy). */
+  requestTimeoutMs?: number;
+}
+
+const DEFAULT_SERVICE_BACKOFF: BackoffOptions = { initialMs: 500, maxMs: 15_000, factor: 2, minMs: 200 };
+
+function retryAfterMs(res: AxiosResponse): number | undefined {
+  const v = Number(res.headers['retry-after']);
+  return Number.isFinite(v) && v > 0 ? Math.min(v, 60) * 1000 : undefined;
+}
+
+function errorText(res: AxiosResponse): string {
+  const data = res.data as { error?: unknown } | string | undefined;
+  if (data && typeof data === 'object' && typeof data.error === 'string') return data.error;
+  return `HTTP ${res.status}`;
+}
+
+export class StreamingProxyService extends EventEmitter<{ state: [ProxyServiceState] }> {
+  private readonly http: AxiosInstance;
+  private current: ProxyServiceState = { state: 'idle' };
+
+  constructor(private readonly options: ProxyServiceOptions) {
+    super();
+    this.http = axios.create({
+      baseURL: options.serverUrl.replace(/\/+$/, ''),
+      timeout: options.requestTimeoutMs ?? 60_000,
+      validateStatus: () => true,
+      // Proxies from the environment would see the bearer token; the server URL is explicit.
+      proxy: false,
+      maxRedirects: 0,
+    });
+  }
+
+  get state(): ProxyServiceState {
+    return this.current;
+  }
+
+  /** GET /api/proxy/status. */
+  async checkProxyStatus(): Promise<ProxyStatus> {
+    return this.call('get', '/api/proxy/status');
+  }
+
+  /** POST /api/proxy/stop. */
+  async stopProxy(): Promise<ProxyStatus> {
+    const s = await this.call('post', '/api/proxy/stop');
+    this.set({ state: 'idle' });
+    return s;
+  }
+
+  /**
+   * Makes sure the user's proxy runs: POST /api/proxy/start, then GET /api/proxy/status until
+   * it says running, retrying transient failures with backoff. Resolves with the running status.
+   */
+  async ensureProxyRunning(signal?: AbortSignal): Promise<ProxyStatus> {
+    const backoff = new Backoff(this.options.backoff ?? DEFAULT_SERVICE_BACKOFF);
+    const deadline = Date.now() + (this.options.timeoutMs ?? 120_000);
+    this.set({ state: 'provisioning', detail: 'starting your proxy' });
+    let lastProblem = 'no answer yet';
+    for (;;) {
+      if (signal?.aborted) throw this.fail(new ProxyServiceError('aborted', 'cancelled'));
+      try {
+        const started = await this.call('post', '/api/proxy/start');
+        const status = started.status === 'running' ? started : await this.checkProxyStatus();
+        if (status.status === 'running') {
+          this.set({ state: 'running', detail: status.proxyId ?? undefined });
+          return status;
+        }
+        lastProblem = `the proxy is ${status.status}`;
+      } catch (e) {
+        const err = e instanceof ProxyServiceError ? e : new ProxyServiceError('unreachable', (e as Error).message);
+        if (err.code === 'unauthorized' || err.code === 'bad-answer') throw this.fail(err);
+        lastProblem = err.message;
+      }
+      const delay = backoff.next();
+      if (Date.now() + delay > deadline) {
+        throw this.fail(new ProxyServiceError('timeout', `your proxy did not start in time: ${lastProblem}`));
+      }
+      this.set({ state: 'provisioning', detail: `${lastProblem}; retrying in ${Math.ceil(delay / 1000)} s` });
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        signal?.addEventListener('abort', () => {
+          clearTimeout(timer);
+          resolve();
+        }, { once: true });
+      });
+    }
+  }
+
+  private async call(method: 'get' | 'post', path: string): Promise<ProxyStatus> {
+    const token = await this.options.getToken();
+    let res: AxiosResponse;
+    try {
+      res = await this.http.request({ method, url: path, headers: { authorization: `Bearer ${token}` }, ...(method === 'post' ? { data: {} } : {}) });
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      throw new ProxyServiceError('unreachable', `the cloud server at ${this.options.serverUrl} cannot be reached (${code ?? (e as Error).message})`);
+    }
+    if (res.status === 401 || res.status === 403) {
+      throw new ProxyServiceError('unauthorized', `the cloud server refused your sign-in: ${errorText(res)}`);
+    }
+    if (res.status === 429 || res.status >= 500) {
+      const wait = retryAfterMs(res);
+      throw new ProxyServiceError('refused', `the cloud server answered ${res.status}: ${errorText(res)}${wait ? ` (retry after ${wait / 1000} s)` : ''}`);
+    }
+    if (res.status >= 400) throw new ProxyServiceError('bad-answer', `the cloud server answered ${res.status}: ${errorText(res)}`);
+    const body = res.data as Partial<ProxyStatus> | undefined;
+    if (!body || typeof body !== 'object' || typeof body.status !== 'string') {
+      throw new ProxyServiceError('bad-answer', `the cloud server's answer to ${path} is not a proxy status`);
+    }
+    return body as ProxyStatus;
+  }
+
+  private fail(e: ProxyServiceError): ProxyServiceError {
+    this.set({ state: 'error', detail: e.message });
+    return e;
+  }
+
+  private set(s: ProxyServiceState): void {
+    this.current = s.detail === undefined ? { state: s.state } : s;
+    this.emit('state', this.current);
+  }
+}
