@@ -3,9 +3,11 @@
  * option objects (no engine calls here, so the hardening can be unit-tested and reviewed in one
  * place). Every setting below is there to confine one user's proxy:
  *
- *  - its own bridge network, `Internal` (no default route, no NAT: the proxy cannot open
- *    connections to the internet or to other users' networks); the API server on the host
- *    reaches it directly at its IP on that bridge, so no port is published;
+ *  - its own bridge network, `Internal` (no NAT, and the engine drops traffic forwarded between
+ *    this bridge and any other interface: the proxy cannot open connections to the internet or to
+ *    other users' networks; the host firewall of isolation-firewall.ts makes those fail at once
+ *    and also keeps it from the host's own services); the API server on the host reaches it
+ *    directly at its IP on that bridge, so no port is published;
  *  - hard resource ceilings: memory with no swap, CPU time (NanoCpus is a quota; CpuShares
  *    would only be a relative weight and let one proxy take every core), a process limit;
  *  - a read-only root filesystem with a small non-executable /tmp, a non-root user, no Linux
@@ -41,10 +43,9 @@ export const DEFAULT_LIMITS: ProxyLimits = {
 /**
  * The Linux name of the user network's bridge: `ctll-` and the subnet's network address in hex
  * (e.g. ctll-0ac80010 for 10.200.0.16/28). Unique because subnets never overlap, at most 15
- * characters (the kernel's limit), and free of any user information. A common prefix lets an
- * operator write one host firewall rule for all user networks, e.g. to stop proxies opening
- * connections to services on the host itself:
- *   iptables -I INPUT -i ctll-+ -m conntrack --ctstate NEW -j REJECT
+ * characters (the kernel's limit), and free of any user information. The common prefix lets
+ * one host firewall rule cover all user networks (`-i ctll-+`): isolation-firewall.ts uses it to
+ * stop proxies opening connections to the host and beyond.
  */
 export function bridgeName(subnet: string): string {
   return `ctll-${parseCidr(subnet).network.toString(16).padStart(8, '0')}`;
@@ -68,8 +69,9 @@ export function networkCreateOptions(userHash: string, subnet: string): Dockerod
     Name: networkName(userHash),
     CheckDuplicate: true,
     Driver: 'bridge',
-    // No route out: Docker gives containers on an internal network no default gateway and
-    // drops forwarded traffic between this bridge and any other interface.
+    // No way out: Docker drops forwarded traffic between this bridge and any other interface
+    // (Docker 20.10 still gives the container a default route via the gateway, so the host
+    // itself is reachable; isolation-firewall.ts closes that).
     Internal: true,
     Attachable: false,
     EnableIPv6: false,

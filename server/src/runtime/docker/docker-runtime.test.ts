@@ -9,22 +9,31 @@
  * containers, to servers this test starts on the host, and to two addresses that are never
  * routed anywhere (10.255.255.1, 192.0.2.1 from TEST-NET-1): the proxies' networks are internal,
  * so those packets do not even leave the host.
+ *
+ * The isolation firewall (isolation-firewall.ts) is real too: real iptables rules on this host,
+ * which needs root. Without it the firewall tests are skipped (a failure in CI) and the runtime
+ * runs in 'warn' mode, so the rest still runs.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import Docker from 'dockerode';
+import { Bridge } from '../../../../bridge/bridge.js';
+import { BRIDGE_PATH } from '../../../../bridge/connection/protocol.js';
 import { userHash, type ProxySpec } from '../runtime.js';
 import { overlaps, parseCidr } from './cidr.js';
 import { containerCreateOptions, gatewayAddress, networkCreateOptions } from './container-spec.js';
 import { DockerRuntime } from './docker-runtime.js';
+import { ensureIsolationFirewall, ISOLATION_CHAIN, removeIsolationFirewall } from './isolation-firewall.js';
 import { containerName, LABEL_OWNER, networkName } from './naming.js';
 
 const run = promisify(execFile);
@@ -39,6 +48,52 @@ if (!probe.ok && inCI) {
   test('a Docker engine is reachable (CI machines must have one)', () => assert.fail(probe.error));
 }
 const skip = probe.ok ? false : `no Docker engine here (${probe.error}); CI=true makes this a failure`;
+
+// What the runtime does before its first start; here first, to know whether this host allows it.
+const firewall = probe.ok ? await ensureIsolationFirewall() : ({ ok: false, error: 'no Docker engine' } as const);
+if (probe.ok && !firewall.ok && inCI) {
+  test('the isolation firewall can be installed (CI runs these tests as root)', () => assert.fail(firewall.error));
+}
+const noFirewall = firewall.ok ? false : `the isolation firewall cannot be installed here (${firewall.error}); CI=true makes this a failure`;
+const FIREWALL_MODE = firewall.ok ? 'enforce' : 'warn';
+/** What a connection attempt that fails fast ends with (not a timeout). */
+const FAST_FAILURES = ['ECONNREFUSED', 'ENETUNREACH', 'EHOSTUNREACH'];
+
+/** The rules isolation-firewall.ts must leave, per address family, as `iptables -S` prints them. */
+const FIREWALL_FAMILIES = [
+  {
+    command: 'iptables',
+    chain: [
+      `-A ${ISOLATION_CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`,
+      `-A ${ISOLATION_CHAIN} -p tcp -j REJECT --reject-with tcp-reset`,
+      `-A ${ISOLATION_CHAIN} -m addrtype --dst-type LOCAL -j REJECT --reject-with icmp-port-unreachable`,
+      `-A ${ISOLATION_CHAIN} -j REJECT --reject-with icmp-net-unreachable`,
+    ],
+  },
+  {
+    command: 'ip6tables',
+    chain: [
+      `-A ${ISOLATION_CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`,
+      `-A ${ISOLATION_CHAIN} -p tcp -j REJECT --reject-with tcp-reset`,
+      `-A ${ISOLATION_CHAIN} -m addrtype --dst-type LOCAL -j REJECT --reject-with icmp6-port-unreachable`,
+      `-A ${ISOLATION_CHAIN} -j REJECT --reject-with icmp6-no-route`,
+    ],
+  },
+];
+
+/** Where each parent chain has the jump to ours (1-based positions), and our chain's rules (undefined: no chain). */
+async function firewallState(command: string): Promise<{ INPUT: number[]; 'DOCKER-USER': number[]; chain: string[] | undefined }> {
+  const rules = async (chain: string): Promise<string[] | undefined> => {
+    try {
+      return (await run(command, ['-w', '10', '-S', chain])).stdout.split('\n').filter((l) => l.startsWith('-A '));
+    } catch {
+      return undefined;
+    }
+  };
+  const jumps = async (parent: string) =>
+    ((await rules(parent)) ?? []).flatMap((r, i) => (r === `-A ${parent} -i ctll-+ -j ${ISOLATION_CHAIN}` ? [i + 1] : []));
+  return { INPUT: await jumps('INPUT'), 'DOCKER-USER': await jumps('DOCKER-USER'), chain: await rules(ISOLATION_CHAIN) };
+}
 
 /** This run's tag: every user id (and so every object) of this file carries it. */
 const RUN = randomBytes(4).toString('hex');
@@ -140,7 +195,14 @@ describe('DockerRuntime on a real Docker engine', { skip, timeout: 240_000 }, ()
     const { stdout } = await run('bash', [BUILD_SCRIPT], { env: { ...process.env, IMAGE }, timeout: 300_000 });
     buildMs = Date.now() - started;
     buildOutput = stdout.trim();
-    runtime = new DockerRuntime({ docker, image: IMAGE, subnetRange: '10.200.0.0/16', healthIntervalMs: 1000, startTimeoutMs: 90_000 });
+    runtime = new DockerRuntime({
+      docker,
+      image: IMAGE,
+      subnetRange: '10.200.0.0/16',
+      healthIntervalMs: 1000,
+      startTimeoutMs: 90_000,
+      firewall: FIREWALL_MODE,
+    });
     runtime.on('exit', (hash, reason) => exits.push([hash, reason]));
   });
 
@@ -320,7 +382,7 @@ describe('DockerRuntime on a real Docker engine', { skip, timeout: 240_000 }, ()
       BROKEN_IMAGE,
       `FROM ${IMAGE}\nCMD ["node", "-e", "console.error('proxy test: refusing to start'); process.exit(3)"]\n`,
     );
-    const broken = new DockerRuntime({ docker, image: BROKEN_IMAGE });
+    const broken = new DockerRuntime({ docker, image: BROKEN_IMAGE, firewall: FIREWALL_MODE });
     const s = spec('broken');
     try {
       await assert.rejects(
@@ -395,7 +457,59 @@ describe('DockerRuntime on a real Docker engine', { skip, timeout: 240_000 }, ()
     assert.deepEqual(exits.filter(([h]) => specs.some((s) => s.userHash === h)), [], 'stop() reported as an exit');
   });
 
-  test('isolation, seen from inside a proxy container', async (t) => {
+  test('the isolation firewall: installed before the first start, one jump per parent chain however often ensured, repaired', { skip: noFirewall }, async (t) => {
+    const families = FIREWALL_FAMILIES.filter((f) => f.command === 'iptables' || existsSync('/proc/net/if_inet6'));
+    if (families.length > 1 && (await run('ip6tables', ['-w', '10', '-S', 'INPUT']).catch(() => undefined)) === undefined) families.pop();
+    const expectInstalled = async (when: string): Promise<void> => {
+      for (const f of families) {
+        assert.deepEqual(await firewallState(f.command), { INPUT: [1], 'DOCKER-USER': [1], chain: f.chain }, `${f.command}, ${when}`);
+      }
+    };
+
+    assert.deepEqual(await removeIsolationFirewall(), { ok: true });
+    for (const f of families) assert.deepEqual(await firewallState(f.command), { INPUT: [], 'DOCKER-USER': [], chain: undefined }, `${f.command} after remove`);
+    // A new runtime installs it before its first start (and not at construction).
+    const fresh = new DockerRuntime({ docker, image: IMAGE, firewall: 'enforce' });
+    const s = spec('firewall-first-start');
+    try {
+      assert.deepEqual(await firewallState('iptables'), { INPUT: [], 'DOCKER-USER': [], chain: undefined }, 'installed without a start');
+      await fresh.start(s);
+      await expectInstalled('after the first start');
+    } finally {
+      await fresh.stop(s.userHash);
+      await fresh.close();
+    }
+
+    for (let i = 0; i < 3; i++) assert.deepEqual(await ensureIsolationFirewall(), { ok: true });
+    await expectInstalled('after ensuring 3 more times');
+    const concurrent = await Promise.all([ensureIsolationFirewall(), ensureIsolationFirewall(), ensureIsolationFirewall()]);
+    assert.deepEqual(concurrent, [{ ok: true }, { ok: true }, { ok: true }]);
+    await expectInstalled('after 3 concurrent ensures');
+
+    // Tampered with: a duplicate jump, the DOCKER-USER jump moved below Docker's RETURN (where it
+    // does nothing), a stray rule in our chain. Repaired: one jump, first, and our rules only.
+    const jump = ['-i', 'ctll-+', '-j', ISOLATION_CHAIN];
+    for (const f of families) {
+      await run(f.command, ['-w', '10', '-A', 'INPUT', ...jump]);
+      await run(f.command, ['-w', '10', '-D', 'DOCKER-USER', ...jump]);
+      await run(f.command, ['-w', '10', '-A', 'DOCKER-USER', '-j', 'RETURN']);
+      await run(f.command, ['-w', '10', '-A', 'DOCKER-USER', ...jump]);
+      await run(f.command, ['-w', '10', '-A', ISOLATION_CHAIN, '-p', 'udp', '-j', 'DROP']);
+      const tampered = await firewallState(f.command);
+      assert.equal(tampered.INPUT.length, 2);
+      assert.ok(tampered['DOCKER-USER'][0]! > 1);
+    }
+    assert.deepEqual(await ensureIsolationFirewall(), { ok: true });
+    await expectInstalled('after repairing');
+    for (const f of families) await run(f.command, ['-w', '10', '-D', 'DOCKER-USER', '-j', 'RETURN']).catch(() => undefined);
+
+    const started = performance.now();
+    assert.deepEqual(await ensureIsolationFirewall(), { ok: true });
+    t.diagnostic(`families: ${families.map((f) => f.command).join(', ')}; ensure when already installed: ${Math.round(performance.now() - started)} ms`);
+    t.diagnostic(`iptables -S ${ISOLATION_CHAIN}: ${(await firewallState('iptables')).chain?.join(' | ')}`);
+  });
+
+  test('isolation, seen from inside a proxy container: host and others refused at once, host → proxy still works', async (t) => {
     const a = spec('iso-a');
     const b = spec('iso-b');
     const [pa, pb] = await Promise.all([runtime.start(a), runtime.start(b)]);
@@ -403,6 +517,14 @@ describe('DockerRuntime on a real Docker engine', { skip, timeout: 240_000 }, ()
       (await docker.getNetwork(networkName(s.userHash)).inspect()).IPAM!.Config![0]!.Subnet as string;
     const gatewayA = gatewayAddress(await subnetOf(a));
     const gatewayB = gatewayAddress(await subnetOf(b));
+    // More addresses of this host: docker0's, and the first other interface's (its own address).
+    // (docker0 is left out of os.networkInterfaces() while no container uses it: ask `ip`.)
+    const ipv4Of = (name: string) => os.networkInterfaces()[name]?.find((i) => i.family === 'IPv4' && !i.internal)?.address;
+    const docker0 = await run('ip', ['-4', '-o', 'addr', 'show', 'dev', 'docker0']).then(
+      ({ stdout }) => /\binet (\d+\.\d+\.\d+\.\d+)\//.exec(stdout)?.[1],
+      () => undefined,
+    );
+    const hostInterface = Object.keys(os.networkInterfaces()).find((n) => !/^(lo|docker\d|ctll-|veth|br-)/.test(n) && ipv4Of(n));
     // Two servers on the host: one wrongly listening on all interfaces, one on loopback only.
     let reachedAll = 0;
     const allInterfaces = net.createServer((socket) => {
@@ -415,38 +537,171 @@ describe('DockerRuntime on a real Docker engine', { skip, timeout: 240_000 }, ()
     await Promise.all([once(allInterfaces, 'listening'), once(loopbackOnly, 'listening')]);
     const allPort = (allInterfaces.address() as net.AddressInfo).port;
     const loPort = (loopbackOnly.address() as net.AddressInfo).port;
+    const host: Probe[] = [
+      { name: 'host server on 0.0.0.0, via its own gateway', host: gatewayA, port: allPort },
+      { name: "host server on 0.0.0.0, via B's gateway", host: gatewayB, port: allPort },
+      ...(docker0 ? [{ name: 'host server on 0.0.0.0, via docker0', host: docker0, port: allPort }] : []),
+      ...(hostInterface ? [{ name: `host server on 0.0.0.0, via ${hostInterface}`, host: ipv4Of(hostInterface)!, port: allPort }] : []),
+      { name: 'host server on 127.0.0.1, via its own gateway', host: gatewayA, port: loPort },
+    ];
+    const beyond: Probe[] = [
+      { name: "user B's proxy", host: new URL(pb.endpoint).hostname, port: 8080 },
+      { name: 'unroutable 10.255.255.1', host: '10.255.255.1', port: 80 },
+      { name: 'TEST-NET-1 192.0.2.1', host: '192.0.2.1', port: 80 },
+    ];
     try {
       const results = await connectFrom(
         containerName(a.userHash),
         [
           { name: 'control: its own proxy on 127.0.0.1:8080', host: '127.0.0.1', port: 8080 },
-          { name: "user B's proxy", host: new URL(pb.endpoint).hostname, port: 8080 },
-          { name: 'host server on 0.0.0.0, via its own gateway', host: gatewayA, port: allPort },
-          { name: "host server on 0.0.0.0, via B's gateway", host: gatewayB, port: allPort },
-          { name: 'host server on 127.0.0.1, via its own gateway', host: gatewayA, port: loPort },
-          { name: 'host server on 127.0.0.1, via 127.0.0.1', host: '127.0.0.1', port: loPort },
-          { name: 'unroutable 10.255.255.1', host: '10.255.255.1', port: 80 },
-          { name: 'TEST-NET-1 192.0.2.1', host: '192.0.2.1', port: 80 },
+          ...beyond,
+          ...host,
+          { name: 'its own 127.0.0.1 (not the host)', host: '127.0.0.1', port: loPort },
         ],
-        1500,
+        3000,
       );
       for (const r of results) t.diagnostic(`from A (${new URL(pa.endpoint).hostname}) to ${r.name} (${r.target}): ${r.result} after ${r.ms} ms`);
-      const result = (name: string) => results.find((r) => r.name.startsWith(name))!.result;
-      assert.equal(result('control'), 'connected', 'the probe itself works');
-      assert.notEqual(result("user B's proxy"), 'connected', 'one user reached another user’s proxy');
-      assert.notEqual(result('host server on 127.0.0.1, via its own gateway'), 'connected');
-      assert.notEqual(result('host server on 127.0.0.1, via 127.0.0.1'), 'connected');
-      assert.notEqual(result('unroutable'), 'connected');
-      assert.notEqual(result('TEST-NET-1'), 'connected');
-      // Observed on Docker 20.10, recorded rather than asserted (a host firewall changes it):
-      // an internal network blocks *forwarding*, but the gateway address belongs to the host,
-      // so a host service bound to 0.0.0.0 is reachable from every proxy. Bind host services
-      // to specific addresses, or REJECT new connections from the ctll-* bridges in INPUT.
-      t.diagnostic(`host server on 0.0.0.0 accepted ${reachedAll} connection(s) from the container`);
+      const result = (name: string) => results.find((r) => r.name === name)!;
+      assert.equal(result('control: its own proxy on 127.0.0.1:8080').result, 'connected', 'the probe itself works');
+      for (const r of results.filter((r) => !r.name.startsWith('control'))) assert.notEqual(r.result, 'connected', r.name);
+      assert.equal(reachedAll, 0, 'the host server on 0.0.0.0 accepted a connection from a proxy');
+      if (firewall.ok) {
+        for (const p of [...host, ...beyond]) {
+          const r = result(p.name);
+          assert.ok(FAST_FAILURES.includes(r.result) && r.ms < 1000, `${p.name}: ${r.result} after ${r.ms} ms, not a fast failure`);
+        }
+        // The host's own addresses say "nothing listens here", whatever does.
+        for (const p of host) assert.equal(result(p.name).result, 'ECONNREFUSED', p.name);
+      } else {
+        t.diagnostic(`no isolation firewall here: ${firewall.error}`);
+      }
+      // Host → proxy: connections the host opens, and their replies, still pass.
+      for (const p of [pa, pb]) assert.equal((await get(`${p.endpoint}/health`)).status, 200, `${p.endpoint}/health`);
     } finally {
       allInterfaces.close();
       loopbackOnly.close();
       await Promise.all([runtime.stop(a.userHash), runtime.stop(b.userHash)]);
     }
+  });
+
+  test('a full relay through the container: bridge WebSocket in, Ollama requests relayed and streamed', async (t) => {
+    const s = spec('relay');
+    // A stand-in for the user's Ollama on this host's loopback; the bridge talks to it.
+    const ollama = http.createServer((req, res) => {
+      if (req.method === 'GET' && req.url === '/api/tags') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ models: [{ name: 'isolation-test:latest', model: 'isolation-test:latest', size: 1 }] }));
+      } else if (req.method === 'GET' && req.url === '/api/version') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end('{"version":"0.0.0-test"}');
+      } else if (req.method === 'POST' && req.url === '/api/generate') {
+        req.resume();
+        res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+        const words = ['one ', 'two ', 'three'];
+        const next = (i: number): void => {
+          if (i === words.length) return void res.end(JSON.stringify({ model: 'isolation-test:latest', response: '', done: true }) + '\n');
+          res.write(JSON.stringify({ model: 'isolation-test:latest', response: words[i], done: false }) + '\n');
+          setTimeout(() => next(i + 1), 30);
+        };
+        next(0);
+      } else {
+        res.writeHead(404).end();
+      }
+    });
+    ollama.listen(0, '127.0.0.1');
+    await once(ollama, 'listening');
+    const proxy = await runtime.start(s);
+    const bridge = new Bridge({
+      proxyUrl: `${proxy.endpoint}${BRIDGE_PATH}`,
+      getToken: () => s.secret,
+      ollamaUrl: `http://127.0.0.1:${(ollama.address() as net.AddressInfo).port}`,
+    });
+    const auth = { authorization: `Bearer ${s.secret}` };
+    try {
+      const started = performance.now();
+      bridge.start();
+      for (let i = 0; ; i++) {
+        const health = JSON.parse((await get(`${proxy.endpoint}/health`)).body) as { bridgeConnected?: boolean };
+        if (health.bridgeConnected) break;
+        assert.ok(i < 150, `the bridge did not connect within 15 s (${JSON.stringify(bridge.status)})`);
+        await sleep(100);
+      }
+      t.diagnostic(`bridge connected to the proxy in the container after ${Math.round(performance.now() - started)} ms`);
+      const tags = await fetch(`${proxy.endpoint}/api/tags`, { headers: auth });
+      assert.equal(tags.status, 200);
+      assert.deepEqual(((await tags.json()) as { models: Array<{ name: string }> }).models.map((m) => m.name), ['isolation-test:latest']);
+      const generated = await fetch(`${proxy.endpoint}/api/generate`, {
+        method: 'POST',
+        headers: { ...auth, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'isolation-test:latest', prompt: 'hello' }),
+      });
+      assert.equal(generated.status, 200);
+      const lines = (await generated.text()).split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as { response: string; done: boolean });
+      assert.equal(lines.map((l) => l.response).join(''), 'one two three');
+      assert.equal(lines.at(-1)?.done, true);
+    } finally {
+      await bridge.stop();
+      ollama.close();
+      await runtime.stop(s.userHash);
+    }
+  });
+
+  test('firewall modes: enforce refuses to start without the firewall, warn starts anyway, off never asks; CTLL_FIREWALL is the default', async () => {
+    const saved = process.env['CTLL_FIREWALL'];
+    try {
+      delete process.env['CTLL_FIREWALL'];
+      const modes: string[] = [];
+      for (const [env, option] of [[undefined, undefined], ['warn', undefined], [' OFF ', undefined], ['warn', 'enforce']] as const) {
+        if (env === undefined) delete process.env['CTLL_FIREWALL'];
+        else process.env['CTLL_FIREWALL'] = env;
+        const r = new DockerRuntime({ docker, ...(option ? { firewall: option } : {}) });
+        modes.push(r.firewallMode);
+        await r.close();
+      }
+      assert.deepEqual(modes, ['enforce', 'warn', 'off', 'enforce']);
+      process.env['CTLL_FIREWALL'] = 'bogus';
+      assert.throws(() => new DockerRuntime({ docker }), /^Error: CTLL_FIREWALL is "bogus"; use enforce, warn or off$/);
+    } finally {
+      if (saved === undefined) delete process.env['CTLL_FIREWALL'];
+      else process.env['CTLL_FIREWALL'] = saved;
+    }
+    if (process.getuid?.() !== 0) return;
+
+    // The three modes where iptables cannot be run: as an unprivileged user (nobody), who cannot
+    // reach the engine either, so nothing gets created whatever a mode lets through.
+    const s = spec('firewall-modes');
+    const script = `
+      const { DockerRuntime } = await import(${JSON.stringify(new URL('./docker-runtime.ts', import.meta.url).href)});
+      const { createLogger } = await import(${JSON.stringify(new URL('../../log.ts', import.meta.url).href)});
+      const out = {};
+      for (const mode of ['enforce', 'warn', 'off']) {
+        const logs = [];
+        const runtime = new DockerRuntime({ firewall: mode, log: createLogger({}, 'info', (line) => logs.push(JSON.parse(line))) });
+        try {
+          await runtime.start(${JSON.stringify(s)});
+          out[mode] = { started: true };
+        } catch (e) {
+          out[mode] = { error: e.message, logs: logs.filter((l) => l.msg.includes('firewall')).map((l) => l.msg) };
+        }
+        await runtime.close();
+      }
+      process.stdout.write(JSON.stringify(out));`;
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      uid: 65534,
+      gid: 65534,
+      cwd: fileURLToPath(new URL('../../../..', import.meta.url)),
+      env: { ...process.env, HOME: os.tmpdir(), CTLL_FIREWALL: '' },
+      timeout: 60_000,
+    });
+    const out = JSON.parse(stdout) as Record<'enforce' | 'warn' | 'off', { error?: string; logs?: string[]; started?: boolean }>;
+    assert.match(
+      out.enforce.error ?? '',
+      /^could not start the streaming proxy for user [0-9a-f]{12}: the host firewall that isolates proxies could not be installed \(.*(Permission denied|must be root|not permitted|not installed).*\); run the server as root .*CTLL_FIREWALL=warn/,
+    );
+    assert.doesNotMatch(out.enforce.error ?? '', /docker\.sock/, 'enforce went on to the engine');
+    assert.ok(out.warn.logs?.some((m) => m.startsWith('isolation firewall NOT installed')), JSON.stringify(out.warn));
+    assert.match(out.warn.error ?? '', /docker\.sock/, 'warn went on to the engine (which nobody may use)');
+    assert.deepEqual(out.off.logs, [], 'off said something about the firewall');
+    assert.match(out.off.error ?? '', /docker\.sock/, 'off went on to the engine (which nobody may use)');
   });
 });

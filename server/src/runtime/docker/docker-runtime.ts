@@ -7,6 +7,9 @@
  * stop() and pruneOrphans() find a user's objects after a server restart; the only in-memory
  * state is what is in flight (starts and stops, so prune leaves them alone and their container
  * deaths are not reported as crashes).
+ *
+ * Before the first start it installs the host firewall that keeps proxies away from host
+ * services and fails their other connections fast (isolation-firewall.ts, option `firewall`).
  */
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -24,6 +27,7 @@ import {
 import { engineMessage, ignoring, statusOf } from './docker-errors.js';
 import { EventWatcher, type EngineEvent } from './event-watcher.js';
 import { OutputTail, waitForHealth } from './health.js';
+import { BRIDGE_INTERFACES, ensureIsolationFirewall, ISOLATION_CHAIN, type FirewallResult } from './isolation-firewall.js';
 import {
   assertUserHash,
   containerName,
@@ -38,6 +42,8 @@ import { DEFAULT_SUBNET_PREFIX, DEFAULT_SUBNET_RANGE, DockerSubnetAllocator } fr
 export const DEFAULT_IMAGE = 'cloudtolocalllm/streaming-proxy:local';
 /** Oldest engine API with everything used here (wait condition next-exit needs 1.30). */
 const MIN_API_VERSION = 1.3;
+/** How old a successful firewall check may be before a start checks again (a few iptables -S/-C calls). */
+const FIREWALL_RECHECK_MS = 60_000;
 
 export interface DockerRuntimeOptions {
   docker?: Docker;
@@ -55,10 +61,34 @@ export interface DockerRuntimeOptions {
   healthIntervalMs?: number;
   /** Seconds a stopping proxy gets between SIGTERM and SIGKILL (default 2). */
   stopTimeoutSeconds?: number;
+  /**
+   * The host firewall that keeps proxies from opening connections to host services and to
+   * anything beyond their network (isolation-firewall.ts), installed before the first start:
+   *  - 'enforce': no proxy starts unless it is installed (needs root / CAP_NET_ADMIN on the host);
+   *  - 'warn': start proxies anyway, logging that they can reach host services on 0.0.0.0;
+   *  - 'off': leave the host firewall alone (it is managed some other way).
+   * Default: env CTLL_FIREWALL, else 'enforce'. Checked again before a start when the last check
+   * is over a minute old, so rules flushed by someone else come back.
+   */
+  firewall?: FirewallMode;
   log?: Logger;
 }
 
 export type DockerProbe = { ok: true; version: string } | { ok: false; error: string };
+
+export type FirewallMode = 'enforce' | 'warn' | 'off';
+const FIREWALL_MODES: readonly FirewallMode[] = ['enforce', 'warn', 'off'];
+
+function firewallMode(option: FirewallMode | undefined): FirewallMode {
+  if (option !== undefined) {
+    if (!FIREWALL_MODES.includes(option)) throw new Error(`DockerRuntime option firewall is "${String(option)}"; use enforce, warn or off`);
+    return option;
+  }
+  const env = process.env['CTLL_FIREWALL']?.trim().toLowerCase();
+  if (!env) return 'enforce';
+  if (!FIREWALL_MODES.includes(env as FirewallMode)) throw new Error(`CTLL_FIREWALL is "${env}"; use enforce, warn or off`);
+  return env as FirewallMode;
+}
 
 /** "exit code 137, OOM-killed": what a person needs to know about why a container ended. */
 export function describeExit(code: number | undefined, oomKilled: boolean): string {
@@ -91,6 +121,12 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
   readonly limits: ProxyLimits;
   private readonly startTimeoutMs: number;
   private readonly stopTimeoutSeconds: number;
+  readonly firewallMode: FirewallMode;
+  /**
+   * The last firewall check: starts within FIREWALL_RECHECK_MS share it, later ones check again
+   * (someone may have flushed the host's rules). `final`: 'warn' mode gave up, warned once.
+   */
+  private firewall: { done: Promise<void>; at: number; final: boolean } | undefined;
   private readonly log: Logger;
   private readonly watcher: EventWatcher;
   /** Container ids whose end this runtime caused or is handling (start failures, stops): not crashes. */
@@ -132,6 +168,7 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
     };
     this.startTimeoutMs = options.startTimeoutMs ?? 30_000;
     this.stopTimeoutSeconds = options.stopTimeoutSeconds ?? 2;
+    this.firewallMode = firewallMode(options.firewall);
     this.log = (options.log ?? silentLogger).child({ component: 'docker-runtime' });
     this.watcher = new EventWatcher(this.docker, {
       filters: { type: ['container'], label: [PROXY_LABEL_FILTER], event: ['die', 'oom'] },
@@ -149,6 +186,13 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
     if (hashOf(spec.userId) !== hash) throw new Error('ProxySpec.userHash is not userHash(ProxySpec.userId)');
     if (spec.secret.length < 16) throw new Error('ProxySpec.secret must be at least 16 characters (the proxy refuses shorter ones)');
     const short = hash.slice(0, 12);
+    try {
+      await this.ensureFirewall();
+    } catch (e) {
+      const error = new Error(`could not start the streaming proxy for user ${short}: ${(e as Error).message}`, { cause: e });
+      this.log.error('proxy start refused', { user: short, error: error.message });
+      throw error;
+    }
     this.enter(hash);
     try {
       // Watching must be on before the container exists, or an early death could go unseen.
@@ -166,6 +210,34 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
     } finally {
       this.leave(hash);
     }
+  }
+
+  /** Installs (or re-checks) the isolation firewall before a start; see DockerRuntimeOptions.firewall. */
+  private ensureFirewall(): Promise<void> {
+    if (this.firewallMode === 'off') return Promise.resolve();
+    const now = Date.now();
+    if (this.firewall && (this.firewall.final || now - this.firewall.at < FIREWALL_RECHECK_MS)) return this.firewall.done;
+    const check = { done: Promise.resolve(), at: now, final: false };
+    check.done = ensureIsolationFirewall(this.log).then((result: FirewallResult) => {
+      if (result.ok) return;
+      if (this.firewallMode === 'warn') {
+        check.final = true;
+        this.log.warn(
+          'isolation firewall NOT installed (firewall mode warn): proxies can open connections to every host service listening on 0.0.0.0, the cloud server included',
+          { error: result.error, chain: ISOLATION_CHAIN, interfaces: BRIDGE_INTERFACES },
+        );
+        return;
+      }
+      // The next start tries again.
+      if (this.firewall === check) this.firewall = undefined;
+      throw new Error(
+        `the host firewall that isolates proxies could not be installed (${result.error}); ` +
+          'run the server as root (iptables needs CAP_NET_ADMIN in the host network namespace), ' +
+          "or set CTLL_FIREWALL=warn (DockerRuntime option firewall: 'warn') to run proxies without it, able to reach host services on 0.0.0.0",
+      );
+    });
+    this.firewall = check;
+    return check.done;
   }
 
   private async create(spec: ProxySpec): Promise<ProxyInstance> {
