@@ -4,7 +4,10 @@
  * proxy manager (reconciled with what already runs) and the HTTP API.
  */
 import { createAuditLog, type AuditLog } from './audit.js';
-import { ApiServer } from './api/api-server.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { ApiServer, type ClientConfig } from './api/api-server.js';
+import { staticSite } from './api/static-files.js';
 import { ServerMetrics } from './api/server-metrics.js';
 import { JwtAuthenticator } from './auth/jwt-authenticator.js';
 import { JwtVerifier } from './auth/jwt-verifier.js';
@@ -37,6 +40,8 @@ export interface CloudServerExtras {
   heartbeat?: HeartbeatOptions;
   /** Extra web client redirect URIs for the embedded issuer. */
   webRedirectUris?: string[];
+  /** Folder with the built web client (index.html, app/, docs/); default from the config. */
+  webRoot?: string;
   /** Lifetime of the embedded issuer's access tokens (default 10 minutes). */
   accessTokenTtlSec?: number;
 }
@@ -67,34 +72,7 @@ export async function startCloudServer(config: ServerConfig, extras: CloudServer
   const audit = extras.audit ?? createAuditLog();
   const metrics = new ServerMetrics();
 
-  let embeddedIssuer: EmbeddedIssuer | undefined;
-  let issuer: string;
-  let jwksUri: string | undefined;
-  if (config.auth.kind === 'auth0') {
-    issuer = config.auth.issuer;
-    jwksUri = config.auth.jwksUri;
-  } else {
-    embeddedIssuer = await startEmbeddedIssuer({
-      port: config.auth.issuerPort,
-      host: '127.0.0.1',
-      audience: config.auth.audience,
-      ...(extras.webRedirectUris ? { webRedirectUris: extras.webRedirectUris } : {}),
-      ...(extras.accessTokenTtlSec ? { accessTokenTtlSec: extras.accessTokenTtlSec } : {}),
-    });
-    issuer = embeddedIssuer.issuer;
-    jwksUri = embeddedIssuer.jwksUri;
-    log.warn('no AUTH0_DOMAIN configured: using the embedded sign-in issuer (user name only, for local use)', { issuer });
-  }
-  const verifier = new JwtVerifier({ issuer, audience: config.auth.audience, ...(jwksUri ? { jwksUri } : {}) });
-  const authenticator = new JwtAuthenticator(verifier);
-
-  let runtime: ProxyRuntime;
-  try {
-    runtime = await chooseRuntime(config, log, extras);
-  } catch (e) {
-    await embeddedIssuer?.close();
-    throw e;
-  }
+  const runtime = await chooseRuntime(config, log, extras);
   const manager = new ProxyManager({
     runtime,
     metrics,
@@ -107,9 +85,14 @@ export async function startCloudServer(config: ServerConfig, extras: CloudServer
   await manager.reconcile();
   manager.startTimers();
 
+  // The API listens before the embedded issuer starts, because the issuer's web client must
+  // know the API's own origin (its redirect URI). Until sign-in is ready, calls get 503.
+  let authenticator: JwtAuthenticator | undefined;
+  let clientConfig: ClientConfig | undefined;
   const api = new ApiServer({
     verifier: {
       verifyRequest: async (headers) => {
+        if (!authenticator) return { ok: false, reason: 'jwks-unavailable', message: 'the server is still starting' };
         const v = await authenticator.verifyRequest(headers);
         return v.ok ? { ok: true, subject: v.subject } : { ok: false, reason: v.reason, message: v.message };
       },
@@ -119,12 +102,7 @@ export async function startCloudServer(config: ServerConfig, extras: CloudServer
     audit,
     log,
     cors: { origins: config.corsOrigins },
-    clientConfig: {
-      issuer,
-      audience: config.auth.audience,
-      desktopClientId: embeddedIssuer ? embeddedIssuer.desktopClientId : config.desktopClientId,
-      ...(embeddedIssuer ? { webClientId: embeddedIssuer.webClientId } : config.webClientId ? { webClientId: config.webClientId } : {}),
-    },
+    clientConfig: () => clientConfig,
     limits: config.limits,
     ...(config.metricsToken ? { metricsToken: config.metricsToken } : {}),
   });
@@ -132,9 +110,48 @@ export async function startCloudServer(config: ServerConfig, extras: CloudServer
   try {
     url = await api.listen(config.port, config.host);
   } catch (e) {
-    await manager.close({ keepProxies: false });
-    await embeddedIssuer?.close();
+    await manager.close({ keepProxies: true });
     throw new Error(`cannot listen on ${config.host}:${config.port}: ${(e as Error).message}`);
+  }
+  const publicUrl = (config.publicUrl ?? url).replace(/\/+$/, '');
+
+  let embeddedIssuer: EmbeddedIssuer | undefined;
+  let issuer: string;
+  let jwksUri: string | undefined;
+  try {
+    if (config.auth.kind === 'auth0') {
+      issuer = config.auth.issuer;
+      jwksUri = config.auth.jwksUri;
+    } else {
+      embeddedIssuer = await startEmbeddedIssuer({
+        port: config.auth.issuerPort,
+        host: '127.0.0.1',
+        audience: config.auth.audience,
+        webRedirectUris: [`${publicUrl}/app/`, ...(extras.webRedirectUris ?? [])],
+        webOrigins: [new URL(publicUrl).origin],
+        ...(extras.accessTokenTtlSec ? { accessTokenTtlSec: extras.accessTokenTtlSec } : {}),
+      });
+      issuer = embeddedIssuer.issuer;
+      jwksUri = embeddedIssuer.jwksUri;
+      log.warn('no AUTH0_DOMAIN configured: using the embedded sign-in issuer (user name only, for local use)', { issuer });
+    }
+  } catch (e) {
+    await api.close();
+    await manager.close({ keepProxies: true });
+    throw e;
+  }
+  authenticator = new JwtAuthenticator(new JwtVerifier({ issuer, audience: config.auth.audience, ...(jwksUri ? { jwksUri } : {}) }));
+  clientConfig = {
+    issuer,
+    audience: config.auth.audience,
+    desktopClientId: embeddedIssuer ? embeddedIssuer.desktopClientId : config.desktopClientId,
+    ...(embeddedIssuer ? { webClientId: embeddedIssuer.webClientId } : config.webClientId ? { webClientId: config.webClientId } : {}),
+  };
+  const webRoot = extras.webRoot ?? config.webRoot;
+  if (webRoot && existsSync(join(webRoot, 'index.html'))) {
+    api.fallback = staticSite({ root: webRoot, issuerOrigin: new URL(issuer).origin });
+  } else if (webRoot) {
+    log.info('no web client to serve (build it with scripts/build-web.ts)', { webRoot });
   }
   log.info('cloud server listening', { url, runtime: runtime.kind, issuer });
 

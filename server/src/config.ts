@@ -2,6 +2,7 @@
  * The cloud server's configuration: environment variables (deployments) overridden by flags
  * (local runs), read once at start, validated with messages that name the variable.
  */
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DEFAULT_LIMITS, type LimitOptions } from './api/limits.js';
 import { jwtOptionsFromEnv, type JwtVerifierOptions } from './auth/jwt-verifier.js';
@@ -26,6 +27,10 @@ export interface ServerConfig {
   desktopClientId: string;
   /** The Auth0 application (single-page) the web client signs in with. */
   webClientId?: string;
+  /** The URL browsers use to reach this server (behind nginx: https://cloud.example.com). */
+  publicUrl?: string;
+  /** Folder with the built web client served at /, /app/ and /docs/. */
+  webRoot?: string;
 }
 
 export const DEFAULT_AUDIENCE = 'https://api.cloudtolocalllm.local';
@@ -122,8 +127,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
     },
     keepProxiesOnExit: flags['keep-proxies'] === true || env['CTLL_KEEP_PROXIES_ON_EXIT'] === '1',
     desktopClientId: env['AUTH0_DESKTOP_CLIENT_ID']?.trim() || 'cloudtolocalllm-desktop',
+    ...(env['CTLL_PUBLIC_URL']?.trim() ? { publicUrl: env['CTLL_PUBLIC_URL'].trim() } : {}),
+    webRoot: env['CTLL_WEB_ROOT']?.trim() || fileURLToPath(new URL('../dist/web', import.meta.url)),
     ...(env['AUTH0_WEB_CLIENT_ID']?.trim() ? { webClientId: env['AUTH0_WEB_CLIENT_ID'].trim() } : {}),
   };
+  const publicUrl = env['CTLL_PUBLIC_URL']?.trim();
+  if (publicUrl && !/^https?:\/\/[^/\s]+\/?$/.test(publicUrl)) problems.push(`CTLL_PUBLIC_URL "${publicUrl}" must be an origin like https://cloud.example.com`);
   if (env['AUTH0_DOMAIN']?.trim() && !env['AUTH0_DESKTOP_CLIENT_ID']?.trim()) {
     problems.push('AUTH0_DESKTOP_CLIENT_ID (the client id of the Auth0 native application the desktop app signs in with) must be set when AUTH0_DOMAIN is');
   }

@@ -31,6 +31,13 @@ export interface RequestVerifier {
   verifyRequest(headers: IncomingHttpHeaders): Promise<Verification>;
 }
 
+export interface ClientConfig {
+  issuer: string;
+  audience: string;
+  desktopClientId: string;
+  webClientId?: string;
+}
+
 export interface ApiServerOptions {
   verifier: RequestVerifier;
   manager: ProxyManager;
@@ -43,7 +50,7 @@ export interface ApiServerOptions {
   /** When set, /metrics needs `Authorization: Bearer <metricsToken>`. */
   metricsToken?: string;
   /** Public sign-in settings for clients (GET /api/config): where to sign in, for which API. */
-  clientConfig?: { issuer: string; audience: string; desktopClientId: string; webClientId?: string };
+  clientConfig?: () => ClientConfig | undefined;
   /** Extra routes served before the API's own (the embedded issuer, static pages). */
   fallback?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
@@ -64,6 +71,8 @@ export class ApiServer {
   private readonly cors: CorsOptions;
   private readonly startedAt = Date.now();
   private readonly sockets = new Set<Socket>();
+  /** Routes served after the API's own (static pages); settable once the server knows its URL. */
+  fallback: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
 
   constructor(private readonly options: ApiServerOptions) {
     this.log = options.log ?? silentLogger;
@@ -152,15 +161,16 @@ export class ApiServer {
     if (path === '/metrics') return this.metrics(req, res);
     if (path === '/api/config') {
       if (req.method !== 'GET') return sendJson(res, 405, { error: 'use GET' }, { allow: 'GET' });
-      if (!this.options.clientConfig) return sendJson(res, 404, { error: 'this server publishes no client configuration' });
-      return sendJson(res, 200, this.options.clientConfig);
+      const clientConfig = this.options.clientConfig?.();
+      if (!clientConfig) return sendJson(res, 503, { error: 'the server is still starting; try again in a moment' }, { 'retry-after': '1' });
+      return sendJson(res, 200, clientConfig);
     }
     if (path.startsWith('/api/proxy/')) return this.proxyApi(req, res, path);
     if (isOllama) return this.ollama(req, res, rawUrl.slice(OLLAMA_PREFIX.length) || '/');
     if (path === BRIDGE_ROUTE) {
       return sendJson(res, 426, { error: `${BRIDGE_ROUTE} is the bridge's WebSocket endpoint; it needs a WebSocket upgrade` }, { upgrade: 'websocket' });
     }
-    if (this.options.fallback?.(req, res)) return;
+    if ((this.fallback ?? this.options.fallback)?.(req, res)) return;
     sendJson(res, 404, { error: `no such endpoint: ${req.method} ${path}` });
   }
 
