@@ -16,6 +16,7 @@ import { headlessSignIn, refreshHeadless } from '../main/auth/headless-login.js'
 import { startCloudServer, type CloudServer } from '../server/src/cloud-server.js';
 import { ConfigError, loadConfig } from '../server/src/config.js';
 import { createLogger } from '../server/src/log.js';
+import { buildWeb } from './build-web.js';
 
 function fail(message: string, code = 2): never {
   process.stderr.write(`start:headless: ${message}\n`);
@@ -54,6 +55,9 @@ try {
 } catch (e) {
   fail((e as Error).message);
 }
+
+// The web client (served at /app/) is built from source on each start: it takes about a second.
+await buildWeb().catch((e: Error) => log.warn('the web client could not be built; the API works without it', { error: e.message }));
 
 let server: CloudServer;
 try {
@@ -121,7 +125,8 @@ bridge!.on('status', (s) => {
     const minutes = Math.round((current.expiresAt - Date.now()) / 60_000);
     process.stdout.write(
       `\nCloudToLocalLLM is relaying ${values['ollama-url']} (proxies: ${server.runtime.kind})\n` +
-        `  endpoint: ${endpoint}\n  token:    ${current.accessToken}\n  (the token is valid for ${minutes} minutes)\n\n` +
+        `  endpoint: ${endpoint}\n  token:    ${current.accessToken}\n  (the token is valid for ${minutes} minutes)\n` +
+        `  web chat: ${server.url}/app/ (sign in as ${values.user})\n\n` +
         `  try: curl -H "Authorization: Bearer $TOKEN" ${endpoint}/api/tags\n\n`,
     );
   }
