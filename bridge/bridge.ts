@@ -28,6 +28,11 @@ export interface BridgeOptions {
   stableAfterMs?: number;
   /** Only tests change it. */
   protocolVersion?: number;
+  /**
+   * Extra CA certificate(s) (PEM) trusted for a wss:// proxy URL, on top of the system's: a cloud
+   * with a self-signed or private-CA certificate. Added to Node's default roots, not instead of them.
+   */
+  ca?: string | Buffer | Array<string | Buffer>;
 }
 
 export interface BridgeEvents {
@@ -199,6 +204,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
           heartbeat: this.options.heartbeat ?? DEFAULT_HEARTBEAT,
           onStream: (stream, headers) => this.forwarder.handle(stream, headers),
           ...(this.options.protocolVersion !== undefined ? { protocolVersion: this.options.protocolVersion } : {}),
+          ...(this.options.ca !== undefined ? { ca: this.options.ca } : {}),
         });
         connectedAt = Date.now();
         if (!this.running) {

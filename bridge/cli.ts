@@ -19,6 +19,7 @@ const USAGE = `usage: cloudtolocalllm-bridge --proxy-url URL [options]
   --ollama-url URL    your Ollama (default ${DEFAULT_OLLAMA_URL})
   --allow LIST        model management the cloud may use: ${MANAGEMENT_ENDPOINTS.join(',')} or all (default none)
   --token-file FILE   read the bearer token from FILE (else CLOUDTOLOCALLLM_TOKEN)
+  --ca-file FILE      also trust the CA certificate(s) in FILE (PEM) for wss:// (self-signed cloud)
   --json              status events as JSON lines on stdout
 `;
 
@@ -35,6 +36,7 @@ try {
       'ollama-url': { type: 'string', default: DEFAULT_OLLAMA_URL },
       allow: { type: 'string', default: '' },
       'token-file': { type: 'string' },
+      'ca-file': { type: 'string' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -64,9 +66,19 @@ function readToken(): string {
   return env.trim();
 }
 
+let ca: string | undefined;
+if (values['ca-file']) {
+  try {
+    ca = readFileSync(values['ca-file'], 'utf8');
+  } catch (e) {
+    fail(`cannot read --ca-file ${values['ca-file']}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
 let bridge: Bridge;
 try {
   bridge = new Bridge({
+    ...(ca !== undefined ? { ca } : {}),
     proxyUrl: values['proxy-url'],
     ollamaUrl: values['ollama-url'],
     policy: { allowManagement: parseManagementList(values.allow) },

@@ -3,6 +3,7 @@
  * The bridge is the HTTP/2 *server* even though it dials out: the proxy (client) opens one
  * stream per relayed request, so multiplexing, flow control and cancellation are HTTP/2's.
  */
+import tls from 'node:tls';
 import http2, { type Http2Session, type Http2Server, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import WebSocket, { createWebSocketStream } from 'ws';
 import { startHeartbeat, type HeartbeatOptions } from './heartbeat.js';
@@ -41,6 +42,8 @@ export interface DialOptions {
   onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void;
   /** Dial timeout for the WebSocket handshake. */
   handshakeTimeoutMs?: number;
+  /** Extra CA certificate(s) (PEM) to trust for wss:// besides the system's: a self-signed or private-CA cloud. */
+  ca?: string | Buffer | Array<string | Buffer>;
   /** Advertised protocol version; only tests change it. */
   protocolVersion?: number;
 }
@@ -81,6 +84,8 @@ export function dialTunnel(options: DialOptions): Promise<TunnelConnection> {
       perMessageDeflate: false, // compression would buffer token lines and cost CPU
       handshakeTimeout: options.handshakeTimeoutMs ?? 15_000,
       maxPayload: 64 << 20,
+      // Node's `ca` replaces the default roots: keep them, add the extra ones.
+      ...(options.ca !== undefined ? { ca: [...tls.rootCertificates, ...(Array.isArray(options.ca) ? options.ca : [options.ca])] } : {}),
     });
     // Created synchronously, before any frame can arrive: a frame that arrives before the
     // stream exists would be lost, and HTTP/2 would then fail on a bad preface.

@@ -11,7 +11,7 @@ import { BRIDGE_PATH } from '../../bridge/connection/protocol.js';
 import { OllamaEmulator, type EmulatorBehaviour } from '../emulator/ollama-emulator.js';
 
 /** Fast heartbeats and backoff so failure tests finish in seconds, not minutes. */
-export const FAST_HEARTBEAT = { intervalMs: 200, timeoutMs: 1_500 };
+export const FAST_HEARTBEAT = { intervalMs: 250, timeoutMs: 3_000 };
 export const FAST_BACKOFF = { initialMs: 50, maxMs: 300, factor: 2, minMs: 20 };
 
 export interface StackOptions {

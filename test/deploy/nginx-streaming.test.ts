@@ -1,0 +1,375 @@
+/**
+ * The deployment's nginx configuration (server/deploy/nginx, rendered with test ports) run by the
+ * host's nginx, with a self-signed certificate, in front of the real cloud server (in-process
+ * runtime, embedded issuer, PKCE sign-in) and the real bridge CLI connected through it:
+ *
+ *  - token streams pass through TLS and nginx unbuffered, over HTTP/1.1 and HTTP/2: the first
+ *    token arrives while the Ollama emulator is still generating;
+ *  - the bridge's WebSocket (/ws/bridge) passes the upgrade;
+ *  - TLS 1.2/1.3 only, modern ciphers, unknown names refused, HSTS and security headers once;
+ *  - body limits: large image bodies pass on /ollama/, blobs have no limit;
+ *  - gzip never touches a stream; the ACME webroot is served on plain HTTP;
+ *  - a stream with more than a minute of silence between tokens and over 5 minutes long is not
+ *    cut (CTLL_LONG_TESTS=1 or CI=true only: it takes about 5 min 5 s).
+ *
+ * Skipped when nginx or openssl is missing, except in CI (CI=true), where that is a failure.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import http2 from 'node:http2';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import WebSocket from 'ws';
+import { subprotocolFor, TUNNEL_PROTOCOL_VERSION } from '../../bridge/connection/protocol.js';
+import { OllamaEmulator, expectedText } from '../emulator/ollama-emulator.js';
+import { headlessSignIn } from '../../main/auth/headless-login.js';
+import { startCloudServer, type CloudServer } from '../../server/src/cloud-server.js';
+import { loadConfig } from '../../server/src/config.js';
+import { silentLogger } from '../../server/src/log.js';
+import { MemoryAuditLog } from '../../server/src/audit.js';
+import {
+  freePort,
+  headerCount,
+  http2Stream,
+  httpsRequest,
+  httpsStream,
+  IN_CI,
+  renderNginx,
+  selfSignedCertificate,
+  startBridgeProcess,
+  startNginx,
+  which,
+  type BridgeProcess,
+  type NginxPorts,
+  type RunningNginx,
+  type StreamResult,
+} from './deploy-harness.js';
+
+const nginxBin = which('nginx');
+const opensslBin = which('openssl');
+const missing = [!nginxBin && 'nginx (apt-get install -y nginx)', !opensslBin && 'openssl'].filter(Boolean).join(', ');
+if (missing && IN_CI) test('nginx and openssl are installed (CI machines must have them)', () => assert.fail(`missing: ${missing}`));
+const skip = missing ? `missing on this machine: ${missing}; CI=true makes this a failure` : false;
+const LONG = process.env['CTLL_LONG_TESTS'] === '1' || IN_CI;
+
+/** What the Ollama emulator answers on /api/generate for n tokens, as the client must see it. */
+function textOf(result: StreamResult): string {
+  return result.lines
+    .map((l) => JSON.parse(l.line) as { response?: string; done?: boolean })
+    .filter((o) => !o.done)
+    .map((o) => o.response ?? '')
+    .join('');
+}
+
+describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)', { skip, concurrency: false }, () => {
+  let dir: string;
+  let cloud: CloudServer;
+  const signIn = async (username: string): Promise<string> => {
+    const issuer = cloud.embeddedIssuer!;
+    return (await headlessSignIn({ issuer: issuer.issuer, clientId: issuer.desktopClientId, audience: cloud.audience, username })).accessToken;
+  };
+  let emulator: OllamaEmulator;
+  let nginx: RunningNginx;
+  let bridge: BridgeProcess;
+  let token: string;
+  let ca: Buffer;
+  let ports: NginxPorts;
+  let acmeRoot: string;
+  let rendered: { confDir: string; runDir: string; conf: string };
+  const tokenTimes = new Map<number, number[]>();
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ctll-nginx-test-'));
+    // nginx's workers run as nobody and serve the ACME webroot from under this directory (the
+    // deploy script makes $CTLL_STATE_DIR 755 for the same reason).
+    chmodSync(dir, 0o755);
+    emulator = new OllamaEmulator({ tokenIntervalMs: 200 });
+    const ollamaUrl = await emulator.start();
+    emulator.on('token', (r) => {
+      const list = tokenTimes.get(r.id) ?? [];
+      list.push(Date.now());
+      tokenTimes.set(r.id, list);
+    });
+    // The production heartbeat (10 s pings, 20 s timeout), not the tests' fast one: the bridge
+    // child uses the production one too, and a busy machine must not cut the long stream.
+    cloud = await startCloudServer(loadConfig({}, ['--port', '0', '--runtime', 'process']), { audit: new MemoryAuditLog(), log: silentLogger });
+    const { cert, key } = await selfSignedCertificate(join(dir, 'tls'));
+    ca = readFileSync(cert);
+    ports = { https: await freePort(), http: await freePort(), health: await freePort() };
+    acmeRoot = join(dir, 'acme');
+    rendered = await renderNginx(dir, {
+      ports,
+      upstreamPort: Number(new URL(cloud.url).port),
+      cert,
+      key,
+      acmeRoot,
+      // A small /ollama/ body limit keeps the limit test fast; the production default (100m) is
+      // checked on the rendered text below.
+      extra: ['--ollama-max-body', '8m'],
+    });
+    nginx = await startNginx(nginxBin!, rendered, ports.health);
+    token = await signIn(`nginx-${randomBytes(3).toString('hex')}`);
+    bridge = await startBridgeProcess({
+      proxyUrl: `wss://localhost:${ports.https}/ws/bridge`,
+      token,
+      ollamaUrl,
+      caFile: cert,
+      allow: 'blobs',
+    });
+  });
+
+  after(async () => {
+    await bridge?.stop();
+    await nginx?.stop();
+    await cloud?.close();
+    await emulator?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('the bridge CLI connected through nginx: its WebSocket upgrade passed', async () => {
+    const status = await httpsRequest({ port: ports.https, path: '/api/proxy/status', ca, headers: { authorization: `Bearer ${token}` } });
+    assert.equal(status.status, 200, status.body);
+    assert.equal((JSON.parse(status.body) as { bridgeConnected?: boolean }).bridgeConnected, true);
+  });
+
+  test('a raw WebSocket to /ws/bridge gets 101 with the tunnel subprotocol through nginx', async () => {
+    const other = await signIn(`ws-${randomBytes(3).toString('hex')}`);
+    const ws = new WebSocket(`wss://localhost:${ports.https}/ws/bridge`, [subprotocolFor(TUNNEL_PROTOCOL_VERSION)], {
+      ca,
+      headers: { authorization: `Bearer ${other}` },
+      perMessageDeflate: false,
+    });
+    const opened = await new Promise<string>((resolve, reject) => {
+      ws.once('open', () => resolve(ws.protocol));
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+      ws.once('error', reject);
+    });
+    assert.equal(opened, subprotocolFor(TUNNEL_PROTOCOL_VERSION));
+    ws.close();
+  });
+
+  for (const protocol of ['HTTP/1.1', 'HTTP/2'] as const) {
+    test(`a token stream over ${protocol} is not buffered: the first token arrives while the emulator is still generating`, async () => {
+      const tokens = 20; // 20 tokens, 200 ms apart: about 4 s of generation
+      let firstLineAt: number | undefined;
+      let stillGeneratingAtFirstLine: boolean | undefined;
+      const onLine = (): void => {
+        if (firstLineAt !== undefined) return;
+        firstLineAt = Date.now();
+        const record = emulator.requests.findLast((r) => r.path === '/api/generate');
+        stillGeneratingAtFirstLine = record !== undefined && record.finishedAt === undefined && record.tokensSent < tokens;
+      };
+      const request = {
+        port: ports.https,
+        path: '/ollama/api/generate',
+        body: { model: 'llama3.2', prompt: 'stream through nginx', options: { num_predict: tokens } },
+        token,
+        ca,
+        onLine,
+      };
+      const result = protocol === 'HTTP/2' ? await http2Stream(request) : await httpsStream({ ...request, headers: { 'accept-encoding': 'gzip' } });
+      assert.equal(result.status, 200, result.lines.map((l) => l.line).join('\n'));
+      assert.equal(result.protocol, protocol === 'HTTP/2' ? 'HTTP/2.0' : 'HTTP/1.1');
+      assert.equal(result.error, undefined);
+      assert.equal(textOf(result), expectedText(tokens));
+      assert.equal(stillGeneratingAtFirstLine, true, 'the first token line arrived only after the emulator had finished');
+      // Spread over the generation, not delivered in one burst at the end.
+      const record = emulator.requests.findLast((r) => r.path === '/api/generate')!;
+      const generation = record.finishedAt! - record.startedAt;
+      const spread = result.lines.at(-1)!.at - result.lines[0]!.at;
+      assert.ok(spread > generation * 0.6, `lines arrived within ${spread} ms of a ${generation} ms generation: buffered`);
+      // Each token reached the client soon after the emulator wrote it.
+      const emitted = tokenTimes.get(record.id) ?? [];
+      const lags = result.lines.slice(0, emitted.length).map((l, i) => l.at - emitted[i]!);
+      const worst = Math.max(...lags);
+      assert.ok(worst < 2000, `a token took ${worst} ms from the emulator to the client`);
+      // No compression on streams, even when the client offers it.
+      assert.equal(result.headers['content-encoding'], undefined);
+      assert.equal(result.headers['x-accel-buffering'], 'no');
+    });
+  }
+
+  test('HTTP/2 is offered to clients (ALPN h2) and TLS 1.3 is negotiated by default', async () => {
+    const session = http2.connect(`https://localhost:${ports.https}`, { ca, host: '127.0.0.1', servername: 'localhost' } as http2.SecureClientSessionOptions);
+    try {
+      const headers = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+        session.on('error', reject);
+        const req = session.request({ ':path': '/health' });
+        req.on('response', (h) => {
+          req.resume();
+          req.on('end', () => resolve(h));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(session.alpnProtocol, 'h2');
+      assert.equal((session.socket as tls.TLSSocket).getProtocol(), 'TLSv1.3');
+      assert.equal(headers[':status'], 200);
+    } finally {
+      session.close();
+    }
+  });
+
+  test('TLS below 1.2, weak ciphers and unknown server names are refused', async () => {
+    const attempt = (options: tls.ConnectionOptions): Promise<string> =>
+      new Promise((resolve) => {
+        const s = tls.connect({ host: '127.0.0.1', port: ports.https, servername: 'localhost', ca, ...options }, () => {
+          const p = s.getProtocol() ?? '?';
+          s.destroy();
+          resolve(`connected ${p}`);
+        });
+        s.on('error', (e) => resolve(`refused: ${e.message}`));
+      });
+    assert.match(await attempt({ minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' }), /^refused/);
+    // TLS 1.2 without forward secrecy (static RSA key exchange, CBC): not offered.
+    assert.match(await attempt({ maxVersion: 'TLSv1.2', ciphers: 'AES128-SHA:AES256-SHA:AES128-GCM-SHA256' }), /^refused/);
+    assert.equal(await attempt({ maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256' }), 'connected TLSv1.2');
+    assert.equal(await attempt({}), 'connected TLSv1.3');
+    // A name this server is not for: the handshake is rejected (no certificate shown).
+    assert.match(await attempt({ servername: 'not-this-site.example', rejectUnauthorized: false }), /^refused/);
+  });
+
+  test('security headers are on every answer, once each (HSTS, nosniff, frame, referrer)', async () => {
+    for (const path of ['/health', '/ollama/api/tags', '/no-such-page']) {
+      const r = await httpsRequest({ port: ports.https, path, ca, headers: { authorization: `Bearer ${token}` } });
+      for (const name of ['strict-transport-security', 'x-content-type-options', 'x-frame-options', 'referrer-policy']) {
+        assert.equal(headerCount(r.rawHeaders, name), 1, `${path}: ${name} appears ${headerCount(r.rawHeaders, name)} times`);
+      }
+      assert.match(String(r.headers['strict-transport-security']), /^max-age=\d+/);
+      assert.equal(r.headers['x-content-type-options'], 'nosniff');
+      assert.equal(r.headers['server'], 'nginx', 'server_tokens off: no version');
+    }
+  });
+
+  test('body limits: a large image body passes /ollama/, the configured limit answers 413, blobs have none', async () => {
+    // A chat request carrying a ~6 MiB base64 image: under the (test) 8m limit of /ollama/.
+    const image = randomBytes(4.5 * 1024 * 1024).toString('base64');
+    const chat = await httpsRequest({
+      port: ports.https,
+      path: '/ollama/api/chat',
+      method: 'POST',
+      ca,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'llama3.2', stream: false, messages: [{ role: 'user', content: 'what is this', images: [image] }] }),
+    });
+    assert.equal(chat.status, 200, chat.body.slice(0, 300));
+    // Over the limit: nginx itself answers 413.
+    const tooBig = await httpsRequest({
+      port: ports.https,
+      path: '/ollama/api/chat',
+      method: 'POST',
+      ca,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': 12 * 1024 * 1024 },
+      body: Buffer.alloc(12 * 1024 * 1024, 0x20),
+    }).catch((e: Error) => ({ status: -1, body: e.message }));
+    assert.equal(tooBig.status, 413);
+    // A 24 MiB blob (3x the /ollama/ limit) streams through to the emulator, whole.
+    const blob = randomBytes(24 * 1024 * 1024);
+    const digest = `sha256:${createHash('sha256').update(blob).digest('hex')}`;
+    const upload = await httpsRequest({
+      port: ports.https,
+      path: `/ollama/api/blobs/${digest}`,
+      method: 'POST',
+      ca,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream', 'content-length': blob.length },
+      body: blob,
+    });
+    assert.equal(upload.status, 201, upload.body);
+    const received = emulator.requests.findLast((r) => r.path === `/api/blobs/${digest}`)!;
+    assert.equal(received.bodyBytes, blob.length);
+  });
+
+  test('the rendered production defaults: 100m on /ollama/, unlimited blobs, streams and the bridge with >= 1 h timeouts', async () => {
+    const prodDir = join(dir, 'prod-render');
+    const prod = await renderNginx(prodDir, { ports, upstreamPort: 8080, cert: join(dir, 'tls/fullchain.pem'), key: join(dir, 'tls/privkey.pem'), acmeRoot });
+    const site = readFileSync(join(prod.confDir, 'conf.d/cloudtolocalllm.conf'), 'utf8');
+    const streaming = readFileSync(join(prod.confDir, 'snippets/streaming.conf'), 'utf8');
+    const tlsConf = readFileSync(join(prod.confDir, 'snippets/tls.conf'), 'utf8');
+    const block = (name: string): string => {
+      const start = site.indexOf(name);
+      assert.ok(start >= 0, `no ${name}`);
+      return site.slice(start, site.indexOf('\n    }', start));
+    };
+    assert.match(block('location /ollama/ {'), /client_max_body_size 100m;/);
+    assert.match(block('location ^~ /ollama/api/blobs/ {'), /client_max_body_size 0;/);
+    for (const name of ['location /ollama/ {', 'location ^~ /ollama/api/blobs/ {', 'location = /ws/bridge {']) {
+      assert.match(block(name), /include snippets\/streaming\.conf;/, name);
+    }
+    assert.match(block('location = /ws/bridge {'), /proxy_set_header Upgrade \$http_upgrade;/);
+    for (const directive of ['proxy_buffering off;', 'proxy_request_buffering off;', 'gzip off;', 'proxy_read_timeout 3600s;', 'proxy_send_timeout 3600s;']) {
+      assert.ok(streaming.includes(directive), `streaming.conf lacks ${directive}`);
+    }
+    assert.match(tlsConf, /^ssl_protocols TLSv1\.2 TLSv1\.3;$/m);
+    assert.match(site, /listen 127\.0\.0\.1:\d+ ssl http2;/);
+    assert.match(site, /location \^~ \/\.well-known\/acme-challenge\/ \{/);
+    // And nginx itself accepts it.
+    execFileSync(nginxBin!, ['-t', '-q', '-p', prod.runDir, '-c', prod.conf]);
+  });
+
+  test('plain HTTP serves only the ACME challenge and redirects everything else to HTTPS', async () => {
+    mkdirSync(join(acmeRoot, '.well-known/acme-challenge'), { recursive: true });
+    writeFileSync(join(acmeRoot, '.well-known/acme-challenge/test-token'), 'test-token.key-authorization');
+    const get = (path: string): Promise<{ status: number; body: string; location?: string }> =>
+      new Promise((resolve, reject) => {
+        http
+          .get({ host: '127.0.0.1', port: ports.http, path, headers: { host: 'localhost' }, agent: false }, (res) => {
+            let body = '';
+            res.on('data', (c: Buffer) => (body += c.toString()));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body, ...(res.headers.location ? { location: res.headers.location } : {}) }));
+          })
+          .on('error', reject);
+      });
+    const challenge = await get('/.well-known/acme-challenge/test-token');
+    assert.equal(challenge.status, 200);
+    assert.equal(challenge.body, 'test-token.key-authorization');
+    assert.equal((await get('/.well-known/acme-challenge/nothing')).status, 404);
+    const other = await get('/ollama/api/tags?x=1');
+    assert.equal(other.status, 301);
+    assert.equal(other.location, `https://localhost:${ports.https}/ollama/api/tags?x=1`);
+  });
+
+  test('the access log holds paths and statuses, never tokens or query strings', async () => {
+    await httpsRequest({ port: ports.https, path: '/health?secret=do-not-log', ca, headers: { authorization: `Bearer ${token}` } });
+    // Lines are written when a request ends; give nginx a moment.
+    await new Promise((r) => setTimeout(r, 300));
+    const log = readFileSync(join(rendered.runDir, 'access.log'), 'utf8');
+    const lines = log.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.ok(lines.some((l) => l['path'] === '/ollama/api/generate' && l['status'] === 200));
+    assert.ok(!log.includes(token.slice(-20)), 'a token appears in the access log');
+    assert.ok(!log.includes('do-not-log'), 'a query string appears in the access log');
+  });
+
+  test(
+    'a stream lasting over 5 minutes, with 76 s of silence between tokens, is not cut',
+    { skip: LONG ? false : 'takes about 5 min 5 s; runs with CTLL_LONG_TESTS=1 or CI=true', timeout: 420_000 },
+    async (t) => {
+      // 5 tokens, 76 s apart: 304 s. Each silence is longer than nginx's default
+      // proxy_read_timeout (60 s), which would cut the answer if the configuration did not set it.
+      emulator.set({ tokenIntervalMs: 76_000 });
+      const started = Date.now();
+      try {
+        const result = await httpsStream({
+          port: ports.https,
+          path: '/ollama/api/generate',
+          body: { model: 'llama3.2', prompt: 'a long think', options: { num_predict: 5 } },
+          token,
+          ca,
+        });
+        const seconds = (Date.now() - started) / 1000;
+        t.diagnostic(`long stream: ${seconds.toFixed(1)} s, ${result.lines.length} lines`);
+        if (result.error) t.diagnostic(`cut: ${result.error}; lines: ${result.lines.map((l) => l.line).join(' | ')}`);
+        assert.equal(result.status, 200);
+        assert.equal(result.error, undefined);
+        assert.equal(textOf(result), expectedText(5));
+        assert.ok(seconds >= 300, `the stream lasted only ${seconds} s`);
+      } finally {
+        emulator.set({ tokenIntervalMs: 200 });
+      }
+    },
+  );
+});

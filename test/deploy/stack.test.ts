@@ -1,0 +1,287 @@
+/**
+ * The whole multi-container stack on this machine's Docker engine, as an operator deploys it:
+ * scripts/deploy/deploy-multi-container.sh --build --self-signed --trial builds the images
+ * offline (FROM scratch: no registry here), renders nginx's configuration, makes a certificate
+ * and brings up nginx-proxy, api-backend and docker-api-filter with docker-compose. Then a user
+ * signs in, the bridge CLI connects through nginx, and a token stream travels
+ *   client -TLS-> nginx -> api-backend -> the user's proxy container -> bridge -> Ollama emulator
+ * and back. Then the audit log, /metrics, the Docker API filter seen from inside the api-backend,
+ * idempotence of a second run, the build-only profile, and --down, which must leave nothing.
+ *
+ * Everything is in its own compose project and labelled with its own stack name: other stacks,
+ * tests and benchmarks on the same engine are never touched.
+ * Skipped without a Docker engine or docker-compose, except in CI (CI=true), where that fails.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { headlessSignIn } from '../../main/auth/headless-login.js';
+import { DEFAULT_AUDIENCE } from '../../server/src/config.js';
+import { userHash } from '../../server/src/runtime/runtime.js';
+import { expectedText, OllamaEmulator } from '../emulator/ollama-emulator.js';
+import { freePort, headerCount, httpsRequest, httpsStream, IN_CI, ROOT, run, startBridgeProcess, which, type BridgeProcess } from './deploy-harness.js';
+
+const composeBin = which('docker-compose');
+const engine = await run('docker', ['info']).then(
+  () => true,
+  () => false,
+);
+const missing = [!engine && 'a Docker engine', !composeBin && 'docker-compose (apt-get install -y docker-compose)', !which('openssl') && 'openssl'].filter(Boolean).join(', ');
+if (missing && IN_CI) test('Docker, docker-compose and openssl are available (CI machines must have them)', () => assert.fail(`missing: ${missing}`));
+const skip = missing ? `missing on this machine: ${missing}; CI=true makes this a failure` : false;
+
+const DEPLOY = join(ROOT, 'scripts/deploy/deploy-multi-container.sh');
+const COMPOSE_FILE = join(ROOT, 'server/deploy/docker-compose.multi.yml');
+
+describe('the multi-container stack, deployed by the deploy script', { skip, concurrency: false }, () => {
+  const stack = `ctll-stack-test-${randomBytes(3).toString('hex')}`;
+  const buildOnlyImage = `${stack}/streaming-proxy:build-only`;
+  let dir: string;
+  let envFile: string;
+  let state: string;
+  let ports: { https: number; http: number; health: number; api: number; issuer: number };
+  let deployOutput = '';
+  let deployMs = 0;
+  let emulator: OllamaEmulator;
+  let bridge: BridgeProcess | undefined;
+  let ca: Buffer;
+  let token: string;
+  let username: string;
+  let down = false;
+
+  const deploy = async (args: string[], timeoutMs = 600_000): Promise<string> => {
+    try {
+      const r = await run(DEPLOY, ['--env-file', envFile, ...args], { cwd: ROOT, timeout: timeoutMs, maxBuffer: 32 << 20, env: { ...process.env, NO_COLOR: '1' } });
+      return r.stdout + r.stderr;
+    } catch (e) {
+      const err = e as { stdout?: string; stderr?: string; message: string };
+      throw new Error(`${DEPLOY} ${args.join(' ')} failed: ${err.message}\n${err.stdout ?? ''}${err.stderr ?? ''}`);
+    }
+  };
+  const compose = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> =>
+    run(composeBin!, ['-f', COMPOSE_FILE, '-p', stack, '--env-file', envFile, ...args], { cwd: ROOT, maxBuffer: 32 << 20, env: { ...process.env, ...env } }).then((r) => r.stdout + r.stderr);
+  const containerOf = async (service: string): Promise<string> => (await compose(['ps', '-q', service])).trim();
+  const docker = async (...args: string[]): Promise<string> => (await run('docker', args, { maxBuffer: 16 << 20 })).stdout.trim();
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ctll-stack-'));
+    chmodSync(dir, 0o755);
+    state = join(dir, 'state');
+    ports = { https: await freePort(), http: await freePort(), health: await freePort(), api: await freePort(), issuer: await freePort() };
+    envFile = join(dir, 'env');
+    writeFileSync(
+      envFile,
+      [
+        'DOMAIN=localhost',
+        `HTTPS_PORT=${ports.https}`,
+        `HTTP_PORT=${ports.http}`,
+        'NGINX_LISTEN_ADDRESSES=127.0.0.1',
+        `NGINX_HEALTH_PORT=${ports.health}`,
+        `PORT=${ports.api}`,
+        `CTLL_ISSUER_PORT=${ports.issuer}`,
+        `CTLL_STACK_NAME=${stack}`,
+        `CTLL_STATE_DIR=${state}`,
+        'CTLL_SUBNET_RANGE=10.233.0.0/16',
+        'CTLL_FIREWALL=enforce',
+        'CTLL_KEEP_PROXIES_ON_EXIT=1',
+        'METRICS_TOKEN=',
+        '',
+      ].join('\n'),
+    );
+    emulator = new OllamaEmulator({ tokenIntervalMs: 150 });
+    await emulator.start();
+    const started = Date.now();
+    deployOutput = await deploy(['--build', '--self-signed', '--trial']);
+    deployMs = Date.now() - started;
+    ca = readFileSync(join(state, 'tls/fullchain.pem'));
+  });
+
+  after(async () => {
+    await bridge?.stop();
+    await emulator?.close();
+    if (!down && envFile) await deploy(['--down']).catch((e: Error) => process.stderr.write(`cleanup: ${e.message}\n`));
+    await run('docker', ['rmi', '-f', buildOnlyImage]).catch(() => undefined);
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('the deploy script builds the images offline and brings the stack up healthy', async (t) => {
+    t.diagnostic(`deploy --build --self-signed --trial took ${(deployMs / 1000).toFixed(1)} s`);
+    assert.match(deployOutput, /all services healthy/);
+    assert.match(deployOutput, /\/health through nginx: \{"status":"ok","runtime":"docker"/);
+    for (const service of ['docker-api-filter', 'api-backend', 'nginx-proxy']) {
+      const id = await containerOf(service);
+      assert.ok(id, `${service} is not running`);
+      assert.equal(await docker('inspect', '--format', '{{.State.Health.Status}} {{.HostConfig.RestartPolicy.Name}}', id), 'healthy unless-stopped', service);
+    }
+    // The build-only service is never started.
+    assert.equal(await containerOf('streaming-proxy-base'), '');
+    // The offline images: FROM scratch, this machine's node and nginx.
+    assert.equal(await docker('image', 'inspect', '--format', '{{ index .Config.Labels "cloudtolocalllm.image-base" }}', 'cloudtolocalllm/api-backend:local'), 'scratch');
+    // A generated METRICS_TOKEN was written back to the settings.
+    assert.match(readFileSync(envFile, 'utf8'), /^METRICS_TOKEN=[0-9a-f]{64}$/m);
+  });
+
+  test('a user signs in, the bridge connects through nginx, and tokens stream end to end through their proxy container', { timeout: 240_000 }, async (t) => {
+    const config = await httpsRequest({ port: ports.https, path: '/api/config', ca });
+    assert.equal(config.status, 200, config.body);
+    const { issuer, audience, desktopClientId } = JSON.parse(config.body) as { issuer: string; audience: string; desktopClientId: string };
+    assert.equal(issuer, `http://127.0.0.1:${ports.issuer}`);
+    assert.equal(audience, DEFAULT_AUDIENCE);
+    username = `stack-user-${randomBytes(3).toString('hex')}`;
+    token = (await headlessSignIn({ issuer, clientId: desktopClientId, audience, username })).accessToken;
+
+    const connectStarted = Date.now();
+    bridge = await startBridgeProcess({
+      proxyUrl: `wss://localhost:${ports.https}/ws/bridge`,
+      token,
+      ollamaUrl: emulator.url,
+      caFile: join(state, 'tls/fullchain.pem'),
+      timeoutMs: 180_000,
+    });
+    t.diagnostic(`bridge connected (proxy container provisioned) in ${((Date.now() - connectStarted) / 1000).toFixed(1)} s`);
+
+    const tokens = 20;
+    let stillGenerating: boolean | undefined;
+    const result = await httpsStream({
+      port: ports.https,
+      path: '/ollama/api/generate',
+      body: { model: 'llama3.2', prompt: 'through the whole stack', options: { num_predict: tokens } },
+      token,
+      ca,
+      onLine: () => {
+        if (stillGenerating !== undefined) return;
+        const record = emulator.requests.findLast((r) => r.path === '/api/generate');
+        stillGenerating = record !== undefined && record.finishedAt === undefined;
+      },
+    });
+    assert.equal(result.status, 200, result.lines.map((l) => l.line).join('\n'));
+    const text = result.lines
+      .map((l) => JSON.parse(l.line) as { response?: string; done?: boolean })
+      .filter((o) => !o.done)
+      .map((o) => o.response)
+      .join('');
+    assert.equal(text, expectedText(tokens));
+    assert.equal(stillGenerating, true, 'the first token arrived only after the generation had finished');
+
+    // The user's proxy: a hardened container of this stack on its own network.
+    const name = `ctll-proxy-${userHash(username)}`;
+    const [labels, hardening] = await Promise.all([
+      docker('inspect', '--format', '{{ index .Config.Labels "cloudtolocalllm.stack" }} {{ index .Config.Labels "cloudtolocalllm.type" }}', name),
+      docker('inspect', '--format', '{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.HostConfig.NetworkMode}} {{.Config.User}}', name),
+    ]);
+    assert.equal(labels, `${stack} streaming-proxy`);
+    assert.equal(hardening, `true [ALL] ctll-net-${userHash(username)} 1001:1001`);
+    // CTLL_FIREWALL=enforce: the proxy started, so the api-backend installed the isolation chain
+    // from inside its container (iptables with CAP_NET_ADMIN in the host's namespace).
+    // The image's own iptables (this host's backend) sees and manages the host's rules.
+    const chain = await docker('exec', await containerOf('api-backend'), 'iptables', '-w', '5', '-S', 'CTLL-ISOLATION');
+    assert.match(chain, /-A CTLL-ISOLATION -p tcp -j REJECT --reject-with tcp-reset/);
+  });
+
+  test('the audit log records the proxy start and the bridge; /metrics needs METRICS_TOKEN', async () => {
+    const logs = await compose(['logs', '--no-color', 'api-backend']);
+    const audit = logs
+      .split('\n')
+      .map((l) => l.slice(l.indexOf('{')))
+      .filter((l) => l.includes('"type":"audit"'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const user = userHash(username);
+    assert.ok(audit.some((e) => e['action'] === 'proxy.start' && e['result'] === 'ok' && e['userHash'] === user), JSON.stringify(audit));
+    assert.ok(audit.some((e) => e['action'] === 'bridge.connect' && e['userHash'] === user), JSON.stringify(audit));
+    assert.ok(!logs.includes(token.slice(-24)), 'a token appears in the logs');
+
+    const metricsToken = /^METRICS_TOKEN=(.+)$/m.exec(readFileSync(envFile, 'utf8'))![1]!;
+    assert.equal((await httpsRequest({ port: ports.https, path: '/metrics', ca })).status, 401);
+    const metrics = await httpsRequest({ port: ports.https, path: '/metrics', ca, headers: { authorization: `Bearer ${metricsToken}` } });
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.body, /^ctll_/m);
+  });
+
+  test('the api-backend has no engine socket; through the filter it cannot start anything but a hardened proxy', async () => {
+    const api = await containerOf('api-backend');
+    const probe = `
+      const http = require('node:http');
+      const fs = require('node:fs');
+      const call = (method, path, body) => new Promise((resolve) => {
+        const req = http.request({ socketPath: '/run/ctll-docker/docker.sock', method, path, headers: body ? { 'content-type': 'application/json' } : {} }, (res) => {
+          res.resume(); res.on('end', () => resolve(res.statusCode));
+        });
+        req.on('error', (e) => resolve(e.message));
+        req.end(body);
+      });
+      (async () => {
+        const out = { engineSocket: fs.existsSync('/var/run/docker.sock') };
+        out.ping = await call('GET', '/_ping');
+        out.privileged = await call('POST', '/containers/create?name=ctll-proxy-${'0'.repeat(64)}', JSON.stringify({ Image: 'cloudtolocalllm/streaming-proxy:local', HostConfig: { Privileged: true, Binds: ['/:/host'] } }));
+        out.pull = await call('POST', '/images/create?fromImage=alpine&tag=latest');
+        out.listAll = await call('GET', '/containers/json?all=1');
+        out.exec = await call('POST', '/containers/${await containerOf('nginx-proxy')}/exec', '{"Cmd":["/bin/busybox","sh"]}');
+        console.log(JSON.stringify(out));
+      })();`;
+    const out = JSON.parse(await docker('exec', api, 'node', '-e', probe)) as Record<string, unknown>;
+    assert.deepEqual(out, { engineSocket: false, ping: 200, privileged: 403, pull: 403, listAll: 403, exec: 403 });
+    const filterLogs = await compose(['logs', '--no-color', 'docker-api-filter']);
+    assert.match(filterLogs, /"action":"docker.refused"/);
+  });
+
+  test('the web client and the docs are served by the api-backend through nginx', async (t) => {
+    const home = await httpsRequest({ port: ports.https, path: '/', ca });
+    if (home.status === 404) {
+      t.skip('the image holds no web client (server/dist/web was not built)');
+      return;
+    }
+    assert.equal(home.status, 200);
+    assert.match(String(home.headers['content-type']), /^text\/html/);
+    assert.equal(headerCount(home.rawHeaders, 'content-security-policy'), 1);
+    assert.equal(headerCount(home.rawHeaders, 'x-content-type-options'), 1);
+    for (const path of ['/app/', '/docs/']) {
+      const page = await httpsRequest({ port: ports.https, path, ca });
+      assert.equal(page.status, 200, path);
+    }
+  });
+
+  test("the ACME webroot is served from the nginx container (what certbot --webroot needs)", async () => {
+    mkdirSync(join(state, 'acme/.well-known/acme-challenge'), { recursive: true });
+    writeFileSync(join(state, 'acme/.well-known/acme-challenge/stack-token'), 'stack-token.thumbprint');
+    const res = await fetch(`http://127.0.0.1:${ports.http}/.well-known/acme-challenge/stack-token`, { headers: { host: 'localhost' } });
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), 'stack-token.thumbprint');
+  });
+
+  test("Let's Encrypt itself (certbot --ssl-setup)", { skip: "cannot run here: no internet, so Let's Encrypt can neither be reached nor reach this machine's port 80 for the HTTP-01 challenge; the webroot it uses is checked above and the hook (scripts/deploy/install-cert.sh) is plain file copies plus nginx's SIGHUP" }, () => {});
+
+  test('alpine-based images (--base alpine)', { skip: 'cannot run here: node:20-alpine and nginx:1.27-alpine cannot be pulled (no registry reachable); the FROM scratch images with the same layout are built and run instead' }, () => {});
+
+  test('running the deploy script again changes nothing', { timeout: 300_000 }, async () => {
+    const ids = await Promise.all(['docker-api-filter', 'api-backend', 'nginx-proxy'].map(containerOf));
+    const output = await deploy(['--self-signed', '--trial']);
+    assert.match(output, /nginx configuration: unchanged/);
+    assert.match(output, /self-signed certificate for localhost present/);
+    assert.deepEqual(await Promise.all(['docker-api-filter', 'api-backend', 'nginx-proxy'].map(containerOf)), ids, 'a container was recreated');
+    // The user's proxy kept running.
+    assert.equal(await docker('inspect', '--format', '{{.State.Running}}', `ctll-proxy-${userHash(username)}`), 'true');
+  });
+
+  test('the build-only profile builds the proxy base image offline from the prepared context', { timeout: 300_000 }, async () => {
+    await compose(['--profile', 'build-only', 'build', 'streaming-proxy-base'], { CTLL_PROXY_IMAGE: buildOnlyImage });
+    const { stdout } = await run('docker', ['run', '--rm', '--network', 'none', '--entrypoint', 'node', buildOnlyImage, '-e', 'console.log(require("node:fs").existsSync("/app/proxy.mjs"))']);
+    assert.equal(stdout.trim(), 'true');
+  });
+
+  // Only objects labelled with this stack are removed: the script filters on the label.
+  test('--down removes the services, the proxies of this stack and their networks', { timeout: 180_000 }, async () => {
+    await bridge?.stop();
+    bridge = undefined;
+    const mine = await docker('ps', '-aq', '--filter', `label=cloudtolocalllm.stack=${stack}`, '--filter', 'label=cloudtolocalllm.type=streaming-proxy');
+    assert.ok(mine, 'the proxy of this stack should still run (CTLL_KEEP_PROXIES_ON_EXIT=1)');
+    await deploy(['--down']);
+    down = true;
+    assert.equal(await docker('ps', '-aq', '--filter', `label=com.docker.compose.project=${stack}`), '');
+    assert.equal(await docker('ps', '-aq', '--filter', `label=cloudtolocalllm.stack=${stack}`), '');
+    assert.equal(await docker('network', 'ls', '-q', '--filter', `label=cloudtolocalllm.stack=${stack}`), '');
+    assert.equal(await docker('volume', 'ls', '-q', '--filter', `label=com.docker.compose.project=${stack}`), '');
+  });
+});
