@@ -43,7 +43,9 @@ try {
 } catch (e) {
   fail((e as Error).message);
 }
-const proxy = new StreamingProxy({ authenticator, log, processMetrics: true });
+// No default process metrics: their event-loop monitor wakes every 10 ms, and with hundreds of idle
+// proxies on a host that alone costs a core (docs/benchmarks-proxies.md). Docker measures containers.
+const proxy = new StreamingProxy({ authenticator, log, processMetrics: false });
 const url = await proxy.listen(port, values.host).catch((e: Error) => fail(`cannot listen on ${values.host}:${port}: ${e.message}`));
 log.info('streaming proxy listening', { url });
 
