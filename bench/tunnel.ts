@@ -11,7 +11,7 @@
  * code is 0 unless the run itself could not be carried out.
  *
  *   npm run bench:tunnel [-- --repeats 3] [--quick] [--json out.json] [--paths direct,tunnel,ssh]
- *                          [--workloads ttfb,stream,concurrent,upload] [--cpu-prof DIR]
+ *                          [--workloads ttfb,stream,concurrent,upload] [--cpu-prof DIR] [--wait-quiet SECONDS]
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -53,6 +53,7 @@ const { values: args } = parseArgs({
     paths: { type: 'string', default: 'direct,tunnel,ssh' },
     workloads: { type: 'string', default: 'ttfb,stream,concurrent,upload' },
     'cpu-prof': { type: 'string' },
+    'wait-quiet': { type: 'string', default: '0' },
     help: { type: 'boolean', default: false },
   },
   strict: true,
@@ -60,7 +61,8 @@ const { values: args } = parseArgs({
 if (args.help) {
   process.stdout.write(
     'usage: npm run bench:tunnel [-- --repeats N] [--quick] [--json FILE] [--paths direct,tunnel,ssh]\n' +
-      '                            [--workloads ttfb,stream,concurrent,upload] [--cpu-prof DIR]\n',
+      '                            [--workloads ttfb,stream,concurrent,upload] [--cpu-prof DIR] [--wait-quiet SECONDS]\n' +
+      '  --wait-quiet S   first wait up to S seconds for the machine to be idle (< 10% busy)\n',
   );
   process.exit(0);
 }
@@ -80,11 +82,22 @@ const CONFIG = {
  * live for days, so the warmed-up figure is the one that matters.
  */
 const WARMUP = {
-  ttfbSamples: quick ? 300 : 2000,
-  streams: quick ? 1 : 3,
-  concurrentRuns: quick ? 1 : 2,
+  ttfbSamples: quick ? 300 : 1000,
+  streams: quick ? 1 : 2,
+  concurrentRuns: 1,
   concurrentTokens: quick ? 100 : 500,
-  uploads: quick ? 1 : 4,
+  uploads: quick ? 1 : 3,
+};
+/**
+ * And again right before each workload's measured runs, per path: a workload measured right
+ * after another one (say TTFB after the uploads of the first warm-up) ran its first thousand
+ * requests up to twice as slow.
+ */
+const REWARM = {
+  ttfbSamples: quick ? 300 : 2000,
+  streams: quick ? 1 : 2,
+  concurrentTokens: quick ? 100 : 500,
+  uploads: quick ? 1 : 2,
 };
 /** A run that takes longer than this is reported as a failure of the path, not waited for. */
 const RUN_TIMEOUT_MS = 60_000;
@@ -227,24 +240,23 @@ function withTimeout<T>(what: string, promise: Promise<T>, ms: number): Promise<
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** Share of the machine's CPU time (0..1) spent busy over `ms`, from /proc/stat; NaN elsewhere. */
+/** CPU time all processes of the machine have used so far (busy, all cores), in ms; NaN off Linux. */
+function machineBusyMs(): number {
+  try {
+    const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1, 9).map(Number);
+    const total = fields.reduce((a, b) => a + b, 0);
+    const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+    return ((total - idle) * 1000) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** Share of the machine's CPU (0..1 = all cores) that was busy over the next `ms`. */
 async function machineBusy(ms: number): Promise<number> {
-  const read = (): number[] | undefined => {
-    try {
-      const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
-      return line.trim().split(/\s+/).slice(1).map(Number);
-    } catch {
-      return undefined;
-    }
-  };
-  const a = read();
+  const a = machineBusyMs();
   await new Promise((r) => setTimeout(r, ms));
-  const b = read();
-  if (!a || !b) return Number.NaN;
-  const d = b.map((v, i) => v - (a[i] ?? 0));
-  const total = d.reduce((x, y) => x + y, 0);
-  const idle = (d[3] ?? 0) + (d[4] ?? 0);
-  return total > 0 ? 1 - idle / total : Number.NaN;
+  return (machineBusyMs() - a) / (ms * cpus().length);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -258,6 +270,7 @@ interface Sample<R> {
 
 async function measure<R>(path: Path, run: () => Promise<R>): Promise<Sample<R>> {
   const before = path.processes.map((p) => cpuMsOfTree(p.pid));
+  const machineBefore = machineBusyMs();
   const clientBefore = process.cpuUsage();
   const t0 = performance.now();
   const result = await run();
@@ -265,6 +278,10 @@ async function measure<R>(path: Path, run: () => Promise<R>): Promise<Sample<R>>
   const client = process.cpuUsage(clientBefore);
   const cpuMs: Record<string, number> = { client: (client.user + client.system) / 1000 };
   path.processes.forEach((p, i) => (cpuMs[p.role] = cpuMsOfTree(p.pid) - (before[i] ?? Number.NaN)));
+  // Whatever else ran on the machine meanwhile (other jobs, the kernel's own threads): noise.
+  const ours = Object.values(cpuMs).reduce((a, b) => a + b, 0);
+  // (/proc/stat counts in 10 ms ticks: clamp to what the cores could have done.)
+  cpuMs['other'] = Math.min(Math.max(0, machineBusyMs() - machineBefore - ours), Math.max(0, cpus().length * wallMs - ours));
   return { result, wallMs, cpuMs };
 }
 
@@ -300,7 +317,13 @@ async function main(): Promise<void> {
       `${CONFIG.concurrentStreams} concurrent streams × ${CONFIG.concurrentTokens} lines; ${CONFIG.uploadMiB} MiB blob upload; ` +
       `median of ${REPEATS} runs each`,
   );
-  const busy = await machineBusy(1_000);
+  const waitQuietMs = Math.max(0, Number(args['wait-quiet']) || 0) * 1000;
+  let busy = await machineBusy(1_000);
+  if (waitQuietMs > 0 && busy >= 0.1) {
+    log(`machine ${(busy * 100).toFixed(0)}% busy: waiting up to ${waitQuietMs / 1000} s for it to be idle…`);
+    const deadline = Date.now() + waitQuietMs;
+    while (busy >= 0.1 && Date.now() < deadline) busy = await machineBusy(2_000);
+  }
   if (Number.isFinite(busy)) {
     log(`machine busy before the run: ${(busy * 100).toFixed(0)}% of all cores${busy > 0.15 ? '  ⚠ other work is running: results will be noisy' : ''}`);
   }
@@ -355,7 +378,6 @@ async function main(): Promise<void> {
   if (!paths.length) throw new Error('no path to benchmark (see --paths)');
 
   const nextBlob = wantedWorkloads.has('upload') ? blobFactory(CONFIG.uploadMiB) : undefined;
-  const nextWarmBlob = nextBlob;
 
   // Warm-up: JIT, V8 heap sizing, connection pools, the bridge's agent to the emulator, the SSH channels.
   log('\nwarming up…');
@@ -367,7 +389,7 @@ async function main(): Promise<void> {
       if (wantedWorkloads.has('concurrent')) {
         for (let i = 0; i < WARMUP.concurrentRuns; i++) await concurrent(p.target, CONFIG.concurrentStreams, WARMUP.concurrentTokens);
       }
-      if (nextWarmBlob) for (let i = 0; i < WARMUP.uploads; i++) await upload(p.target, nextWarmBlob());
+      if (nextBlob) for (let i = 0; i < WARMUP.uploads; i++) await upload(p.target, nextBlob());
     })(), RUN_TIMEOUT_MS * 2);
     log(`  ${p.label}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
@@ -386,9 +408,11 @@ async function main(): Promise<void> {
     bucket: Record<string, Sample<R>[]>,
     run: (t: Target) => Promise<R>,
     describe: (r: R) => string,
-    prepare?: (t: Target) => Promise<void>,
+    prepare: ((t: Target) => Promise<void>) | undefined,
+    warm: (t: Target) => Promise<unknown>,
   ): Promise<void> => {
     log(`\n${name}`);
+    for (const p of paths) await withTimeout(`${name}, ${p.label} warm-up`, warm(p.target), RUN_TIMEOUT_MS * 2);
     for (let r = 0; r < REPEATS; r++) {
       for (const p of paths) {
         if (prepare) await prepare(p.target);
@@ -404,11 +428,14 @@ async function main(): Promise<void> {
 
   if (wantedWorkloads.has('ttfb')) {
     await runAll('TTFB: GET /api/version, sequential', results.ttfb, (t) => ttfb(t, CONFIG.ttfbSamples),
-      (r) => `p50 ${fmt(r.p50)} ms  p95 ${fmt(r.p95)} ms`, rewarm(1));
+      (r) => `p50 ${fmt(r.p50)} ms  p95 ${fmt(r.p95)} ms`, rewarm(1), (t) => ttfb(t, REWARM.ttfbSamples));
   }
   if (wantedWorkloads.has('stream')) {
     await runAll(`${CONFIG.streamTokens}-line NDJSON stream`, results.stream, (t) => stream(t, CONFIG.streamTokens),
-      (r) => `${fmt(r.linesPerSecond)} lines/s (${fmt(r.seconds)} s)`, rewarm(1));
+      (r) => `${fmt(r.linesPerSecond)} lines/s (${fmt(r.seconds)} s)`, rewarm(1),
+      async (t) => {
+        for (let i = 0; i < REWARM.streams; i++) await stream(t, CONFIG.streamTokens);
+      });
   }
   if (wantedWorkloads.has('concurrent')) {
     await runAll(`${CONFIG.concurrentStreams} concurrent streams`, results.concurrent,
@@ -416,7 +443,7 @@ async function main(): Promise<void> {
       (r) =>
         `${fmt(r.linesPerSecond)} lines/s aggregate; first done ${fmt(r.firstDone)} s, last ${fmt(r.lastDone)} s; ` +
         `slowest at ${fmt(r.slowestProgressAtFirstDone * 100)}% when first done; starts spread over ${fmt(r.startSpread)} s`,
-      rewarm(CONFIG.concurrentStreams));
+      rewarm(CONFIG.concurrentStreams), (t) => concurrent(t, CONFIG.concurrentStreams, REWARM.concurrentTokens));
   }
   if (nextBlob) {
     // A fresh body per run, made before the clock starts (the 'prepare' step).
@@ -425,6 +452,9 @@ async function main(): Promise<void> {
       (r) => `${fmt(r.mibPerSecond)} MiB/s (${fmt(r.seconds)} s)`, async (t) => {
         blob = nextBlob();
         await openConnections(t, 1);
+      },
+      async (t) => {
+        for (let i = 0; i < REWARM.uploads; i++) await upload(t, nextBlob());
       });
   }
 
@@ -529,6 +559,16 @@ function report(paths: Path[], results: Results, sshNote: string, started: numbe
   if (w.has('concurrent')) cpuBucket('64 streams', results.concurrent as Record<string, Sample<unknown>[]>);
   if (w.has('upload')) cpuBucket('upload', results.upload as Record<string, Sample<unknown>[]>);
   log(table(['Workload', 'Path', 'CPU by process'], cpuRows));
+  const allSamples = Object.values(results).flatMap((bucket: Record<string, Sample<unknown>[]>) => Object.values(bucket).flat());
+  const share = (x: Sample<unknown>): number => (x.cpuMs['other'] ?? 0) / x.wallMs;
+  const noisiest = Math.max(0, ...allSamples.map(share));
+  const noisy = allSamples.filter((x) => share(x) > 0.15).length;
+  log(
+    noisy > 0
+      ? `\n⚠ in ${noisy} of ${allSamples.length} measured runs other processes used more than 15% of a core (at most ${Math.round(noisiest * 100)}%): ` +
+          `${noisy * 5 > allSamples.length ? 'the figures are noisy; rerun on a quiet machine' : 'the medians should hold, single runs may not'}`
+      : `\nother processes on the machine used at most ${Math.round(noisiest * 100)}% of a core during any measured run`,
+  );
 
   // Targets
   const targets: { name: string; pass: boolean | undefined; detail: string }[] = [];
