@@ -6,17 +6,10 @@
 import { EventEmitter } from 'node:events';
 import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
 import { Backoff, type BackoffOptions } from '../bridge/supervisor/backoff.js';
+import type { ProxyStatusView } from '../server/src/manager/proxy-manager.js';
 
-/** What GET /api/proxy/status answers (server/src/manager/proxy-manager.ts ProxyStatusView). */
-export interface ProxyStatus {
-  status: 'running' | 'starting' | 'stopping' | 'stopped';
-  proxyId: string | null;
-  createdAt: string | null;
-  lastActivity: string | null;
-  health: { ok: boolean; checkedAt: string; error?: string } | null;
-  bridgeConnected: boolean;
-  runtime?: string;
-}
+/** What GET /api/proxy/status answers: the server's own type (type-only: nothing of server/ ships). */
+export type ProxyStatus = ProxyStatusView;
 
 export type ProxyServiceState = { state: 'idle' | 'provisioning' | 'running' | 'error'; detail?: string };
 

@@ -127,7 +127,7 @@ bridge!.on('status', (s) => {
       `\nCloudToLocalLLM is relaying ${values['ollama-url']} (proxies: ${server.runtime.kind})\n` +
         `  endpoint: ${endpoint}\n  token:    ${current.accessToken}\n  (the token is valid for ${minutes} minutes)\n` +
         `  web chat: ${server.url}/app/ (sign in as ${values.user})\n\n` +
-        `  try: curl -H "Authorization: Bearer $TOKEN" ${endpoint}/api/tags\n\n`,
+        `  try: curl -H "Authorization: Bearer ${current.accessToken}" ${endpoint}/api/tags\n\n`,
     );
   }
 });

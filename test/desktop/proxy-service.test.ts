@@ -55,10 +55,19 @@ describe('StreamingProxyService', () => {
     // The token can only be had once the server (and its issuer) is up; until then calls fail at connect.
     let giveToken!: (t: string) => void;
     const lateToken = new Promise<string>((r) => (giveToken = r));
-    let serverUp = false;
+    // Once the port answers, wait for the real token: a placeholder sent to a live server would be
+    // refused (401), which is not the transient failure this test is about.
+    const portOpen = (): Promise<boolean> =>
+      new Promise((resolve) => {
+        const s = net.connect(port, '127.0.0.1', () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.on('error', () => resolve(false));
+      });
     const service = new StreamingProxyService({
       serverUrl: `http://127.0.0.1:${port}`,
-      getToken: async () => (serverUp ? lateToken : 'not-yet'),
+      getToken: async () => ((await portOpen()) ? lateToken : 'not-yet'),
       backoff: FAST,
       timeoutMs: 20_000,
     });
@@ -68,7 +77,6 @@ describe('StreamingProxyService', () => {
     await new Promise((r) => setTimeout(r, 400));
     const late = await startCloudServer(loadConfig({}, ['--port', String(port), '--runtime', 'process']), { log: silentLogger, audit: { record: () => {} } });
     try {
-      serverUp = true;
       giveToken((await headlessSignIn({ issuer: late.embeddedIssuer!.issuer, clientId: late.embeddedIssuer!.desktopClientId, audience: late.audience, username: 'eve' })).accessToken);
       const status = await running;
       assert.equal(status.status, 'running');

@@ -8,10 +8,10 @@
  *   GET  /health, /metrics
  */
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { AuditLog } from '../audit.js';
 import { wwwAuthenticate } from '../auth/jwt-authenticator.js';
+import { closeNow, listenUrl, trackSockets } from '../http-lifecycle.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { ProxyManager, ProxyRecord } from '../manager/proxy-manager.js';
 import { NO_BRIDGE_MESSAGE } from '../proxy/relay.js';
@@ -70,7 +70,7 @@ export class ApiServer {
   private readonly limits: UserLimits;
   private readonly cors: CorsOptions;
   private readonly startedAt = Date.now();
-  private readonly sockets = new Set<Socket>();
+  private readonly destroySockets: () => void;
   /** Routes served after the API's own (static pages); settable once the server knows its URL. */
   fallback: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
 
@@ -104,28 +104,15 @@ export class ApiServer {
       }
       socket.end(rawHttpError(400, 'Bad Request', `the request is not valid HTTP (${err.code ?? 'parse error'})`));
     });
-    this.server.on('connection', (s: Socket) => {
-      this.sockets.add(s);
-      s.on('close', () => this.sockets.delete(s));
-    });
+    this.destroySockets = trackSockets(this.server);
   }
 
-  async listen(port = 0, host = '127.0.0.1'): Promise<string> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    const a = this.server.address() as AddressInfo;
-    return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  listen(port = 0, host = '127.0.0.1'): Promise<string> {
+    return listenUrl(this.server, port, host);
   }
 
-  async close(): Promise<void> {
-    const closed = new Promise<void>((r) => this.server.close(() => r()));
-    for (const s of this.sockets) s.destroy();
-    await closed;
+  close(): Promise<void> {
+    return closeNow(this.server, this.destroySockets);
   }
 
   /** Verifies the token; on failure answers (401, or 503 when the issuer's keys are unreachable). */

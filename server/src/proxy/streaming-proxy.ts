@@ -3,7 +3,7 @@
  * Ollama HTTP API by relaying every other request over the bridge. Writes nothing to disk.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { WebSocketServer } from 'ws';
 import { DEFAULT_HEARTBEAT, type HeartbeatOptions } from '../../../bridge/connection/heartbeat.js';
 import {
@@ -13,6 +13,7 @@ import {
   UPDATE_REQUIRED_STATUS,
   versionOf,
 } from '../../../bridge/connection/protocol.js';
+import { closeNow, listenUrl, trackSockets } from '../http-lifecycle.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { Authenticator } from './auth.js';
 import { BridgeLink } from './bridge-link.js';
@@ -51,7 +52,7 @@ export class StreamingProxy {
   private readonly log: Logger;
   private readonly startedAt = Date.now();
   private lastActivityAt = Date.now();
-  private readonly sockets = new Set<Socket>();
+  private readonly destroySockets: () => void;
 
   constructor(private readonly options: StreamingProxyOptions) {
     this.log = options.log ?? silentLogger;
@@ -77,10 +78,7 @@ export class StreamingProxy {
     this.server.on('request', (req, res) => void this.onRequest(req, res));
     this.server.on('upgrade', (req, socket, head) => void this.onUpgrade(req, socket as Socket, head));
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.onClientError(err, socket));
-    this.server.on('connection', (socket: Socket) => {
-      this.sockets.add(socket);
-      socket.on('close', () => this.sockets.delete(socket));
-    });
+    this.destroySockets = trackSockets(this.server);
   }
 
   /** Last time a request or a bridge frame passed: the cloud server's idle cleanup reads it. */
@@ -101,26 +99,15 @@ export class StreamingProxy {
     };
   }
 
-  async listen(port = 0, host = '127.0.0.1'): Promise<string> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    const address = this.server.address() as AddressInfo;
-    const h = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-    return `http://${h}:${address.port}`;
+  listen(port = 0, host = '127.0.0.1'): Promise<string> {
+    return listenUrl(this.server, port, host);
   }
 
   /** Closes the bridge (telling it the proxy is stopping) and every client connection. */
   async close(): Promise<void> {
     this.link.close();
     this.wss.close();
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    for (const socket of this.sockets) socket.destroy();
-    await closed;
+    await closeNow(this.server, this.destroySockets);
   }
 
   private touch(): void {
