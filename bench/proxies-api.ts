@@ -6,6 +6,7 @@
 import http from 'node:http';
 import { headlessSignIn, refreshHeadless } from '../main/auth/headless-login.js';
 import type { TokenSet } from '../main/auth/pkce-sign-in.js';
+import { containerName } from '../server/src/runtime/docker/naming.js';
 import { userHash } from '../server/src/runtime/runtime.js';
 
 export interface Issuer {
@@ -19,17 +20,17 @@ export interface BenchUser {
   /** Typed into the issuer's sign-in form: becomes the token's `sub`. */
   name: string;
   hash: string;
-  /** `ctll-proxy-<hash>`: the container name `docker stats` shows. */
+  /** `ctll-<stack>-proxy-<hash>`: the container name `docker stats` shows. */
   container: string;
   tokens?: TokenSet;
   /** Has a running proxy (as far as the benchmark knows). */
   running: boolean;
 }
 
-export function makeUser(run: string, index: number): BenchUser {
+export function makeUser(run: string, index: number, stack: string): BenchUser {
   const name = `bench-${run}-${String(index).padStart(4, '0')}`;
   const hash = userHash(name);
-  return { index, name, hash, container: `ctll-proxy-${hash}`, running: false };
+  return { index, name, hash, container: containerName(hash, stack), running: false };
 }
 
 /** Signs the user in (or refreshes a token that expires within a minute). Returns the ms it took. */

@@ -137,6 +137,8 @@ const TARGETS = {
 };
 
 const RUN = randomBytes(3).toString('hex');
+/** This run's own stack (naming.ts): no other server on the engine adopts or prunes its proxies, nor it theirs. */
+const STACK = `bench-${RUN}`;
 const benchStarted = Date.now();
 const elapsed = (): string => `${((Date.now() - benchStarted) / 1000).toFixed(0).padStart(4)} s`;
 const progress = (line: string): void => {
@@ -266,6 +268,7 @@ async function startServer(): Promise<{ child: Child; url: string; issuer: Issue
       // Leave proxies the server did not start (another process's, adopted at reconcile) alone
       // at exit; this run stops its own users' proxies through the API itself.
       CTLL_KEEP_PROXIES_ON_EXIT: '1',
+      CTLL_STACK_NAME: STACK,
     },
   });
   // Count the server's warnings and errors and keep the last few (the child keeps only a short tail).
@@ -519,7 +522,7 @@ async function runStep(target: number): Promise<StepResult | undefined> {
   const stepBegan = Date.now();
   const stepDeadline = stepBegan + STEP_BUDGET_MS;
   const from = users.length;
-  for (let i = from; i < target; i++) users.push(makeUser(RUN, i));
+  for (let i = from; i < target; i++) users.push(makeUser(RUN, i, STACK));
   const fresh = users.slice(from, target);
   const samples: Samples = { cold: [], warm: [], restart: [], stop: [], signIn: [] };
   let failure: string | undefined;
@@ -809,7 +812,7 @@ async function stopEverything(): Promise<void> {
     await stopChild(server.child, 60_000);
   }
   // Whatever is left of this run's users: remove through the engine (container and network).
-  const rt = runtime ?? new DockerRuntime();
+  const rt = runtime ?? new DockerRuntime({ stack: STACK });
   runtime = rt;
   const ours = new Set(users.map((u) => u.hash));
   const list = async (): Promise<{ ourContainers: string[]; ourNetworks: string[]; foreignContainers: number; foreignNetworks: number }> => {
@@ -1039,7 +1042,7 @@ async function main(): Promise<void> {
     await run(join(ROOT, 'scripts/build-proxy-image.sh'), [], { timeout: 600_000 });
   });
   machineInfo = await machine();
-  runtime = new DockerRuntime();
+  runtime = new DockerRuntime({ stack: STACK });
 
   progress('starting the cloud server (node --import tsx server/src/main.ts --runtime docker --port 0)');
   server = await startServer();

@@ -47,7 +47,14 @@ export interface CloudServerExtras {
 }
 
 async function chooseRuntime(config: ServerConfig, log: Logger, extras: CloudServerExtras): Promise<ProxyRuntime> {
-  const docker = (): DockerRuntime => new DockerRuntime({ image: config.proxyImage, subnetRange: config.subnetRange, healthIntervalMs: config.healthIntervalMs });
+  const docker = (): DockerRuntime =>
+    new DockerRuntime({
+      image: config.proxyImage,
+      subnetRange: config.subnetRange,
+      engineHealthIntervalMs: config.engineHealthIntervalMs,
+      ...(config.stack ? { stack: config.stack } : {}),
+      log,
+    });
   const inProcess = (): ProcessRuntime => new ProcessRuntime({ log, ...(extras.heartbeat ? { heartbeat: extras.heartbeat } : {}) });
   if (config.runtime === 'process') return inProcess();
   const probe = await DockerRuntime.probe();

@@ -5,6 +5,7 @@
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DEFAULT_LIMITS, type LimitOptions } from './api/limits.js';
+import { assertStackName } from './runtime/docker/naming.js';
 import { jwtOptionsFromEnv, type JwtVerifierOptions } from './auth/jwt-verifier.js';
 
 export interface ServerConfig {
@@ -15,7 +16,11 @@ export interface ServerConfig {
   auth: { kind: 'auth0'; issuer: string; audience: string; jwksUri?: string } | { kind: 'embedded'; audience: string; issuerPort: number };
   proxyImage: string;
   subnetRange: string;
+  /** The server deployment's name on a shared Docker engine: it sees only its own proxies. */
+  stack?: string;
   healthIntervalMs: number;
+  /** The Docker engine's own HEALTHCHECK interval in each proxy container; 0 = off. */
+  engineHealthIntervalMs: number;
   idleTimeoutMs: number;
   sweepIntervalMs: number;
   corsOrigins: string[];
@@ -99,6 +104,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
   const subnetRange = env['CTLL_SUBNET_RANGE'] ?? '10.200.0.0/16';
   if (!/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(subnetRange)) problems.push(`CTLL_SUBNET_RANGE "${subnetRange}" must be an IPv4 CIDR like 10.200.0.0/16`);
 
+  const stack = env['CTLL_STACK_NAME']?.trim() || undefined;
+  try {
+    assertStackName(stack);
+  } catch (e) {
+    problems.push((e as Error).message);
+  }
+
   const corsOrigins = (env['CORS_ORIGINS'] ?? '*')
     .split(',')
     .map((o) => o.trim())
@@ -114,6 +126,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
     auth,
     proxyImage: env['CTLL_PROXY_IMAGE'] ?? 'cloudtolocalllm/streaming-proxy:local',
     subnetRange,
+    ...(stack ? { stack } : {}),
+    engineHealthIntervalMs: int('CTLL_ENGINE_HEALTH_INTERVAL_MS', env['CTLL_ENGINE_HEALTH_INTERVAL_MS'] ?? '0', 0, 3_600_000),
     healthIntervalMs: int('CTLL_HEALTH_INTERVAL_MS', env['CTLL_HEALTH_INTERVAL_MS'] ?? '30000', 100, 3_600_000),
     idleTimeoutMs: int('CTLL_IDLE_TIMEOUT_MS', env['CTLL_IDLE_TIMEOUT_MS'] ?? '600000', 100, 86_400_000),
     sweepIntervalMs: int('CTLL_SWEEP_INTERVAL_MS', env['CTLL_SWEEP_INTERVAL_MS'] ?? '60000', 100, 3_600_000),
@@ -124,6 +138,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
       burst: int('CTLL_RATE_BURST', env['CTLL_RATE_BURST'] ?? String(DEFAULT_LIMITS.burst), 1, 1_000_000),
       maxConcurrentRequests: int('CTLL_MAX_CONCURRENT_REQUESTS', env['CTLL_MAX_CONCURRENT_REQUESTS'] ?? String(DEFAULT_LIMITS.maxConcurrentRequests), 1, 100_000),
       maxBridgeConnections: int('CTLL_MAX_BRIDGES', env['CTLL_MAX_BRIDGES'] ?? String(DEFAULT_LIMITS.maxBridgeConnections), 1, 1_000),
+      bodyBytesPerSecond: int('CTLL_BODY_BYTES_PER_SECOND', env['CTLL_BODY_BYTES_PER_SECOND'] ?? String(DEFAULT_LIMITS.bodyBytesPerSecond), 1024, 1e12),
+      bodyBurstBytes: int('CTLL_BODY_BURST_BYTES', env['CTLL_BODY_BURST_BYTES'] ?? String(DEFAULT_LIMITS.bodyBurstBytes), 65_536, 1e12),
+      bodyStallMs: int('CTLL_BODY_STALL_MS', env['CTLL_BODY_STALL_MS'] ?? String(DEFAULT_LIMITS.bodyStallMs), 100, 3_600_000),
     },
     keepProxiesOnExit: flags['keep-proxies'] === true || env['CTLL_KEEP_PROXIES_ON_EXIT'] === '1',
     desktopClientId: env['AUTH0_DESKTOP_CLIENT_ID']?.trim() || 'cloudtolocalllm-desktop',

@@ -38,7 +38,7 @@ const SUBNET = '10.232.0.16/28';
 
 /** What the runtime sends, as JSON would carry it (the name goes in the query). */
 function runtimeCreate(): { name: string; body: Record<string, any> } {
-  const { name, ...body } = containerCreateOptions({ userHash: HASH, secret: 's'.repeat(32), image: IMAGE, subnet: SUBNET, limits: DEFAULT_LIMITS });
+  const { name, ...body } = containerCreateOptions({ userHash: HASH, secret: 's'.repeat(32), image: IMAGE, subnet: SUBNET, limits: DEFAULT_LIMITS, stack: 'unit' });
   return { name: name!, body: JSON.parse(JSON.stringify(body)) as Record<string, any> };
 }
 function refusedWith(fn: () => unknown): string {
@@ -93,10 +93,14 @@ describe('the Docker API filter: policy', () => {
   test("the runtime's own container and network options pass; the stack label is added", () => {
     const { name, body } = runtimeCreate();
     const checked = checkContainerCreate(name, body, policy);
-    assert.equal(checked.network, `ctll-net-${HASH}`);
+    assert.equal(checked.network, `ctll-unit-net-${HASH}`);
     assert.equal((checked.body['Labels'] as Record<string, string>)[LABEL_STACK], 'unit');
-    const net = checkNetworkCreate(JSON.parse(JSON.stringify(networkCreateOptions(HASH, SUBNET))), policy);
+    const net = checkNetworkCreate(JSON.parse(JSON.stringify(networkCreateOptions(HASH, SUBNET, 'unit'))), policy);
     assert.equal((net['Labels'] as Record<string, string>)[LABEL_STACK], 'unit');
+    // Names of no stack, or of another, are not this stack's to create.
+    assert.match(refusedWith(() => checkContainerCreate(`ctll-proxy-${HASH}`, body, policy)), /ctll-unit-proxy-<user hash>/);
+    assert.match(refusedWith(() => checkContainerCreate(`ctll-other-proxy-${HASH}`, body, policy)), /ctll-unit-proxy-<user hash>/);
+    assert.match(refusedWith(() => checkNetworkCreate(JSON.parse(JSON.stringify(networkCreateOptions(HASH, SUBNET))), policy)), /ctll-unit-net-<user hash>/);
   });
 
   test('every way out of the container is refused', () => {
@@ -138,7 +142,7 @@ describe('the Docker API filter: policy', () => {
       assert.match(refusedWith(() => checkContainerCreate(name, body, policy)), reason, what);
     }
     const { body } = runtimeCreate();
-    assert.match(refusedWith(() => checkContainerCreate('my-container', body, policy)), /ctll-proxy-<user hash>/);
+    assert.match(refusedWith(() => checkContainerCreate('my-container', body, policy)), /ctll-unit-proxy-<user hash>/);
   });
 
   test('networks: only Internal user networks inside the configured range', () => {
@@ -150,10 +154,10 @@ describe('the Docker API filter: policy', () => {
       ['another driver', (b) => (b['Driver'] = 'macvlan'), /bridge driver/],
       ['a driver option', (b) => (b['Options']['parent'] = 'eth0'), /parent/],
       ['attachable', (b) => (b['Attachable'] = true), /attachable/],
-      ['another name', (b) => (b['Name'] = 'bridge2'), /ctll-net-/],
+      ['another name', (b) => (b['Name'] = 'bridge2'), /ctll-unit-net-/],
     ];
     for (const [what, mutate, reason] of cases) {
-      const body = JSON.parse(JSON.stringify(networkCreateOptions(HASH, SUBNET))) as Record<string, any>;
+      const body = JSON.parse(JSON.stringify(networkCreateOptions(HASH, SUBNET, 'unit'))) as Record<string, any>;
       mutate(body);
       assert.match(refusedWith(() => checkNetworkCreate(body, policy)), reason, what);
     }
@@ -204,7 +208,7 @@ describe('the Docker API filter on a real engine', { skip: skipEngine, concurren
     // is read when the client is made; unset again so the docker CLI below talks to the engine).
     process.env['DOCKER_HOST'] = `unix://${join(dir, 'docker.sock')}`;
     // The filter is about the engine API; the host firewall is the runtime's business (its tests).
-    runtime = new DockerRuntime({ subnetRange: RANGE, firewall: 'off', startTimeoutMs: 90_000 });
+    runtime = new DockerRuntime({ subnetRange: RANGE, firewall: 'off', startTimeoutMs: 90_000, stack });
     delete process.env['DOCKER_HOST'];
     docker = runtime.docker;
     // A proxy of "another stack": labelled like ours but without this stack's label.
@@ -254,7 +258,7 @@ describe('the Docker API filter on a real engine', { skip: skipEngine, concurren
     assert.equal(stdout.trim(), `/${foreignName}`);
     // The classic escape, and its variants.
     await assert.rejects(
-      docker.createContainer({ name: `ctll-proxy-${HASH}`, Image: IMAGE, HostConfig: { Privileged: true, Binds: ['/:/host'] } }),
+      docker.createContainer({ name: `ctll-${stack}-proxy-${HASH}`, Image: IMAGE, HostConfig: { Privileged: true, Binds: ['/:/host'] } }),
       /HTTP code 403/,
     );
     await assert.rejects(docker.createImage({ fromImage: 'alpine' }), /HTTP code 403/);

@@ -167,13 +167,13 @@ describe('the multi-container stack, deployed by the deploy script', { skip, con
     assert.equal(stillGenerating, true, 'the first token arrived only after the generation had finished');
 
     // The user's proxy: a hardened container of this stack on its own network.
-    const name = `ctll-proxy-${userHash(username)}`;
+    const name = `ctll-${stack}-proxy-${userHash(username)}`;
     const [labels, hardening] = await Promise.all([
       docker('inspect', '--format', '{{ index .Config.Labels "cloudtolocalllm.stack" }} {{ index .Config.Labels "cloudtolocalllm.type" }}', name),
       docker('inspect', '--format', '{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.HostConfig.NetworkMode}} {{.Config.User}}', name),
     ]);
     assert.equal(labels, `${stack} streaming-proxy`);
-    assert.equal(hardening, `true [ALL] ctll-net-${userHash(username)} 1001:1001`);
+    assert.equal(hardening, `true [ALL] ctll-${stack}-net-${userHash(username)} 1001:1001`);
     // CTLL_FIREWALL=enforce: the proxy started, so the api-backend installed the isolation chain
     // from inside its container (iptables with CAP_NET_ADMIN in the host's namespace).
     // The image's own iptables (this host's backend) sees and manages the host's rules.
@@ -262,7 +262,7 @@ describe('the multi-container stack, deployed by the deploy script', { skip, con
     assert.match(output, /self-signed certificate for localhost present/);
     assert.deepEqual(await Promise.all(['docker-api-filter', 'api-backend', 'nginx-proxy'].map(containerOf)), ids, 'a container was recreated');
     // The user's proxy kept running.
-    assert.equal(await docker('inspect', '--format', '{{.State.Running}}', `ctll-proxy-${userHash(username)}`), 'true');
+    assert.equal(await docker('inspect', '--format', '{{.State.Running}}', `ctll-${stack}-proxy-${userHash(username)}`), 'true');
   });
 
   test('the build-only profile builds the proxy base image offline from the prepared context', { timeout: 300_000 }, async () => {

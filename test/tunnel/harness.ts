@@ -100,9 +100,9 @@ export function waitForState(bridge: Bridge, state: BridgeState, timeoutMs = 5_0
   });
 }
 
-export async function waitUntil(predicate: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
+export async function waitUntil(predicate: () => boolean | Promise<boolean>, what: string, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
+  while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }

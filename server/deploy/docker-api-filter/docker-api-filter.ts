@@ -10,14 +10,15 @@
  *    POST /containers/create, /networks/create; for one container: GET json, POST start, stop,
  *    wait, attach, DELETE; for one network: GET, DELETE. Anything else (exec, images, build,
  *    volumes, swarm, plugins, system, commit, archive, update...) is refused with 403.
- *  - POST /containers/create: only the proxy image (CTLL_PROXY_IMAGE), name ctll-proxy-<hash>,
+ *  - POST /containers/create: only the proxy image (CTLL_PROXY_IMAGE), name ctll-proxy-<hash>
+ *    (ctll-<stack>-proxy-<hash> with a stack name, the same as the runtime's: naming.ts),
  *    labelled as a streaming proxy, non-root user, read-only root filesystem, all capabilities
  *    dropped and none added, no-new-privileges, no binds/mounts/devices/volumes, no host or
  *    container namespaces, no published ports, memory (without swap), CPU and pids limits within
  *    ceilings, only a /tmp tmpfs, and attached only to a network this filter lets it see. Any
  *    HostConfig setting not on the list is refused, so a new escape hatch in a future engine is
  *    refused by default.
- *  - POST /networks/create: only ctll-net-<hash>, bridge driver, Internal, a subnet inside
+ *  - POST /networks/create: only ctll-net-<hash> (ctll-<stack>-net-<hash>), bridge driver, Internal, a subnet inside
  *    CTLL_SUBNET_RANGE (a runaway allocation cannot shadow the host's own routes), bridge name
  *    ctll-<hex>, no IPv6, labelled as a user network.
  *  - Per-object calls (inspect, start, stop, wait, attach, remove) resolve the object first and
@@ -25,7 +26,8 @@
  *    a name swapped in between cannot redirect it.
  *  - Stack scoping (CTLL_STACK_NAME): created objects get `cloudtolocalllm.stack=<name>`, the
  *    container/event lists and per-object calls see only objects with it. Several stacks (or a
- *    test, or a benchmark) on one engine then never adopt or remove each other's proxies.
+ *    test, or a benchmark) on one engine then never adopt or remove each other's proxies. The
+ *    cloud server scopes itself the same way with the same variable; the filter makes it binding.
  *  - Queries are rebuilt from the keys each endpoint needs; request bodies other than the two
  *    creates are dropped (the engine reads none for these endpoints); request headers are not
  *    forwarded (no X-Registry-Auth, no Upgrade: connection hijacking is refused).
@@ -45,9 +47,9 @@ import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerRespon
 import net from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { overlaps, parseCidr, parseIpv4, cidrEnd, type Cidr } from '../../src/runtime/docker/cidr.js';
-import { LABEL_TYPE, TYPE_NETWORK, TYPE_PROXY } from '../../src/runtime/docker/naming.js';
+import { LABEL_STACK, LABEL_TYPE, namePattern, TYPE_NETWORK, TYPE_PROXY } from '../../src/runtime/docker/naming.js';
 
-export const LABEL_STACK = 'cloudtolocalllm.stack';
+export { LABEL_STACK };
 
 export interface FilterPolicy {
   /** The only image proxies may be created from. */
@@ -89,8 +91,10 @@ function refuse(message: string): never {
 const VERSION = '(?:/v1\\.\\d{1,3})?';
 const ID = '([A-Za-z0-9][A-Za-z0-9_.-]{0,127})';
 const HASH = /^[0-9a-f]{64}$/;
-const PROXY_NAME = /^\/?ctll-proxy-[0-9a-f]{64}$/;
-const NETWORK_NAME = /^ctll-net-[0-9a-f]{64}$/;
+/** The names the runtime gives a stack's objects (naming.ts): ctll-[<stack>-]proxy|net-<hash>. */
+const proxyName = (p: FilterPolicy): RegExp => namePattern('proxy', p.stack);
+const networkName = (p: FilterPolicy): RegExp => namePattern('net', p.stack);
+const scopedName = (kind: 'proxy' | 'net', p: FilterPolicy): string => `ctll-${p.stack === undefined ? '' : `${p.stack}-`}${kind}-<user hash>`;
 const BRIDGE_NAME = /^ctll-[0-9a-f]{8}$/;
 
 type Kind = 'container' | 'network';
@@ -207,8 +211,8 @@ const HOST_CONFIG_CHECKS: Record<string, (v: unknown, p: FilterPolicy) => void> 
     if (name !== undefined && name !== '' && name !== 'no') refuse('HostConfig.RestartPolicy must be "no" (the proxy manager decides about restarts)');
   },
   AutoRemove: () => undefined,
-  NetworkMode: (v) => {
-    if (typeof v !== 'string' || !NETWORK_NAME.test(v)) refuse('HostConfig.NetworkMode must be a user network (ctll-net-<hash>)');
+  NetworkMode: (v, p) => {
+    if (typeof v !== 'string' || !networkName(p).test(v)) refuse(`HostConfig.NetworkMode must be a user network (${scopedName('net', p)})`);
   },
   PortBindings: (v) => {
     if (!isUnset(v)) refuse('HostConfig.PortBindings must be empty: proxies publish no port');
@@ -258,7 +262,7 @@ function checkUser(user: unknown): void {
  * the network it joins (the caller checks it is ours).
  */
 export function checkContainerCreate(name: string | null, body: unknown, policy: FilterPolicy): { body: Json; network: string } {
-  if (!name || !PROXY_NAME.test(name)) refuse('containers must be named ctll-proxy-<user hash>');
+  if (!name || !proxyName(policy).test(name.replace(/^\//, ''))) refuse(`containers must be named ${scopedName('proxy', policy)}`);
   if (!isObject(body)) return refuse('the container create body must be a JSON object');
   for (const [key, value] of Object.entries(body)) {
     if (CONTAINER_KEYS.has(key)) continue;
@@ -317,7 +321,7 @@ function inside(inner: Cidr, outer: Cidr): boolean {
 export function checkNetworkCreate(body: unknown, policy: FilterPolicy): Json {
   if (!isObject(body)) return refuse('the network create body must be a JSON object');
   for (const [key, value] of Object.entries(body)) if (!NETWORK_KEYS.has(key) && !isUnset(value)) refuse(`the network setting ${key} is not allowed`);
-  if (typeof body['Name'] !== 'string' || !NETWORK_NAME.test(body['Name'])) refuse('networks must be named ctll-net-<user hash>');
+  if (typeof body['Name'] !== 'string' || !networkName(policy).test(body['Name'])) refuse(`networks must be named ${scopedName('net', policy)}`);
   if (body['Driver'] !== 'bridge') refuse('networks must use the bridge driver');
   if (body['Internal'] !== true) refuse('networks must be Internal (no route out)');
   if (body['Attachable'] === true) refuse('networks must not be attachable');

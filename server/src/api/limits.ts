@@ -1,6 +1,7 @@
 /**
  * Per-user limits at the edge: a token bucket for request rate and counters for concurrent
- * requests and bridge connections. Each refusal names the limit and when to retry.
+ * requests and bridge connections. Each refusal names the limit and when to retry. The request
+ * body rate and stall limits are applied while a body streams (body-gate.ts).
  */
 export interface LimitOptions {
   /** Sustained requests per second per user. */
@@ -11,9 +12,25 @@ export interface LimitOptions {
   maxConcurrentRequests: number;
   /** Bridge connections open per user (one is normal; a reconnect briefly makes two). */
   maxBridgeConnections: number;
+  /** Sustained `/ollama/*` request-body bytes per second per user; faster bodies are slowed. */
+  bodyBytesPerSecond: number;
+  /** Body bytes a user may send at full speed before the rate applies. */
+  bodyBurstBytes: number;
+  /** A body that sends nothing for this long (ms) is given up with 408. */
+  bodyStallMs: number;
 }
 
-export const DEFAULT_LIMITS: LimitOptions = { requestsPerSecond: 20, burst: 100, maxConcurrentRequests: 64, maxBridgeConnections: 4 };
+export const DEFAULT_LIMITS: LimitOptions = {
+  requestsPerSecond: 20,
+  burst: 100,
+  maxConcurrentRequests: 64,
+  maxBridgeConnections: 4,
+  // 8 MiB/s (64 Mbit/s) sustained and 32 MiB at once: a chat with a few photos passes untouched,
+  // a model blob upload is paced so one user cannot take the server's whole uplink.
+  bodyBytesPerSecond: 8 * 1024 * 1024,
+  bodyBurstBytes: 32 * 1024 * 1024,
+  bodyStallMs: 60_000,
+};
 
 export type LimitDecision = { ok: true } | { ok: false; limit: string; message: string; retryAfterSec: number };
 

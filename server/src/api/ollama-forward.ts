@@ -6,6 +6,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { relayableRequestHeaders, relayableResponseHeaders } from '../../../bridge/connection/headers.js';
 import { sendOllamaError } from '../proxy/ollama-errors.js';
+import { BodyGate, BodyStallError, type BodyGateOptions } from './body-gate.js';
 import type { ServerMetrics } from './server-metrics.js';
 
 /** Keep-alive to proxies; no socket timeout: generations run for many minutes. */
@@ -22,6 +23,7 @@ export function forwardOllamaRequest(
   path: string,
   target: ForwardTarget,
   metrics: ServerMetrics,
+  gate: BodyGateOptions,
   onActivity: () => void,
   onDone: () => void,
 ): void {
@@ -48,7 +50,19 @@ export function forwardOllamaRequest(
     metrics.bytesRelayed.inc({ direction: 'up' }, c.length);
     onActivity();
   });
-  req.pipe(upstream);
+  // The body goes through the gate (rate per user, stall timeout) on its way up.
+  const body = new BodyGate(gate);
+  req.pipe(body).pipe(upstream);
+  body.on('error', (e: Error) => {
+    upstream.destroy();
+    if (e instanceof BodyStallError && !res.headersSent) {
+      // Close the connection: the rest of a stalled body must not be read as the next request.
+      sendOllamaError(res, 408, 'body-stalled', `${e.message}; send the whole body without pausing`, { connection: 'close' });
+    } else {
+      res.destroy();
+    }
+    done();
+  });
   upstream.on('response', (proxied) => {
     res.writeHead(proxied.statusCode ?? 502, relayableResponseHeaders(proxied.headers));
     res.flushHeaders();
@@ -76,6 +90,7 @@ export function forwardOllamaRequest(
     proxied.on('error', () => undefined);
   });
   upstream.on('error', (e: NodeJS.ErrnoException) => {
+    if (body.destroyed && body.errored) return; // the gate's error already answered
     if (!res.headersSent) {
       sendOllamaError(res, 502, 'proxy-unreachable', `your cloud proxy did not answer (${e.code ?? e.message}); try again`);
     } else {
@@ -85,7 +100,10 @@ export function forwardOllamaRequest(
   });
   // The client went away: abort toward the proxy, which resets the stream to the bridge.
   res.on('close', () => {
-    if (!res.writableFinished) upstream.destroy();
+    if (!res.writableFinished) {
+      upstream.destroy();
+      body.destroy();
+    }
     done();
   });
 }

@@ -51,6 +51,12 @@ export class ServerMetrics {
     registers: [this.registry],
   });
 
+  readonly bodyThrottleSeconds = new Counter({
+    name: 'ctll_body_throttle_seconds_total',
+    help: 'Time request bodies were held back by the per-user body rate limit',
+    registers: [this.registry],
+  });
+
   constructor(processMetrics = true) {
     if (processMetrics) collectDefaultMetrics({ register: this.registry });
   }

@@ -9,7 +9,7 @@ import {
   networkCreateOptions,
   proxyAddress,
 } from './container-spec.js';
-import { assertUserHash, containerLabels, containerName, networkLabels, networkName, ownerOf } from './naming.js';
+import { assertUserHash, containerLabels, containerName, inStack, labelFilters, namePattern, networkLabels, networkName, ownerOf } from './naming.js';
 
 const rawId = 'auth0|6543210fedcba@example.com';
 const hash = userHash(rawId);
@@ -71,6 +71,32 @@ test('the container is confined: limits, read-only, no capabilities, no publishe
   assert.deepEqual(host.PortBindings, {});
   assert.deepEqual(host.LogConfig, { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '1' } });
   assert.deepEqual(options.NetworkingConfig?.EndpointsConfig?.[`ctll-net-${hash}`]?.IPAMConfig, { IPv4Address: '10.200.0.18' });
-  assert.equal(options.Healthcheck?.Interval, 30e9);
+  assert.deepEqual(options.Healthcheck, { Test: ['NONE'] }, 'the engine health check is off unless asked for');
   assert.ok(!JSON.stringify(options).includes(rawId));
+  const checked = containerCreateOptions({ userHash: hash, secret: 's3cret-s3cret-s3cret', image: 'img:1', subnet: '10.200.0.16/28', limits: { ...DEFAULT_LIMITS, engineHealthIntervalMs: 30_000 } });
+  assert.deepEqual(checked.Healthcheck?.Test, ['CMD', 'node', '/app/healthcheck.mjs']);
+  assert.equal(checked.Healthcheck?.Interval, 30e9);
+});
+
+test('a stack name scopes names, labels and filters; without one, only unlabelled objects are ours', () => {
+  assert.equal(containerName(hash, 'prod'), `ctll-prod-proxy-${hash}`);
+  assert.equal(networkName(hash, 'prod'), `ctll-prod-net-${hash}`);
+  assert.equal(containerLabels(hash, 'prod')['cloudtolocalllm.stack'], 'prod');
+  assert.equal(networkLabels(hash, '10.200.0.16/28', 'prod')['cloudtolocalllm.stack'], 'prod');
+  assert.deepEqual(labelFilters('proxy', 'prod'), ['cloudtolocalllm.type=streaming-proxy', 'cloudtolocalllm.stack=prod']);
+  assert.deepEqual(labelFilters('network'), ['cloudtolocalllm.type=user-network']);
+  assert.equal(inStack(containerLabels(hash, 'prod'), 'prod'), true);
+  assert.equal(inStack(containerLabels(hash, 'prod'), undefined), false, 'a stack\'s objects are not the stackless server\'s');
+  assert.equal(inStack(containerLabels(hash), 'prod'), false);
+  assert.equal(inStack(containerLabels(hash), undefined), true);
+  assert.ok(namePattern('proxy', 'a.b').test(`ctll-a.b-proxy-${hash}`));
+  assert.ok(!namePattern('proxy', 'a.b').test(`ctll-axb-proxy-${hash}`), 'a dot in the stack name is literal');
+  assert.ok(!namePattern('proxy').test(`ctll-prod-proxy-${hash}`));
+  assert.ok(!namePattern('net', 'prod').test(`ctll-net-${hash}`));
+  const options = containerCreateOptions({ userHash: hash, secret: 's3cret-s3cret-s3cret', image: 'img:1', subnet: '10.200.0.16/28', limits: DEFAULT_LIMITS, stack: 'prod' });
+  assert.equal(options.HostConfig?.NetworkMode, `ctll-prod-net-${hash}`);
+  assert.ok(options.NetworkingConfig?.EndpointsConfig?.[`ctll-prod-net-${hash}`]);
+  for (const bad of ['', 'Prod', '-x', 'a b', 'x'.repeat(64), 'a/b']) {
+    assert.throws(() => containerName(hash, bad), /CTLL_STACK_NAME/, JSON.stringify(bad));
+  }
 });

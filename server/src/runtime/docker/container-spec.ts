@@ -29,15 +29,22 @@ export interface ProxyLimits {
   nanoCpus: number;
   /** Most processes/threads the container may have (a fork bomb stops here). */
   pidsLimit: number;
-  /** How often the engine runs the image's health check. */
-  healthIntervalMs: number;
+  /**
+   * How often the engine runs the image's HEALTHCHECK in each container; 0 turns it off.
+   * Off by default: the proxy manager already asks every proxy's /health over HTTP every 30 s
+   * (proxy-health.ts), which is what acts on a sick proxy, while the engine's check only feeds
+   * `docker ps` and costs a whole new Node process plus a `runc exec` per check: about 0.2 % of a
+   * core per idle proxy at 30 s, half of all the CPU 400 idle proxies used on 2 cores
+   * (docs/benchmarks-proxies.md).
+   */
+  engineHealthIntervalMs: number;
 }
 
 export const DEFAULT_LIMITS: ProxyLimits = {
   memoryBytes: 512 * 1024 * 1024,
   nanoCpus: 0.5e9,
   pidsLimit: 128,
-  healthIntervalMs: 30_000,
+  engineHealthIntervalMs: 0,
 };
 
 /**
@@ -64,9 +71,9 @@ export function proxyEndpoint(ip: string): string {
   return `http://${ip}:${PROXY_PORT}`;
 }
 
-export function networkCreateOptions(userHash: string, subnet: string): Dockerode.NetworkCreateOptions {
+export function networkCreateOptions(userHash: string, subnet: string, stack?: string): Dockerode.NetworkCreateOptions {
   return {
-    Name: networkName(userHash),
+    Name: networkName(userHash, stack),
     CheckDuplicate: true,
     Driver: 'bridge',
     // No way out: Docker drops forwarded traffic between this bridge and any other interface
@@ -82,7 +89,7 @@ export function networkCreateOptions(userHash: string, subnet: string): Dockerod
       'com.docker.network.bridge.enable_icc': 'false',
       'com.docker.network.bridge.enable_ip_masquerade': 'false',
     },
-    Labels: networkLabels(userHash, subnet),
+    Labels: networkLabels(userHash, subnet, stack),
   };
 }
 
@@ -93,15 +100,17 @@ export interface ProxyContainerArgs {
   image: string;
   subnet: string;
   limits: ProxyLimits;
+  /** The server deployment this proxy belongs to (naming.ts); none by default. */
+  stack?: string;
 }
 
 export function containerCreateOptions(args: ProxyContainerArgs): Dockerode.ContainerCreateOptions {
-  const { userHash, limits } = args;
-  const network = networkName(userHash);
+  const { userHash, limits, stack } = args;
+  const network = networkName(userHash, stack);
   return {
-    name: containerName(userHash),
+    name: containerName(userHash, stack),
     Image: args.image,
-    Labels: containerLabels(userHash),
+    Labels: containerLabels(userHash, stack),
     // The owner is the hash: the proxy only compares it, and the raw id must not appear in
     // `docker inspect`. The secret has to be in the environment (the proxy reads it there); it
     // is per proxy, so reading it back (list()) reveals nothing beyond this one proxy.
@@ -109,13 +118,10 @@ export function containerCreateOptions(args: ProxyContainerArgs): Dockerode.Cont
     User: PROXY_USER,
     ExposedPorts: { [`${PROXY_PORT}/tcp`]: {} },
     StopSignal: 'SIGTERM',
-    Healthcheck: {
-      Test: ['CMD', 'node', '/app/healthcheck.mjs'],
-      Interval: limits.healthIntervalMs * 1e6,
-      Timeout: 5e9,
-      StartPeriod: 10e9,
-      Retries: 3,
-    },
+    Healthcheck:
+      limits.engineHealthIntervalMs > 0
+        ? { Test: ['CMD', 'node', '/app/healthcheck.mjs'], Interval: limits.engineHealthIntervalMs * 1e6, Timeout: 5e9, StartPeriod: 10e9, Retries: 3 }
+        : { Test: ['NONE'] },
     HostConfig: {
       Memory: limits.memoryBytes,
       MemorySwap: limits.memoryBytes,

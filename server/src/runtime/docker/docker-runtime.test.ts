@@ -199,7 +199,7 @@ describe('DockerRuntime on a real Docker engine', { skip, timeout: 240_000 }, ()
       docker,
       image: IMAGE,
       subnetRange: '10.200.0.0/16',
-      healthIntervalMs: 1000,
+      engineHealthIntervalMs: 1000, // on here (off by default) to show the image's check passes under the hardening
       startTimeoutMs: 90_000,
       firewall: FIREWALL_MODE,
     });
@@ -422,6 +422,60 @@ describe('DockerRuntime on a real Docker engine', { skip, timeout: 240_000 }, ()
     assert.equal((await get(`${proxy.endpoint}/health`)).status, 200, 'a running proxy is not an orphan');
     assert.ok(await inspect('network', networkName(live.userHash)));
     await runtime.stop(live.userHash);
+  });
+
+  test('stacks on one engine: each server sees, prunes and is told about only its own proxies; one user gets one proxy per stack', async () => {
+    const s = spec('stacks');
+    const [blueName, greenName] = [`blue-${RUN}`, `green-${RUN}`];
+    const blue = new DockerRuntime({ docker, image: IMAGE, stack: blueName, startTimeoutMs: 90_000, firewall: FIREWALL_MODE });
+    const green = new DockerRuntime({ docker, image: IMAGE, stack: greenName, startTimeoutMs: 90_000, firewall: FIREWALL_MODE });
+    const exits: Record<string, string[]> = { blue: [], green: [], none: [] };
+    blue.on('exit', (hash) => void (hash === s.userHash && exits['blue']!.push(hash)));
+    green.on('exit', (hash) => void (hash === s.userHash && exits['green']!.push(hash)));
+    const noStack = (hash: string): void => void (hash === s.userHash && exits['none']!.push(hash));
+    runtime.on('exit', noStack);
+    try {
+      const pb = await blue.start(s);
+      const pg = await green.start(s);
+      assert.equal(pb.id, `ctll-${blueName}-proxy-${s.userHash}`);
+      assert.equal(pg.id, `ctll-${greenName}-proxy-${s.userHash}`);
+      assert.notEqual(pb.endpoint, pg.endpoint);
+      const c = await inspect('container', pb.id);
+      assert.equal(c.Config.Labels['cloudtolocalllm.stack'], blueName);
+      assert.deepEqual(c.Config.Healthcheck.Test, ['NONE'], 'the engine health check is off by default');
+      assert.equal((await inspect('network', networkName(s.userHash, blueName))).Labels['cloudtolocalllm.stack'], blueName);
+
+      // Each sees its own; the server without a stack sees neither.
+      assert.deepEqual((await blue.list()).map((p) => p.id), [pb.id]);
+      assert.deepEqual((await green.list()).map((p) => p.id), [pg.id]);
+      assert.ok(!(await runtime.list()).some((p) => p.id === pb.id || p.id === pg.id));
+
+      // A leftover of green's is pruned by green only.
+      const orphan = spec('stacks-orphan');
+      await green.subnets.withSubnet((candidate) => docker.createNetwork(networkCreateOptions(orphan.userHash, candidate, greenName)));
+      await blue.pruneOrphans();
+      await runtime.pruneOrphans();
+      assert.ok(await inspect('network', networkName(orphan.userHash, greenName)), 'another stack\'s leftover is not ours to prune');
+      await green.pruneOrphans();
+      assert.equal(await inspect('network', networkName(orphan.userHash, greenName)), undefined);
+
+      // Stopping the user on blue leaves green's proxy running.
+      await blue.stop(s.userHash);
+      assert.equal(await inspect('container', pb.id), undefined);
+      assert.equal((await get(`${pg.endpoint}/health`)).status, 200);
+
+      // Green's proxy dying is green's news only.
+      await run('docker', ['kill', pg.id]);
+      for (let i = 0; i < 100 && exits['green']!.length === 0; i++) await sleep(100);
+      await sleep(500);
+      assert.deepEqual(exits, { blue: [], green: [s.userHash], none: [] });
+      await green.stop(s.userHash);
+      assert.deepEqual(await leftovers().then((l) => [...l.containers, ...l.networks].filter((x) => x.includes(s.userHash))), []);
+    } finally {
+      runtime.off('exit', noStack);
+      await Promise.all([blue.stop(s.userHash), green.stop(s.userHash)]).catch(() => undefined);
+      await Promise.all([blue.close(), green.close()]);
+    }
   });
 
   test('40 users at once: distinct non-overlapping subnets beyond Docker’s ~29 pools, all healthy, no leftovers', { timeout: 150_000 }, async (t) => {

@@ -28,15 +28,7 @@ import { engineMessage, ignoring, statusOf } from './docker-errors.js';
 import { EventWatcher, type EngineEvent } from './event-watcher.js';
 import { OutputTail, waitForHealth } from './health.js';
 import { BRIDGE_INTERFACES, ensureIsolationFirewall, ISOLATION_CHAIN, type FirewallResult } from './isolation-firewall.js';
-import {
-  assertUserHash,
-  containerName,
-  LABEL_OWNER,
-  NETWORK_LABEL_FILTER,
-  networkName,
-  ownerOf,
-  PROXY_LABEL_FILTER,
-} from './naming.js';
+import { assertStackName, assertUserHash, containerName, inStack, LABEL_OWNER, LABEL_STACK, labelFilters, networkName, ownerOf } from './naming.js';
 import { DEFAULT_SUBNET_PREFIX, DEFAULT_SUBNET_RANGE, DockerSubnetAllocator } from './subnet-allocator.js';
 
 export const DEFAULT_IMAGE = 'cloudtolocalllm/streaming-proxy:local';
@@ -57,8 +49,16 @@ export interface DockerRuntimeOptions {
   pidsLimit?: number;
   /** How long start() waits for GET /health to answer 200 (default 30 s). */
   startTimeoutMs?: number;
-  /** Interval of the engine's own health check of each container (default 30 s). */
-  healthIntervalMs?: number;
+  /**
+   * Interval of the engine's own HEALTHCHECK in each container; 0 (the default, or env
+   * CTLL_ENGINE_HEALTH_INTERVAL_MS) leaves it off: see ProxyLimits.engineHealthIntervalMs.
+   */
+  engineHealthIntervalMs?: number;
+  /**
+   * The server deployment whose proxies this runtime creates and sees (naming.ts); default env
+   * CTLL_STACK_NAME, else none: then it owns only objects without a stack label.
+   */
+  stack?: string;
   /** Seconds a stopping proxy gets between SIGTERM and SIGKILL (default 2). */
   stopTimeoutSeconds?: number;
   /**
@@ -119,6 +119,7 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
   readonly image: string;
   readonly subnets: DockerSubnetAllocator;
   readonly limits: ProxyLimits;
+  readonly stack: string | undefined;
   private readonly startTimeoutMs: number;
   private readonly stopTimeoutSeconds: number;
   readonly firewallMode: FirewallMode;
@@ -164,14 +165,20 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
       memoryBytes: options.memoryBytes ?? DEFAULT_LIMITS.memoryBytes,
       nanoCpus: options.nanoCpus ?? DEFAULT_LIMITS.nanoCpus,
       pidsLimit: options.pidsLimit ?? DEFAULT_LIMITS.pidsLimit,
-      healthIntervalMs: options.healthIntervalMs ?? DEFAULT_LIMITS.healthIntervalMs,
+      engineHealthIntervalMs: options.engineHealthIntervalMs ?? envNumber('CTLL_ENGINE_HEALTH_INTERVAL_MS') ?? DEFAULT_LIMITS.engineHealthIntervalMs,
     };
+    if (!Number.isFinite(this.limits.engineHealthIntervalMs) || this.limits.engineHealthIntervalMs < 0) {
+      throw new Error(`the engine health check interval (CTLL_ENGINE_HEALTH_INTERVAL_MS) must be 0 (off) or a number of ms, not ${this.limits.engineHealthIntervalMs}`);
+    }
+    const stack = options.stack ?? (process.env['CTLL_STACK_NAME']?.trim() || undefined);
+    assertStackName(stack);
+    this.stack = stack;
     this.startTimeoutMs = options.startTimeoutMs ?? 30_000;
     this.stopTimeoutSeconds = options.stopTimeoutSeconds ?? 2;
     this.firewallMode = firewallMode(options.firewall);
     this.log = (options.log ?? silentLogger).child({ component: 'docker-runtime' });
     this.watcher = new EventWatcher(this.docker, {
-      filters: { type: ['container'], label: [PROXY_LABEL_FILTER], event: ['die', 'oom'] },
+      filters: { type: ['container'], label: labelFilters('proxy', this.stack), event: ['die', 'oom'] },
     });
     this.watcher.on('event', (event) => this.onEngineEvent(event));
     this.watcher.on('disconnected', (error, retryInMs) =>
@@ -243,13 +250,13 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
   private async create(spec: ProxySpec): Promise<ProxyInstance> {
     const hash = spec.userHash;
     const subnet = await this.subnets.withSubnet(async (candidate) => {
-      await this.docker.createNetwork(networkCreateOptions(hash, candidate));
+      await this.docker.createNetwork(networkCreateOptions(hash, candidate, this.stack));
       return candidate;
     });
     let container: Docker.Container;
     try {
       container = await this.docker.createContainer(
-        containerCreateOptions({ userHash: hash, secret: spec.secret, image: this.image, subnet, limits: this.limits }),
+        containerCreateOptions({ userHash: hash, secret: spec.secret, image: this.image, subnet, limits: this.limits, ...(this.stack ? { stack: this.stack } : {}) }),
       );
     } catch (e) {
       if (statusOf(e) === 404 && /image/i.test(engineMessage(e))) {
@@ -284,15 +291,17 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
         stopWaiting.signal.aborted ? new Promise<string>(() => {}) : `the container ended during start (${engineMessage(e)})`,
     );
     const exited = Promise.race([waited, attachEnded]);
+    // The proxy logs this line once its server listens (server/src/proxy/cli.ts).
+    const listening = tail.seen('streaming proxy listening');
     const endpoint = proxyEndpoint(proxyAddress(subnet));
     try {
       await container.start();
       const createdAt = Date.now();
-      await waitForHealth(`${endpoint}/health`, { timeoutMs: this.startTimeoutMs, exited });
+      await waitForHealth(`${endpoint}/health`, { timeoutMs: this.startTimeoutMs, exited, ready: listening });
       // From here on, a death is news for the manager.
       this.expectedExits.delete(container.id);
       this.log.info('proxy started', { user: hash.slice(0, 12), endpoint, subnet });
-      return { id: containerName(hash), userHash: hash, endpoint, createdAt, secret: spec.secret };
+      return { id: containerName(hash, this.stack), userHash: hash, endpoint, createdAt, secret: spec.secret };
     } catch (e) {
       // Give a crashing proxy's last words a moment to arrive through the attach stream.
       await Promise.race([exited, sleep(200)]);
@@ -323,7 +332,11 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
    * make the caller wait the stop timeout.
    */
   private async removeUserObjects(userHash: string, graceful: boolean): Promise<void> {
-    const info = await ignoring([404], () => this.docker.getContainer(containerName(userHash)).inspect());
+    const info = await ignoring([404], () => this.docker.getContainer(containerName(userHash, this.stack)).inspect());
+    // The name is this stack's, so the object should be too; never remove what is not ours.
+    if (info && !inStack(info.Config.Labels, this.stack)) {
+      throw new Error(`a container named ${containerName(userHash, this.stack)} exists but belongs to stack "${info.Config.Labels?.[LABEL_STACK] ?? '(none)'}"; remove it by hand`);
+    }
     if (info) {
       this.expectExit(info.Id);
       const container = this.docker.getContainer(info.Id);
@@ -339,7 +352,7 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
         this.log.warn('proxy container removal not confirmed', { user: userHash.slice(0, 12), error: engineMessage(e) }),
       );
     }
-    await this.removeNetwork(networkName(userHash));
+    await this.removeNetwork(networkName(userHash, this.stack));
   }
 
   private async removeNetwork(name: string): Promise<void> {
@@ -356,15 +369,15 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
   }
 
   async list(): Promise<ProxyInstance[]> {
-    const containers = await this.docker.listContainers({ filters: { label: [PROXY_LABEL_FILTER], status: ['running'] } });
+    const containers = await this.docker.listContainers({ filters: { label: labelFilters('proxy', this.stack), status: ['running'] } });
     const found = await Promise.all(
       containers.map(async (summary): Promise<ProxyInstance | undefined> => {
         const owner = ownerOf(summary.Labels);
-        if (!owner) return undefined;
+        if (!owner || !inStack(summary.Labels, this.stack)) return undefined;
         // The summary lacks the environment (the secret), so inspect each one.
         const info = await ignoring([404], () => this.docker.getContainer(summary.Id).inspect());
         if (!info?.State.Running) return undefined;
-        const ip = info.NetworkSettings.Networks[networkName(owner)]?.IPAddress;
+        const ip = info.NetworkSettings.Networks[networkName(owner, this.stack)]?.IPAddress;
         if (!ip) return undefined;
         const token = info.Config.Env?.find((e) => e.startsWith('PROXY_TOKEN='));
         return {
@@ -387,17 +400,19 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
   async pruneOrphans(): Promise<{ containers: number; networks: number }> {
     let containers = 0;
     let networks = 0;
-    const all = await this.docker.listContainers({ all: true, filters: { label: [PROXY_LABEL_FILTER] } });
+    const all = await this.docker.listContainers({ all: true, filters: { label: labelFilters('proxy', this.stack) } });
     for (const summary of all) {
       const owner = ownerOf(summary.Labels);
+      if (!inStack(summary.Labels, this.stack)) continue;
       if (summary.State === 'running' || (owner && this.busy.has(owner))) continue;
       this.expectExit(summary.Id);
       await ignoring([404, 409], () => this.docker.getContainer(summary.Id).remove({ force: true }));
       containers++;
     }
-    const nets = await this.docker.listNetworks({ filters: { label: [NETWORK_LABEL_FILTER] } });
+    const nets = await this.docker.listNetworks({ filters: { label: labelFilters('network', this.stack) } });
     for (const net of nets) {
       const owner = ownerOf(net.Labels);
+      if (!inStack(net.Labels, this.stack)) continue;
       if (owner && this.busy.has(owner)) continue;
       // The list omits attached containers; inspect has them.
       const info = await ignoring([404], () => this.docker.getNetwork(net.Id).inspect() as Promise<Docker.NetworkInspectInfo>);
@@ -427,6 +442,8 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
     if (event.Action !== 'die') return;
     // Expected (a stop, or a start that failed: start() reads oomAt itself, entries expire).
     if (this.expectedExits.has(id)) return;
+    // The engine filter already asks for our stack; without one, others' stacks still come through.
+    if ((event.Actor.Attributes[LABEL_STACK] || undefined) !== this.stack) return;
     const owner = ownerOf({ [LABEL_OWNER]: event.Actor.Attributes[LABEL_OWNER] ?? '' });
     if (!owner) return;
     const code = event.Actor.Attributes['exitCode'];

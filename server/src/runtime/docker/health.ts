@@ -14,14 +14,23 @@ import { setTimeout as sleep } from 'node:timers/promises';
 /** A sink that keeps only the last `maxBytes` of what is written to it. */
 export class OutputTail extends Writable {
   private text = '';
+  private watches: Array<{ needle: string; resolve: () => void }> = [];
 
   constructor(private readonly maxBytes = 4096) {
     super();
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
-    this.text = (this.text + chunk.toString('utf8')).slice(-this.maxBytes);
+    const added = chunk.toString('utf8');
+    const joined = this.text.slice(-256) + added;
+    this.text = (this.text + added).slice(-this.maxBytes);
+    this.watches = this.watches.filter((w) => (joined.includes(w.needle) ? (w.resolve(), false) : true));
     callback();
+  }
+
+  /** Resolves once the output contains `needle` (from now on; never rejects). */
+  seen(needle: string): Promise<void> {
+    return new Promise((resolve) => this.watches.push({ needle, resolve }));
   }
 
   /** The last `count` non-empty lines. */
@@ -50,6 +59,8 @@ export interface WaitForHealthOptions {
   timeoutMs: number;
   /** Settles when the container has exited: no point waiting any longer. */
   exited?: Promise<string>;
+  /** Settles when the proxy says it is listening: probe at once instead of at the next poll. */
+  ready?: Promise<void>;
 }
 
 /**
@@ -61,8 +72,11 @@ export async function waitForHealth(url: string, options: WaitForHealthOptions):
   let exitReason: string | undefined;
   void options.exited?.then((reason) => (exitReason = reason));
   let last = 'no attempt yet';
-  // Starts fast (a proxy is usually up in well under a second) and backs off under load.
-  for (let pause = 25; ; pause = Math.min(pause * 2, 250)) {
+  let ready = options.ready;
+  // Starts fast (a proxy is usually up in well under a second) and backs off a little under
+  // load; a refused connection costs next to nothing, and the proxy's own "listening" line
+  // (when the caller watches its output) cuts the wait short.
+  for (let pause = 25; ; pause = Math.min(pause * 2, 100)) {
     if (exitReason !== undefined) throw new Error(exitReason);
     const remaining = deadline - Date.now();
     if (remaining <= 0) {
@@ -71,6 +85,7 @@ export async function waitForHealth(url: string, options: WaitForHealthOptions):
     const result = await probe(url, Math.min(2000, remaining));
     if (result.status === 200) return;
     last = result.error ?? `HTTP ${result.status}`;
-    await Promise.race(options.exited ? [sleep(pause), options.exited] : [sleep(pause)]);
+    const wake = ready?.then(() => (ready = undefined));
+    await Promise.race([sleep(pause), ...(options.exited ? [options.exited] : []), ...(wake ? [wake] : [])]);
   }
 }

@@ -6,12 +6,20 @@
  *
  * Labels are how the runtime finds its objects again after a server restart (list, pruneOrphans)
  * and how the event watcher filters the engine's event stream.
+ *
+ * Stacks: several cloud servers may share one engine (two deployments, a rolling restart with
+ * overlap, a test or benchmark next to production). Each one with a stack name (CTLL_STACK_NAME)
+ * labels its objects `cloudtolocalllm.stack=<name>`, puts the name into their names (so the same
+ * user served by two stacks gets two proxies, not one fought over), and sees, adopts and prunes
+ * only objects of its own stack. A server without a stack name owns only unlabelled objects.
  */
 
 export const LABEL_TYPE = 'cloudtolocalllm.type';
 export const LABEL_OWNER = 'cloudtolocalllm.owner';
 /** On networks: the CIDR the subnet allocator gave it, so it can be released after a restart. */
 export const LABEL_SUBNET = 'cloudtolocalllm.subnet';
+/** Which server deployment (stack) created the object; absent for a server without a stack name. */
+export const LABEL_STACK = 'cloudtolocalllm.stack';
 
 export const TYPE_PROXY = 'streaming-proxy';
 export const TYPE_NETWORK = 'user-network';
@@ -21,6 +29,14 @@ export const PROXY_LABEL_FILTER = `${LABEL_TYPE}=${TYPE_PROXY}`;
 export const NETWORK_LABEL_FILTER = `${LABEL_TYPE}=${TYPE_NETWORK}`;
 
 const USER_HASH = /^[0-9a-f]{64}$/;
+const STACK_NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+
+/** Throws unless `stack` is a usable stack name (it goes into container and network names). */
+export function assertStackName(stack: string | undefined): void {
+  if (stack !== undefined && !STACK_NAME.test(stack)) {
+    throw new Error(`the stack name (CTLL_STACK_NAME) "${stack}" must be 1 to 63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit`);
+  }
+}
 
 /**
  * Throws unless `hash` looks like userHash() output. Guards every name/label builder, so a raw
@@ -32,24 +48,52 @@ export function assertUserHash(hash: string): void {
   }
 }
 
-export function containerName(userHash: string): string {
+function scopedName(kind: 'proxy' | 'net', userHash: string, stack: string | undefined): string {
   assertUserHash(userHash);
-  return `ctll-proxy-${userHash}`;
+  assertStackName(stack);
+  return stack === undefined ? `ctll-${kind}-${userHash}` : `ctll-${stack}-${kind}-${userHash}`;
 }
 
-export function networkName(userHash: string): string {
-  assertUserHash(userHash);
-  return `ctll-net-${userHash}`;
+/** `ctll-proxy-<hash>`, or `ctll-<stack>-proxy-<hash>` for a stack. */
+export function containerName(userHash: string, stack?: string): string {
+  return scopedName('proxy', userHash, stack);
 }
 
-export function containerLabels(userHash: string): Record<string, string> {
-  assertUserHash(userHash);
-  return { [LABEL_TYPE]: TYPE_PROXY, [LABEL_OWNER]: userHash };
+/** `ctll-net-<hash>`, or `ctll-<stack>-net-<hash>` for a stack. */
+export function networkName(userHash: string, stack?: string): string {
+  return scopedName('net', userHash, stack);
 }
 
-export function networkLabels(userHash: string, subnet: string): Record<string, string> {
+/** Matches exactly the names of one stack's containers or networks (for the Docker API filter). */
+export function namePattern(kind: 'proxy' | 'net', stack?: string): RegExp {
+  assertStackName(stack);
+  const scope = stack === undefined ? '' : `${stack.replace(/\./g, '\\.')}-`;
+  return new RegExp(`^ctll-${scope}${kind}-[0-9a-f]{64}$`);
+}
+
+function stackLabel(stack: string | undefined): Record<string, string> {
+  assertStackName(stack);
+  return stack === undefined ? {} : { [LABEL_STACK]: stack };
+}
+
+export function containerLabels(userHash: string, stack?: string): Record<string, string> {
   assertUserHash(userHash);
-  return { [LABEL_TYPE]: TYPE_NETWORK, [LABEL_OWNER]: userHash, [LABEL_SUBNET]: subnet };
+  return { [LABEL_TYPE]: TYPE_PROXY, [LABEL_OWNER]: userHash, ...stackLabel(stack) };
+}
+
+export function networkLabels(userHash: string, subnet: string, stack?: string): Record<string, string> {
+  assertUserHash(userHash);
+  return { [LABEL_TYPE]: TYPE_NETWORK, [LABEL_OWNER]: userHash, [LABEL_SUBNET]: subnet, ...stackLabel(stack) };
+}
+
+/** Label filters selecting one stack's proxies or networks (the engine cannot filter on a label's absence: see inStack). */
+export function labelFilters(type: 'proxy' | 'network', stack?: string): string[] {
+  return [type === 'proxy' ? PROXY_LABEL_FILTER : NETWORK_LABEL_FILTER, ...(stack === undefined ? [] : [`${LABEL_STACK}=${stack}`])];
+}
+
+/** Does an object with these labels belong to this stack? Without a stack: only objects without one. */
+export function inStack(labels: Record<string, string> | undefined | null, stack: string | undefined): boolean {
+  return labels?.[LABEL_STACK] === stack;
 }
 
 /** The owner label of a labelled object, if it is a well-formed hash (anything else is not ours). */

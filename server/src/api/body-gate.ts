@@ -1,0 +1,112 @@
+/**
+ * The gate every `/ollama/*` request body passes on its way to the user's proxy. Two limits:
+ *
+ *  - a byte rate per user (a token bucket shared by all of the user's requests): bodies above it
+ *    are slowed down, never refused or cut, so a big upload (a model blob, an image prompt) still
+ *    arrives whole, only no faster than the limit. Slowing works through backpressure: while the
+ *    gate holds a chunk it reads nothing more, so TCP flow control pushes back to the client;
+ *  - a stall timeout: a client that sends part of a body and then nothing holds a proxy stream
+ *    and a concurrency slot for ever (Node's server has no body timeout here, as uploads and
+ *    generations legitimately take long). Time the gate itself holds a chunk does not count.
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+
+export interface BodyRateOptions {
+  /** Sustained request-body bytes per second per user. */
+  bytesPerSecond: number;
+  /** Bytes a user may send at once above the sustained rate (a prompt with images fits). */
+  burstBytes: number;
+}
+
+/** Per-user byte buckets. A bucket may go into debt; the debt is the wait before the next byte. */
+export class BodyRate {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(readonly options: BodyRateOptions) {}
+
+  /** Takes `bytes` from the user's bucket; returns how many ms to hold them first (0: pass now). */
+  take(user: string, bytes: number, now = Date.now()): number {
+    const { bytesPerSecond, burstBytes } = this.options;
+    const b = this.buckets.get(user) ?? { tokens: burstBytes, at: now };
+    b.tokens = Math.min(burstBytes, b.tokens + ((now - b.at) / 1000) * bytesPerSecond) - bytes;
+    b.at = now;
+    this.buckets.set(user, b);
+    if (this.buckets.size > 10_000) this.forgetFull(now);
+    return b.tokens >= 0 ? 0 : Math.ceil((-b.tokens / bytesPerSecond) * 1000);
+  }
+
+  private forgetFull(now: number): void {
+    const { bytesPerSecond, burstBytes } = this.options;
+    for (const [user, b] of this.buckets) if (b.tokens + ((now - b.at) / 1000) * bytesPerSecond >= burstBytes) this.buckets.delete(user);
+  }
+}
+
+export interface BodyGateOptions {
+  /** Returns the ms to hold a chunk of this size (BodyRate.take bound to the user). */
+  take: (bytes: number) => number;
+  /** Ms without a byte from the client, while the body is incomplete, before giving up. */
+  stallMs: number;
+  /** Called once when the client stalled; the gate then errors with a BodyStallError. */
+  onStall?: () => void;
+  /** Called with every ms the gate held chunks back, for metrics. */
+  onThrottle?: (ms: number) => void;
+}
+
+export class BodyStallError extends Error {
+  constructor(readonly stallMs: number) {
+    super(`the request body stalled: no bytes arrived for ${stallMs / 1000} s`);
+    this.name = 'BodyStallError';
+  }
+}
+
+export class BodyGate extends Transform {
+  private stallTimer: NodeJS.Timeout | undefined;
+  private holdTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly gate: BodyGateOptions) {
+    super();
+    this.watchForStall();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    const wait = this.gate.take(chunk.length);
+    if (wait <= 0) {
+      this.watchForStall();
+      return done(null, chunk);
+    }
+    // Held by us, not stalled by the client: the stall clock stops until the chunk goes on.
+    this.stopWatching();
+    this.gate.onThrottle?.(wait);
+    this.holdTimer = setTimeout(() => {
+      this.holdTimer = undefined;
+      this.watchForStall();
+      done(null, chunk);
+    }, wait);
+  }
+
+  override _flush(done: TransformCallback): void {
+    this.stopWatching();
+    done();
+  }
+
+  override _destroy(error: Error | null, done: (error: Error | null) => void): void {
+    this.stopWatching();
+    clearTimeout(this.holdTimer);
+    done(error);
+  }
+
+  private watchForStall(): void {
+    this.stopWatching();
+    this.stallTimer = setTimeout(() => {
+      // Bytes still waiting here mean the proxy side is slow to take them, not the client.
+      if (this.writableLength > 0 || this.readableLength > 0) return this.watchForStall();
+      this.gate.onStall?.();
+      this.destroy(new BodyStallError(this.gate.stallMs));
+    }, this.gate.stallMs);
+  }
+
+  private stopWatching(): void {
+    clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
+  }
+}
