@@ -329,7 +329,11 @@ export function linkCount(): { all: number; ctll: number } {
   }
 }
 
-/** IPv4 neighbour (ARP) entries; the kernel drops entries beyond net.ipv4.neigh.default.gc_thresh3. */
+/**
+ * IPv4 neighbour (ARP) entries of the host's own namespace: one per proxy. The kernel's limit
+ * (net.ipv4.neigh.default.gc_thresh3) counts every namespace's entries together, and each proxy's
+ * namespace holds one more (its gateway), so the table fills at about gc_thresh3 / 2 proxies.
+ */
 export function arpEntries(): number {
   const text = read('/proc/net/arp');
   return text === undefined ? Number.NaN : Math.max(0, text.trim().split('\n').length - 1);

@@ -21,12 +21,16 @@
  *
  *   npm run bench:proxies [-- --steps 10,100,250,500,750,1000] [--concurrency 8] [--idle-seconds 10]
  *                           [--restart-sample 10] [--budget-minutes 25] [--step-budget-seconds 480]
- *                           [--min-free-mib 3072] [--quick] [--json FILE]
+ *                           [--min-free-mib 3072] [--quick] [--tune-kernel] [--json FILE]
+ *
+ * --tune-kernel raises the kernel settings that cap the number of proxies to what the deploy
+ * script sets on a server (RECOMMENDED_SYSCTLS in server/src/runtime/docker/host-limits.ts) for
+ * the run, and puts the old values back at the end. Without it the host's own values apply.
  */
 import { randomBytes } from 'node:crypto';
 import { cpus } from 'node:os';
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -37,6 +41,7 @@ import { networkCreateOptions } from '../server/src/runtime/docker/container-spe
 import { formatCidr } from '../server/src/runtime/docker/cidr.js';
 import { findFreeSubnet, subnetPlan, subnetsInUse } from '../server/src/runtime/docker/subnet-allocator.js';
 import { NETWORK_LABEL_FILTER, PROXY_LABEL_FILTER, ownerOf } from '../server/src/runtime/docker/naming.js';
+import { RECOMMENDED_SYSCTLS } from '../server/src/runtime/docker/host-limits.js';
 import { DEFAULT_AUDIENCE } from '../server/src/config.js';
 import { killAllSync, spawnChild, stopChild, type Child } from './children.js';
 import { fmt, max, quantile, table } from './stats.js';
@@ -95,6 +100,7 @@ const { values: args } = parseArgs({
     'step-budget-seconds': { type: 'string', default: '480' },
     'min-free-mib': { type: 'string', default: '3072' },
     quick: { type: 'boolean', default: false },
+    'tune-kernel': { type: 'boolean', default: false },
     json: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
@@ -104,7 +110,7 @@ if (args.help) {
   process.stdout.write(
     'usage: npm run bench:proxies [-- --steps 10,100,250,500,1000] [--concurrency 8] [--idle-seconds 10]\n' +
       '                             [--restart-sample 10] [--budget-minutes 25] [--step-budget-seconds 480]\n' +
-      '                             [--min-free-mib 3072] [--quick] [--json FILE]\n',
+      '                             [--min-free-mib 3072] [--quick] [--tune-kernel] [--json FILE]\n',
   );
   process.exit(0);
 }
@@ -878,6 +884,8 @@ function report(): void {
   out();
   out(table(['machine', ''], Object.entries(machineInfo)));
   out();
+  out(kernelTuned ? `Kernel settings raised for this run (--tune-kernel, the values scripts/deploy sets on a server): ${kernelTuned}.` : 'Kernel settings: the host\'s own (no --tune-kernel).');
+  out();
   out(`Baseline (cloud server up, no proxy of this run): MemAvailable ${fmt(baseline.memAvailable / MiB)} MiB, server RSS ${fmt(baseline.serverRss / MiB)} MiB, ` +
     `${baseline.iptables} iptables rules, ${baseline.threads} threads on the host, ${baseline.foreignContainers} proxy containers of other processes on the engine. Server reconcile at start: ${serverLog.adopted}.`);
   out();
@@ -957,9 +965,10 @@ function report(): void {
     ),
   );
   out();
-  out(`Limits on this host: kernel.pid_max ${sysctl('kernel.pid_max')}, net.ipv4.neigh.default.gc_thresh3 ${sysctl('net.ipv4.neigh.default.gc_thresh3')} (ARP entries), subnet range 10.200.0.0/16 in /28 blocks = 4096 user networks.`);
+  // The values in force during the run (--tune-kernel has put the host's own back by now).
+  out(`Limits on this host during the run: kernel.pid_max ${machineInfo['kernel.pid_max']}, net.ipv4.neigh.default.gc_thresh3 ${machineInfo['neigh gc_thresh3']} (neighbour entries, all network namespaces together: 2 per proxy), subnet range 10.200.0.0/16 in /28 blocks = 4096 user networks.`);
   out();
-  out('## Conditions: this host is shared (other people\'s tests and benchmarks run on it)');
+  out('## Conditions: what else the host was doing (it may be shared with other people\'s work)');
   out();
   out(
     table(
@@ -1034,6 +1043,32 @@ function report(): void {
 // ---------------------------------------------------------------------------------------------
 // Main
 
+/** Settings --tune-kernel changed, with the values to put back. */
+const kernelChanged: Array<{ path: string; setting: string; was: string; now: number }> = [];
+let kernelTuned: string | undefined;
+
+function tuneKernel(): void {
+  for (const [setting, want] of Object.entries(RECOMMENDED_SYSCTLS)) {
+    const path = `/proc/sys/${setting.replace(/\./g, '/')}`;
+    const was = readFileSync(path, 'utf8').trim();
+    if (Number(was) >= want) continue;
+    writeFileSync(path, String(want));
+    kernelChanged.push({ path, setting, was, now: want });
+  }
+  kernelTuned = kernelChanged.length ? `${kernelChanged.map((k) => `${k.setting} ${k.was} -> ${k.now}`).join(', ')} (put back at the end)` : 'the host already had the recommended values';
+  progress(`--tune-kernel: ${kernelTuned}`);
+}
+
+function restoreKernel(): void {
+  for (const k of kernelChanged.splice(0)) {
+    try {
+      writeFileSync(k.path, k.was);
+    } catch (e) {
+      progress(`could not put ${k.setting} back to ${k.was}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+}
+
 async function main(): Promise<void> {
   const probe = await DockerRuntime.probe();
   if (!probe.ok) throw new Error(`${probe.error} (start dockerd, then run again)`);
@@ -1041,6 +1076,7 @@ async function main(): Promise<void> {
     progress(`${IMAGE} is missing: building it with scripts/build-proxy-image.sh`);
     await run(join(ROOT, 'scripts/build-proxy-image.sh'), [], { timeout: 600_000 });
   });
+  if (args['tune-kernel']) tuneKernel();
   machineInfo = await machine();
   runtime = new DockerRuntime({ stack: STACK });
 
@@ -1085,6 +1121,7 @@ try {
     progress(`teardown failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
     exitCode = 1;
   }
+  restoreKernel();
 }
 report();
 if (args.json) {

@@ -12,6 +12,7 @@ import { Bridge } from './bridge.js';
 import { DEFAULT_OLLAMA_URL } from './forward/ollama-target.js';
 import { MANAGEMENT_ENDPOINTS } from './ingress/ollama-routes.js';
 import { parseManagementList } from './ingress/policy.js';
+import { onShutdownSignal } from './shutdown-signals.js';
 
 const USAGE = `usage: cloudtolocalllm-bridge --proxy-url URL [options]
 
@@ -104,11 +105,4 @@ bridge.on('status', (s) => {
 bridge.on('ollama', (o) => print(`ollama ${o.reachable ? 'reachable' : 'unreachable'}: ${o.detail ?? ''}`, { event: 'ollama', ...o }));
 bridge.start();
 
-let stopping = false;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    if (stopping) return;
-    stopping = true;
-    void bridge.stop().then(() => process.exit(process.exitCode ?? 0));
-  });
-}
+onShutdownSignal(() => bridge.stop());

@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { Bridge } from '../bridge/bridge.js';
 import { DEFAULT_OLLAMA_URL } from '../bridge/forward/ollama-target.js';
 import { parseManagementList } from '../bridge/ingress/policy.js';
+import { onShutdownSignal } from '../bridge/shutdown-signals.js';
 import { headlessSignIn, refreshHeadless } from '../main/auth/headless-login.js';
 import { startCloudServer, type CloudServer } from '../server/src/cloud-server.js';
 import { ConfigError, loadConfig } from '../server/src/config.js';
@@ -68,20 +69,18 @@ try {
 }
 const issuer = server.embeddedIssuer!;
 
-let stopping = false;
-async function stop(code: number): Promise<never> {
-  stopping = true;
+async function shutdown(): Promise<void> {
   await bridge?.stop().catch(() => undefined);
   await server.close().catch((e: Error) => log.error('stopping the server failed', { error: e.message }));
+}
+async function stop(code: number): Promise<never> {
+  await shutdown();
   process.exit(code);
 }
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    if (stopping) return;
-    log.info('stopping', { signal });
-    void stop(0);
-  });
-}
+onShutdownSignal((signal) => {
+  log.info('stopping', { signal });
+  return shutdown();
+});
 
 let tokens;
 try {

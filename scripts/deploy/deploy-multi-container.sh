@@ -270,6 +270,37 @@ reload_nginx() {
   fi
 }
 
+# --- 4b. kernel limits for many proxies ------------------------------------------------------------
+# A stock kernel caps a host at about 500 proxies (the neighbour table: 2 entries per proxy, one
+# table for all network namespaces) and about 1,300 (pids: some 25 threads per proxy), long before
+# CPU or memory run out (docs/benchmarks-proxies.md). The values are RECOMMENDED_SYSCTLS of
+# server/src/runtime/docker/host-limits.ts; settings are only ever raised, never lowered.
+# CTLL_TUNE_KERNEL=0 leaves the kernel alone (the api-backend then logs the ceiling at start).
+SYSCTL_FILE="${CTLL_SYSCTL_FILE:-/etc/sysctl.d/60-cloudtolocalllm.conf}"
+WANT_SYSCTLS=(
+  net.ipv4.neigh.default.gc_thresh1=8192
+  net.ipv4.neigh.default.gc_thresh2=16384
+  net.ipv4.neigh.default.gc_thresh3=32768
+  kernel.pid_max=4194304
+)
+if [ "${CTLL_TUNE_KERNEL:-1}" = 1 ]; then
+  step "kernel limits for many proxies ($SYSCTL_FILE)"
+  sysctl_lines=()
+  for setting in "${WANT_SYSCTLS[@]}"; do
+    key="${setting%%=*}"; want="${setting#*=}"
+    have="$(sysctl -n "$key" 2>/dev/null || echo 0)"
+    if [ "$have" -gt "$want" ]; then want="$have"; fi
+    sysctl_lines+=("$key = $want")
+    if [ "$have" -lt "$want" ]; then run sysctl -q -w "$key=$want"; fi
+  done
+  if [ "$DRY_RUN" = 1 ]; then
+    say "[dry-run] would write $SYSCTL_FILE: ${sysctl_lines[*]}"
+  else
+    printf '%s\n' "# CloudToLocalLLM: room for thousands of per-user proxies (scripts/deploy/deploy-multi-container.sh)" "${sysctl_lines[@]}" > "$SYSCTL_FILE"
+    say "kernel limits: ${sysctl_lines[*]}"
+  fi
+fi
+
 # --- 5. up ------------------------------------------------------------------------------------------
 step "starting stack $STACK"
 was_running="$(compose ps -q nginx-proxy 2>/dev/null || true)"

@@ -16,6 +16,8 @@ import { startEmbeddedIssuer, type EmbeddedIssuer } from './issuer/embedded-issu
 import { createLogger, type Logger } from './log.js';
 import { ProxyManager } from './manager/proxy-manager.js';
 import { DockerRuntime } from './runtime/docker/docker-runtime.js';
+import { hostLimitWarnings, readHostLimits, threadsInUse } from './runtime/docker/host-limits.js';
+import { capacity } from './runtime/docker/subnet-allocator.js';
 import { ProcessRuntime } from './runtime/process-runtime.js';
 import type { ProxyRuntime } from './runtime/runtime.js';
 import type { HeartbeatOptions } from '../../bridge/connection/heartbeat.js';
@@ -47,14 +49,19 @@ export interface CloudServerExtras {
 }
 
 async function chooseRuntime(config: ServerConfig, log: Logger, extras: CloudServerExtras): Promise<ProxyRuntime> {
-  const docker = (): DockerRuntime =>
-    new DockerRuntime({
+  const docker = (): DockerRuntime => {
+    const runtime = new DockerRuntime({
       image: config.proxyImage,
       subnetRange: config.subnetRange,
       engineHealthIntervalMs: config.engineHealthIntervalMs,
       ...(config.stack ? { stack: config.stack } : {}),
       log,
     });
+    // The kernel's tables run out long before CPU or memory: say so now, not at user 500.
+    const users = capacity(runtime.subnets.plan);
+    for (const warning of hostLimitWarnings(readHostLimits(undefined, threadsInUse()), users)) log.warn('host limit', { warning, subnetCapacity: users });
+    return runtime;
+  };
   const inProcess = (): ProcessRuntime => new ProcessRuntime({ log, ...(extras.heartbeat ? { heartbeat: extras.heartbeat } : {}) });
   if (config.runtime === 'process') return inProcess();
   const probe = await DockerRuntime.probe();

@@ -5,6 +5,7 @@
  *
  * Configuration: see server/src/config.ts and docs (AUTH0_DOMAIN, AUTH0_AUDIENCE, ...).
  */
+import { onShutdownSignal } from '../../bridge/shutdown-signals.js';
 import { ConfigError, loadConfig } from './config.js';
 import { startCloudServer } from './cloud-server.js';
 import { createLogger } from './log.js';
@@ -22,12 +23,7 @@ const server = await startCloudServer(config, { log }).catch((e: Error) => {
   process.exit(1);
 });
 
-let stopping = false;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    if (stopping) return;
-    stopping = true;
-    log.info('stopping', { signal });
-    void server.close().then(() => process.exit(0));
-  });
-}
+onShutdownSignal((signal) => {
+  log.info('stopping', { signal });
+  return server.close();
+});

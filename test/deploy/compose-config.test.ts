@@ -16,6 +16,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { RECOMMENDED_SYSCTLS } from '../../server/src/runtime/docker/host-limits.js';
 import { IN_CI, ROOT, run, which } from './deploy-harness.js';
 
 const COMPOSE_FILE = join(ROOT, 'server/deploy/docker-compose.multi.yml');
@@ -208,6 +209,12 @@ describe('the deployment scripts', () => {
       assert.equal(planned.code, 0, planned.out);
       assert.match(planned.out, /\[dry-run\] .*docker-compose .* up -d --remove-orphans/);
       assert.match(planned.out, /would generate METRICS_TOKEN/);
+      // The kernel limits are planned, never lowered, and not written on a dry run.
+      const kernel = /would write \/etc\/sysctl\.d\/60-cloudtolocalllm\.conf: (.*)/.exec(planned.out)?.[1] ?? '';
+      for (const [key, want] of Object.entries(RECOMMENDED_SYSCTLS)) {
+        const planned = Number(new RegExp(`${key.replace(/\./g, '\\.')} = (\\d+)`).exec(kernel)?.[1]);
+        assert.ok(planned >= want, `${key}: planned ${planned}, recommended ${want}`);
+      }
       assert.ok(!existsSync(state), 'a dry run created the state directory');
       assert.equal(readFileSync(envFile, 'utf8'), before, 'a dry run changed the settings file');
       // And no container of that stack exists.
@@ -216,6 +223,13 @@ describe('the deployment scripts', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  test("the deploy script's kernel settings are the ones the server checks for (host-limits.ts)", () => {
+    const script = readFileSync(join(ROOT, 'scripts/deploy/deploy-multi-container.sh'), 'utf8');
+    const block = /WANT_SYSCTLS=\(([^)]*)\)/.exec(script)?.[1] ?? '';
+    const inScript = Object.fromEntries(block.trim().split(/\s+/).map((l) => [l.split('=')[0], Number(l.split('=')[1])]));
+    assert.deepEqual(inScript, RECOMMENDED_SYSCTLS);
   });
 
   test('shellcheck finds nothing in scripts/deploy', { skip: which('shellcheck') ? false : 'shellcheck is not installed (apt-get install -y shellcheck)' }, async () => {

@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { headlessSignIn } from '../../main/auth/headless-login.js';
 import { DEFAULT_AUDIENCE } from '../../server/src/config.js';
+import { RECOMMENDED_SYSCTLS } from '../../server/src/runtime/docker/host-limits.js';
 import { userHash } from '../../server/src/runtime/runtime.js';
 import { expectedText, OllamaEmulator } from '../emulator/ollama-emulator.js';
 import { freePort, headerCount, httpsRequest, httpsStream, IN_CI, ROOT, run, startBridgeProcess, which, type BridgeProcess } from './deploy-harness.js';
@@ -54,7 +55,9 @@ describe('the multi-container stack, deployed by the deploy script', { skip, con
 
   const deploy = async (args: string[], timeoutMs = 600_000): Promise<string> => {
     try {
-      const r = await run(DEPLOY, ['--env-file', envFile, ...args], { cwd: ROOT, timeout: timeoutMs, maxBuffer: 32 << 20, env: { ...process.env, NO_COLOR: '1' } });
+      // The kernel settings go to a file of this test's (the script still raises the live values).
+      const env = { ...process.env, NO_COLOR: '1', CTLL_SYSCTL_FILE: join(dir, '60-cloudtolocalllm.conf') };
+      const r = await run(DEPLOY, ['--env-file', envFile, ...args], { cwd: ROOT, timeout: timeoutMs, maxBuffer: 32 << 20, env });
       return r.stdout + r.stderr;
     } catch (e) {
       const err = e as { stdout?: string; stderr?: string; message: string };
@@ -122,6 +125,13 @@ describe('the multi-container stack, deployed by the deploy script', { skip, con
     assert.equal(await docker('image', 'inspect', '--format', '{{ index .Config.Labels "cloudtolocalllm.image-base" }}', 'cloudtolocalllm/api-backend:local'), 'scratch');
     // A generated METRICS_TOKEN was written back to the settings.
     assert.match(readFileSync(envFile, 'utf8'), /^METRICS_TOKEN=[0-9a-f]{64}$/m);
+    // The kernel limits for many proxies: in the sysctl file and in force, at least the recommended values.
+    const sysctlFile = readFileSync(join(dir, '60-cloudtolocalllm.conf'), 'utf8');
+    for (const [key, want] of Object.entries(RECOMMENDED_SYSCTLS)) {
+      const written = Number(new RegExp(`^${key.replace(/\./g, '\\.')} = (\\d+)$`, 'm').exec(sysctlFile)?.[1]);
+      assert.ok(written >= want, `${key} = ${written} in the sysctl file`);
+      assert.ok(Number(readFileSync(`/proc/sys/${key.replace(/\./g, '/')}`, 'utf8')) >= want, `${key} in force`);
+    }
   });
 
   test('a user signs in, the bridge connects through nginx, and tokens stream end to end through their proxy container', { timeout: 240_000 }, async (t) => {

@@ -4,34 +4,20 @@
  * `window.ctll` standing in for the preload, whose answers the test sets and whose calls it reads.
  * No DOM types here: this file is type-checked as Node code, so page code is written as strings.
  */
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { extname, join, normalize, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright';
+import type { Page } from 'playwright';
 import type { AboutInfo, DesktopApi, OllamaTestResult, SaveSettingsResult, StatusView } from '../../main/ipc-contract.js';
 import { DEFAULT_SETTINGS, type Settings } from '../../main/settings/settings.js';
 import { buildRenderer, type BuildRendererResult } from '../../scripts/build-renderer.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const ARTIFACTS = join(ROOT, 'test-artifacts', 'desktop');
-export const CHROMIUM_PATH = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
-
-/** Why the browser tests cannot run here, or false. Under CI=true a reason is a failure. */
-export function chromiumUnavailable(): string | false {
-  return existsSync(CHROMIUM_PATH) ? false : `no Chromium at ${CHROMIUM_PATH} (apt-get install chromium, or set CHROMIUM_PATH); CI=true makes this a failure`;
-}
-
-export async function launchChromium(): Promise<Browser> {
-  // Never Playwright's own browsers: nothing outside npm and Debian is reachable.
-  return chromium.launch({
-    executablePath: CHROMIUM_PATH,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-}
+export { CHROMIUM_PATH, chromiumUnavailable, launchChromium } from '../browser.js';
 
 /** Builds into a directory of its own, so test files running in parallel never read a half-written build. */
 export async function buildIntoTemp(): Promise<BuildRendererResult & { cleanup(): Promise<void> }> {

@@ -5,12 +5,11 @@
  * emulator, and the user's bridge. Plus the Debian Chromium driven by Playwright.
  * No DOM types here: this file is type-checked as Node code, so page code is written as strings.
  */
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright';
+import type { Page } from 'playwright';
 import { Bridge } from '../../bridge/bridge.js';
 import { headlessSignIn } from '../../main/auth/headless-login.js';
 import { buildWeb, type BuildWebResult } from '../../scripts/build-web.js';
@@ -23,20 +22,7 @@ import { FAST_BACKOFF, FAST_HEARTBEAT, waitForState } from '../tunnel/harness.js
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const ARTIFACTS = join(ROOT, 'test-artifacts', 'web');
-export const CHROMIUM_PATH = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
-
-/** Why the browser tests cannot run here, or false. Under CI=true a reason is a failure. */
-export function chromiumUnavailable(): string | false {
-  return existsSync(CHROMIUM_PATH) ? false : `no Chromium at ${CHROMIUM_PATH} (apt-get install chromium, or set CHROMIUM_PATH); CI=true makes this a failure`;
-}
-
-export async function launchChromium(): Promise<Browser> {
-  // Never Playwright's own browsers: nothing outside npm and Debian is reachable.
-  return chromium.launch({
-    executablePath: CHROMIUM_PATH,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-}
+export { CHROMIUM_PATH, chromiumUnavailable, launchChromium } from '../browser.js';
 
 export interface WebStack {
   /** The API server's origin, which also serves the site: http://127.0.0.1:PORT */

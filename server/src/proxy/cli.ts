@@ -5,6 +5,7 @@
  *   PROXY_OWNER=alice PROXY_TOKEN=... tsx server/src/proxy/cli.ts --port 8080
  */
 import { parseArgs } from 'node:util';
+import { onShutdownSignal } from '../../../bridge/shutdown-signals.js';
 import { createLogger } from '../log.js';
 import { StaticTokenAuthenticator } from './auth.js';
 import { StreamingProxy } from './streaming-proxy.js';
@@ -49,12 +50,7 @@ const proxy = new StreamingProxy({ authenticator, log, processMetrics: false });
 const url = await proxy.listen(port, values.host).catch((e: Error) => fail(`cannot listen on ${values.host}:${port}: ${e.message}`));
 log.info('streaming proxy listening', { url });
 
-let stopping = false;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    if (stopping) return;
-    stopping = true;
-    log.info('stopping', { signal });
-    void proxy.close().then(() => process.exit(0));
-  });
-}
+onShutdownSignal((signal) => {
+  log.info('stopping', { signal });
+  return proxy.close();
+});

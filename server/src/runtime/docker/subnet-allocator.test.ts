@@ -6,6 +6,7 @@ import { formatCidr, formatIpv4, overlaps, parseCidr, parseIpv4 } from './cidr.j
 import {
   capacity,
   DockerSubnetAllocator,
+  isOverlapError,
   findFreeSubnet,
   subnetPlan,
   SubnetExhaustedError,
@@ -139,4 +140,11 @@ test('DockerSubnetAllocator: a failed creation frees the block; an overlap repor
   });
   assert.deepEqual(tried, ['10.200.0.0/28', '10.200.0.32/28']);
   assert.equal(got, '10.200.0.32/28');
+});
+
+test('isOverlapError: both of the engine\'s "this block is taken" answers, nothing else', () => {
+  assert.ok(isOverlapError(new Error('Pool overlaps with other one on this address space')));
+  assert.ok(isOverlapError(new Error('(HTTP code 403) unexpected - cannot create network 074b (ctll-0ac80320): conflicts with network 5092 (ctll-0ac80320): networks have same bridge name')));
+  assert.ok(!isOverlapError(new Error('network with name ctll-net-x already exists')));
+  assert.ok(!isOverlapError(new Error('connect ECONNREFUSED /var/run/docker.sock')));
 });

@@ -98,9 +98,14 @@ export class SubnetExhaustedError extends Error {
   }
 }
 
-/** Docker's answer when a new network's subnet overlaps an existing one (created by someone else meanwhile). */
+/**
+ * Docker's answers when the block is taken after all: its subnet overlaps a network created by
+ * someone else meanwhile, or a network with the same Linux bridge name (derived from the block,
+ * container-spec.ts) still exists in the engine although the listing no longer showed it (seen
+ * at 600 proxies while others' networks were being removed). Either way: another block.
+ */
 export function isOverlapError(error: unknown): boolean {
-  return /overlap/i.test(error instanceof Error ? error.message : String(error));
+  return /overlap|same bridge name/i.test(error instanceof Error ? error.message : String(error));
 }
 
 /** IPv4 subnets of every network on the engine (IPv6 and malformed entries skipped). */
