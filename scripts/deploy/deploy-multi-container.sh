@@ -283,21 +283,28 @@ WANT_SYSCTLS=(
   net.ipv4.neigh.default.gc_thresh3=32768
   kernel.pid_max=4194304
 )
+# Through /proc/sys directly: the sysctl command (procps) is not on every minimal system.
+set_sysctl() { printf '%s\n' "$2" > "/proc/sys/${1//.//}"; }
 if [ "${CTLL_TUNE_KERNEL:-1}" = 1 ]; then
   step "kernel limits for many proxies ($SYSCTL_FILE)"
   sysctl_lines=()
   for setting in "${WANT_SYSCTLS[@]}"; do
     key="${setting%%=*}"; want="${setting#*=}"
-    have="$(sysctl -n "$key" 2>/dev/null || echo 0)"
+    have="$(cat "/proc/sys/${key//.//}" 2>/dev/null || echo 0)"
     if [ "$have" -gt "$want" ]; then want="$have"; fi
     sysctl_lines+=("$key = $want")
-    if [ "$have" -lt "$want" ]; then run sysctl -q -w "$key=$want"; fi
+    if [ "$have" -lt "$want" ] && ! run set_sysctl "$key" "$want" 2>/dev/null; then
+      warn "could not raise $key to $want (a container without CAP_SYS_ADMIN?); the api-backend will log how many proxies this host holds"
+    fi
   done
   if [ "$DRY_RUN" = 1 ]; then
     say "[dry-run] would write $SYSCTL_FILE: ${sysctl_lines[*]}"
   else
-    printf '%s\n' "# CloudToLocalLLM: room for thousands of per-user proxies (scripts/deploy/deploy-multi-container.sh)" "${sysctl_lines[@]}" > "$SYSCTL_FILE"
-    say "kernel limits: ${sysctl_lines[*]}"
+    if printf '%s\n' "# CloudToLocalLLM: room for thousands of per-user proxies (scripts/deploy/deploy-multi-container.sh)" "${sysctl_lines[@]}" > "$SYSCTL_FILE"; then
+      say "kernel limits: ${sysctl_lines[*]} (kept across reboots in $SYSCTL_FILE)"
+    else
+      warn "could not write $SYSCTL_FILE: the kernel limits are back to the distribution's after a reboot"
+    fi
   fi
 fi
 
