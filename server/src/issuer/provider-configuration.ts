@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import type { ClientMetadata, Configuration, JWK, KoaContextWithOIDC, ResourceServer } from 'oidc-provider';
 import { errors } from 'oidc-provider';
 
+import { memoryAdapterFactory } from './memory-store.js';
 import { renderLogoutPage, renderMessagePage } from './login-page.js';
 
 const generateKeyPair = promisify(generateKeyPairCallback);
@@ -82,6 +83,8 @@ export function providerConfiguration(settings: ProviderSettings, signingKey: JW
   const webOrigins = new Set(settings.webOrigins);
 
   return {
+    // In memory, one store per provider (memory-store.ts says why not oidc-provider's own).
+    adapter: memoryAdapterFactory(),
     jwks: { keys: [signingKey] },
     clients: clients(settings),
     clientDefaults: { id_token_signed_response_alg: 'RS256', token_endpoint_auth_method: 'none' },
