@@ -41,7 +41,7 @@ import { networkCreateOptions } from '../server/src/runtime/docker/container-spe
 import { formatCidr } from '../server/src/runtime/docker/cidr.js';
 import { findFreeSubnet, subnetPlan, subnetsInUse } from '../server/src/runtime/docker/subnet-allocator.js';
 import { NETWORK_LABEL_FILTER, PROXY_LABEL_FILTER, ownerOf } from '../server/src/runtime/docker/naming.js';
-import { RECOMMENDED_SYSCTLS } from '../server/src/runtime/docker/host-limits.js';
+import { RECOMMENDED_SYSCTLS, sysctlPath } from '../server/src/runtime/docker/host-limits.js';
 import { DEFAULT_AUDIENCE } from '../server/src/config.js';
 import { killAllSync, spawnChild, stopChild, type Child } from './children.js';
 import { fmt, max, quantile, table } from './stats.js';
@@ -1049,7 +1049,7 @@ let kernelTuned: string | undefined;
 
 function tuneKernel(): void {
   for (const [setting, want] of Object.entries(RECOMMENDED_SYSCTLS)) {
-    const path = `/proc/sys/${setting.replace(/\./g, '/')}`;
+    const path = sysctlPath(setting);
     const was = readFileSync(path, 'utf8').trim();
     if (Number(was) >= want) continue;
     writeFileSync(path, String(want));

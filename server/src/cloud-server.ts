@@ -16,7 +16,7 @@ import { startEmbeddedIssuer, type EmbeddedIssuer } from './issuer/embedded-issu
 import { createLogger, type Logger } from './log.js';
 import { ProxyManager } from './manager/proxy-manager.js';
 import { DockerRuntime } from './runtime/docker/docker-runtime.js';
-import { hostLimitWarnings, readHostLimits, threadsInUse } from './runtime/docker/host-limits.js';
+import { hostLimitWarnings, readHostLimits } from './runtime/docker/host-limits.js';
 import { capacity } from './runtime/docker/subnet-allocator.js';
 import { ProcessRuntime } from './runtime/process-runtime.js';
 import type { ProxyRuntime } from './runtime/runtime.js';
@@ -59,7 +59,7 @@ async function chooseRuntime(config: ServerConfig, log: Logger, extras: CloudSer
     });
     // The kernel's tables run out long before CPU or memory: say so now, not at user 500.
     const users = capacity(runtime.subnets.plan);
-    for (const warning of hostLimitWarnings(readHostLimits(undefined, threadsInUse()), users)) log.warn('host limit', { warning, subnetCapacity: users });
+    for (const warning of hostLimitWarnings(readHostLimits(), users)) log.warn('host limit', { warning, subnetCapacity: users });
     return runtime;
   };
   const inProcess = (): ProcessRuntime => new ProcessRuntime({ log, ...(extras.heartbeat ? { heartbeat: extras.heartbeat } : {}) });

@@ -1,21 +1,7 @@
 /** Bad input on every endpoint of the cloud server: a clear 4xx, never a crash. */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import { bearer, startCloud, type Cloud } from './cloud-harness.js';
-
-function raw(port: number, request: string | Buffer): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(port, '127.0.0.1');
-    let answer = '';
-    s.setEncoding('utf8');
-    s.on('data', (d: string) => (answer += d));
-    s.on('close', () => resolve(answer));
-    s.on('error', reject);
-    s.setTimeout(3_000, () => s.destroy());
-    s.write(request);
-  });
-}
+import { bearer, raw, startCloud, type Cloud } from './cloud-harness.js';
 
 describe('bad input on the cloud server', () => {
   let cloud: Cloud;

@@ -6,11 +6,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import net from 'node:net';
 import { parseManagementList } from '../../bridge/ingress/policy.js';
 import { OllamaEmulator } from '../emulator/ollama-emulator.js';
 import { waitForState, waitUntil } from '../tunnel/harness.js';
-import { bearer, startCloud, type Cloud } from './cloud-harness.js';
+import { bearer, raw, startCloud, type Cloud } from './cloud-harness.js';
 
 const RATE = 256 * 1024;
 const BURST = 64 * 1024;
@@ -62,18 +61,11 @@ describe('request-body limits on /ollama', () => {
 
   test('a body that stalls gets 408 with the reason, and the user can go on', async () => {
     const port = Number(new URL(cloud.url).port);
-    const answer = await new Promise<string>((resolve, reject) => {
-      const s = net.connect(port, '127.0.0.1');
-      let text = '';
-      s.setEncoding('utf8');
-      s.on('data', (d: string) => (text += d));
-      s.on('close', () => resolve(text));
-      s.on('error', reject);
-      s.setTimeout(10_000, () => s.destroy());
-      s.write(
-        `POST /ollama/api/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"model": "llama3.2", `,
-      );
-    });
+    const answer = await raw(
+      port,
+      `POST /ollama/api/chat HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"model": "llama3.2", `,
+      10_000,
+    );
     assert.match(answer, /^HTTP\/1\.1 408/);
     assert.match(answer, /connection: close/i);
     assert.match(answer, /no bytes arrived for 0\.7 s/);

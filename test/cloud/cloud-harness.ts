@@ -2,6 +2,7 @@
  * The cloud server as tests use it: embedded OpenID issuer, real JWT verification, a chosen
  * proxy runtime, and users who sign in through the real PKCE flow (as an HTTP client).
  */
+import net from 'node:net';
 import { Bridge, type BridgeOptions } from '../../bridge/bridge.js';
 import { headlessSignIn } from '../../main/auth/headless-login.js';
 import { MemoryAuditLog } from '../../server/src/audit.js';
@@ -56,4 +57,21 @@ export async function startCloud(options: { runtime?: 'process' | 'docker'; env?
 
 export function bearer(token: string): { authorization: string } {
   return { authorization: `Bearer ${token}` };
+}
+
+/**
+ * Writes `request` (raw bytes: malformed, partial) to the server and resolves with everything it
+ * answered once it closes the connection, or after `timeoutMs` of silence.
+ */
+export function raw(port: number, request: string | Buffer, timeoutMs = 3_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1');
+    let answer = '';
+    s.setEncoding('utf8');
+    s.on('data', (d: string) => (answer += d));
+    s.on('close', () => resolve(answer));
+    s.on('error', reject);
+    s.setTimeout(timeoutMs, () => s.destroy());
+    s.write(request);
+  });
 }

@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { headlessSignIn } from '../../main/auth/headless-login.js';
 import { DEFAULT_AUDIENCE } from '../../server/src/config.js';
-import { RECOMMENDED_SYSCTLS } from '../../server/src/runtime/docker/host-limits.js';
+import { RECOMMENDED_SYSCTLS, sysctlPath } from '../../server/src/runtime/docker/host-limits.js';
 import { userHash } from '../../server/src/runtime/runtime.js';
 import { expectedText, OllamaEmulator } from '../emulator/ollama-emulator.js';
 import { freePort, headerCount, httpsRequest, httpsStream, IN_CI, ROOT, run, startBridgeProcess, which, type BridgeProcess } from './deploy-harness.js';
@@ -130,7 +130,7 @@ describe('the multi-container stack, deployed by the deploy script', { skip, con
     for (const [key, want] of Object.entries(RECOMMENDED_SYSCTLS)) {
       const written = Number(new RegExp(`^${key.replace(/\./g, '\\.')} = (\\d+)$`, 'm').exec(sysctlFile)?.[1]);
       assert.ok(written >= want, `${key} = ${written} in the sysctl file`);
-      assert.ok(Number(readFileSync(`/proc/sys/${key.replace(/\./g, '/')}`, 'utf8')) >= want, `${key} in force`);
+      assert.ok(Number(readFileSync(sysctlPath(key), 'utf8')) >= want, `${key} in force`);
     }
   });
 

@@ -20,7 +20,6 @@ import { userHash } from '../runtime/runtime.js';
 import { forwardBridgeUpgrade } from './bridge-forward.js';
 import { answerPreflight, applyCors, type CorsOptions } from './cors.js';
 import { readJsonBody } from './json-body.js';
-import { BodyRate } from './body-gate.js';
 import { DEFAULT_LIMITS, UserLimits, type LimitOptions } from './limits.js';
 import { forwardOllamaRequest } from './ollama-forward.js';
 import type { ServerMetrics } from './server-metrics.js';
@@ -69,7 +68,6 @@ export class ApiServer {
   readonly server: http.Server;
   private readonly log: Logger;
   private readonly limits: UserLimits;
-  private readonly bodyRate: BodyRate;
   private readonly cors: CorsOptions;
   private readonly startedAt = Date.now();
   private readonly destroySockets: () => void;
@@ -79,8 +77,6 @@ export class ApiServer {
   constructor(private readonly options: ApiServerOptions) {
     this.log = options.log ?? silentLogger;
     this.limits = new UserLimits(options.limits ?? DEFAULT_LIMITS);
-    const { bodyBytesPerSecond, bodyBurstBytes } = this.limits.options;
-    this.bodyRate = new BodyRate({ bytesPerSecond: bodyBytesPerSecond, burstBytes: bodyBurstBytes });
     this.cors = options.cors ?? { origins: ['*'] };
     this.server = http.createServer({
       maxHeaderSize: options.maxHeaderBytes ?? 16 * 1024,
@@ -258,7 +254,7 @@ export class ApiServer {
       { endpoint: record.instance.endpoint, secret: record.secret },
       this.options.metrics,
       {
-        take: (bytes) => this.bodyRate.take(user, bytes),
+        take: (bytes) => this.limits.takeBody(user, bytes),
         stallMs: this.limits.options.bodyStallMs,
         onStall: () => this.options.metrics.limitRefusals.inc({ limit: 'body-stall' }),
         onThrottle: (ms) => this.options.metrics.bodyThrottleSeconds.inc(ms / 1000),

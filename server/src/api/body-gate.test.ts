@@ -2,10 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { BodyGate, BodyRate, BodyStallError } from './body-gate.js';
+import { BodyGate, BodyStallError } from './body-gate.js';
+import { DEFAULT_LIMITS, UserLimits } from './limits.js';
 
-test('BodyRate: the burst passes at once, then bytes wait their turn at the rate', () => {
-  const rate = new BodyRate({ bytesPerSecond: 1000, burstBytes: 2000 });
+test('UserLimits.takeBody: the burst passes at once, then bytes wait their turn at the rate', () => {
+  const limits = new UserLimits({ ...DEFAULT_LIMITS, bodyBytesPerSecond: 1000, bodyBurstBytes: 2000 });
+  const rate = { take: (user: string, bytes: number, now: number) => limits.takeBody(user, bytes, now) };
   assert.equal(rate.take('a', 2000, 0), 0, 'the whole burst');
   assert.equal(rate.take('a', 500, 0), 500, '500 bytes over: half a second');
   assert.equal(rate.take('a', 500, 0), 1000, 'the debt adds up');

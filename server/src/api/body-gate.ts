@@ -1,8 +1,8 @@
 /**
  * The gate every `/ollama/*` request body passes on its way to the user's proxy. Two limits:
  *
- *  - a byte rate per user (a token bucket shared by all of the user's requests): bodies above it
- *    are slowed down, never refused or cut, so a big upload (a model blob, an image prompt) still
+ *  - a byte rate per user (UserLimits.takeBody in limits.ts: a token bucket shared by all of the
+ *    user's requests): bodies above it are slowed down, never refused or cut, so a big upload (a model blob, an image prompt) still
  *    arrives whole, only no faster than the limit. Slowing works through backpressure: while the
  *    gate holds a chunk it reads nothing more, so TCP flow control pushes back to the client;
  *  - a stall timeout: a client that sends part of a body and then nothing holds a proxy stream
@@ -11,38 +11,8 @@
  */
 import { Transform, type TransformCallback } from 'node:stream';
 
-export interface BodyRateOptions {
-  /** Sustained request-body bytes per second per user. */
-  bytesPerSecond: number;
-  /** Bytes a user may send at once above the sustained rate (a prompt with images fits). */
-  burstBytes: number;
-}
-
-/** Per-user byte buckets. A bucket may go into debt; the debt is the wait before the next byte. */
-export class BodyRate {
-  private readonly buckets = new Map<string, { tokens: number; at: number }>();
-
-  constructor(readonly options: BodyRateOptions) {}
-
-  /** Takes `bytes` from the user's bucket; returns how many ms to hold them first (0: pass now). */
-  take(user: string, bytes: number, now = Date.now()): number {
-    const { bytesPerSecond, burstBytes } = this.options;
-    const b = this.buckets.get(user) ?? { tokens: burstBytes, at: now };
-    b.tokens = Math.min(burstBytes, b.tokens + ((now - b.at) / 1000) * bytesPerSecond) - bytes;
-    b.at = now;
-    this.buckets.set(user, b);
-    if (this.buckets.size > 10_000) this.forgetFull(now);
-    return b.tokens >= 0 ? 0 : Math.ceil((-b.tokens / bytesPerSecond) * 1000);
-  }
-
-  private forgetFull(now: number): void {
-    const { bytesPerSecond, burstBytes } = this.options;
-    for (const [user, b] of this.buckets) if (b.tokens + ((now - b.at) / 1000) * bytesPerSecond >= burstBytes) this.buckets.delete(user);
-  }
-}
-
 export interface BodyGateOptions {
-  /** Returns the ms to hold a chunk of this size (BodyRate.take bound to the user). */
+  /** Returns the ms to hold a chunk of this size (UserLimits.takeBody bound to the user). */
   take: (bytes: number) => number;
   /** Ms without a byte from the client, while the body is incomplete, before giving up. */
   stallMs: number;

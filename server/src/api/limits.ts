@@ -34,25 +34,51 @@ export const DEFAULT_LIMITS: LimitOptions = {
 
 export type LimitDecision = { ok: true } | { ok: false; limit: string; message: string; retryAfterSec: number };
 
-interface Bucket {
-  tokens: number;
-  updatedAt: number;
+/**
+ * Token buckets per user: `rate` tokens a second up to `capacity`. Requests take one token and
+ * are refused without it; body bytes take as many as they are and may leave the bucket in debt,
+ * the debt being how long to hold them. Full buckets are forgotten once there are many users.
+ */
+class TokenBuckets {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(
+    private readonly rate: number,
+    private readonly capacity: number,
+  ) {}
+
+  /** The user's bucket, refilled up to `now`; the caller takes from `tokens`. */
+  refill(user: string, now: number): { tokens: number } {
+    const b = this.buckets.get(user) ?? { tokens: this.capacity, at: now };
+    b.tokens = this.level(b, now);
+    b.at = now;
+    this.buckets.set(user, b);
+    if (this.buckets.size > 10_000) {
+      for (const [u, other] of this.buckets) if (u !== user && this.level(other, now) >= this.capacity) this.buckets.delete(u);
+    }
+    return b;
+  }
+
+  private level(b: { tokens: number; at: number }, now: number): number {
+    return Math.min(this.capacity, b.tokens + ((now - b.at) / 1000) * this.rate);
+  }
 }
 
 export class UserLimits {
-  private readonly buckets = new Map<string, Bucket>();
+  private readonly requests: TokenBuckets;
+  private readonly bodyBytes: TokenBuckets;
   private readonly concurrent = new Map<string, number>();
   private readonly bridges = new Map<string, number>();
 
-  constructor(readonly options: LimitOptions = DEFAULT_LIMITS) {}
+  constructor(readonly options: LimitOptions = DEFAULT_LIMITS) {
+    this.requests = new TokenBuckets(options.requestsPerSecond, options.burst);
+    this.bodyBytes = new TokenBuckets(options.bodyBytesPerSecond, options.bodyBurstBytes);
+  }
 
   /** Takes one request token from the user's bucket. */
   takeRequest(user: string, now = Date.now()): LimitDecision {
     const { requestsPerSecond, burst } = this.options;
-    const b = this.buckets.get(user) ?? { tokens: burst, updatedAt: now };
-    b.tokens = Math.min(burst, b.tokens + ((now - b.updatedAt) / 1000) * requestsPerSecond);
-    b.updatedAt = now;
-    this.buckets.set(user, b);
+    const b = this.requests.refill(user, now);
     if (b.tokens < 1) {
       const retryAfterSec = Math.max(1, Math.ceil((1 - b.tokens) / requestsPerSecond));
       return {
@@ -63,9 +89,17 @@ export class UserLimits {
       };
     }
     b.tokens -= 1;
-    // Forget idle users so the map does not grow with every user ever seen.
-    if (this.buckets.size > 10_000) this.forgetFullBuckets(now);
     return { ok: true };
+  }
+
+  /**
+   * Takes `bytes` of request body from the user's byte bucket (shared by all their requests);
+   * returns how many ms to hold them before passing them on (0: at once). Never refuses.
+   */
+  takeBody(user: string, bytes: number, now = Date.now()): number {
+    const b = this.bodyBytes.refill(user, now);
+    b.tokens -= bytes;
+    return b.tokens >= 0 ? 0 : Math.ceil((-b.tokens / this.options.bodyBytesPerSecond) * 1000);
   }
 
   /** Reserves a concurrent request slot; call the returned release exactly once. */
@@ -96,11 +130,5 @@ export class UserLimits {
         else map.set(user, left);
       },
     };
-  }
-
-  private forgetFullBuckets(now: number): void {
-    for (const [user, b] of this.buckets) {
-      if (b.tokens + ((now - b.updatedAt) / 1000) * this.options.requestsPerSecond >= this.options.burst) this.buckets.delete(user);
-    }
   }
 }

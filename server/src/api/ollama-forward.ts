@@ -90,7 +90,7 @@ export function forwardOllamaRequest(
     proxied.on('error', () => undefined);
   });
   upstream.on('error', (e: NodeJS.ErrnoException) => {
-    if (body.destroyed && body.errored) return; // the gate's error already answered
+    if (body.errored) return; // the gate's error already answered
     if (!res.headersSent) {
       sendOllamaError(res, 502, 'proxy-unreachable', `your cloud proxy did not answer (${e.code ?? e.message}); try again`);
     } else {

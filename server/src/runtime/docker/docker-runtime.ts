@@ -50,13 +50,13 @@ export interface DockerRuntimeOptions {
   /** How long start() waits for GET /health to answer 200 (default 30 s). */
   startTimeoutMs?: number;
   /**
-   * Interval of the engine's own HEALTHCHECK in each container; 0 (the default, or env
-   * CTLL_ENGINE_HEALTH_INTERVAL_MS) leaves it off: see ProxyLimits.engineHealthIntervalMs.
+   * Interval of the engine's own HEALTHCHECK in each container; 0 (the default) leaves it off:
+   * see ProxyLimits.engineHealthIntervalMs.
    */
   engineHealthIntervalMs?: number;
   /**
-   * The server deployment whose proxies this runtime creates and sees (naming.ts); default env
-   * CTLL_STACK_NAME, else none: then it owns only objects without a stack label.
+   * The server deployment whose proxies this runtime creates and sees (naming.ts); without one it
+   * owns only objects without a stack label.
    */
   stack?: string;
   /** Seconds a stopping proxy gets between SIGTERM and SIGKILL (default 2). */
@@ -165,14 +165,11 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
       memoryBytes: options.memoryBytes ?? DEFAULT_LIMITS.memoryBytes,
       nanoCpus: options.nanoCpus ?? DEFAULT_LIMITS.nanoCpus,
       pidsLimit: options.pidsLimit ?? DEFAULT_LIMITS.pidsLimit,
-      engineHealthIntervalMs: options.engineHealthIntervalMs ?? envNumber('CTLL_ENGINE_HEALTH_INTERVAL_MS') ?? DEFAULT_LIMITS.engineHealthIntervalMs,
+      engineHealthIntervalMs: options.engineHealthIntervalMs ?? DEFAULT_LIMITS.engineHealthIntervalMs,
     };
-    if (!Number.isFinite(this.limits.engineHealthIntervalMs) || this.limits.engineHealthIntervalMs < 0) {
-      throw new Error(`the engine health check interval (CTLL_ENGINE_HEALTH_INTERVAL_MS) must be 0 (off) or a number of ms, not ${this.limits.engineHealthIntervalMs}`);
-    }
-    const stack = options.stack ?? (process.env['CTLL_STACK_NAME']?.trim() || undefined);
-    assertStackName(stack);
-    this.stack = stack;
+    // The server's config reads and checks CTLL_STACK_NAME and CTLL_ENGINE_HEALTH_INTERVAL_MS.
+    assertStackName(options.stack);
+    this.stack = options.stack;
     this.startTimeoutMs = options.startTimeoutMs ?? 30_000;
     this.stopTimeoutSeconds = options.stopTimeoutSeconds ?? 2;
     this.firewallMode = firewallMode(options.firewall);
@@ -443,7 +440,7 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
     // Expected (a stop, or a start that failed: start() reads oomAt itself, entries expire).
     if (this.expectedExits.has(id)) return;
     // The engine filter already asks for our stack; without one, others' stacks still come through.
-    if ((event.Actor.Attributes[LABEL_STACK] || undefined) !== this.stack) return;
+    if (!inStack(event.Actor.Attributes, this.stack)) return;
     const owner = ownerOf({ [LABEL_OWNER]: event.Actor.Attributes[LABEL_OWNER] ?? '' });
     if (!owner) return;
     const code = event.Actor.Attributes['exitCode'];

@@ -10,7 +10,7 @@ const host = (files: Record<string, string>) => (path: string): string => {
 
 test('a stock kernel allows about 500 proxies (neighbour table) and 1,300 (pids): both are named', () => {
   const read = host({ '/proc/sys/net/ipv4/neigh/default/gc_thresh3': '1024\n', '/proc/sys/kernel/pid_max': '32768\n', '/proc/loadavg': '0.10 0.20 0.30 2/230 999\n' });
-  const limits = readHostLimits(read, threadsInUse(read));
+  const limits = readHostLimits(read);
   assert.deepEqual(limits.map((l) => [l.setting, l.value, l.proxies]), [
     ['net.ipv4.neigh.default.gc_thresh3', 1024, 512],
     ['kernel.pid_max', 32768, Math.floor((32768 - 230) / 25)],
@@ -27,7 +27,7 @@ test('the recommended settings hold the default range of 4,096 users; unreadable
     '/proc/sys/net/ipv4/neigh/default/gc_thresh3': String(RECOMMENDED_SYSCTLS['net.ipv4.neigh.default.gc_thresh3']),
     '/proc/sys/kernel/pid_max': String(RECOMMENDED_SYSCTLS['kernel.pid_max']),
   });
-  assert.deepEqual(hostLimitWarnings(readHostLimits(read, 5000), 4096), []);
+  assert.deepEqual(hostLimitWarnings(readHostLimits(read), 4096), []);
   assert.deepEqual(readHostLimits(host({})), []);
   assert.equal(threadsInUse(host({})), 0);
 });

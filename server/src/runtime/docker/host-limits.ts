@@ -44,10 +44,15 @@ function readNumber(path: string, read: (path: string) => string): number | unde
   }
 }
 
+/** Where a sysctl setting lives: kernel.pid_max is /proc/sys/kernel/pid_max. */
+export function sysctlPath(setting: string): string {
+  return `/proc/sys/${setting.replace(/\./g, '/')}`;
+}
+
 /** The settings that bound the number of proxies, with the number each allows; unreadable ones are left out. */
-export function readHostLimits(read: (path: string) => string = (p) => readFileSync(p, 'utf8'), threadsInUse = 0): HostLimit[] {
+export function readHostLimits(read: (path: string) => string = (p) => readFileSync(p, 'utf8')): HostLimit[] {
   const limits: HostLimit[] = [];
-  const arp = readNumber('/proc/sys/net/ipv4/neigh/default/gc_thresh3', read);
+  const arp = readNumber(sysctlPath('net.ipv4.neigh.default.gc_thresh3'), read);
   if (arp !== undefined) {
     limits.push({
       setting: 'net.ipv4.neigh.default.gc_thresh3',
@@ -56,12 +61,12 @@ export function readHostLimits(read: (path: string) => string = (p) => readFileS
       why: `each proxy needs ${ARP_ENTRIES_PER_PROXY} entries in the kernel's neighbour table; past the limit connections to proxies fail ("neighbor table overflow")`,
     });
   }
-  const pids = readNumber('/proc/sys/kernel/pid_max', read);
+  const pids = readNumber(sysctlPath('kernel.pid_max'), read);
   if (pids !== undefined) {
     limits.push({
       setting: 'kernel.pid_max',
       value: pids,
-      proxies: Math.max(0, Math.floor((pids - threadsInUse) / THREADS_PER_PROXY)),
+      proxies: Math.max(0, Math.floor((pids - threadsInUse(read)) / THREADS_PER_PROXY)),
       why: `each proxy takes about ${THREADS_PER_PROXY} threads (its Node process and its containerd shim); past the limit containers cannot start`,
     });
   }

@@ -48,10 +48,15 @@ export function assertUserHash(hash: string): void {
   }
 }
 
+/** What every name of a stack starts with: `ctll-`, or `ctll-<stack>-`. */
+function scopePrefix(stack: string | undefined): string {
+  assertStackName(stack);
+  return stack === undefined ? 'ctll-' : `ctll-${stack}-`;
+}
+
 function scopedName(kind: 'proxy' | 'net', userHash: string, stack: string | undefined): string {
   assertUserHash(userHash);
-  assertStackName(stack);
-  return stack === undefined ? `ctll-${kind}-${userHash}` : `ctll-${stack}-${kind}-${userHash}`;
+  return `${scopePrefix(stack)}${kind}-${userHash}`;
 }
 
 /** `ctll-proxy-<hash>`, or `ctll-<stack>-proxy-<hash>` for a stack. */
@@ -66,9 +71,8 @@ export function networkName(userHash: string, stack?: string): string {
 
 /** Matches exactly the names of one stack's containers or networks (for the Docker API filter). */
 export function namePattern(kind: 'proxy' | 'net', stack?: string): RegExp {
-  assertStackName(stack);
-  const scope = stack === undefined ? '' : `${stack.replace(/\./g, '\\.')}-`;
-  return new RegExp(`^ctll-${scope}${kind}-[0-9a-f]{64}$`);
+  // A stack name's only regex character is '.'.
+  return new RegExp(`^${scopePrefix(stack).replace(/\./g, '\\.')}${kind}-[0-9a-f]{64}$`);
 }
 
 function stackLabel(stack: string | undefined): Record<string, string> {
