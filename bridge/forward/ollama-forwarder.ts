@@ -4,13 +4,12 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import http2, { type IncomingHttpHeaders as H2Headers, type ServerHttp2Stream } from 'node:http2';
+import type { IncomingHttpHeaders as H2Headers, ServerHttp2Stream } from 'node:http2';
 import { relayableRequestHeaders, relayableResponseHeaders } from '../connection/headers.js';
-import { COMPLETE_TRAILER, REFUSAL_HEADER } from '../connection/protocol.js';
+import { REFUSAL_HEADER } from '../connection/protocol.js';
 import { decide, type CloudPolicy } from '../ingress/policy.js';
 import type { OllamaTarget } from './ollama-target.js';
-
-const { NGHTTP2_INTERNAL_ERROR } = http2.constants;
+import { abort, endBody, guard, isOpen, respond, writeBody } from './respond.js';
 
 export interface ForwardEvents {
   requestStarted(route: string): void;
@@ -25,36 +24,21 @@ export interface ForwarderOptions {
   events: ForwardEvents;
 }
 
-/** Marks the response complete once its last byte is out (see COMPLETE_TRAILER). */
-function sendCompleteTrailer(stream: ServerHttp2Stream, stopUpload = false): void {
-  stream.once('wantTrailers', () => {
-    stream.sendTrailers({ [COMPLETE_TRAILER]: '1' });
-    // A refused request's body is not wanted: RST_STREAM(NO_ERROR) after a complete response
-    // tells the proxy to stop sending it (RFC 9113 §8.1), so a refused 1 GB upload costs nothing.
-    if (stopUpload && !stream.readableEnded) setImmediate(() => stream.close(http2.constants.NGHTTP2_NO_ERROR));
-  });
-}
-
 /** Ollama's own error shape, so every client library shows the message to its user. */
-function respondError(stream: ServerHttp2Stream, status: number, code: string, message: string, extra: Record<string, string> = {}): void {
-  if (stream.destroyed || stream.closed) return;
-  if (stream.headersSent) {
-    stream.close(NGHTTP2_INTERNAL_ERROR);
-    return;
-  }
+function respondError(stream: ServerHttp2Stream, method: string | undefined, status: number, code: string, message: string, extra: Record<string, string> = {}): void {
   const body = JSON.stringify({ error: message });
-  sendCompleteTrailer(stream, true);
-  stream.respond(
-    {
-      ':status': status,
+  respond(stream, {
+    method,
+    status,
+    headers: {
       'content-type': 'application/json; charset=utf-8',
       'content-length': Buffer.byteLength(body),
       [REFUSAL_HEADER]: code,
       ...extra,
     },
-    { waitForTrailers: true },
-  );
-  stream.end(body);
+    body,
+    stopUpload: true,
+  });
 }
 
 function describeConnectError(err: NodeJS.ErrnoException, target: OllamaTarget): string {
@@ -90,6 +74,7 @@ export class OllamaForwarder {
 
   handle(stream: ServerHttp2Stream, headers: H2Headers): void {
     const { target, events } = this.options;
+    guard(stream);
     const method = headers[':method'];
     const decision = decide(
       this.options.policy(),
@@ -99,7 +84,7 @@ export class OllamaForwarder {
     const routeName = decision.route?.name ?? 'unknown';
     events.requestStarted(routeName);
     if (!decision.allow) {
-      respondError(stream, decision.status, decision.code, decision.message, decision.allowHeader ? { allow: decision.allowHeader } : {});
+      respondError(stream, method, decision.status, decision.code, decision.message, decision.allowHeader ? { allow: decision.allowHeader } : {});
       // Whatever body the cloud still sends for a refused request is dropped unread.
       stream.resume();
       events.requestFinished(routeName, 'refused', decision.status);
@@ -109,6 +94,10 @@ export class OllamaForwarder {
     const outHeaders = relayableRequestHeaders(headers as http.IncomingHttpHeaders);
     // Ollama checks Host against its own name (a foreign Host gets 403): send the target's.
     outHeaders['host'] = target.host;
+    // HEADERS with END_STREAM: no body. Otherwise one follows, whatever the method: Node frames a
+    // GET, HEAD or DELETE body only when told to (it would send the bytes unframed).
+    const hasBody = !stream.endAfterHeaders;
+    if (hasBody && outHeaders['content-length'] === undefined) outHeaders['transfer-encoding'] = 'chunked';
     const request = (target.protocol === 'https:' ? https : http).request({
       protocol: target.protocol,
       hostname: target.hostname,
@@ -134,63 +123,69 @@ export class OllamaForwarder {
         finish('aborted');
       }
     });
-    stream.on('error', () => {
-      /* reported through 'close' */
-    });
-
     stream.on('data', (chunk: Buffer) => events.bytes('in', chunk.length));
-    stream.pipe(request);
+    if (hasBody) stream.pipe(request);
+    else request.end();
 
     request.on('error', (err: NodeJS.ErrnoException) => {
       if (finished) return;
       if (!stream.headersSent) {
         const reachable = !(err.code && ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH'].includes(err.code));
         if (!reachable) events.ollamaReachable(false, describeConnectError(err, target));
-        respondError(stream, 502, 'ollama-unreachable', describeConnectError(err, target));
+        respondError(stream, method, 502, 'ollama-unreachable', describeConnectError(err, target));
         finish('failed', 502);
       } else {
         // Mid-body failure: reset the stream so the cloud client sees a broken response, not a
         // clean end that looks complete.
-        stream.close(NGHTTP2_INTERNAL_ERROR);
+        abort(stream);
         finish('failed');
       }
     });
 
     request.on('response', (response) => {
       events.ollamaReachable(true, `Ollama at ${target.url.origin} answered`);
-      if (stream.destroyed || stream.closed) {
+      if (!isOpen(stream)) {
         response.destroy();
         return;
       }
-      const status = response.statusCode ?? 502;
-      sendCompleteTrailer(stream);
-      stream.respond({ ':status': status, ...relayableResponseHeaders(response.headers) }, { waitForTrailers: true });
+      const status = response.statusCode ?? 0;
+      if (status < 200 || status > 599) {
+        // HTTP/2 cannot carry it, and no Ollama client would understand it.
+        response.destroy();
+        respondError(stream, method, 502, 'ollama-bad-status', `Ollama at ${target.url.origin} answered with an invalid HTTP status (${status})`);
+        finish('failed', 502);
+        return;
+      }
+      const responded = respond(stream, { method, status, headers: relayableResponseHeaders(response.headers) });
+      if (responded !== 'body') {
+        // A head-only answer (HEAD, 204, 304) is complete with its head.
+        response.resume();
+        finish(responded === 'complete' ? 'ok' : 'failed', status);
+        return;
+      }
       response.on('data', (chunk: Buffer) => {
         events.bytes('out', chunk.length);
-        if (!stream.write(chunk)) {
+        if (!writeBody(stream, chunk)) {
+          if (!isOpen(stream) || stream.writableEnded) return void response.destroy();
           response.pause();
           stream.once('drain', () => response.resume());
         }
       });
       response.on('end', () => {
         if (response.complete) {
-          stream.end();
+          endBody(stream);
           finish('ok', status);
         }
       });
-      response.on('aborted', () => {
-        stream.close(NGHTTP2_INTERNAL_ERROR);
+      const broken = (): void => {
+        if (finished) return;
+        abort(stream);
         finish('failed', status);
-      });
-      response.on('error', () => {
-        stream.close(NGHTTP2_INTERNAL_ERROR);
-        finish('failed', status);
-      });
+      };
+      response.on('aborted', broken);
+      response.on('error', broken);
       response.on('close', () => {
-        if (!response.complete && !finished) {
-          stream.close(NGHTTP2_INTERNAL_ERROR);
-          finish('failed', status);
-        }
+        if (!response.complete) broken();
       });
     });
   }

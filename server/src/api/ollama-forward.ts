@@ -4,8 +4,10 @@
  * user's token is swapped for the proxy's own secret: the user's credential never leaves here.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import { relayableRequestHeaders, relayableResponseHeaders } from '../../../bridge/connection/headers.js';
+import { relayableRequestHeaders } from '../../../bridge/connection/headers.js';
 import { sendOllamaError } from '../proxy/ollama-errors.js';
+import { hasBody } from '../proxy/relay.js';
+import { isRelayableStatus, relayedResponseHeaders } from '../proxy/response-head.js';
 import { BodyGate, BodyStallError, type BodyGateOptions } from './body-gate.js';
 import type { ServerMetrics } from './server-metrics.js';
 
@@ -30,6 +32,9 @@ export function forwardOllamaRequest(
   const url = new URL(target.endpoint);
   const headers = relayableRequestHeaders(req.headers);
   headers['authorization'] = `Bearer ${target.secret}`;
+  const withBody = hasBody(req.headers);
+  // Node frames a GET, HEAD or DELETE body only when told to; the client's own framing is hop-by-hop.
+  if (withBody && headers['content-length'] === undefined) headers['transfer-encoding'] = 'chunked';
   metrics.activeStreams.inc();
   let finished = false;
   const done = (): void => {
@@ -51,9 +56,14 @@ export function forwardOllamaRequest(
     onActivity();
   });
   // The body goes through the gate (rate per user, stall timeout) on its way up.
-  const body = new BodyGate(gate);
-  req.pipe(body).pipe(upstream);
-  body.on('error', (e: Error) => {
+  // A request without a body has nothing to gate (and nothing that could stall).
+  const body = withBody ? new BodyGate(gate) : undefined;
+  if (body) req.pipe(body).pipe(upstream);
+  else {
+    req.resume();
+    upstream.end();
+  }
+  body?.on('error', (e: Error) => {
     upstream.destroy();
     if (e instanceof BodyStallError && !res.headersSent) {
       // Close the connection: the rest of a stalled body must not be read as the next request.
@@ -64,7 +74,15 @@ export function forwardOllamaRequest(
     done();
   });
   upstream.on('response', (proxied) => {
-    res.writeHead(proxied.statusCode ?? 502, relayableResponseHeaders(proxied.headers));
+    // The proxy filters its bridge's answers already; a proxy is still no reason to trust one.
+    const status = proxied.statusCode ?? 0;
+    if (!isRelayableStatus(status)) {
+      proxied.destroy();
+      sendOllamaError(res, 502, 'bad-answer', `your cloud proxy answered with an invalid HTTP status (${status})`);
+      done();
+      return;
+    }
+    res.writeHead(status, relayedResponseHeaders(proxied.headers));
     res.flushHeaders();
     proxied.on('data', (c: Buffer) => {
       metrics.bytesRelayed.inc({ direction: 'down' }, c.length);
@@ -90,7 +108,7 @@ export function forwardOllamaRequest(
     proxied.on('error', () => undefined);
   });
   upstream.on('error', (e: NodeJS.ErrnoException) => {
-    if (body.errored) return; // the gate's error already answered
+    if (body?.errored) return; // the gate's error already answered
     if (!res.headersSent) {
       sendOllamaError(res, 502, 'proxy-unreachable', `your cloud proxy did not answer (${e.code ?? e.message}); try again`);
     } else {
@@ -102,7 +120,7 @@ export function forwardOllamaRequest(
   res.on('close', () => {
     if (!res.writableFinished) {
       upstream.destroy();
-      body.destroy();
+      body?.destroy();
     }
     done();
   });

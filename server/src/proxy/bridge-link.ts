@@ -79,10 +79,16 @@ export class BridgeLink extends EventEmitter<BridgeLinkEvents> {
   }
 
   /** Opens a stream for one relayed request, or undefined when no bridge is connected. */
-  request(headers: OutgoingHttpHeaders): ClientHttp2Stream | undefined {
+  request(headers: OutgoingHttpHeaders, options: { endStream: boolean }): ClientHttp2Stream | undefined {
     const link = this.link;
     if (!link || link.session.destroyed || link.session.closed) return undefined;
-    return link.session.request({ ':authority': TUNNEL_AUTHORITY, ':scheme': 'http', ...headers });
+    try {
+      return link.session.request({ ':authority': TUNNEL_AUTHORITY, ':scheme': 'http', ...headers }, options);
+    } catch (e) {
+      // The session is closing (GOAWAY) or out of stream ids: as good as no bridge.
+      this.log.warn('could not open a stream to the bridge', { error: (e as Error).message });
+      return undefined;
+    }
   }
 
   /** Closes the bridge connection (the proxy is stopping). */

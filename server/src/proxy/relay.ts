@@ -7,14 +7,34 @@
  * for NDJSON/SSE, then the connection cut without the chunked terminator), never a clean end.
  */
 import http2, { type ClientHttp2Stream } from 'node:http2';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { relayableRequestHeaders, relayableResponseHeaders } from '../../../bridge/connection/headers.js';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { relayableRequestHeaders } from '../../../bridge/connection/headers.js';
 import { COMPLETE_TRAILER } from '../../../bridge/connection/protocol.js';
 import type { BridgeLink } from './bridge-link.js';
 import { sendOllamaError } from './ollama-errors.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
+import { isRelayableStatus, relayedResponseHeaders } from './response-head.js';
 
-const { NGHTTP2_CANCEL } = http2.constants;
+const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM } = http2.constants;
+
+/**
+ * How long a request may wait for its answer's head: twice Ollama's own model-load timeout
+ * (OLLAMA_LOAD_TIMEOUT, 5 minutes by default), so the slowest load Ollama itself allows, plus
+ * the evaluation of a long prompt, still passes; a bridge that never answers (or advertises
+ * MAX_CONCURRENT_STREAMS=0 and so never opens the stream) no longer holds the request for ever.
+ */
+export const DEFAULT_RESPONSE_HEAD_TIMEOUT_MS = 600_000;
+
+/**
+ * Does an HTTP/1.1 request carry a body (RFC 9112 §6.3)? Only then is a DATA frame sent: Node
+ * ends a GET, HEAD or DELETE stream with its HEADERS unless told otherwise, which dropped
+ * DELETE /api/delete's JSON body (issue 13, finding 4).
+ */
+export function hasBody(headers: IncomingHttpHeaders): boolean {
+  if (headers['transfer-encoding'] !== undefined) return true;
+  const length = headers['content-length'];
+  return length !== undefined && length !== '0';
+}
 
 export const NO_BRIDGE_MESSAGE =
   'your computer is not connected: the CloudToLocalLLM bridge on your computer is not running or cannot reach the cloud. ' +
@@ -33,24 +53,29 @@ export class Relay {
   constructor(
     private readonly link: BridgeLink,
     private readonly metrics: ProxyMetrics,
+    private readonly responseHeadTimeoutMs = DEFAULT_RESPONSE_HEAD_TIMEOUT_MS,
   ) {}
 
   handle(req: IncomingMessage, res: ServerResponse): void {
-    const stream = this.link.request({
-      ':method': req.method ?? 'GET',
-      ':path': req.url ?? '/',
-      ...relayableRequestHeaders(req.headers),
-    });
+    const withBody = hasBody(req.headers);
+    const stream = this.link.request(
+      {
+        ':method': req.method ?? 'GET',
+        ':path': req.url ?? '/',
+        ...relayableRequestHeaders(req.headers),
+      },
+      { endStream: !withBody },
+    );
     if (!stream) {
       this.metrics.requests.inc({ outcome: 'no-bridge' });
       sendOllamaError(res, 503, 'no-bridge', NO_BRIDGE_MESSAGE, { 'retry-after': '5' });
       req.resume();
       return;
     }
-    this.track(req, res, stream);
+    this.track(req, res, stream, withBody);
   }
 
-  private track(req: IncomingMessage, res: ServerResponse, stream: ClientHttp2Stream): void {
+  private track(req: IncomingMessage, res: ServerResponse, stream: ClientHttp2Stream, withBody: boolean): void {
     this.active += 1;
     this.metrics.activeStreams.inc();
     let complete = false;
@@ -60,14 +85,27 @@ export class Relay {
     const finish = (outcome: string): void => {
       if (done) return;
       done = true;
+      clearTimeout(headDeadline);
       this.active -= 1;
       this.metrics.activeStreams.dec();
       this.metrics.requests.inc({ outcome });
     };
 
+    const headDeadline = setTimeout(() => {
+      const seconds = Math.round(this.responseHeadTimeoutMs / 1000);
+      sendOllamaError(res, 504, 'no-answer', `your computer did not begin to answer within ${seconds} s; try again (a model that takes longer to load can be loaded beforehand)`);
+      finish('no-answer');
+      if (!stream.closed && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
+    }, this.responseHeadTimeoutMs);
+    headDeadline.unref();
+
     // Request body: streamed up with backpressure from HTTP/2 flow control.
-    req.on('data', (chunk: Buffer) => this.metrics.bytes.inc({ direction: 'up' }, chunk.length));
-    req.pipe(stream);
+    if (withBody) {
+      req.on('data', (chunk: Buffer) => this.metrics.bytes.inc({ direction: 'up' }, chunk.length));
+      req.pipe(stream);
+    } else {
+      req.resume();
+    }
     stream.on('error', () => {
       /* handled on 'close' with the stream's state */
     });
@@ -75,10 +113,20 @@ export class Relay {
     // Body listeners are attached only once the response head is handled: Node emits
     // 'response' on the next tick, and DATA that came in the same read would otherwise
     // be written before the head.
-    stream.on('response', (headers) => {
-      const status = Number(headers[':status'] ?? 502);
+    stream.on('response', (headers, flags) => {
+      if (done) return;
+      clearTimeout(headDeadline);
+      const status = Number(headers[':status']);
+      if (!isRelayableStatus(status)) {
+        sendOllamaError(res, 502, 'bad-answer', `your computer's bridge answered with an invalid HTTP status (${String(headers[':status']).slice(0, 10)}); check that CloudToLocalLLM is up to date`);
+        finish('bad-answer');
+        stream.close(NGHTTP2_CANCEL);
+        return;
+      }
+      // A head that ends the stream (HEAD, 204, 304) is the whole answer: no torn-down tunnel makes one.
+      if (flags & NGHTTP2_FLAG_END_STREAM) complete = true;
       lineKind = isLineStream(typeof headers['content-type'] === 'string' ? headers['content-type'] : undefined);
-      res.writeHead(status, relayableResponseHeaders(headers as import('node:http').IncomingHttpHeaders));
+      res.writeHead(status, relayedResponseHeaders(headers as IncomingHttpHeaders));
       // Headers now, so a client waiting on a slow model load sees the request was accepted.
       res.flushHeaders();
       stream.on('data', (chunk: Buffer) => {

@@ -29,6 +29,8 @@ export interface StreamingProxyOptions {
   maxHeaderBytes?: number;
   /** Collect process metrics (CPU, memory) too: on for a proxy in its own container. */
   processMetrics?: boolean;
+  /** How long a request waits for the bridge's answer head before a 504 (relay.ts). */
+  responseHeadTimeoutMs?: number;
 }
 
 export interface ProxyHealth {
@@ -58,7 +60,7 @@ export class StreamingProxy {
     this.log = options.log ?? silentLogger;
     this.metrics = new ProxyMetrics(options.processMetrics ?? false);
     this.link = new BridgeLink(options.heartbeat ?? DEFAULT_HEARTBEAT, this.log);
-    this.relay = new Relay(this.link, this.metrics);
+    this.relay = new Relay(this.link, this.metrics, options.responseHeadTimeoutMs);
     this.link.on('activity', () => this.touch());
     this.link.on('connected', () => this.metrics.bridgeConnected.set(1));
     this.link.on('disconnected', () => this.metrics.bridgeConnected.set(0));
