@@ -15,7 +15,7 @@ import { closeNow, listenUrl, trackSockets } from '../http-lifecycle.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { ProxyManager, ProxyRecord } from '../manager/proxy-manager.js';
 import { NO_BRIDGE_MESSAGE } from '../proxy/relay.js';
-import { rawHttpError, sendOllamaError } from '../proxy/ollama-errors.js';
+import { endSocket, rawHttpError, sendOllamaError } from '../proxy/ollama-errors.js';
 import { userHash } from '../runtime/runtime.js';
 import { forwardBridgeUpgrade } from './bridge-forward.js';
 import { answerPreflight, applyCors, type CorsOptions } from './cors.js';
@@ -67,7 +67,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
 export class ApiServer {
   readonly server: http.Server;
   private readonly log: Logger;
-  private readonly limits: UserLimits;
+  readonly limits: UserLimits;
   private readonly cors: CorsOptions;
   private readonly startedAt = Date.now();
   private readonly destroySockets: () => void;
@@ -239,14 +239,13 @@ export class ApiServer {
       req.resume();
       return sendOllamaError(res, 503, 'no-bridge', NO_BRIDGE_MESSAGE, { 'retry-after': '5' });
     }
-    const slot = this.limits.openRequest(user);
+    const { manager } = this.options;
+    const slot = this.limits.acquire('request', user, res, { taken: () => manager.requestStarted(user), released: () => manager.requestEnded(user) });
     if (!slot.ok) {
       req.resume();
       this.options.metrics.limitRefusals.inc({ limit: slot.limit });
       return sendOllamaError(res, 429, 'concurrency-limit', slot.message, { 'retry-after': String(slot.retryAfterSec) });
     }
-    const { manager } = this.options;
-    manager.requestStarted(user);
     forwardOllamaRequest(
       req,
       res,
@@ -260,10 +259,6 @@ export class ApiServer {
         onThrottle: (ms) => this.options.metrics.bodyThrottleSeconds.inc(ms / 1000),
       },
       () => manager.touch(user),
-      () => {
-        slot.release?.();
-        manager.requestEnded(user);
-      },
     );
   }
 
@@ -271,21 +266,22 @@ export class ApiServer {
     socket.on('error', () => socket.destroy());
     const path = (req.url ?? '/').split('?')[0];
     if (path !== BRIDGE_ROUTE) {
-      socket.end(rawHttpError(404, 'Not Found', `WebSocket connections are only accepted on ${BRIDGE_ROUTE}`));
+      endSocket(socket, rawHttpError(404, 'Not Found', `WebSocket connections are only accepted on ${BRIDGE_ROUTE}`));
       return;
     }
     const v = await this.authenticate(req, 'bridge');
     if (!v.ok) {
       const status = v.reason === 'jwks-unavailable' ? 503 : 401;
       const response = rawHttpError(status, status === 503 ? 'Service Unavailable' : 'Unauthorized', v.message);
-      socket.end(response.replace('\r\n', `\r\nWWW-Authenticate: ${wwwAuthenticate(v)}\r\n`));
+      endSocket(socket, response.replace('\r\n', `\r\nWWW-Authenticate: ${wwwAuthenticate(v)}\r\n`));
       return;
     }
     const user = userHash(v.subject);
-    const slot = this.limits.openBridge(user);
+    // Held until the bridge's socket closes, whichever way this upgrade ends.
+    const slot = this.limits.acquire('bridge', user, socket);
     if (!slot.ok) {
       this.options.metrics.limitRefusals.inc({ limit: slot.limit });
-      socket.end(rawHttpError(429, 'Too Many Requests', slot.message));
+      endSocket(socket, rawHttpError(429, 'Too Many Requests', slot.message));
       return;
     }
     let record: ProxyRecord;
@@ -293,12 +289,11 @@ export class ApiServer {
       // A bridge connecting provisions its proxy.
       record = await this.options.manager.ensure(v.subject);
     } catch (e) {
-      slot.release?.();
-      socket.end(rawHttpError(503, 'Service Unavailable', e instanceof Error ? e.message : String(e)));
+      endSocket(socket, rawHttpError(503, 'Service Unavailable', e instanceof Error ? e.message : String(e)));
       return;
     }
     if (socket.destroyed || !record.instance) {
-      slot.release?.();
+      socket.destroy();
       return;
     }
     const { manager, metrics, audit } = this.options;
@@ -309,7 +304,6 @@ export class ApiServer {
         audit.record({ action: 'bridge.connect', result: 'ok', userHash: user });
       },
       closed: () => {
-        slot.release?.();
         manager.bridgeClosed(user);
         metrics.bridgesConnected.dec();
         audit.record({ action: 'bridge.disconnect', result: 'ok', userHash: user });

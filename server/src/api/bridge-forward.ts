@@ -6,7 +6,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { BRIDGE_PATH } from '../../../bridge/connection/protocol.js';
-import { rawHttpError } from '../proxy/ollama-errors.js';
+import { endSocket, rawHttpError } from '../proxy/ollama-errors.js';
 import type { ForwardTarget } from './ollama-forward.js';
 
 const PASSED_HEADERS = ['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol', 'sec-websocket-extensions', 'user-agent'];
@@ -31,7 +31,9 @@ export function forwardBridgeUpgrade(
     if (typeof v === 'string') headers[name] = v;
   }
   const upstreamReq = http.request({ hostname: url.hostname, port: url.port, path: BRIDGE_PATH, method: 'GET', headers });
+  let upgraded = false;
   upstreamReq.on('upgrade', (res, upstream, upstreamHead) => {
+    upgraded = true;
     if (socket.destroyed) {
       upstream.destroy();
       return;
@@ -69,14 +71,18 @@ export function forwardBridgeUpgrade(
         const name = (i % 2 === 0 ? a[i] : a[i - 1]) ?? '';
         return !['connection', 'transfer-encoding', 'content-length', 'keep-alive'].includes(name.toLowerCase());
       });
-      socket.end(
+      endSocket(
+        socket,
         responseHead(res.statusCode ?? 502, res.statusMessage ?? '', [...raw, 'Content-Length', String(Buffer.byteLength(body)), 'Connection', 'close']) + body,
       );
     });
   });
   upstreamReq.on('error', (e: NodeJS.ErrnoException) => {
-    if (socket.writable) socket.end(rawHttpError(502, 'Bad Gateway', `your cloud proxy did not answer (${e.code ?? e.message}); the bridge will retry`));
+    endSocket(socket, rawHttpError(502, 'Bad Gateway', `your cloud proxy did not answer (${e.code ?? e.message}); the bridge will retry`));
   });
-  socket.on('error', () => upstreamReq.destroy());
+  // The bridge went away before the proxy answered: give up the replayed upgrade too.
+  socket.on('close', () => {
+    if (!upgraded) upstreamReq.destroy();
+  });
   upstreamReq.end();
 }

@@ -67,8 +67,7 @@ class TokenBuckets {
 export class UserLimits {
   private readonly requests: TokenBuckets;
   private readonly bodyBytes: TokenBuckets;
-  private readonly concurrent = new Map<string, number>();
-  private readonly bridges = new Map<string, number>();
+  private readonly held: Record<SlotKind, Map<string, number>> = { request: new Map(), bridge: new Map() };
 
   constructor(readonly options: LimitOptions = DEFAULT_LIMITS) {
     this.requests = new TokenBuckets(options.requestsPerSecond, options.burst);
@@ -102,33 +101,63 @@ export class UserLimits {
     return b.tokens >= 0 ? 0 : Math.ceil((-b.tokens / this.options.bodyBytesPerSecond) * 1000);
   }
 
-  /** Reserves a concurrent request slot; call the returned release exactly once. */
-  openRequest(user: string): LimitDecision & { release?: () => void } {
-    return this.open(this.concurrent, user, this.options.maxConcurrentRequests, 'concurrency', (n) =>
-      `too many requests at once: ${n} are already streaming for this account (limit ${this.options.maxConcurrentRequests})`,
-    );
-  }
-
-  openBridge(user: string): LimitDecision & { release?: () => void } {
-    return this.open(this.bridges, user, this.options.maxBridgeConnections, 'bridges', (n) =>
-      `too many bridge connections: ${n} are open for this account (limit ${this.options.maxBridgeConnections}); close other CloudToLocalLLM instances`,
-    );
-  }
-
-  private open(map: Map<string, number>, user: string, max: number, limit: string, message: (n: number) => string): LimitDecision & { release?: () => void } {
+  /**
+   * Takes one of the user's slots of `kind` (`request`: Ollama requests in flight; `bridge`:
+   * bridge connections) and holds it until `holder` closes: the response or socket of the call
+   * that took it. Whatever branch the call then leaves by (a refusal, an error, a dropped
+   * socket, a success), it closes, so the slot comes back by construction (issue 13, finding 2:
+   * refused bridge upgrades kept theirs until the server restarted). `hooks` keep the caller's
+   * own counters in step: `taken` runs when the slot is taken, `released` once when it comes back.
+   */
+  acquire(kind: SlotKind, user: string, holder: SlotHolder, hooks: { taken?(): void; released?(): void } = {}): LimitDecision {
+    const slot = SLOTS[kind];
+    const map = this.held[kind];
+    const max = this.options[slot.option];
     const n = map.get(user) ?? 0;
-    if (n >= max) return { ok: false, limit, message: message(n), retryAfterSec: 1 };
+    if (n >= max) return { ok: false, limit: slot.limit, message: slot.message(n, max), retryAfterSec: 1 };
     map.set(user, n + 1);
+    hooks.taken?.();
     let released = false;
-    return {
-      ok: true,
-      release: () => {
-        if (released) return;
-        released = true;
-        const left = (map.get(user) ?? 1) - 1;
-        if (left <= 0) map.delete(user);
-        else map.set(user, left);
-      },
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      const left = (map.get(user) ?? 1) - 1;
+      if (left <= 0) map.delete(user);
+      else map.set(user, left);
+      hooks.released?.();
     };
+    if (holder.closed) release();
+    else holder.once('close', release);
+    return { ok: true };
+  }
+
+  /** Slots of `kind` in use: for the user, or for everybody. */
+  inUse(kind: SlotKind, user?: string): number {
+    const map = this.held[kind];
+    if (user !== undefined) return map.get(user) ?? 0;
+    let n = 0;
+    for (const v of map.values()) n += v;
+    return n;
   }
 }
+
+export type SlotKind = 'request' | 'bridge';
+
+/** What holds a slot: a ServerResponse or a socket ('close' comes once, whatever happened). */
+export interface SlotHolder {
+  readonly closed: boolean;
+  once(event: 'close', listener: () => void): unknown;
+}
+
+const SLOTS: Record<SlotKind, { option: 'maxConcurrentRequests' | 'maxBridgeConnections'; limit: string; message: (n: number, max: number) => string }> = {
+  request: {
+    option: 'maxConcurrentRequests',
+    limit: 'concurrency',
+    message: (n, max) => `too many requests at once: ${n} are already streaming for this account (limit ${max})`,
+  },
+  bridge: {
+    option: 'maxBridgeConnections',
+    limit: 'bridges',
+    message: (n, max) => `too many bridge connections: ${n} are open for this account (limit ${max}); close other CloudToLocalLLM instances`,
+  },
+};

@@ -27,7 +27,6 @@ export function forwardOllamaRequest(
   metrics: ServerMetrics,
   gate: BodyGateOptions,
   onActivity: () => void,
-  onDone: () => void,
 ): void {
   const url = new URL(target.endpoint);
   const headers = relayableRequestHeaders(req.headers);
@@ -41,7 +40,6 @@ export function forwardOllamaRequest(
     if (finished) return;
     finished = true;
     metrics.activeStreams.dec();
-    onDone();
   };
   const upstream = http.request({
     hostname: url.hostname,
@@ -118,10 +116,9 @@ export function forwardOllamaRequest(
   });
   // The client went away: abort toward the proxy, which resets the stream to the bridge.
   res.on('close', () => {
-    if (!res.writableFinished) {
-      upstream.destroy();
-      body?.destroy();
-    }
+    if (!res.writableFinished) upstream.destroy();
+    // An answer that came before the whole body (a refusal) leaves the gate's timers running otherwise.
+    body?.destroy();
     done();
   });
 }

@@ -1,5 +1,6 @@
 /** Answers in Ollama's error shape, `{"error": "..."}`, so every Ollama client shows the message. */
 import type { ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { REFUSAL_HEADER } from '../../../bridge/connection/protocol.js';
 
 export function sendOllamaError(
@@ -22,6 +23,18 @@ export function sendOllamaError(
     ...headers,
   });
   res.end(body);
+}
+
+/**
+ * Answers on a raw socket (an upgrade refused, a protocol error) and lets it go once written:
+ * a client that never closes its side must not keep the socket, nor what is tied to its 'close'.
+ */
+export function endSocket(socket: Duplex, response: string): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.end(response, () => socket.destroy());
 }
 
 /** Client protocol errors (huge headers, garbage) caught before a request object exists. */
