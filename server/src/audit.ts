@@ -10,8 +10,18 @@ export interface AuditEntry {
   durationMs?: number;
   /** A short machine-readable reason, e.g. `expired`, `idle`, `oom`. */
   reason?: string;
-  /** Where, for auth failures: the route family (`api`, `ollama`, `bridge`). */
+  /** Where, for auth failures: the route family (`api`, `ollama`, `bridge`; several joined with commas). */
   route?: string;
+  /** The client's address (auth failures, bridge connections). */
+  address?: string;
+  /** The client program, for bridge connections: its User-Agent (bridge name and version). */
+  client?: string;
+  /** For auth failures: how many in the window, how many of those refused by the limit, by reason. */
+  count?: number;
+  limited?: number;
+  reasons?: Record<string, number>;
+  /** For a replaced bridge: the address of the one that replaced it. */
+  replacedBy?: string;
 }
 
 export interface AuditLog {

@@ -55,6 +55,7 @@ async function chooseRuntime(config: ServerConfig, log: Logger, extras: CloudSer
       subnetRange: config.subnetRange,
       engineHealthIntervalMs: config.engineHealthIntervalMs,
       ...(config.stack ? { stack: config.stack } : {}),
+      responseHeadTimeoutMs: config.guard.responseHeadTimeoutMs,
       log,
     });
     // The kernel's tables run out long before CPU or memory: say so now, not at user 500.
@@ -62,7 +63,8 @@ async function chooseRuntime(config: ServerConfig, log: Logger, extras: CloudSer
     for (const warning of hostLimitWarnings(readHostLimits(), users)) log.warn('host limit', { warning, subnetCapacity: users });
     return runtime;
   };
-  const inProcess = (): ProcessRuntime => new ProcessRuntime({ log, ...(extras.heartbeat ? { heartbeat: extras.heartbeat } : {}) });
+  const inProcess = (): ProcessRuntime =>
+    new ProcessRuntime({ log, responseHeadTimeoutMs: config.guard.responseHeadTimeoutMs, ...(extras.heartbeat ? { heartbeat: extras.heartbeat } : {}) });
   if (config.runtime === 'process') return inProcess();
   const probe = await DockerRuntime.probe();
   if (config.runtime === 'docker') {
@@ -95,6 +97,8 @@ export async function startCloudServer(config: ServerConfig, extras: CloudServer
     healthIntervalMs: config.healthIntervalMs,
     idleTimeoutMs: config.idleTimeoutMs,
     sweepIntervalMs: config.sweepIntervalMs,
+    maxProxies: config.guard.maxProxies,
+    startsPerMinute: config.guard.proxyStartsPerMinute,
   });
   await manager.reconcile();
   manager.startTimers();
@@ -119,6 +123,9 @@ export async function startCloudServer(config: ServerConfig, extras: CloudServer
     clientConfig: () => clientConfig,
     limits: config.limits,
     ...(config.metricsToken ? { metricsToken: config.metricsToken } : {}),
+    metricsRequireToken: config.guard.metricsRequireToken,
+    authFailures: { limit: config.guard.authFailureLimit, windowMs: config.guard.authFailureWindowMs },
+    trustProxy: config.guard.trustProxy,
   });
   let url: string;
   try {

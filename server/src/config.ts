@@ -36,6 +36,24 @@ export interface ServerConfig {
   publicUrl?: string;
   /** Folder with the built web client served at /, /app/ and /docs/. */
   webRoot?: string;
+  /** Hardening limits and deadlines (docs/cloud-server.md, configuration). */
+  guard: GuardConfig;
+}
+
+export interface GuardConfig {
+  /** How long a relayed request waits for the answer's head from the user's computer. */
+  responseHeadTimeoutMs: number;
+  /** Failed authentications per client address and window before 429. */
+  authFailureLimit: number;
+  authFailureWindowMs: number;
+  /** The peer is a reverse proxy that sets X-Real-IP (nginx in the deployed stack). */
+  trustProxy: boolean;
+  /** /metrics answers only with METRICS_TOKEN, and not at all without one. */
+  metricsRequireToken: boolean;
+  /** Proxies this server runs at most, all users together. */
+  maxProxies: number;
+  /** Proxy starts per user per minute. */
+  proxyStartsPerMinute: number;
 }
 
 export const DEFAULT_AUDIENCE = 'https://api.cloudtolocalllm.local';
@@ -141,6 +159,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
       bodyBytesPerSecond: int('CTLL_BODY_BYTES_PER_SECOND', env['CTLL_BODY_BYTES_PER_SECOND'] ?? String(DEFAULT_LIMITS.bodyBytesPerSecond), 1024, 1e12),
       bodyBurstBytes: int('CTLL_BODY_BURST_BYTES', env['CTLL_BODY_BURST_BYTES'] ?? String(DEFAULT_LIMITS.bodyBurstBytes), 65_536, 1e12),
       bodyStallMs: int('CTLL_BODY_STALL_MS', env['CTLL_BODY_STALL_MS'] ?? String(DEFAULT_LIMITS.bodyStallMs), 100, 3_600_000),
+    },
+    guard: {
+      responseHeadTimeoutMs: int('CTLL_RESPONSE_HEAD_TIMEOUT_MS', env['CTLL_RESPONSE_HEAD_TIMEOUT_MS'] ?? '600000', 100, 86_400_000),
+      authFailureLimit: int('CTLL_AUTH_FAILURE_LIMIT', env['CTLL_AUTH_FAILURE_LIMIT'] ?? '30', 1, 1_000_000),
+      authFailureWindowMs: int('CTLL_AUTH_FAILURE_WINDOW_MS', env['CTLL_AUTH_FAILURE_WINDOW_MS'] ?? '60000', 1000, 86_400_000),
+      trustProxy: int('CTLL_TRUST_PROXY', env['CTLL_TRUST_PROXY'] ?? '0', 0, 1) === 1,
+      metricsRequireToken: int('CTLL_METRICS_REQUIRE_TOKEN', env['CTLL_METRICS_REQUIRE_TOKEN'] ?? '0', 0, 1) === 1,
+      maxProxies: int('CTLL_MAX_PROXIES', env['CTLL_MAX_PROXIES'] ?? '500', 0, 1_000_000),
+      proxyStartsPerMinute: int('CTLL_PROXY_STARTS_PER_MINUTE', env['CTLL_PROXY_STARTS_PER_MINUTE'] ?? '10', 1, 10_000),
     },
     keepProxiesOnExit: flags['keep-proxies'] === true || env['CTLL_KEEP_PROXIES_ON_EXIT'] === '1',
     desktopClientId: env['AUTH0_DESKTOP_CLIENT_ID']?.trim() || 'cloudtolocalllm-desktop',

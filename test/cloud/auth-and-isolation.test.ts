@@ -25,7 +25,8 @@ describe('authentication and isolation on the cloud server', () => {
     emuA = new OllamaEmulator();
     emuB = new OllamaEmulator();
     await Promise.all([emuA.start(), emuB.start()]);
-    cloud = await startCloud();
+    // Dozens of forged tokens from one address in a row: above the per-address failure limit.
+    cloud = await startCloud({ env: { CTLL_AUTH_FAILURE_LIMIT: '10000' } });
     [tokenA, tokenB] = await Promise.all([cloud.signIn('alice'), cloud.signIn('bob')]);
     const bridgeA = cloud.bridge(tokenA, emuA.url);
     const bridgeB = cloud.bridge(tokenB, emuB.url);
@@ -94,7 +95,11 @@ describe('authentication and isolation on the cloud server', () => {
     for (const reason of ['algorithm', 'signature', 'unknown-key', 'malformed']) {
       assert.match(metrics, new RegExp(`ctll_auth_failures_total\\{reason="${reason}"\\} [1-9]`), `auth failures counted by reason ${reason}`);
     }
-    assert.ok(cloud.audit.entries.some((e) => e.action === 'auth.failure' && e.route === 'bridge'));
+    // One audit line for the address and window, naming every route family that was refused.
+    cloud.server.api.authFailures.flush(true);
+    const line = cloud.audit.entries.find((e) => e.action === 'auth.failure' && e.address === '127.0.0.1');
+    assert.equal(line?.route, 'api,bridge,ollama');
+    assert.ok((line?.count ?? 0) >= Object.keys(forged).length * 6);
   });
 
   test('no token at all: 401 with a plain challenge', async () => {

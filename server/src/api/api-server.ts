@@ -7,24 +7,46 @@
  *   GET  /ws/bridge       → WebSocket upgrade, spliced to the caller's proxy
  *   GET  /health, /metrics
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { AuditLog } from '../audit.js';
 import { wwwAuthenticate } from '../auth/jwt-authenticator.js';
 import { closeNow, listenUrl, trackSockets } from '../http-lifecycle.js';
 import { silentLogger, type Logger } from '../log.js';
-import type { ProxyManager, ProxyRecord } from '../manager/proxy-manager.js';
+import { ProxyStartRefused, type ProxyManager, type ProxyRecord } from '../manager/proxy-manager.js';
+import { findRoute } from '../../../bridge/ingress/ollama-routes.js';
+import { checkRequestTarget } from '../../../bridge/ingress/request-target.js';
 import { NO_BRIDGE_MESSAGE } from '../proxy/relay.js';
 import { endSocket, rawHttpError, sendOllamaError } from '../proxy/ollama-errors.js';
 import { userHash } from '../runtime/runtime.js';
+import { AuthFailureLimiter, DEFAULT_AUTH_FAILURES, type AuthFailureOptions } from './auth-failures.js';
 import { forwardBridgeUpgrade } from './bridge-forward.js';
+import { clientAddress } from './client-address.js';
 import { answerPreflight, applyCors, type CorsOptions } from './cors.js';
 import { readJsonBody } from './json-body.js';
 import { DEFAULT_LIMITS, UserLimits, type LimitOptions } from './limits.js';
 import { forwardOllamaRequest } from './ollama-forward.js';
 import type { ServerMetrics } from './server-metrics.js';
 
-export type Verification = { ok: true; subject: string } | { ok: false; reason: string; message: string };
+export type Verification =
+  | { ok: true; subject: string; expiresAt?: number }
+  | { ok: false; reason: string; message: string };
+
+/** How a refused credential is answered: status, and Retry-After where waiting helps. */
+function refusalOf(v: { reason: string }, retryAfterSec?: number): { status: number; reason: string; retryAfterSec?: number } {
+  if (v.reason === 'jwks-unavailable') return { status: 503, reason: 'Service Unavailable', retryAfterSec: 5 };
+  if (v.reason === 'too-many-failures') return { status: 429, reason: 'Too Many Requests', retryAfterSec: retryAfterSec ?? 60 };
+  if (v.reason === 'duplicate-credentials') return { status: 400, reason: 'Bad Request' };
+  return { status: 401, reason: 'Unauthorized' };
+}
+
+/** How many times a header appears: Node keeps only the first Authorization, so count the raw ones. */
+function headerCount(req: IncomingMessage, name: string): number {
+  let n = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]?.toLowerCase() === name) n += 1;
+  return n;
+}
 
 /** Verifies the caller's access token (JwtAuthenticator in production). */
 export interface RequestVerifier {
@@ -49,6 +71,12 @@ export interface ApiServerOptions {
   maxHeaderBytes?: number;
   /** When set, /metrics needs `Authorization: Bearer <metricsToken>`. */
   metricsToken?: string;
+  /** /metrics is refused altogether without a metricsToken (the deployed stack: never public). */
+  metricsRequireToken?: boolean;
+  /** Failed authentications per client address before 429 (auth-failures.ts). */
+  authFailures?: AuthFailureOptions;
+  /** Believe X-Real-IP from a loopback peer (nginx in front): client-address.ts. */
+  trustProxy?: boolean;
   /** Public sign-in settings for clients (GET /api/config): where to sign in, for which API. */
   clientConfig?: () => ClientConfig | undefined;
   /** Extra routes served before the API's own (the embedded issuer, static pages). */
@@ -57,6 +85,8 @@ export interface ApiServerOptions {
 
 const OLLAMA_PREFIX = '/ollama';
 const BRIDGE_ROUTE = '/ws/bridge';
+
+const sameSecret = (a: string, b: string): boolean => timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
@@ -68,6 +98,7 @@ export class ApiServer {
   readonly server: http.Server;
   private readonly log: Logger;
   readonly limits: UserLimits;
+  readonly authFailures: AuthFailureLimiter;
   private readonly cors: CorsOptions;
   private readonly startedAt = Date.now();
   private readonly destroySockets: () => void;
@@ -77,6 +108,7 @@ export class ApiServer {
   constructor(private readonly options: ApiServerOptions) {
     this.log = options.log ?? silentLogger;
     this.limits = new UserLimits(options.limits ?? DEFAULT_LIMITS);
+    this.authFailures = new AuthFailureLimiter(options.authFailures ?? DEFAULT_AUTH_FAILURES, options.audit);
     this.cors = options.cors ?? { origins: ['*'] };
     this.server = http.createServer({
       maxHeaderSize: options.maxHeaderBytes ?? 16 * 1024,
@@ -111,28 +143,46 @@ export class ApiServer {
     return listenUrl(this.server, port, host);
   }
 
-  close(): Promise<void> {
-    return closeNow(this.server, this.destroySockets);
+  async close(): Promise<void> {
+    await closeNow(this.server, this.destroySockets);
+    this.authFailures.close();
   }
 
-  /** Verifies the token; on failure answers (401, or 503 when the issuer's keys are unreachable). */
-  private async authenticate(req: IncomingMessage, route: string): Promise<Verification> {
-    const v = await this.options.verifier.verifyRequest(req.headers);
+  /**
+   * Verifies the caller's token. An address over its failure limit is refused before any check;
+   * two Authorization headers are refused (proxies in front disagree on which one wins); every
+   * failure is counted for the address and audited in its window's one line (auth-failures.ts).
+   */
+  private async authenticate(req: IncomingMessage, route: string): Promise<Verification & { retryAfterSec?: number }> {
+    const address = clientAddress(req, this.options.trustProxy ?? false);
+    const wait = this.authFailures.blocked(address, route);
+    if (wait !== undefined) {
+      this.options.metrics.limitRefusals.inc({ limit: 'auth-failures' });
+      return { ok: false, reason: 'too-many-failures', message: `too many failed authentications from your address; retry in ${wait} s`, retryAfterSec: wait };
+    }
+    const credentials = headerCount(req, 'authorization');
+    const v: Verification =
+      credentials > 1
+        ? { ok: false, reason: 'duplicate-credentials', message: `the request has ${credentials} Authorization headers; send exactly one` }
+        : await this.options.verifier.verifyRequest(req.headers);
     if (!v.ok) {
       this.options.metrics.authFailures.inc({ reason: v.reason });
-      this.options.audit.record({ action: 'auth.failure', result: 'refused', reason: v.reason, route });
+      // The issuer's keys being unreachable is not the caller's failure.
+      if (v.reason !== 'jwks-unavailable') this.authFailures.failed(address, v.reason, route);
     }
     return v;
   }
 
-  private refuseAuth(res: ServerResponse, v: { reason: string; message: string }, ollamaShape: boolean): void {
-    if (v.reason === 'jwks-unavailable') {
+  private refuseAuth(res: ServerResponse, v: { reason: string; message: string; retryAfterSec?: number }, ollamaShape: boolean): void {
+    const refusal = refusalOf(v, v.retryAfterSec);
+    if (refusal.status === 503) {
       sendJson(res, 503, { error: `sign-in cannot be checked right now: ${v.message}` }, { 'retry-after': '5' });
       return;
     }
-    const headers = { 'www-authenticate': wwwAuthenticate(v) };
-    if (ollamaShape) sendOllamaError(res, 401, `auth-${v.reason}`, v.message, headers);
-    else sendJson(res, 401, { error: v.message, reason: v.reason }, headers);
+    const headers: Record<string, string> = refusal.status === 401 ? { 'www-authenticate': wwwAuthenticate(v) } : {};
+    if (refusal.retryAfterSec !== undefined) headers['retry-after'] = String(refusal.retryAfterSec);
+    if (ollamaShape) sendOllamaError(res, refusal.status, `auth-${v.reason}`, v.message, headers);
+    else sendJson(res, refusal.status, { error: v.message, reason: v.reason }, headers);
   }
 
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -174,7 +224,10 @@ export class ApiServer {
   private async metrics(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (req.method !== 'GET') return sendJson(res, 405, { error: 'use GET' }, { allow: 'GET' });
     const token = this.options.metricsToken;
-    if (token && req.headers.authorization !== `Bearer ${token}`) {
+    if (!token && this.options.metricsRequireToken) {
+      return sendJson(res, 403, { error: 'metrics are off: this server needs a METRICS_TOKEN to serve them (CTLL_METRICS_REQUIRE_TOKEN=1)' });
+    }
+    if (token && !sameSecret(req.headers.authorization ?? '', `Bearer ${token}`)) {
       return sendJson(res, 401, { error: 'metrics need the operator\'s METRICS_TOKEN as a Bearer token' }, { 'www-authenticate': 'Bearer realm="metrics"' });
     }
     const text = await this.options.metrics.registry.metrics();
@@ -217,7 +270,8 @@ export class ApiServer {
       await manager.ensure(v.subject);
       sendJson(res, existed ? 200 : 201, manager.view(v.subject));
     } catch (e) {
-      sendJson(res, 503, { error: e instanceof Error ? e.message : String(e) }, { 'retry-after': '10' });
+      const refused = e instanceof ProxyStartRefused ? e : undefined;
+      sendJson(res, refused?.status ?? 503, { error: e instanceof Error ? e.message : String(e) }, { 'retry-after': String(refused?.retryAfterSec ?? 10) });
     }
   }
 
@@ -233,6 +287,13 @@ export class ApiServer {
       req.resume();
       this.options.metrics.limitRefusals.inc({ limit: rate.limit });
       return sendOllamaError(res, 429, 'rate-limit', rate.message, { 'retry-after': String(rate.retryAfterSec) });
+    }
+    // Only Ollama's API goes on: the proxy's own endpoints (/health, /metrics, /bridge) share
+    // its path space and must not answer through /ollama/health (the bridge refuses the rest again).
+    const target = checkRequestTarget(path, undefined, undefined, '');
+    if (target.ok && !findRoute(target.path)) {
+      req.resume();
+      return sendOllamaError(res, 404, 'not-ollama-api', `${target.path} is not part of the Ollama API`);
     }
     const record = this.options.manager.record(user);
     if (!record || record.state !== 'running' || !record.instance) {
@@ -271,9 +332,10 @@ export class ApiServer {
     }
     const v = await this.authenticate(req, 'bridge');
     if (!v.ok) {
-      const status = v.reason === 'jwks-unavailable' ? 503 : 401;
-      const response = rawHttpError(status, status === 503 ? 'Service Unavailable' : 'Unauthorized', v.message);
-      endSocket(socket, response.replace('\r\n', `\r\nWWW-Authenticate: ${wwwAuthenticate(v)}\r\n`));
+      const refusal = refusalOf(v, v.retryAfterSec);
+      const extra = refusal.status === 401 || refusal.status === 503 ? `WWW-Authenticate: ${wwwAuthenticate(v)}\r\n` : '';
+      const retry = refusal.retryAfterSec !== undefined ? `Retry-After: ${refusal.retryAfterSec}\r\n` : '';
+      endSocket(socket, rawHttpError(refusal.status, refusal.reason, v.message).replace('\r\n', `\r\n${extra}${retry}`));
       return;
     }
     const user = userHash(v.subject);
@@ -289,7 +351,10 @@ export class ApiServer {
       // A bridge connecting provisions its proxy.
       record = await this.options.manager.ensure(v.subject);
     } catch (e) {
-      endSocket(socket, rawHttpError(503, 'Service Unavailable', e instanceof Error ? e.message : String(e)));
+      const refused = e instanceof ProxyStartRefused ? e : undefined;
+      const status = refused?.status ?? 503;
+      const response = rawHttpError(status, status === 429 ? 'Too Many Requests' : 'Service Unavailable', e instanceof Error ? e.message : String(e));
+      endSocket(socket, response.replace('\r\n', `\r\nRetry-After: ${refused?.retryAfterSec ?? 10}\r\n`));
       return;
     }
     if (socket.destroyed || !record.instance) {

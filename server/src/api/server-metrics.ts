@@ -4,6 +4,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export class ServerMetrics {
   readonly registry = new Registry();
   readonly proxiesRunning = new Gauge({ name: 'ctll_proxies_running', help: 'Streaming proxies running', registers: [this.registry] });
+  readonly proxiesMax = new Gauge({ name: 'ctll_proxies_max', help: 'Proxies this server runs at most (CTLL_MAX_PROXIES)', registers: [this.registry] });
   readonly proxyStarts = new Counter({
     name: 'ctll_proxy_starts_total',
     help: 'Proxy starts, by result',

@@ -96,6 +96,10 @@ describe('JwtVerifier accepts', () => {
   test('a token whose nbf is less than the clock tolerance ahead', async () => {
     await accepts(await signToken(keyA, claims({ nbf: nowSec() + 10 })));
   });
+
+  test('a token whose iat is less than the clock tolerance ahead', async () => {
+    await accepts(await signToken(keyA, claims({ iat: nowSec() + 10 })));
+  });
 });
 
 describe('JwtVerifier refuses', () => {
@@ -186,6 +190,10 @@ describe('JwtVerifier refuses', () => {
 
   test('nbf beyond the clock tolerance in the future: not-yet-valid', async () => {
     await refuses(await signToken(keyA, claims({ nbf: nowSec() + 120 })), 'not-yet-valid');
+  });
+
+  test('iat beyond the clock tolerance in the future: not-yet-valid (issue 13)', async () => {
+    await refuses(await signToken(keyA, claims({ iat: nowSec() + 120, exp: nowSec() + 3600 })), 'not-yet-valid');
   });
 
   test('no exp (RFC 9068 §2.2 requires one): malformed', async () => {

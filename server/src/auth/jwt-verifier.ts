@@ -220,6 +220,11 @@ export class JwtVerifier {
     } catch (err) {
       return failureFromError(err);
     }
+    // jose checks `iat` only against a maximum age; a token issued in the future (beyond the
+    // clock tolerance) comes from a wrong clock or a forger who wants it to live longer.
+    if (typeof claims.iat === 'number' && claims.iat > Date.now() / 1000 + this.clockTolerance) {
+      return fail('not-yet-valid', "the token was issued in the future (its \"iat\" is ahead of this server's clock); check the issuer's clock");
+    }
     const subject = claims.sub;
     if (typeof subject !== 'string' || subject.trim() === '') return fail('no-subject');
     return typeof claims.exp === 'number' ? { ok: true, subject, claims, expiresAt: claims.exp } : { ok: true, subject, claims };

@@ -23,6 +23,23 @@ export interface ProxyManagerOptions {
   sweepIntervalMs?: number;
   /** Failed health checks in a row before a proxy is replaced. */
   unhealthyAfter?: number;
+  /** Proxies this server runs at most, all users together (CTLL_MAX_PROXIES; default no cap). */
+  maxProxies?: number;
+  /** Starts per user in any minute (CTLL_PROXY_STARTS_PER_MINUTE; default no limit). */
+  startsPerMinute?: number;
+}
+
+/** A start refused by a limit: the status and Retry-After the API answers with. */
+export class ProxyStartRefused extends Error {
+  constructor(
+    readonly status: 429 | 503,
+    readonly limit: 'proxies' | 'proxy-starts',
+    message: string,
+    readonly retryAfterSec: number,
+  ) {
+    super(message);
+    this.name = 'ProxyStartRefused';
+  }
 }
 
 export type ProxyState = 'starting' | 'running' | 'stopping';
@@ -59,12 +76,15 @@ export class ProxyManager {
   /** Removals under way: a new start for the same user waits for them (same names, same subnet). */
   private readonly stopping = new Map<string, Promise<unknown>>();
   private readonly log: Logger;
+  /** When each user's proxy was last started, within the last minute. */
+  private readonly recentStarts = new Map<string, number[]>();
   private timers: NodeJS.Timeout[] = [];
   private closed = false;
 
   constructor(private readonly options: ProxyManagerOptions) {
     this.log = options.log ?? silentLogger;
     options.runtime.on('exit', (userHash, reason) => this.onExit(userHash, reason));
+    if (options.maxProxies !== undefined) options.metrics.proxiesMax.set(options.maxProxies);
   }
 
   get runtimeKind(): 'docker' | 'process' {
@@ -95,6 +115,11 @@ export class ProxyManager {
     if (existing?.state === 'running') return existing;
     const pending = this.starting.get(userHash);
     if (pending) return pending;
+    const refusal = this.admit(userHash);
+    if (refusal) {
+      this.options.metrics.limitRefusals.inc({ limit: refusal.limit });
+      throw refusal;
+    }
     const removal = this.stopping.get(userHash);
     const start = (async () => {
       await removal?.catch(() => undefined);
@@ -102,6 +127,31 @@ export class ProxyManager {
     })().finally(() => this.starting.delete(userHash));
     this.starting.set(userHash, start);
     return start;
+  }
+
+  /**
+   * The server-wide cap and the per-user start rate: a proxy costs a container, a network and
+   * kernel table entries, and a user whose proxy keeps dying (or who keeps stopping it) must not
+   * churn the engine.
+   */
+  private admit(userHash: string, now = Date.now()): ProxyStartRefused | undefined {
+    const { maxProxies, startsPerMinute } = this.options;
+    if (maxProxies !== undefined && this.records.size >= maxProxies) {
+      return new ProxyStartRefused(503, 'proxies', `this server already runs its maximum of ${maxProxies} proxies (CTLL_MAX_PROXIES); try again in a few minutes`, 60);
+    }
+    if (startsPerMinute === undefined) return undefined;
+    const recent = (this.recentStarts.get(userHash) ?? []).filter((t) => now - t < 60_000);
+    if (recent.length >= startsPerMinute) {
+      const retryAfterSec = Math.max(1, Math.ceil((recent[0]! + 60_000 - now) / 1000));
+      this.recentStarts.set(userHash, recent);
+      return new ProxyStartRefused(429, 'proxy-starts', `your proxy was started ${recent.length} times in the last minute (limit ${startsPerMinute}); retry in ${retryAfterSec} s`, retryAfterSec);
+    }
+    recent.push(now);
+    this.recentStarts.set(userHash, recent);
+    if (this.recentStarts.size > 10_000) {
+      for (const [u, times] of this.recentStarts) if (times.every((t) => now - t >= 60_000)) this.recentStarts.delete(u);
+    }
+    return undefined;
   }
 
   private async start(userId: string, userHash: string): Promise<ProxyRecord> {

@@ -26,7 +26,7 @@ const { values } = parseArgs({
 if (values.help) {
   process.stdout.write(
     'usage: proxy [--port N] [--host ADDR]\n' +
-      'environment: PROXY_OWNER (user id), PROXY_TOKEN (bearer token, >= 16 chars), LOG_LEVEL\n',
+      'environment: PROXY_OWNER (user id), PROXY_TOKEN (bearer token, >= 16 chars), PROXY_RESPONSE_HEAD_TIMEOUT_MS, LOG_LEVEL\n',
   );
   process.exit(0);
 }
@@ -37,6 +37,11 @@ const token = process.env['PROXY_TOKEN'];
 if (!owner) fail('PROXY_OWNER (the id of the user this proxy belongs to) is not set');
 if (!token) fail('PROXY_TOKEN (the bearer token its bridge and clients present) is not set');
 
+const headTimeout = process.env['PROXY_RESPONSE_HEAD_TIMEOUT_MS'];
+const responseHeadTimeoutMs = headTimeout ? Number(headTimeout) : undefined;
+if (responseHeadTimeoutMs !== undefined && (!Number.isSafeInteger(responseHeadTimeoutMs) || responseHeadTimeoutMs < 100)) {
+  fail(`PROXY_RESPONSE_HEAD_TIMEOUT_MS "${headTimeout}" must be a whole number of milliseconds, at least 100`);
+}
 const log = createLogger({ component: 'streaming-proxy' });
 let authenticator: StaticTokenAuthenticator;
 try {
@@ -46,7 +51,7 @@ try {
 }
 // No default process metrics: their event-loop monitor wakes every 10 ms, and with hundreds of idle
 // proxies on a host that alone costs a core (docs/benchmarks-proxies.md). Docker measures containers.
-const proxy = new StreamingProxy({ authenticator, log, processMetrics: false });
+const proxy = new StreamingProxy({ authenticator, log, processMetrics: false, ...(responseHeadTimeoutMs !== undefined ? { responseHeadTimeoutMs } : {}) });
 const url = await proxy.listen(port, values.host).catch((e: Error) => fail(`cannot listen on ${values.host}:${port}: ${e.message}`));
 log.info('streaming proxy listening', { url });
 

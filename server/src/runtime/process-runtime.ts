@@ -20,7 +20,7 @@ export class ProcessRuntime extends EventEmitter<ProxyRuntimeEvents> implements 
   readonly kind = 'process' as const;
   private readonly running = new Map<string, Running>();
 
-  constructor(private readonly options: { heartbeat?: HeartbeatOptions; log?: Logger } = {}) {
+  constructor(private readonly options: { heartbeat?: HeartbeatOptions; log?: Logger; responseHeadTimeoutMs?: number } = {}) {
     super();
   }
 
@@ -31,6 +31,7 @@ export class ProcessRuntime extends EventEmitter<ProxyRuntimeEvents> implements 
       authenticator: new StaticTokenAuthenticator(spec.userHash, spec.secret),
       log: (this.options.log ?? silentLogger).child({ proxy: spec.userHash.slice(0, 12) }),
       ...(this.options.heartbeat ? { heartbeat: this.options.heartbeat } : {}),
+      ...(this.options.responseHeadTimeoutMs !== undefined ? { responseHeadTimeoutMs: this.options.responseHeadTimeoutMs } : {}),
     });
     const endpoint = await proxy.listen(0, '127.0.0.1');
     const instance: ProxyInstance = {

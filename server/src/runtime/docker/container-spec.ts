@@ -102,6 +102,8 @@ export interface ProxyContainerArgs {
   limits: ProxyLimits;
   /** The server deployment this proxy belongs to (naming.ts); none by default. */
   stack?: string;
+  /** The relay's answer-head deadline (CTLL_RESPONSE_HEAD_TIMEOUT_MS); the proxy's default without it. */
+  responseHeadTimeoutMs?: number;
 }
 
 export function containerCreateOptions(args: ProxyContainerArgs): Dockerode.ContainerCreateOptions {
@@ -114,7 +116,13 @@ export function containerCreateOptions(args: ProxyContainerArgs): Dockerode.Cont
     // The owner is the hash: the proxy only compares it, and the raw id must not appear in
     // `docker inspect`. The secret has to be in the environment (the proxy reads it there); it
     // is per proxy, so reading it back (list()) reveals nothing beyond this one proxy.
-    Env: [`PROXY_OWNER=${userHash}`, `PROXY_TOKEN=${args.secret}`, 'PROXY_HOST=0.0.0.0', `PROXY_PORT=${PROXY_PORT}`],
+    Env: [
+      `PROXY_OWNER=${userHash}`,
+      `PROXY_TOKEN=${args.secret}`,
+      'PROXY_HOST=0.0.0.0',
+      `PROXY_PORT=${PROXY_PORT}`,
+      ...(args.responseHeadTimeoutMs !== undefined ? [`PROXY_RESPONSE_HEAD_TIMEOUT_MS=${args.responseHeadTimeoutMs}`] : []),
+    ],
     User: PROXY_USER,
     ExposedPorts: { [`${PROXY_PORT}/tcp`]: {} },
     StopSignal: 'SIGTERM',

@@ -61,6 +61,8 @@ export interface DockerRuntimeOptions {
   stack?: string;
   /** Seconds a stopping proxy gets between SIGTERM and SIGKILL (default 2). */
   stopTimeoutSeconds?: number;
+  /** Passed to each proxy: how long a request waits for the bridge's answer head (relay.ts). */
+  responseHeadTimeoutMs?: number;
   /**
    * The host firewall that keeps proxies from opening connections to host services and to
    * anything beyond their network (isolation-firewall.ts), installed before the first start:
@@ -122,6 +124,7 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
   readonly stack: string | undefined;
   private readonly startTimeoutMs: number;
   private readonly stopTimeoutSeconds: number;
+  private readonly responseHeadTimeoutMs: number | undefined;
   readonly firewallMode: FirewallMode;
   /**
    * The last firewall check: starts within FIREWALL_RECHECK_MS share it, later ones check again
@@ -172,6 +175,7 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
     this.stack = options.stack;
     this.startTimeoutMs = options.startTimeoutMs ?? 30_000;
     this.stopTimeoutSeconds = options.stopTimeoutSeconds ?? 2;
+    this.responseHeadTimeoutMs = options.responseHeadTimeoutMs;
     this.firewallMode = firewallMode(options.firewall);
     this.log = (options.log ?? silentLogger).child({ component: 'docker-runtime' });
     this.watcher = new EventWatcher(this.docker, {
@@ -253,7 +257,15 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
     let container: Docker.Container;
     try {
       container = await this.docker.createContainer(
-        containerCreateOptions({ userHash: hash, secret: spec.secret, image: this.image, subnet, limits: this.limits, ...(this.stack ? { stack: this.stack } : {}) }),
+        containerCreateOptions({
+          userHash: hash,
+          secret: spec.secret,
+          image: this.image,
+          subnet,
+          limits: this.limits,
+          ...(this.stack ? { stack: this.stack } : {}),
+          ...(this.responseHeadTimeoutMs !== undefined ? { responseHeadTimeoutMs: this.responseHeadTimeoutMs } : {}),
+        }),
       );
     } catch (e) {
       if (statusOf(e) === 404 && /image/i.test(engineMessage(e))) {
