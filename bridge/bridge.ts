@@ -9,6 +9,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { DEFAULT_HEARTBEAT, type HeartbeatOptions } from './connection/heartbeat.js';
 import { dialTunnel, TunnelError, type TunnelConnection } from './connection/tunnel-dialer.js';
+import { renewalDelay, renewTunnel, renewUrl, retryDelay } from './connection/tunnel-renewal.js';
 import { OllamaForwarder } from './forward/ollama-forwarder.js';
 import { DEFAULT_OLLAMA_URL, parseOllamaUrl, type OllamaTarget } from './forward/ollama-target.js';
 import { DEFAULT_POLICY, type CloudPolicy } from './ingress/policy.js';
@@ -190,6 +191,46 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     });
   }
 
+  /**
+   * Renews the tunnel's credential before it expires, with a fresh token from getToken, for as
+   * long as the tunnel is open. A tunnel whose renewal fails ends at its deadline (the proxy
+   * closes it with `credential-expired`) and the bridge reconnects with a fresh token then.
+   */
+  private keepRenewed(connection: TunnelConnection): () => void {
+    const tunnel = connection.tunnel;
+    const url = renewUrl(this.proxyUrl);
+    if (!tunnel?.expiresAt || !url) return () => undefined;
+    let expiresAt = tunnel.expiresAt;
+    let stopped = false;
+    let timer: NodeJS.Timeout | undefined;
+    const schedule = (ms: number): void => {
+      timer = setTimeout(() => void attempt(), ms);
+    };
+    const attempt = async (): Promise<void> => {
+      let result;
+      try {
+        result = await renewTunnel(url, await this.options.getToken(), tunnel.id, this.options.ca);
+      } catch (e) {
+        result = { ok: false as const, status: 0, error: e instanceof Error ? e.message : String(e) };
+      }
+      if (stopped) return;
+      if (result.ok && result.expiresAt > expiresAt) {
+        expiresAt = result.expiresAt;
+        this.statusValue = { ...this.statusValue, credentialExpiresAt: expiresAt };
+        this.emit('status', this.status);
+        return schedule(renewalDelay(expiresAt));
+      }
+      // The tunnel is gone (409): its close is on the way. Otherwise try again before the deadline.
+      if (!result.ok && result.status === 409) return;
+      if (Date.now() < expiresAt) schedule(retryDelay(expiresAt));
+    };
+    schedule(renewalDelay(expiresAt));
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
+  }
+
   private async run(): Promise<void> {
     void this.probeOllama();
     while (this.running) {
@@ -211,8 +252,15 @@ export class Bridge extends EventEmitter<BridgeEvents> {
           this.connection.close('bridge stopped by its user');
           break;
         }
-        this.setStatus('connected', { reason: `connected to ${this.proxyUrl.origin}`, connectedSince: connectedAt });
+        const expiresAt = this.connection.tunnel?.expiresAt;
+        this.setStatus('connected', {
+          reason: `connected to ${this.proxyUrl.origin}`,
+          connectedSince: connectedAt,
+          ...(expiresAt !== undefined ? { credentialExpiresAt: expiresAt } : {}),
+        });
+        const stopRenewing = this.keepRenewed(this.connection);
         outcome = await this.connection.closed;
+        stopRenewing();
       } catch (e) {
         outcome = e instanceof TunnelError ? e : new TunnelError('network', e instanceof Error ? e.message : String(e));
       } finally {
@@ -222,7 +270,11 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       if (connectedAt !== undefined && Date.now() - connectedAt >= (this.options.stableAfterMs ?? 10_000)) this.backoff.reset();
       if (outcome.fatal) {
         this.running = false;
-        this.setStatus(outcome.code === 'replaced' ? 'disconnected' : 'error', { reason: outcome.message, code: outcome.code });
+        this.setStatus(outcome.code === 'replaced' ? 'disconnected' : 'error', {
+          reason: outcome.message,
+          code: outcome.code,
+          ...(outcome.replacedBy ? { replacedBy: outcome.replacedBy } : {}),
+        });
         break;
       }
       const delay = this.backoff.next();

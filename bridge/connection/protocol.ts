@@ -8,6 +8,10 @@
  * pins what HTTP/2 leaves open: which version of this contract each side speaks, and where.
  */
 
+import packageJson from '../../package.json' with { type: 'json' };
+
+const BRIDGE_VERSION: string = packageJson.version;
+
 /** Bumped whenever either side would misunderstand the other. */
 export const TUNNEL_PROTOCOL_VERSION = 1;
 
@@ -43,7 +47,39 @@ export const CloseCode = {
   ProxyStopping: 4002,
   /** Heartbeats went unanswered. */
   HeartbeatTimeout: 4003,
+  /** The credential the tunnel was opened with expired and was not renewed; reconnect with a fresh one. */
+  CredentialExpired: 4004,
 } as const;
+
+/**
+ * Headers of the tunnel's lifetime (docs/tunnel.md, "Credentials"). On the upgrade the
+ * api-backend tells the proxy (with the proxy's secret, so a bridge cannot set them) when the
+ * verified credential expires and which address the bridge connected from; the proxy's 101
+ * answer names the tunnel and its deadline, which the bridge extends through the api-backend.
+ */
+export const CREDENTIAL_EXPIRES_HEADER = 'x-cloudtolocalllm-credential-expires';
+export const CLIENT_ADDRESS_HEADER = 'x-cloudtolocalllm-client-address';
+export const TUNNEL_ID_HEADER = 'x-cloudtolocalllm-tunnel';
+export const TUNNEL_EXPIRES_HEADER = 'x-cloudtolocalllm-tunnel-expires';
+
+/** Where a bridge renews its tunnel's credential, beside the cloud server's /ws/bridge. */
+export const RENEW_PATH = '/api/tunnel/renew';
+/** The proxy's own endpoint for it (reached by the api-backend only). */
+export const PROXY_RENEW_PATH = '/tunnel/renew';
+
+/** The close reason of a replaced bridge: who replaced it, readable by people and by the bridge. */
+export function replacedReason(address: string, at: number): string {
+  return `replaced by ${address} at ${new Date(at).toISOString()}`;
+}
+
+export function parseReplacedReason(reason: string): { address: string; at: number } | undefined {
+  const m = /^replaced by (\S+) at (\S+)$/.exec(reason);
+  const at = m ? Date.parse(m[2]!) : NaN;
+  return m && Number.isFinite(at) ? { address: m[1]!, at } : undefined;
+}
+
+/** The bridge's User-Agent: what the audit log records as the client of a bridge connection. */
+export const BRIDGE_USER_AGENT = `CloudToLocalLLM-bridge/${BRIDGE_VERSION} (tunnel v${TUNNEL_PROTOCOL_VERSION})`;
 
 /** HTTP status the proxy answers a bridge speaking another protocol version with. */
 export const UPDATE_REQUIRED_STATUS = 426;

@@ -7,7 +7,16 @@ import tls from 'node:tls';
 import http2, { type Http2Session, type Http2Server, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import WebSocket, { createWebSocketStream } from 'ws';
 import { startHeartbeat, type HeartbeatOptions } from './heartbeat.js';
-import { CloseCode, subprotocolFor, TUNNEL_PROTOCOL_VERSION, UPDATE_REQUIRED_STATUS } from './protocol.js';
+import {
+  BRIDGE_USER_AGENT,
+  CloseCode,
+  parseReplacedReason,
+  subprotocolFor,
+  TUNNEL_EXPIRES_HEADER,
+  TUNNEL_ID_HEADER,
+  TUNNEL_PROTOCOL_VERSION,
+  UPDATE_REQUIRED_STATUS,
+} from './protocol.js';
 
 /** Flow-control windows: large enough for fast uploads, bounded so memory stays bounded. */
 export const STREAM_WINDOW_BYTES = 1 << 20;
@@ -25,9 +34,12 @@ export class TunnelError extends Error {
       | 'replaced'
       | 'heartbeat-timeout'
       | 'protocol'
+      | 'credential-expired'
       | 'closed',
     message: string,
     readonly fatal = false,
+    /** For `replaced`: who took the line over, as the cloud saw it. */
+    readonly replacedBy?: { address: string; at: number },
   ) {
     super(message);
     this.name = 'TunnelError';
@@ -51,6 +63,12 @@ export interface DialOptions {
 export interface TunnelConnection {
   /** Resolves once, with the reason the connection ended. */
   readonly closed: Promise<TunnelError>;
+  /**
+   * The tunnel as the proxy named it in its 101 answer: its id, and when its credential expires
+   * (a tunnel behind the cloud server lives only until then unless renewed). None from a proxy
+   * run alone with a static token.
+   */
+  readonly tunnel?: { id: string; expiresAt?: number };
   close(reason?: string): void;
 }
 
@@ -80,7 +98,7 @@ export function dialTunnel(options: DialOptions): Promise<TunnelConnection> {
   const version = options.protocolVersion ?? TUNNEL_PROTOCOL_VERSION;
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(options.proxyUrl, [subprotocolFor(version)], {
-      headers: { authorization: `Bearer ${options.token}` },
+      headers: { authorization: `Bearer ${options.token}`, 'user-agent': BRIDGE_USER_AGENT },
       perMessageDeflate: false, // compression would buffer token lines and cost CPU
       handshakeTimeout: options.handshakeTimeoutMs ?? 15_000,
       maxPayload: 64 << 20,
@@ -94,6 +112,12 @@ export function dialTunnel(options: DialOptions): Promise<TunnelConnection> {
       /* the WebSocket's own close/error events report it */
     });
     let settled = false;
+    let tunnel: { id: string; expiresAt?: number } | undefined;
+    ws.on('upgrade', (res) => {
+      const id = res.headers[TUNNEL_ID_HEADER];
+      const expires = Number(res.headers[TUNNEL_EXPIRES_HEADER]);
+      if (typeof id === 'string' && id) tunnel = { id, ...(Number.isFinite(expires) && expires > 0 ? { expiresAt: expires } : {}) };
+    });
 
     ws.on('unexpected-response', (_req, res) => {
       void readBody(res).then((body) => {
@@ -159,7 +183,11 @@ export function dialTunnel(options: DialOptions): Promise<TunnelConnection> {
 
       ws.on('close', (code: number, reasonBuf: Buffer) => {
         const reason = reasonBuf.toString() || 'no reason given';
-        if (code === CloseCode.Replaced) end(new TunnelError('replaced', `another bridge of this account connected: ${reason}`, true));
+        if (code === CloseCode.Replaced) {
+          const by = parseReplacedReason(reason);
+          const who = by ? `from ${by.address} at ${new Date(by.at).toISOString()}` : reason;
+          end(new TunnelError('replaced', `another bridge of this account connected ${who}; if that was not you, sign out everywhere and sign in again`, true, by));
+        } else if (code === CloseCode.CredentialExpired) end(new TunnelError('credential-expired', `the tunnel's credential expired without renewal (${reason})`));
         else if (code === CloseCode.ProxyStopping) end(new TunnelError('closed', `the proxy is stopping: ${reason}`));
         else end(new TunnelError('closed', `the connection to the proxy closed (code ${code}: ${reason})`));
       });
@@ -167,6 +195,7 @@ export function dialTunnel(options: DialOptions): Promise<TunnelConnection> {
 
       resolve({
         closed,
+        ...(tunnel ? { tunnel } : {}),
         close(reason = 'bridge stopping') {
           if (ws.readyState === ws.OPEN) ws.close(1000, reason);
           end(new TunnelError('closed', reason));

@@ -16,6 +16,10 @@ export interface BridgeStatus {
   retryInMs?: number;
   /** When the tunnel last connected. */
   connectedSince?: number;
+  /** While connected through the cloud server: when the tunnel's credential expires unless renewed. */
+  credentialExpiresAt?: number;
+  /** When another bridge took the line over (code `replaced`): from where, and when, as the cloud saw it. */
+  replacedBy?: { address: string; at: number };
 }
 
 export interface OllamaHealth {

@@ -4,7 +4,7 @@
  * be kept and shipped without becoming user data.
  */
 export interface AuditEntry {
-  action: 'proxy.start' | 'proxy.stop' | 'proxy.adopt' | 'proxy.remove' | 'proxy.exit' | 'proxy.idle' | 'proxy.unhealthy' | 'auth.failure' | 'bridge.connect' | 'bridge.disconnect';
+  action: 'proxy.start' | 'proxy.stop' | 'proxy.adopt' | 'proxy.remove' | 'proxy.exit' | 'proxy.idle' | 'proxy.unhealthy' | 'auth.failure' | 'bridge.connect' | 'bridge.disconnect' | 'bridge.renew';
   result: 'ok' | 'error' | 'refused';
   userHash?: string;
   durationMs?: number;

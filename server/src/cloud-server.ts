@@ -112,7 +112,8 @@ export async function startCloudServer(config: ServerConfig, extras: CloudServer
       verifyRequest: async (headers) => {
         if (!authenticator) return { ok: false, reason: 'jwks-unavailable', message: 'the server is still starting' };
         const v = await authenticator.verifyRequest(headers);
-        return v.ok ? { ok: true, subject: v.subject } : { ok: false, reason: v.reason, message: v.message };
+        if (!v.ok) return { ok: false, reason: v.reason, message: v.message };
+        return v.expiresAt !== undefined ? { ok: true, subject: v.subject, expiresAt: v.expiresAt } : { ok: true, subject: v.subject };
       },
     },
     manager,

@@ -20,11 +20,16 @@ export interface Cloud {
   close(): Promise<void>;
 }
 
-export async function startCloud(options: { runtime?: 'process' | 'docker'; env?: Record<string, string> } = {}): Promise<Cloud> {
+export async function startCloud(options: { runtime?: 'process' | 'docker'; env?: Record<string, string>; accessTokenTtlSec?: number } = {}): Promise<Cloud> {
   const config = loadConfig({ ...options.env }, ['--port', '0', '--runtime', options.runtime ?? 'process']);
   const audit = new MemoryAuditLog();
   const { silentLogger } = await import('../../server/src/log.js');
-  const server = await startCloudServer(config, { audit, log: silentLogger, heartbeat: FAST_HEARTBEAT });
+  const server = await startCloudServer(config, {
+    audit,
+    log: silentLogger,
+    heartbeat: FAST_HEARTBEAT,
+    ...(options.accessTokenTtlSec ? { accessTokenTtlSec: options.accessTokenTtlSec } : {}),
+  });
   const bridges: Bridge[] = [];
   return {
     server,

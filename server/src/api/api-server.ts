@@ -15,13 +15,14 @@ import { wwwAuthenticate } from '../auth/jwt-authenticator.js';
 import { closeNow, listenUrl, trackSockets } from '../http-lifecycle.js';
 import { silentLogger, type Logger } from '../log.js';
 import { ProxyStartRefused, type ProxyManager, type ProxyRecord } from '../manager/proxy-manager.js';
+import { RENEW_PATH } from '../../../bridge/connection/protocol.js';
 import { findRoute } from '../../../bridge/ingress/ollama-routes.js';
 import { checkRequestTarget } from '../../../bridge/ingress/request-target.js';
 import { NO_BRIDGE_MESSAGE } from '../proxy/relay.js';
 import { endSocket, rawHttpError, sendOllamaError } from '../proxy/ollama-errors.js';
 import { userHash } from '../runtime/runtime.js';
 import { AuthFailureLimiter, DEFAULT_AUTH_FAILURES, type AuthFailureOptions } from './auth-failures.js';
-import { forwardBridgeUpgrade } from './bridge-forward.js';
+import { forwardBridgeUpgrade, renewOnProxy } from './bridge-forward.js';
 import { clientAddress } from './client-address.js';
 import { answerPreflight, applyCors, type CorsOptions } from './cors.js';
 import { readJsonBody } from './json-body.js';
@@ -203,6 +204,7 @@ export class ApiServer {
       return sendJson(res, 200, clientConfig);
     }
     if (path.startsWith('/api/proxy/')) return this.proxyApi(req, res, path);
+    if (path === RENEW_PATH) return this.renewTunnel(req, res);
     if (isOllama) return this.ollama(req, res, rawUrl.slice(OLLAMA_PREFIX.length) || '/');
     if (path === BRIDGE_ROUTE) {
       return sendJson(res, 426, { error: `${BRIDGE_ROUTE} is the bridge's WebSocket endpoint; it needs a WebSocket upgrade` }, { upgrade: 'websocket' });
@@ -275,6 +277,42 @@ export class ApiServer {
     }
   }
 
+  /**
+   * POST /api/tunnel/renew {tunnel}: a bridge extends its open tunnel with a fresh token. The
+   * token is verified here, like every other (the proxy never sees a user's token), and the
+   * proxy of the token's own user is told the new expiry; it extends only the tunnel named, so
+   * only the bridge that opened it can keep it open.
+   */
+  private async renewTunnel(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method !== 'POST') {
+      req.resume();
+      return sendJson(res, 405, { error: `use POST on ${RENEW_PATH}` }, { allow: 'POST' });
+    }
+    const v = await this.authenticate(req, 'bridge');
+    if (!v.ok) {
+      req.resume();
+      return this.refuseAuth(res, v, false);
+    }
+    const user = userHash(v.subject);
+    const rate = this.limits.takeRequest(user);
+    if (!rate.ok) {
+      req.resume();
+      this.options.metrics.limitRefusals.inc({ limit: rate.limit });
+      return sendJson(res, 429, { error: rate.message }, { 'retry-after': String(rate.retryAfterSec) });
+    }
+    const body = await readJsonBody(req, 4096);
+    if (!body.ok) return sendJson(res, body.status, { error: body.message });
+    const tunnel = body.value['tunnel'];
+    if (typeof tunnel !== 'string' || !tunnel) return sendJson(res, 400, { error: 'expected {"tunnel": "<the id from the 101 answer>"}' });
+    const record = this.options.manager.record(user);
+    if (!record?.instance || record.state !== 'running' || v.expiresAt === undefined) {
+      return sendJson(res, 409, { error: 'no tunnel of yours is open on this server; the bridge reconnects' });
+    }
+    const answer = await renewOnProxy({ endpoint: record.instance.endpoint, secret: record.secret }, tunnel, v.expiresAt * 1000);
+    this.options.audit.record({ action: 'bridge.renew', result: answer.status === 200 ? 'ok' : 'refused', userHash: user, address: clientAddress(req, this.options.trustProxy ?? false) });
+    sendJson(res, answer.status, answer.body);
+  }
+
   private async ollama(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     const v = await this.authenticate(req, 'ollama');
     if (!v.ok) {
@@ -330,7 +368,13 @@ export class ApiServer {
       endSocket(socket, rawHttpError(404, 'Not Found', `WebSocket connections are only accepted on ${BRIDGE_ROUTE}`));
       return;
     }
-    const v = await this.authenticate(req, 'bridge');
+    let v = await this.authenticate(req, 'bridge');
+    // A tunnel lives until its credential expires: one past its expiry on our clock (accepted
+    // within the clock tolerance) would be a tunnel of no length, reconnecting for ever.
+    if (v.ok && v.expiresAt !== undefined && v.expiresAt * 1000 <= Date.now()) {
+      this.options.metrics.authFailures.inc({ reason: 'expired' });
+      v = { ok: false, reason: 'expired', message: 'the token has expired; a tunnel needs a token that is valid now (sign in again)' };
+    }
     if (!v.ok) {
       const refusal = refusalOf(v, v.retryAfterSec);
       const extra = refusal.status === 401 || refusal.status === 503 ? `WWW-Authenticate: ${wwwAuthenticate(v)}\r\n` : '';
@@ -362,16 +406,19 @@ export class ApiServer {
       return;
     }
     const { manager, metrics, audit } = this.options;
-    forwardBridgeUpgrade(req, socket, head, { endpoint: record.instance.endpoint, secret: record.secret }, {
+    const address = clientAddress(req, this.options.trustProxy ?? false);
+    const client = String(req.headers['user-agent'] ?? 'unknown').slice(0, 120);
+    const terms = { address, ...(v.expiresAt !== undefined ? { expiresAt: v.expiresAt * 1000 } : {}) };
+    forwardBridgeUpgrade(req, socket, head, { endpoint: record.instance.endpoint, secret: record.secret }, terms, {
       opened: () => {
         manager.bridgeOpened(user);
         metrics.bridgesConnected.inc();
-        audit.record({ action: 'bridge.connect', result: 'ok', userHash: user });
+        audit.record({ action: 'bridge.connect', result: 'ok', userHash: user, address, client });
       },
       closed: () => {
         manager.bridgeClosed(user);
         metrics.bridgesConnected.dec();
-        audit.record({ action: 'bridge.disconnect', result: 'ok', userHash: user });
+        audit.record({ action: 'bridge.disconnect', result: 'ok', userHash: user, address });
       },
       activity: (bytes) => {
         manager.touch(user);

@@ -5,7 +5,7 @@
  */
 import http, { type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { BRIDGE_PATH } from '../../../bridge/connection/protocol.js';
+import { BRIDGE_PATH, CLIENT_ADDRESS_HEADER, CREDENTIAL_EXPIRES_HEADER, PROXY_RENEW_PATH } from '../../../bridge/connection/protocol.js';
 import { endSocket, rawHttpError } from '../proxy/ollama-errors.js';
 import type { ForwardTarget } from './ollama-forward.js';
 
@@ -22,10 +22,18 @@ export function forwardBridgeUpgrade(
   socket: Duplex,
   head: Buffer,
   target: ForwardTarget,
+  /** What the api-backend verified: the credential's expiry (ms) and where the bridge connected from. */
+  terms: { expiresAt?: number; address: string },
   events: { opened(): void; closed(): void; activity(bytes: number): void },
 ): void {
   const url = new URL(target.endpoint);
-  const headers: Record<string, string> = { connection: 'Upgrade', upgrade: 'websocket', authorization: `Bearer ${target.secret}` };
+  const headers: Record<string, string> = {
+    connection: 'Upgrade',
+    upgrade: 'websocket',
+    authorization: `Bearer ${target.secret}`,
+    [CLIENT_ADDRESS_HEADER]: terms.address,
+    ...(terms.expiresAt !== undefined ? { [CREDENTIAL_EXPIRES_HEADER]: String(terms.expiresAt) } : {}),
+  };
   for (const name of PASSED_HEADERS) {
     const v = req.headers[name];
     if (typeof v === 'string') headers[name] = v;
@@ -85,4 +93,39 @@ export function forwardBridgeUpgrade(
     if (!upgraded) upstreamReq.destroy();
   });
   upstreamReq.end();
+}
+
+/** Tells the proxy a renewed credential's expiry for the tunnel named; answers what it answered. */
+export function renewOnProxy(target: ForwardTarget, tunnel: string, expiresAt: number): Promise<{ status: number; body: unknown }> {
+  const url = new URL(target.endpoint);
+  const payload = JSON.stringify({ tunnel, expiresAt });
+  return new Promise((resolve) => {
+    const req = http.request(
+      {
+        hostname: url.hostname,
+        port: url.port,
+        path: PROXY_RENEW_PATH,
+        method: 'POST',
+        headers: { authorization: `Bearer ${target.secret}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+        timeout: 10_000,
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          if (text.length < 4096) text += c;
+        });
+        res.on('end', () => {
+          try {
+            resolve({ status: res.statusCode ?? 502, body: JSON.parse(text) as unknown });
+          } catch {
+            resolve({ status: 502, body: { error: 'your cloud proxy gave an answer that is not JSON' } });
+          }
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('no answer within 10 s')));
+    req.on('error', (e: NodeJS.ErrnoException) => resolve({ status: 502, body: { error: `your cloud proxy did not answer (${e.code ?? e.message})` } }));
+    req.end(payload);
+  });
 }

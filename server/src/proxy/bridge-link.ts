@@ -6,7 +6,8 @@ import { EventEmitter } from 'node:events';
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
 import { createWebSocketStream, type WebSocket } from 'ws';
 import { startHeartbeat, type HeartbeatOptions } from '../../../bridge/connection/heartbeat.js';
-import { CloseCode, TUNNEL_AUTHORITY } from '../../../bridge/connection/protocol.js';
+import { randomBytes } from 'node:crypto';
+import { CloseCode, replacedReason, TUNNEL_AUTHORITY } from '../../../bridge/connection/protocol.js';
 import type { Logger } from '../log.js';
 
 /** Mirrors the bridge's windows (bridge/connection/tunnel-dialer.ts). */
@@ -18,6 +19,19 @@ interface Link {
   session: ClientHttp2Session;
   connectedAt: number;
   stopHeartbeat: () => void;
+  /** Names this tunnel to its bridge (in the 101 answer): renewals must name it. */
+  id: string;
+  /** The address the cloud saw the bridge connect from. */
+  address: string;
+  /** When the credential the tunnel was opened (or last renewed) with expires; none for a static token. */
+  expiresAt?: number;
+  expiryTimer?: NodeJS.Timeout;
+}
+
+/** What the proxy knows of a bridge connection when it takes it. */
+export interface TunnelTerms {
+  address: string;
+  expiresAt?: number;
 }
 
 export interface BridgeLinkEvents {
@@ -44,15 +58,32 @@ export class BridgeLink extends EventEmitter<BridgeLinkEvents> {
     return this.link?.connectedAt;
   }
 
+  /** A new tunnel's id, given to the bridge in the 101 answer before attach() takes its WebSocket. */
+  static newTunnelId(): string {
+    return randomBytes(18).toString('base64url');
+  }
+
+  /**
+   * Extends the tunnel's deadline to a renewed credential's expiry, if `id` is the open tunnel
+   * (so only the bridge that opened it can keep it). Returns the new deadline, or undefined.
+   */
+  renew(id: string, expiresAt: number): number | undefined {
+    const link = this.link;
+    if (!link || link.id !== id || link.expiresAt === undefined || !Number.isFinite(expiresAt)) return undefined;
+    if (expiresAt > link.expiresAt) this.setDeadline(link, expiresAt);
+    return link.expiresAt;
+  }
+
   /** Takes a freshly upgraded bridge WebSocket; a previous bridge of the same user is replaced. */
-  attach(ws: WebSocket): void {
+  attach(ws: WebSocket, id: string, terms: TunnelTerms): void {
     // Created synchronously: a frame arriving before the stream exists would be lost.
     const duplex = createWebSocketStream(ws);
     duplex.on('error', () => {
       /* reported by the WebSocket and the session */
     });
     if (this.link) {
-      this.drop(this.link, 'replaced by a newer bridge connection', CloseCode.Replaced);
+      // The replaced bridge says by whom, so a person can tell their own second computer from a stranger.
+      this.drop(this.link, replacedReason(terms.address, Date.now()), CloseCode.Replaced);
     }
     const session = http2.connect(`http://${TUNNEL_AUTHORITY}`, {
       createConnection: () => duplex,
@@ -60,8 +91,9 @@ export class BridgeLink extends EventEmitter<BridgeLinkEvents> {
       maxSessionMemory: 64,
       // Many-minute generations are normal: no idle timeout on the session.
     });
-    const link: Link = { ws, session, connectedAt: Date.now(), stopHeartbeat: () => {} };
+    const link: Link = { ws, session, connectedAt: Date.now(), stopHeartbeat: () => {}, id, address: terms.address };
     this.link = link;
+    if (terms.expiresAt !== undefined) this.setDeadline(link, terms.expiresAt);
     session.on('localSettings', () => session.setLocalWindowSize(SESSION_WINDOW_BYTES));
     session.on('error', (e: Error) => {
       this.log.warn('bridge spoke invalid HTTP/2; dropping it', { error: e.message });
@@ -96,9 +128,28 @@ export class BridgeLink extends EventEmitter<BridgeLinkEvents> {
     if (this.link) this.drop(this.link, reason, CloseCode.ProxyStopping);
   }
 
+  /** A tunnel lives only while its credential does (issue 13, finding 3). */
+  private setDeadline(link: Link, expiresAt: number): void {
+    clearTimeout(link.expiryTimer);
+    link.expiresAt = expiresAt;
+    // setTimeout holds at most 2^31-1 ms; a longer credential is checked again then.
+    const wait = Math.min(Math.max(0, expiresAt - Date.now()), 2 ** 31 - 1);
+    link.expiryTimer = setTimeout(() => {
+      if (Date.now() < expiresAt) return this.setDeadline(link, expiresAt);
+      this.drop(link, `the credential expired at ${new Date(expiresAt).toISOString()} without renewal; reconnect with a fresh one`, CloseCode.CredentialExpired);
+    }, wait);
+    link.expiryTimer.unref();
+  }
+
+  /** The open tunnel's deadline, for /health and tests. */
+  get expiresAt(): number | undefined {
+    return this.link?.expiresAt;
+  }
+
   private drop(link: Link, reason: string, closeCode?: number): void {
     if (this.link !== link) return;
     this.link = undefined;
+    clearTimeout(link.expiryTimer);
     link.stopHeartbeat();
     link.session.destroy();
     if (closeCode !== undefined && link.ws.readyState === link.ws.OPEN) {

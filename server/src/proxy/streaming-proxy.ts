@@ -8,7 +8,12 @@ import { WebSocketServer } from 'ws';
 import { DEFAULT_HEARTBEAT, type HeartbeatOptions } from '../../../bridge/connection/heartbeat.js';
 import {
   BRIDGE_PATH,
+  CLIENT_ADDRESS_HEADER,
+  CREDENTIAL_EXPIRES_HEADER,
+  PROXY_RENEW_PATH,
   subprotocolFor,
+  TUNNEL_EXPIRES_HEADER,
+  TUNNEL_ID_HEADER,
   TUNNEL_PROTOCOL_VERSION,
   UPDATE_REQUIRED_STATUS,
   versionOf,
@@ -16,7 +21,8 @@ import {
 import { closeNow, listenUrl, trackSockets } from '../http-lifecycle.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { Authenticator } from './auth.js';
-import { BridgeLink } from './bridge-link.js';
+import { readJsonBody } from '../api/json-body.js';
+import { BridgeLink, type TunnelTerms } from './bridge-link.js';
 import { rawHttpError, sendOllamaError } from './ollama-errors.js';
 import { ProxyMetrics } from './proxy-metrics.js';
 import { Relay } from './relay.js';
@@ -55,6 +61,8 @@ export class StreamingProxy {
   private readonly startedAt = Date.now();
   private lastActivityAt = Date.now();
   private readonly destroySockets: () => void;
+  /** Upgrades being accepted: what their 101 answer tells the bridge. */
+  private readonly pendingTunnels = new WeakMap<IncomingMessage, { id: string; terms: TunnelTerms }>();
 
   constructor(private readonly options: StreamingProxyOptions) {
     this.log = options.log ?? silentLogger;
@@ -69,6 +77,12 @@ export class StreamingProxy {
       perMessageDeflate: false,
       maxPayload: 64 << 20,
       handleProtocols: () => subprotocolFor(TUNNEL_PROTOCOL_VERSION),
+    });
+    this.wss.on('headers', (headers, req) => {
+      const pending = this.pendingTunnels.get(req);
+      if (!pending) return;
+      headers.push(`${TUNNEL_ID_HEADER}: ${pending.id}`);
+      if (pending.terms.expiresAt !== undefined) headers.push(`${TUNNEL_EXPIRES_HEADER}: ${pending.terms.expiresAt}`);
     });
     this.server = http.createServer({
       maxHeaderSize: options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES,
@@ -130,6 +144,7 @@ export class StreamingProxy {
       }
       return;
     }
+    if (path === PROXY_RENEW_PATH) return this.onRenew(req, res);
     if (path === BRIDGE_PATH) {
       sendOllamaError(res, 426, 'websocket-required', `${BRIDGE_PATH} is the bridge's WebSocket endpoint; it needs a WebSocket upgrade`, {
         upgrade: 'websocket',
@@ -192,11 +207,43 @@ export class StreamingProxy {
       return;
     }
     if (socket.destroyed) return;
+    // Set by the api-backend, which verified the user's token; the request carries this proxy's
+    // secret, so a bridge cannot set them itself (the api-backend passes none of its headers on).
+    const expires = Number(req.headers[CREDENTIAL_EXPIRES_HEADER]);
+    const address = req.headers[CLIENT_ADDRESS_HEADER];
+    const terms: TunnelTerms = {
+      address: typeof address === 'string' && address ? address.slice(0, 64) : (socket.remoteAddress ?? 'unknown'),
+      ...(Number.isFinite(expires) && expires > 0 ? { expiresAt: expires } : {}),
+    };
+    const id = BridgeLink.newTunnelId();
+    this.pendingTunnels.set(req, { id, terms });
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       this.metrics.bridgeConnections.inc({ result: 'accepted' });
       this.touch();
-      this.link.attach(ws);
+      this.link.attach(ws, id, terms);
     });
+  }
+
+  /** POST /tunnel/renew {tunnel, expiresAt}: the api-backend verified a fresh credential of this user. */
+  private async onRenew(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method !== 'POST') return sendOllamaError(res, 405, 'method-not-allowed', 'use POST', { allow: 'POST' });
+    const auth = await this.options.authenticator.authenticate(req.headers, 'bridge');
+    if (!auth.ok) {
+      req.resume();
+      this.metrics.authFailures.inc({ reason: auth.reason });
+      return sendOllamaError(res, auth.status, `auth-${auth.reason}`, auth.message);
+    }
+    const body = await readJsonBody(req, 4096);
+    if (!body.ok) return sendOllamaError(res, body.status, 'bad-request', body.message);
+    const { tunnel, expiresAt } = body.value as { tunnel?: unknown; expiresAt?: unknown };
+    if (typeof tunnel !== 'string' || typeof expiresAt !== 'number') {
+      return sendOllamaError(res, 400, 'bad-request', 'expected {"tunnel": "<id>", "expiresAt": <ms>}');
+    }
+    const deadline = this.link.renew(tunnel, expiresAt);
+    if (deadline === undefined) return sendOllamaError(res, 409, 'no-such-tunnel', 'this tunnel is not open on your proxy any more; the bridge reconnects');
+    const text = JSON.stringify({ expiresAt: deadline });
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
   }
 
   private onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
