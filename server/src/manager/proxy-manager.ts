@@ -362,8 +362,15 @@ export class ProxyManager {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     await Promise.allSettled([...this.starting.values()]);
+    // Removals under way (a proxy that died is being cleaned up) finish before the process may exit.
+    await Promise.allSettled([...this.stopping.values()]);
     if (!options.keepProxies) {
       await Promise.all([...this.records.keys()].map((h) => this.stopHash(h, 'shutdown')));
+      // Whatever happened to the proxies (a removal that failed, a death cleaned up half-way),
+      // nothing of this stack outlives it: issue 13, finding 7.
+      await this.options.runtime.pruneOrphans().catch((e: unknown) =>
+        this.log.error('could not remove what is left of the proxies', { error: e instanceof Error ? e.message : String(e) }),
+      );
     }
     await this.options.runtime.close();
   }
