@@ -99,7 +99,10 @@ export function forwardOllamaRequest(
     // The proxy cut its response (the tunnel broke mid-stream): cut ours too, never end it cleanly.
     proxied.on('close', () => {
       if (!proxied.complete) {
-        res.destroy();
+        // What arrived (the proxy's own error line last) goes out first; then the connection
+        // closes without the chunked terminator. destroy() alone could drop unflushed bytes.
+        if (res.socket && !res.socket.destroyed) res.socket.destroySoon();
+        else res.destroy();
         done();
       }
     });
