@@ -7,6 +7,7 @@ import tls from 'node:tls';
 import http2, { type Http2Session, type Http2Server, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import WebSocket, { createWebSocketStream } from 'ws';
 import { startHeartbeat, type HeartbeatOptions } from './heartbeat.js';
+import { readSmallBody } from './small-body.js';
 import {
   BRIDGE_USER_AGENT,
   CloseCode,
@@ -72,18 +73,6 @@ export interface TunnelConnection {
   close(reason?: string): void;
 }
 
-function readBody(res: import('node:http').IncomingMessage): Promise<string> {
-  return new Promise((resolve) => {
-    let body = '';
-    res.setEncoding('utf8');
-    res.on('data', (c: string) => {
-      if (body.length < 4096) body += c;
-    });
-    res.on('end', () => resolve(body));
-    res.on('error', () => resolve(body));
-  });
-}
-
 function errorMessageOf(body: string): string | undefined {
   try {
     const parsed = JSON.parse(body) as { error?: unknown };
@@ -120,7 +109,7 @@ export function dialTunnel(options: DialOptions): Promise<TunnelConnection> {
     });
 
     ws.on('unexpected-response', (_req, res) => {
-      void readBody(res).then((body) => {
+      void readSmallBody(res).then((body) => {
         const message = errorMessageOf(body) ?? `the proxy answered HTTP ${res.statusCode}`;
         const status = res.statusCode ?? 0;
         let err: TunnelError;

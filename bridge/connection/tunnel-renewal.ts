@@ -8,6 +8,7 @@ import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
 import { BRIDGE_USER_AGENT, RENEW_PATH } from './protocol.js';
+import { readSmallBody } from './small-body.js';
 
 /** The renewal endpoint beside a cloud server's `/ws/bridge`; none for a proxy run alone. */
 export function renewUrl(proxyUrl: URL): URL | undefined {
@@ -48,13 +49,8 @@ export function renewTunnel(url: URL, token: string, tunnel: string, ca?: string
         timeout: 15_000,
         ...(ca !== undefined ? { ca: [...tls.rootCertificates, ...(Array.isArray(ca) ? ca : [ca])] } : {}),
       },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => {
-          if (text.length < 4096) text += c;
-        });
-        res.on('end', () => {
+      (res) =>
+        void readSmallBody(res).then((text) => {
           let parsed: { expiresAt?: unknown; error?: unknown } = {};
           try {
             parsed = JSON.parse(text) as typeof parsed;
@@ -63,8 +59,7 @@ export function renewTunnel(url: URL, token: string, tunnel: string, ca?: string
           }
           if (res.statusCode === 200 && typeof parsed.expiresAt === 'number') resolve({ ok: true, expiresAt: parsed.expiresAt });
           else resolve({ ok: false, status: res.statusCode ?? 0, error: typeof parsed.error === 'string' ? parsed.error : `HTTP ${res.statusCode}` });
-        });
-      },
+        }),
     );
     req.on('timeout', () => req.destroy(new Error('no answer within 15 s')));
     req.on('error', (e) => resolve({ ok: false, status: 0, error: e.message }));

@@ -237,6 +237,25 @@ export class ApiServer {
     res.end(text);
   }
 
+  /** Authenticates a JSON API call and takes its request token; answers and returns undefined when refused. */
+  private async admit(req: IncomingMessage, res: ServerResponse, route: string): Promise<{ v: { subject: string; expiresAt?: number }; user: string } | undefined> {
+    const v = await this.authenticate(req, route);
+    if (!v.ok) {
+      req.resume();
+      this.refuseAuth(res, v, false);
+      return undefined;
+    }
+    const user = userHash(v.subject);
+    const rate = this.limits.takeRequest(user);
+    if (!rate.ok) {
+      req.resume();
+      this.options.metrics.limitRefusals.inc({ limit: rate.limit });
+      sendJson(res, 429, { error: rate.message }, { 'retry-after': String(rate.retryAfterSec) });
+      return undefined;
+    }
+    return { v, user };
+  }
+
   private async proxyApi(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     const routes: Record<string, string> = { '/api/proxy/start': 'POST', '/api/proxy/stop': 'POST', '/api/proxy/status': 'GET' };
     const method = routes[path];
@@ -245,18 +264,9 @@ export class ApiServer {
       req.resume();
       return sendJson(res, 405, { error: `${req.method} is not allowed on ${path}; use ${method}` }, { allow: method });
     }
-    const v = await this.authenticate(req, 'api');
-    if (!v.ok) {
-      req.resume();
-      return this.refuseAuth(res, v, false);
-    }
-    const user = userHash(v.subject);
-    const rate = this.limits.takeRequest(user);
-    if (!rate.ok) {
-      req.resume();
-      this.options.metrics.limitRefusals.inc({ limit: rate.limit });
-      return sendJson(res, 429, { error: rate.message }, { 'retry-after': String(rate.retryAfterSec) });
-    }
+    const caller = await this.admit(req, res, 'api');
+    if (!caller) return;
+    const { v, user } = caller;
     if (method === 'POST') {
       const body = await readJsonBody(req, 16 * 1024);
       if (!body.ok) return sendJson(res, body.status, { error: body.message });
@@ -288,18 +298,9 @@ export class ApiServer {
       req.resume();
       return sendJson(res, 405, { error: `use POST on ${RENEW_PATH}` }, { allow: 'POST' });
     }
-    const v = await this.authenticate(req, 'bridge');
-    if (!v.ok) {
-      req.resume();
-      return this.refuseAuth(res, v, false);
-    }
-    const user = userHash(v.subject);
-    const rate = this.limits.takeRequest(user);
-    if (!rate.ok) {
-      req.resume();
-      this.options.metrics.limitRefusals.inc({ limit: rate.limit });
-      return sendJson(res, 429, { error: rate.message }, { 'retry-after': String(rate.retryAfterSec) });
-    }
+    const caller = await this.admit(req, res, 'bridge');
+    if (!caller) return;
+    const { v, user } = caller;
     const body = await readJsonBody(req, 4096);
     if (!body.ok) return sendJson(res, body.status, { error: body.message });
     const tunnel = body.value['tunnel'];

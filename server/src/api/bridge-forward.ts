@@ -6,6 +6,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { BRIDGE_PATH, CLIENT_ADDRESS_HEADER, CREDENTIAL_EXPIRES_HEADER, PROXY_RENEW_PATH } from '../../../bridge/connection/protocol.js';
+import { readSmallBody } from '../../../bridge/connection/small-body.js';
 import { endSocket, rawHttpError } from '../proxy/ollama-errors.js';
 import type { ForwardTarget } from './ollama-forward.js';
 
@@ -69,12 +70,7 @@ export function forwardBridgeUpgrade(
   });
   // A refusal from the proxy (426 version mismatch, ...) goes back to the bridge as it was.
   upstreamReq.on('response', (res) => {
-    let body = '';
-    res.setEncoding('utf8');
-    res.on('data', (c: string) => {
-      if (body.length < 8192) body += c;
-    });
-    res.on('end', () => {
+    void readSmallBody(res, 8192).then((body) => {
       const raw = res.rawHeaders.filter((_, i, a) => {
         const name = (i % 2 === 0 ? a[i] : a[i - 1]) ?? '';
         return !['connection', 'transfer-encoding', 'content-length', 'keep-alive'].includes(name.toLowerCase());
@@ -109,20 +105,14 @@ export function renewOnProxy(target: ForwardTarget, tunnel: string, expiresAt: n
         headers: { authorization: `Bearer ${target.secret}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
         timeout: 10_000,
       },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => {
-          if (text.length < 4096) text += c;
-        });
-        res.on('end', () => {
+      (res) =>
+        void readSmallBody(res).then((text) => {
           try {
             resolve({ status: res.statusCode ?? 502, body: JSON.parse(text) as unknown });
           } catch {
             resolve({ status: 502, body: { error: 'your cloud proxy gave an answer that is not JSON' } });
           }
-        });
-      },
+        }),
     );
     req.on('timeout', () => req.destroy(new Error('no answer within 10 s')));
     req.on('error', (e: NodeJS.ErrnoException) => resolve({ status: 502, body: { error: `your cloud proxy did not answer (${e.code ?? e.message})` } }));
