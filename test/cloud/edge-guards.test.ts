@@ -203,3 +203,20 @@ describe('/ollama/* is the Ollama API only', () => {
     assert.equal((await get(`${cloud.url}/ollama/api/version`, bearer(token))).status, 200);
   });
 });
+
+describe("the proxy's own refusals keep their headers through the api-backend", () => {
+  test('a running proxy without a bridge: 503 with Retry-After and the refusal code', async () => {
+    const cloud = await startCloud();
+    try {
+      const token = await cloud.signIn('bridgeless');
+      assert.equal((await fetch(`${cloud.url}/api/proxy/start`, { method: 'POST', headers: bearer(token) })).status, 201);
+      const r = await get(`${cloud.url}/ollama/api/tags`, bearer(token));
+      assert.equal(r.status, 503);
+      assert.equal(r.headers['retry-after'], '5');
+      assert.equal(r.headers['x-cloudtolocalllm-refusal'], 'no-bridge');
+      assert.match((JSON.parse(r.body) as { error: string }).error, /not connected/);
+    } finally {
+      await cloud.close();
+    }
+  });
+});

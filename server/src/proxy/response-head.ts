@@ -11,10 +11,10 @@ import { REFUSAL_HEADER } from '../../../bridge/connection/protocol.js';
 
 /**
  * Ollama answers with a content type and, for fixed bodies, a length; its OpenAI-compatible
- * streams add `Cache-Control: no-cache`. A refusal from the bridge carries its reason code and,
- * for 405, `Allow`.
+ * streams add `Cache-Control: no-cache`. A refusal carries its reason code, `Allow` for 405 and
+ * `Retry-After` where waiting helps (the proxy's own 503 when no bridge is connected).
  */
-export const RELAYED_RESPONSE_HEADERS: readonly string[] = ['content-type', 'content-length', 'cache-control', 'allow', REFUSAL_HEADER];
+export const RELAYED_RESPONSE_HEADERS: readonly string[] = ['content-type', 'content-length', 'cache-control', 'allow', 'retry-after', REFUSAL_HEADER];
 
 /** Is this a status the relay passes on (a final one HTTP clients understand)? */
 export function isRelayableStatus(status: number): boolean {
