@@ -1,0 +1,89 @@
+/**
+ * The double's line to the test that started the app: JSON lines over the Unix socket named by
+ * CTLL_DOUBLE_CONTROL. The app side reports events (tray changed, window shown, browser opened,
+ * quit...) and answers commands (click a tray item, act in a window, read the state).
+ */
+import net from 'node:net';
+
+export type CommandHandler = (args: Record<string, unknown>) => unknown;
+
+export class Control {
+  readonly #socket: net.Socket | undefined;
+  readonly #handlers = new Map<string, CommandHandler>();
+  #buffer = '';
+  #flush: (() => void) | undefined;
+
+  constructor(path: string | undefined) {
+    if (!path) {
+      this.#socket = undefined;
+      return;
+    }
+    this.#socket = net.connect(path);
+    // The app's life is the double's "message loop" (see app.ts), not this socket.
+    this.#socket.unref();
+    this.#socket.setEncoding('utf8');
+    this.#socket.on('data', (chunk: string) => this.#receive(chunk));
+    this.#socket.on('error', (e) => process.stderr.write(`electron-double: control channel: ${e.message}\n`));
+  }
+
+  on(command: string, handler: CommandHandler): void {
+    this.#handlers.set(command, handler);
+  }
+
+  /** Runs a command's handler here (one command built on another). */
+  async run(command: string, args: Record<string, unknown>): Promise<unknown> {
+    const handler = this.#handlers.get(command);
+    if (!handler) throw new Error(`the Electron double has no command "${command}"`);
+    return handler(args);
+  }
+
+  /** Runs before every event: a report held back (the tray's) goes out first, in order. */
+  beforeEvents(flush: () => void): void {
+    this.#flush = flush;
+  }
+
+  event(name: string, data: Record<string, unknown> = {}): void {
+    this.#flush?.();
+    this.#write({ event: name, ...data });
+  }
+
+  /** Sends the last event and resolves once it is written (before the process exits). */
+  close(name: string, data: Record<string, unknown>): Promise<void> {
+    this.#flush?.();
+    return new Promise((resolve) => {
+      if (!this.#socket || this.#socket.destroyed) {
+        resolve();
+        return;
+      }
+      this.#socket.end(`${JSON.stringify({ event: name, ...data })}\n`, () => resolve());
+    });
+  }
+
+  #write(message: Record<string, unknown>): void {
+    if (!this.#socket || this.#socket.destroyed || !this.#socket.writable) return;
+    this.#socket.write(`${JSON.stringify(message)}\n`);
+  }
+
+  #receive(chunk: string): void {
+    this.#buffer += chunk;
+    let newline: number;
+    while ((newline = this.#buffer.indexOf('\n')) >= 0) {
+      const line = this.#buffer.slice(0, newline);
+      this.#buffer = this.#buffer.slice(newline + 1);
+      if (line.trim()) void this.#run(JSON.parse(line) as { id: number; command: string; args?: Record<string, unknown> });
+    }
+  }
+
+  async #run(message: { id: number; command: string; args?: Record<string, unknown> }): Promise<void> {
+    const handler = this.#handlers.get(message.command);
+    try {
+      if (!handler) throw new Error(`the Electron double has no command "${message.command}"`);
+      const value = await handler(message.args ?? {});
+      this.#write({ reply: message.id, ok: true, value: value ?? null });
+    } catch (e) {
+      this.#write({ reply: message.id, ok: false, error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+}
+
+export const control = new Control(process.env['CTLL_DOUBLE_CONTROL']);
