@@ -24,6 +24,8 @@ import { buildDesktop } from '../../scripts/build-desktop.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = join(ROOT, 'test', 'desktop', 'electron-double', 'cli.ts');
+// Absolute, so the app may run from any folder (a packaged layout has no node_modules of tsx).
+const TSX = import.meta.resolve('tsx');
 export const APP_NAME = 'CloudToLocalLLM';
 export const PRODUCT_LINE = 'CloudToLocalLLM - Multi-Tenant Streaming';
 export type Platform = 'linux' | 'win32' | 'darwin';
@@ -260,7 +262,7 @@ export class AppRun {
       ...options.env,
     });
     const target = 'root' in options.app ? [options.app.root] : ['--packaged', options.app.resources];
-    this.#child = spawn(process.execPath, ['--import', 'tsx', CLI, ...target, ...(options.args ?? [])], {
+    this.#child = spawn(process.execPath, ['--import', TSX, CLI, ...target, ...(options.args ?? [])], {
       cwd: 'root' in options.app ? options.app.root : options.app.resources,
       env,
       detached: true,

@@ -47,6 +47,9 @@ const electronVersion = (JSON.parse(readFileSync(new URL('../../../node_modules/
 Object.defineProperty(process.versions, 'electron', { value: electronVersion, enumerable: true });
 (process as { type?: string }).type = 'browser';
 
+// Output to a parent that has gone must not become an error that reports itself forever.
+process.stdout.on('error', () => undefined);
+process.stderr.on('error', () => undefined);
 // Like Electron's main process: an unhandled rejection or exception is reported, the app keeps running.
 const { control } = await import('./control.js');
 process.on('unhandledRejection', (reason) => {

@@ -12,6 +12,7 @@ export class Control {
   readonly #handlers = new Map<string, CommandHandler>();
   #buffer = '';
   #flush: (() => void) | undefined;
+  #onClose: (() => void) | undefined;
 
   constructor(path: string | undefined) {
     if (!path) {
@@ -23,7 +24,13 @@ export class Control {
     this.#socket.unref();
     this.#socket.setEncoding('utf8');
     this.#socket.on('data', (chunk: string) => this.#receive(chunk));
-    this.#socket.on('error', (e) => process.stderr.write(`electron-double: control channel: ${e.message}\n`));
+    this.#socket.on('error', () => undefined); // 'close' follows
+    this.#socket.on('close', () => this.#onClose?.());
+  }
+
+  /** The test went away: an app left alone must end rather than linger. */
+  onClose(handler: () => void): void {
+    this.#onClose = handler;
   }
 
   on(command: string, handler: CommandHandler): void {

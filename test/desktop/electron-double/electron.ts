@@ -53,6 +53,8 @@ control.on('state', async () => {
   };
 });
 
+control.onClose(() => app.quit());
+
 control.on('quit', () => {
   app.quit();
   return null;
