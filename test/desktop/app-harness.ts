@@ -16,11 +16,14 @@ import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
+import { createInterface } from 'node:readline';
 import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Browser } from 'playwright';
+import { chromium, type Browser, type BrowserServer } from 'playwright';
 import type { Settings } from '../../main/settings/settings.js';
 import { buildDesktop } from '../../scripts/build-desktop.js';
+import { launchChromiumServer } from '../browser.js';
+import { OllamaEmulator } from '../emulator/ollama-emulator.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = join(ROOT, 'test', 'desktop', 'electron-double', 'cli.ts');
@@ -292,23 +295,16 @@ export class AppRun {
   }
 
   #attach(socket: net.Socket): void {
-    let buffer = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      buffer += chunk;
-      let newline: number;
-      while ((newline = buffer.indexOf('\n')) >= 0) {
-        const message = JSON.parse(buffer.slice(0, newline)) as Record<string, unknown>;
-        buffer = buffer.slice(newline + 1);
-        if (typeof message['reply'] === 'number') {
-          const pending = this.#pending.get(message['reply']);
-          this.#pending.delete(message['reply']);
-          if (message['ok']) pending?.resolve(message['value']);
-          else pending?.reject(new Error(String(message['error'])));
-        } else {
-          this.events.push(message as AppEvent);
-          this.#wake();
-        }
+    createInterface({ input: socket }).on('line', (line) => {
+      const message = JSON.parse(line) as Record<string, unknown>;
+      if (typeof message['reply'] === 'number') {
+        const pending = this.#pending.get(message['reply']);
+        this.#pending.delete(message['reply']);
+        if (message['ok']) pending?.resolve(message['value']);
+        else pending?.reject(new Error(String(message['error'])));
+      } else {
+        this.events.push(message as AppEvent);
+        this.#wake();
       }
     });
   }
@@ -483,6 +479,49 @@ export function launchApp(options: LaunchOptions): AppRun {
   return new AppRun(options);
 }
 
+// ---- what a test file shares: one build, one Chromium, one Ollama, its app runs ----
+
+export interface Session {
+  built: BuiltApp;
+  /** The Chromium the app's windows and the "system browser" share. */
+  server: BrowserServer;
+  /** The test's own connection to it: the person's browser. */
+  browser: Browser;
+  emulator: OllamaEmulator;
+  /** Starts the app with this session's build and browser; every run is ended by close(). */
+  launch(options: Partial<LaunchOptions>): AppRun;
+  close(): Promise<void>;
+}
+
+export async function startSession(): Promise<Session> {
+  const emulator = new OllamaEmulator({ tokenIntervalMs: 5 });
+  const [built, server] = await Promise.all([buildApp(), launchChromiumServer(), emulator.start()]);
+  const browser = await chromium.connect(server.wsEndpoint());
+  const runs: AppRun[] = [];
+  const homes: string[] = [];
+  return {
+    built,
+    server,
+    browser,
+    emulator,
+    launch(options) {
+      const home = options.home ?? tempHome();
+      if (!options.home) homes.push(home);
+      const run = launchApp({ app: built, browserWs: server.wsEndpoint(), ...options, home });
+      runs.push(run);
+      return run;
+    },
+    async close() {
+      for (const run of runs) await run.kill();
+      await browser.close();
+      await server.close();
+      await emulator.close();
+      built.cleanup();
+      for (const home of homes) rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
+
 // ---- the person at the browser ----
 
 /** Signs in on the embedded issuer's page the app opened, and waits for the loopback answer. */
@@ -497,6 +536,20 @@ export async function signInThroughBrowser(browser: Browser, url: string, userna
   } finally {
     await page.close();
   }
+}
+
+/**
+ * Sign in… from the tray, the sign-in page in the browser, and the tray at Connected (or the
+ * state `connected` names). Returns the URL the app opened.
+ */
+export async function signInFromTray(app: AppRun, browser: Browser, username: string, connected: (toolTip: string) => boolean): Promise<string> {
+  const since = app.mark();
+  await app.click('sign-in');
+  const opened = await app.waitForBrowser(since);
+  if (!opened.ok) throw new Error(`the browser did not open: ${opened.error}`);
+  await signInThroughBrowser(browser, opened.url, username);
+  await app.waitForTray((t) => connected(t.toolTip), 'the connected tray', since);
+  return opened.url;
 }
 
 /** The local stack's URLs, from the app's log ("cloud server listening"). */

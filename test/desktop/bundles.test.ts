@@ -47,19 +47,26 @@ describe('the desktop bundles load as they are used', () => {
     assert.deepEqual(JSON.parse(out), { config: ['audience', 'desktopClientId', 'issuer', 'webClientId'], page: 200, type: 'text/html; charset=utf-8' });
   });
 
-  test('dist/main/main.js under the Electron double: the tray comes up and Quit ends it', async () => {
-    const home = tempHome();
-    try {
-      // No window is opened, so no browser is needed; a cloud URL that answers nothing keeps it quick.
-      const app = launchApp({ app: built, home, browserWs: '', settings: { cloudServerUrl: 'http://127.0.0.1:9' } });
-      const tray = await app.waitForTray((t) => t.menu !== null && t.toolTip.startsWith(`${PRODUCT_LINE}\nError: the cloud server at http://127.0.0.1:9 cannot be reached`), 'the tray');
-      assert.equal(tray.image.empty, false);
-      assert.deepEqual(await app.quit(), { code: 0, signal: null });
-      assert.deepEqual(app.problems(), []);
-    } finally {
-      rmSync(home, { recursive: true, force: true });
-    }
-  });
+  // No window is opened, so no browser is needed. Either server problem is said as it is: nobody
+  // tried to sign in, so neither is a "sign-in failed".
+  for (const [what, settings, env, said] of [
+    ['a cloud server that does not answer', { cloudServerUrl: 'http://127.0.0.1:9' }, {}, 'Error: the cloud server at http://127.0.0.1:9 cannot be reached'],
+    ['a local stack that cannot start', {}, { CTLL_RUNTIME: 'docker', DOCKER_HOST: 'unix:///nonexistent/docker.sock' }, 'Error: the cloud server on this computer could not start: --runtime docker was asked for, but the Docker engine does not answer'],
+  ] as const) {
+    test(`dist/main/main.js under the Electron double: the tray says what is wrong with ${what}, and Quit ends it`, async () => {
+      const home = tempHome();
+      try {
+        const app = launchApp({ app: built, home, browserWs: '', settings, env });
+        const tray = await app.waitForTray((t) => t.menu !== null && t.toolTip.startsWith(`${PRODUCT_LINE}\nError`), 'the tray saying what is wrong');
+        assert.ok(tray.toolTip.startsWith(`${PRODUCT_LINE}\n${said}`), tray.toolTip);
+        assert.equal(tray.image.empty, false);
+        assert.deepEqual(await app.quit(), { code: 0, signal: null });
+        assert.deepEqual(app.problems(), []);
+      } finally {
+        rmSync(home, { recursive: true, force: true });
+      }
+    });
+  }
 
   test("dist/main/preload.cjs needs only what Electron's sandbox gives a preload, and exposes exactly window.ctll", () => {
     const exposed = new Map<string, Record<string, unknown>>();

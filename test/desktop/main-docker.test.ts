@@ -10,14 +10,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { rmSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { chromium, type Browser, type BrowserServer } from 'playwright';
 import { headlessSignIn } from '../../main/auth/headless-login.js';
 import { DockerRuntime } from '../../server/src/runtime/docker/docker-runtime.js';
-import { chromiumUnavailable, launchChromiumServer } from '../browser.js';
-import { OllamaEmulator } from '../emulator/ollama-emulator.js';
-import { buildApp, launchApp, localStackUrls, portClosed, PRODUCT_LINE, ROOT, runId, signInThroughBrowser, tempHome, type AppRun, type BuiltApp } from './app-harness.js';
+import { chromiumUnavailable } from '../browser.js';
+import { localStackUrls, portClosed, PRODUCT_LINE, ROOT, runId, signInFromTray, startSession, type AppRun, type Session } from './app-harness.js';
 
 const run = promisify(execFile);
 const probe = await DockerRuntime.probe();
@@ -34,39 +31,20 @@ const ours = async (kind: 'ps' | 'network'): Promise<string[]> =>
     .filter(Boolean);
 
 describe('the built desktop app from source on Docker (local stack, Docker runtime)', { skip: unavailable ? `${unavailable}; CI=true makes this a failure` : false, concurrency: false }, () => {
-  let built: BuiltApp;
-  let server: BrowserServer;
-  let browser: Browser;
-  let emulator: OllamaEmulator;
-  let home: string;
+  let session: Session;
   let app: AppRun;
   let stack: { api: string; issuer: string } | undefined;
 
   before(async () => {
-    await run('bash', [`${ROOT}/scripts/build-proxy-image.sh`], { cwd: ROOT, maxBuffer: 16 << 20 });
-    [built, server] = await Promise.all([buildApp(), launchChromiumServer()]);
-    browser = await chromium.connect(server.wsEndpoint());
-    emulator = new OllamaEmulator({ tokenIntervalMs: 5 });
-    await emulator.start();
-    home = tempHome();
-    app = launchApp({
-      app: built,
-      home,
-      browserWs: server.wsEndpoint(),
-      settings: { ollamaUrl: emulator.url },
-      env: { CTLL_RUNTIME: 'docker', CTLL_STACK_NAME: STACK },
-    });
+    const [started] = await Promise.all([startSession(), run('bash', [`${ROOT}/scripts/build-proxy-image.sh`], { cwd: ROOT, maxBuffer: 16 << 20 })]);
+    session = started;
+    app = session.launch({ settings: { ollamaUrl: session.emulator.url }, env: { CTLL_RUNTIME: 'docker', CTLL_STACK_NAME: STACK } });
   });
   after(async () => {
-    await app?.kill();
+    await session?.close();
     // Only this run's objects: they carry its stack label.
     for (const name of await ours('ps').catch(() => [])) await docker('rm', '-f', name).catch(() => '');
     for (const name of await ours('network').catch(() => [])) await docker('network', 'rm', name).catch(() => '');
-    await browser?.close();
-    await server?.close();
-    await emulator?.close();
-    built?.cleanup();
-    if (home) rmSync(home, { recursive: true, force: true });
   });
 
   test('sign-in reaches Connected, with the proxy in a container of its own', async () => {
@@ -74,11 +52,7 @@ describe('the built desktop app from source on Docker (local stack, Docker runti
     stack = localStackUrls(app.logText());
     assert.ok(stack);
     assert.match(app.logText(), /"runtime":"docker"/, 'the local stack runs its proxies on Docker');
-    const since = app.mark();
-    await app.click('sign-in');
-    const opened = await app.waitForBrowser(since);
-    await signInThroughBrowser(browser, opened.url, 'grace');
-    await app.waitForTray((t) => t.toolTip === `${PRODUCT_LINE}\nConnected: connected to this computer`, 'the connected tray', since);
+    await signInFromTray(app, session.browser, 'grace', (tip) => tip === `${PRODUCT_LINE}\nConnected: connected to this computer`);
     const containers = await ours('ps');
     assert.equal(containers.length, 1, `one proxy container: ${containers.join(', ')}`);
     assert.match(containers[0]!, new RegExp(`^ctll-${STACK}-proxy-[0-9a-f]{64}$`));
@@ -88,7 +62,7 @@ describe('the built desktop app from source on Docker (local stack, Docker runti
     const token = (await headlessSignIn({ issuer: config.issuer, clientId: config.desktopClientId, audience: config.audience, username: 'grace' })).accessToken;
     const version = await fetch(`${stack.api}/ollama/api/version`, { headers: { authorization: `Bearer ${token}` } });
     assert.equal(version.status, 200, 'through the container and the bridge to Ollama');
-    assert.ok(emulator.requests.some((r) => r.path === '/api/version'));
+    assert.ok(session.emulator.requests.some((r) => r.path === '/api/version'));
   });
 
   test('Quit removes the proxy container and its network before the app ends; no port, no process', async () => {

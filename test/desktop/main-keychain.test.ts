@@ -12,12 +12,10 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, rmSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { chromium, type Browser, type BrowserServer } from 'playwright';
 import { KEYCHAIN_SERVICE } from '../../main/auth/token-store.js';
-import { CHROMIUM_PATH, chromiumUnavailable, launchChromiumServer } from '../browser.js';
+import { CHROMIUM_PATH, chromiumUnavailable } from '../browser.js';
 import { startCloud, type Cloud } from '../cloud/cloud-harness.js';
-import { OllamaEmulator } from '../emulator/ollama-emulator.js';
-import { buildApp, launchApp, PRODUCT_LINE, ROOT, signInThroughBrowser, tempHome, type AppRun, type BuiltApp } from './app-harness.js';
+import { PRODUCT_LINE, ROOT, signInFromTray, startSession, tempHome, type AppRun, type Session } from './app-harness.js';
 
 const onPath = (command: string): boolean =>
   (process.env['PATH'] ?? '').split(delimiter).some((dir) => {
@@ -70,54 +68,34 @@ function keychainAccounts(env: NodeJS.ProcessEnv): string[] {
 }
 
 describe('the built desktop app with gnome-keyring: restart signed in, sign out forgets', { skip: missing.length ? `missing ${missing.join(', ')}; CI=true makes this a failure` : false, concurrency: false }, () => {
-  let built: BuiltApp;
-  let server: BrowserServer;
-  let browser: Browser;
+  let session: Session;
   let cloud: Cloud;
-  let emulator: OllamaEmulator;
   let keyring: { address: string; stop(): Promise<void> };
   let home: string;
-  const runs: AppRun[] = [];
+  let app: AppRun;
   const connected = `${PRODUCT_LINE}\nConnected: connected to 127.0.0.1:`;
 
   before(async () => {
     home = tempHome();
-    emulator = new OllamaEmulator();
-    [built, server, cloud, keyring] = await Promise.all([buildApp(), launchChromiumServer(), startCloud(), startKeyringSession(home), emulator.start()]);
-    browser = await chromium.connect(server.wsEndpoint());
+    [session, cloud, keyring] = await Promise.all([startSession(), startCloud(), startKeyringSession(home)]);
   });
   after(async () => {
-    for (const run of runs) await run.kill();
+    await session?.close();
     await keyring?.stop();
-    await browser?.close();
-    await server?.close();
     await cloud?.close();
-    await emulator?.close();
-    built?.cleanup();
     if (home) rmSync(home, { recursive: true, force: true });
   });
 
-  const launch = (): AppRun => {
-    const run = launchApp({
-      app: built,
-      home,
-      browserWs: server.wsEndpoint(),
-      settings: { cloudServerUrl: cloud.url, ollamaUrl: emulator.url },
-      env: { DBUS_SESSION_BUS_ADDRESS: keyring.address },
-    });
-    runs.push(run);
-    return run;
-  };
+  // The same home and session bus each time: a restart of the app, not of the login session.
+  const launch = (): AppRun =>
+    (app = session.launch({ home, settings: { cloudServerUrl: cloud.url, ollamaUrl: session.emulator.url }, env: { DBUS_SESSION_BUS_ADDRESS: keyring.address } }));
   const keychainEnv = (): NodeJS.ProcessEnv => ({ PATH: process.env['PATH'], HOME: home, DBUS_SESSION_BUS_ADDRESS: keyring.address });
 
   test('signs in through the browser; the tokens go to the keychain, and the app says so', async () => {
-    const app = launch();
+    launch();
     await app.waitForTray((t) => t.menu !== null && t.toolTip === `${PRODUCT_LINE}\nSigned out: sign in to connect your Ollama`, 'the signed-out tray');
     const since = app.mark();
-    await app.click('sign-in');
-    const opened = await app.waitForBrowser(since);
-    await signInThroughBrowser(browser, opened.url, 'hedy');
-    await app.waitForTray((t) => t.toolTip.startsWith(connected), 'the connected tray', since);
+    await signInFromTray(app, session.browser, 'hedy', (tip) => tip.startsWith(connected));
     assert.deepEqual(keychainAccounts(keychainEnv()), [`${cloud.server.issuer} ${cloud.server.embeddedIssuer!.desktopClientId}`]);
 
     await app.click('settings');
@@ -129,14 +107,13 @@ describe('the built desktop app with gnome-keyring: restart signed in, sign out 
   });
 
   test('the next start is signed in and connected from the keychain, without a browser', async () => {
-    const app = launch();
+    launch();
     const tray = await app.waitForTray((t) => t.toolTip.startsWith(connected), 'the connected tray');
     assert.ok(tray.menu?.some((i) => i.id === 'sign-out' && i.label === 'Sign out (hedy)'));
     assert.ok(!app.events.some((e) => e.event === 'open-external'), 'no browser was needed');
   });
 
   test('sign-out empties the keychain; nothing of the tokens is in the log', async () => {
-    const app = runs.at(-1)!;
     const since = app.mark();
     await app.click('sign-out');
     await app.waitForTray((t) => t.toolTip === `${PRODUCT_LINE}\nSigned out: sign in to connect your Ollama`, 'the signed-out tray', since);

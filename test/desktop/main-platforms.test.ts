@@ -11,41 +11,33 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { BrowserServer } from 'playwright';
-import { chromiumUnavailable, launchChromiumServer } from '../browser.js';
+import { chromiumUnavailable } from '../browser.js';
 import { startCloud, type Cloud } from '../cloud/cloud-harness.js';
-import { buildApp, launchApp, packagedLayout, PRODUCT_LINE, tempHome, type AppRun, type BuiltApp, type LaunchOptions, type Platform } from './app-harness.js';
+import { launchApp, packagedLayout, PRODUCT_LINE, startSession, tempHome, type AppRun, type BuiltApp, type LaunchOptions, type Platform, type Session } from './app-harness.js';
 
 const unavailable = chromiumUnavailable();
 if (unavailable && process.env['CI'] === 'true') {
   test('Chromium is installed (CI machines must have it)', () => assert.fail(unavailable));
 }
 
-describe('start at login, icons and the packaged layout on each platform', { skip: unavailable, concurrency: false }, () => {
+describe('start at login, icons and the packaged layout on each platform', { skip: unavailable, concurrency: true }, () => {
+  let session: Session;
   let built: BuiltApp;
-  let server: BrowserServer;
   let cloud: Cloud;
-  const homes: string[] = [];
-  const runs: AppRun[] = [];
+  let packaged: { run?: AppRun; home?: string } = {};
 
   before(async () => {
-    [built, server, cloud] = await Promise.all([buildApp(), launchChromiumServer(), startCloud()]);
+    [session, cloud] = await Promise.all([startSession(), startCloud()]);
+    built = session.built;
   });
   after(async () => {
-    for (const run of runs) await run.kill();
-    await server?.close();
+    await packaged.run?.kill();
+    if (packaged.home) rmSync(packaged.home, { recursive: true, force: true });
+    await session?.close();
     await cloud?.close();
-    built?.cleanup();
-    for (const home of homes) rmSync(home, { recursive: true, force: true });
   });
 
-  function launch(options: Partial<LaunchOptions> & { platform: Platform }): AppRun {
-    const home = options.home ?? tempHome();
-    if (!homes.includes(home)) homes.push(home);
-    const run = launchApp({ app: built, browserWs: server.wsEndpoint(), settings: { cloudServerUrl: cloud.url }, ...options, home });
-    runs.push(run);
-    return run;
-  }
+  const launch = (options: Partial<LaunchOptions> & { platform: Platform }): AppRun => session.launch({ settings: { cloudServerUrl: cloud.url }, ...options });
 
   const signedOut = (run: AppRun): Promise<unknown> =>
     run.waitForTray((t) => t.menu !== null && t.toolTip === `${PRODUCT_LINE}\nSigned out: sign in to connect your Ollama`, 'the signed-out tray');
@@ -152,9 +144,8 @@ describe('start at login, icons and the packaged layout on each platform', { ski
     assert.equal(existsSync(join(resources, 'app', 'dist', 'main', 'local-stack.js')), false, 'the local stack is not packaged');
     assert.equal(existsSync(join(resources, 'assets', 'tray', 'linux', 'signed-out-22.png')), true);
     const home = tempHome();
-    homes.push(home);
-    const run = launchApp({ app: { resources }, home, browserWs: server.wsEndpoint(), platform: 'linux', env: { APPIMAGE: '/opt/Apps/CloudToLocalLLM.AppImage' } });
-    runs.push(run);
+    const run = launchApp({ app: { resources }, home, browserWs: session.server.wsEndpoint(), platform: 'linux', env: { APPIMAGE: '/opt/Apps/CloudToLocalLLM.AppImage' } });
+    packaged = { run, home };
     const tray = await run.waitForTray((t) => t.menu !== null && t.toolTip.startsWith(`${PRODUCT_LINE}\nError`), 'the tray saying what is missing');
     assert.equal(tray.toolTip, `${PRODUCT_LINE}\nError: no cloud server is configured: set its URL in Settings`);
     assert.equal(tray.image.path, join(resources, 'assets', 'tray', 'linux', 'error-22.png'));

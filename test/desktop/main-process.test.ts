@@ -14,22 +14,20 @@ import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { chromium, type Browser, type BrowserServer } from 'playwright';
 import { headlessSignIn } from '../../main/auth/headless-login.js';
-import { chromiumUnavailable, launchChromiumServer } from '../browser.js';
-import { OllamaEmulator } from '../emulator/ollama-emulator.js';
+import { chromiumUnavailable } from '../browser.js';
 import {
-  buildApp,
-  launchApp,
   localStackUrls,
   portClosed,
   PRODUCT_LINE,
   signInThroughBrowser,
+  startSession,
   tempHome,
   userDataDir,
   type AppRun,
   type BuiltApp,
   type MenuItemView,
+  type Session,
   type TrayView,
 } from './app-harness.js';
 import { DESKTOP_API_METHODS } from './renderer-harness.js';
@@ -45,29 +43,22 @@ const tooltip = (line: string): string => `${PRODUCT_LINE}\n${line}`;
 const JWT = /eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}/;
 
 describe('the built desktop app from source, no cloud server (local stack, in-process)', { skip: unavailable, concurrency: false }, () => {
+  let session: Session;
   let built: BuiltApp;
-  let server: BrowserServer;
-  let browser: Browser;
-  let emulator: OllamaEmulator;
   let home: string;
   let app: AppRun;
   let stack: { api: string; issuer: string } | undefined;
   let token: string;
 
   before(async () => {
-    [built, server] = await Promise.all([buildApp(), launchChromiumServer()]);
-    browser = await chromium.connect(server.wsEndpoint());
-    emulator = new OllamaEmulator({ tokenIntervalMs: 5 });
-    await emulator.start();
+    session = await startSession();
+    built = session.built;
     home = tempHome();
-    app = launchApp({ app: built, home, browserWs: server.wsEndpoint(), settings: { ollamaUrl: emulator.url }, env: { CTLL_RUNTIME: 'process' } });
+    app = session.launch({ home, settings: { ollamaUrl: session.emulator.url }, env: { CTLL_RUNTIME: 'process' } });
   });
   after(async () => {
-    await app?.kill();
-    await browser?.close();
-    await server?.close();
-    await emulator?.close();
-    built?.cleanup();
+    await session?.close();
+    // The home is shared with the second instance: removed here, once both are gone.
     if (home) rmSync(home, { recursive: true, force: true });
   });
 
@@ -142,7 +133,7 @@ describe('the built desktop app from source, no cloud server (local stack, in-pr
     // A blank page of the same kind (file:, a secure context) has the browser's own globals.
     const blankFile = join(home, 'blank.html');
     writeFileSync(blankFile, '<!doctype html><title>blank</title>');
-    const blank = await browser.newPage();
+    const blank = await session.browser.newPage();
     await blank.goto(pathToFileURL(blankFile).href);
     const baseline = new Set((await blank.evaluate('Object.getOwnPropertyNames(window)')) as string[]);
     await blank.close();
@@ -154,7 +145,7 @@ describe('the built desktop app from source, no cloud server (local stack, in-pr
 
     // The form shows the main process's answers over the real IPC.
     await app.inWindow('settings', 'wait', { selector: '#settings-form[aria-busy="false"]' });
-    assert.equal(await app.inWindow('settings', 'evaluate', { expression: 'document.querySelector("#ollamaUrl").value' }), emulator.url);
+    assert.equal(await app.inWindow('settings', 'evaluate', { expression: 'document.querySelector("#ollamaUrl").value' }), session.emulator.url);
     assert.match(String(await app.inWindow('settings', 'text', { selector: '#status-line' })), /sign in to connect your Ollama/);
   });
 
@@ -194,7 +185,7 @@ describe('the built desktop app from source, no cloud server (local stack, in-pr
 
     const ours = pathToFileURL(join(built.root, 'dist', 'renderer', 'settings.html')).href;
     const fromOurs = await app.command<{ ok: boolean; value?: { ollamaUrl?: string } }>('invoke-as', { channel: 'settings:get', frameUrl: ours });
-    assert.equal(fromOurs.ok && fromOurs.value?.ollamaUrl, emulator.url);
+    assert.equal(fromOurs.ok && fromOurs.value?.ollamaUrl, session.emulator.url);
     for (const frameUrl of ['https://evil.example/', 'file:///etc/passwd', `${pathToFileURL(join(built.root, 'dist', 'renderer')).href}/../../secret.html`]) {
       const refused = await app.command<{ ok: boolean; error?: string }>('invoke-as', { channel: 'settings:get', frameUrl });
       assert.deepEqual(refused, { ok: false, error: "Error invoking remote method 'settings:get': Error: refused: this IPC call does not come from a CloudToLocalLLM window" }, frameUrl);
@@ -228,7 +219,7 @@ describe('the built desktop app from source, no cloud server (local stack, in-pr
     assert.ok(stack, `the local stack's URLs are in the log:\n${app.logText()}`);
     assert.equal(new URL(opened.url).origin, stack.issuer, "the sign-in page is the local stack's embedded issuer");
 
-    await signInThroughBrowser(browser, opened.url, 'ada');
+    await signInThroughBrowser(session.browser, opened.url, 'ada');
     const connected = await app.waitForTray((t) => t.toolTip === tooltip('Connected: connected to this computer'), 'the connected tray', since);
     assert.match(connected.image.path ?? '', /assets\/tray\/linux\/connected-22\.png$/);
     assert.equal(item(connected, 'sign-out')?.label, 'Sign out (ada)');
@@ -242,7 +233,7 @@ describe('the built desktop app from source, no cloud server (local stack, in-pr
     const tags = await fetch(`${stack.api}/ollama/api/tags`, { headers: { authorization: `Bearer ${token}` } });
     assert.equal(tags.status, 200);
     assert.ok(((await tags.json()) as { models: unknown[] }).models.length > 0);
-    assert.ok(emulator.requests.some((r) => r.path === '/api/tags'), 'the request reached the Ollama on this computer');
+    assert.ok(session.emulator.requests.some((r) => r.path === '/api/tags'), 'the request reached the Ollama on this computer');
 
     const landing = await fetch(`${stack.api}/`);
     assert.equal(landing.status, 200, 'the web client is served at /');
@@ -291,17 +282,13 @@ describe('the built desktop app from source, no cloud server (local stack, in-pr
   test("a second instance shows the first one's window and exits", async () => {
     for (const w of await app.windows()) await app.inWindow(String(w.name), 'close');
     const since = app.mark();
-    const second = launchApp({ app: built, home, browserWs: server.wsEndpoint(), args: ['--from-second-launch'] });
-    try {
-      assert.deepEqual(await second.exited, { code: 0, signal: null });
-      assert.ok(second.events.some((e) => e.event === 'lock' && e['held'] === false), 'the second did not get the lock');
-      assert.ok(!second.events.some((e) => e.event === 'ready' || e.event === 'tray'), 'the second made no tray');
-      const notified = await app.waitFor((e) => (e.event === 'second-instance' ? e : undefined), 'the second-instance event', { since });
-      assert.ok((notified['argv'] as string[]).includes('--from-second-launch'));
-      await app.waitForWindow('settings', 'shown', since);
-    } finally {
-      await second.kill();
-    }
+    const second = session.launch({ home, args: ['--from-second-launch'] });
+    assert.deepEqual(await second.exited, { code: 0, signal: null });
+    assert.ok(second.events.some((e) => e.event === 'lock' && e['held'] === false), 'the second did not get the lock');
+    assert.ok(!second.events.some((e) => e.event === 'ready' || e.event === 'tray'), 'the second made no tray');
+    const notified = await app.waitFor((e) => (e.event === 'second-instance' ? e : undefined), 'the second-instance event', { since });
+    assert.ok((notified['argv'] as string[]).includes('--from-second-launch'));
+    await app.waitForWindow('settings', 'shown', since);
   });
 
   test('Quit ends the app with nothing left running: the stop finished, no port, no process', async () => {

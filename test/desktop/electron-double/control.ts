@@ -4,13 +4,13 @@
  * quit...) and answers commands (click a tray item, act in a window, read the state).
  */
 import net from 'node:net';
+import { createInterface } from 'node:readline';
 
 export type CommandHandler = (args: Record<string, unknown>) => unknown;
 
 export class Control {
   readonly #socket: net.Socket | undefined;
   readonly #handlers = new Map<string, CommandHandler>();
-  #buffer = '';
   #flush: (() => void) | undefined;
   #onClose: (() => void) | undefined;
 
@@ -22,8 +22,9 @@ export class Control {
     this.#socket = net.connect(path);
     // The app's life is the double's "message loop" (see app.ts), not this socket.
     this.#socket.unref();
-    this.#socket.setEncoding('utf8');
-    this.#socket.on('data', (chunk: string) => this.#receive(chunk));
+    createInterface({ input: this.#socket }).on('line', (line) => {
+      if (line.trim()) void this.#run(JSON.parse(line) as { id: number; command: string; args?: Record<string, unknown> });
+    });
     this.#socket.on('error', () => undefined); // 'close' follows
     this.#socket.on('close', () => this.#onClose?.());
   }
@@ -69,16 +70,6 @@ export class Control {
   #write(message: Record<string, unknown>): void {
     if (!this.#socket || this.#socket.destroyed || !this.#socket.writable) return;
     this.#socket.write(`${JSON.stringify(message)}\n`);
-  }
-
-  #receive(chunk: string): void {
-    this.#buffer += chunk;
-    let newline: number;
-    while ((newline = this.#buffer.indexOf('\n')) >= 0) {
-      const line = this.#buffer.slice(0, newline);
-      this.#buffer = this.#buffer.slice(newline + 1);
-      if (line.trim()) void this.#run(JSON.parse(line) as { id: number; command: string; args?: Record<string, unknown> });
-    }
   }
 
   async #run(message: { id: number; command: string; args?: Record<string, unknown> }): Promise<void> {
