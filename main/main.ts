@@ -64,7 +64,7 @@ async function main(): Promise<void> {
     if (!isSafeExternalUrl(url)) throw new Error(`only http(s) addresses are opened in the browser, not ${url}`);
     await shell.openExternal(url);
   };
-  const startLocalStack: Pick<AppControllerOptions, 'startLocalStack'> =
+  const localStack: Pick<AppControllerOptions, 'startLocalStack'> =
     !app.isPackaged && existsSync(localStackFile)
       ? {
           startLocalStack: async () => {
@@ -78,7 +78,7 @@ async function main(): Promise<void> {
     settings: () => settings.settings,
     tokenStore,
     openBrowser,
-    ...startLocalStack,
+    ...localStack,
     log: { info: (m, f) => log.info(m, f ?? ''), warn: (m, f) => log.warn(m, f ?? ''), error: (m, f) => log.error(m, f ?? '') },
   });
 

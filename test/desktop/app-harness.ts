@@ -11,7 +11,7 @@
  *
  * Waits are on events; each has a generous bound that only turns a hang into a failure message.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -464,8 +464,19 @@ export class AppRun {
   async leftoverProcesses(): Promise<string[]> {
     for (let i = 0; i < 100 && this.groupAlive(); i++) await new Promise((r) => setTimeout(r, 50));
     if (!this.groupAlive()) return [];
-    const ps = spawnSync('ps', ['-o', 'pid=,args=', '-g', String(this.pid)], { encoding: 'utf8' });
-    return ps.stdout.split('\n').filter((l) => l.trim());
+    // From /proc (no procps needed): field 5 of /proc/PID/stat is the process group.
+    return readdirSync('/proc')
+      .filter((pid) => /^\d+$/.test(pid))
+      .flatMap((pid) => {
+        try {
+          const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+          const group = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2];
+          if (group !== String(this.pid)) return [];
+          return [`${pid} ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim()}`];
+        } catch {
+          return []; // gone meanwhile
+        }
+      });
   }
 
   /** Ends whatever is left of this run (its own process group only). */
