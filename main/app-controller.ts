@@ -71,6 +71,8 @@ export class AppController extends EventEmitter<{ status: [StatusView] }> {
   private ollama: OllamaHealth | undefined;
   private proxyState: ProxyServiceState = { state: 'idle' };
   private authError: string | undefined;
+  /** Why the server is not available (not a sign-in failure: nobody signed in yet). */
+  private setupError: string | undefined;
   private connecting: AbortController | undefined;
   private ticker: NodeJS.Timeout | undefined;
   private lastEmitted = '';
@@ -93,38 +95,50 @@ export class AppController extends EventEmitter<{ status: [StatusView] }> {
       ...(this.bridge ? { counters: this.bridge.counters as BridgeCounters } : {}),
       keychain: { available: this.options.tokenStore.kind === 'keychain', detail: this.options.tokenStore.detail },
       cloudHost: settings.cloudServerUrl ? new URL(settings.cloudServerUrl).host : 'this computer',
+      ...(this.setupError ? { setupError: this.setupError } : {}),
     };
     return statusView(parts);
   }
 
   /** At app start: reach the server, restore a saved sign-in, connect if signed in. */
   async start(): Promise<void> {
+    if (this.ticker) clearInterval(this.ticker);
     this.ticker = setInterval(() => this.publish(), this.options.statusIntervalMs ?? 2_000);
     this.ticker.unref();
-    try {
-      await this.prepareServer();
-      await this.session!.restore();
-      if (this.session!.state === 'signed-in') await this.connect();
-    } catch (e) {
-      this.options.log.error('start failed', { error: (e as Error).message });
-      this.authError = (e as Error).message;
+    if (await this.prepare()) {
+      try {
+        await this.session!.restore();
+        if (this.session!.state === 'signed-in') await this.connect();
+      } catch (e) {
+        // The proxy service's state carries the reason to the tray.
+        this.options.log.error('start failed', { error: (e as Error).message });
+      }
     }
     this.publish();
   }
 
   async signIn(): Promise<{ ok: true } | { ok: false; error: string }> {
+    if (!this.session && !(await this.prepare())) return { ok: false, error: this.setupError! };
+    // Signed in with a bridge running: nothing to do. A second bridge of the same account would
+    // make the server replace the first, and each would then replace the other.
+    if (this.session!.state === 'signed-in' && this.bridge) return { ok: true };
     try {
-      if (!this.session) await this.prepareServer();
       this.authError = undefined;
       this.publish();
       await this.session!.signIn();
-      await this.connect();
-      return { ok: true };
     } catch (e) {
       this.authError = (e as Error).message;
       this.options.log.warn('sign-in failed', { error: this.authError });
       this.publish();
       return { ok: false, error: this.authError };
+    }
+    try {
+      await this.connect();
+      return { ok: true };
+    } catch (e) {
+      this.options.log.warn('connecting after sign-in failed', { error: (e as Error).message });
+      this.publish();
+      return { ok: false, error: (e as Error).message };
     }
   }
 
@@ -160,7 +174,23 @@ export class AppController extends EventEmitter<{ status: [StatusView] }> {
   async stop(): Promise<void> {
     if (this.ticker) clearInterval(this.ticker);
     await this.disconnect();
-    await this.local?.close();
+    const local = this.local;
+    this.local = undefined;
+    await local?.close();
+  }
+
+  /** prepareServer, its failure kept for the status: false when the server is not available. */
+  private async prepare(): Promise<boolean> {
+    try {
+      await this.prepareServer();
+      this.setupError = undefined;
+      return true;
+    } catch (e) {
+      this.setupError = (e as Error).message;
+      this.options.log.error('the cloud server is not available', { error: this.setupError });
+      this.publish();
+      return false;
+    }
   }
 
   private async prepareServer(): Promise<void> {
@@ -169,7 +199,11 @@ export class AppController extends EventEmitter<{ status: [StatusView] }> {
       this.serverUrl = settings.cloudServerUrl;
     } else {
       if (!this.options.startLocalStack) throw new Error('no cloud server is configured: set its URL in Settings');
-      this.local ??= await this.options.startLocalStack();
+      try {
+        this.local ??= await this.options.startLocalStack();
+      } catch (e) {
+        throw new Error(`the cloud server on this computer could not start: ${(e as Error).message}`, { cause: e });
+      }
       this.serverUrl = this.local.url;
     }
     const config = await fetchClientConfig(this.serverUrl);
@@ -196,6 +230,9 @@ export class AppController extends EventEmitter<{ status: [StatusView] }> {
     this.connecting = controller;
     await this.proxyService.ensureProxyRunning(controller.signal);
     if (controller.signal.aborted) return;
+    // Never two bridges of one account: the server would have each replace the other.
+    await this.stopBridge();
+    if (controller.signal.aborted) return;
     const settings = this.options.settings();
     const bridge = new Bridge({
       proxyUrl: `${this.serverUrl.replace(/^http/, 'ws')}/ws/bridge`,
@@ -205,12 +242,14 @@ export class AppController extends EventEmitter<{ status: [StatusView] }> {
       ...this.options.bridgeTuning,
     });
     bridge.on('status', (s) => {
+      if (this.bridge !== bridge) return; // a bridge being stopped says so no more
       this.bridgeStatus = s;
       if (s.state === 'error' || s.state === 'disconnected') this.options.log.warn(`bridge ${s.state}`, { reason: s.reason, code: s.code });
       else this.options.log.info(`bridge ${s.state}`);
       this.publish();
     });
     bridge.on('ollama', (o) => {
+      if (this.bridge !== bridge) return;
       this.ollama = o;
       this.publish();
     });
@@ -220,6 +259,10 @@ export class AppController extends EventEmitter<{ status: [StatusView] }> {
 
   private async disconnect(): Promise<void> {
     this.connecting?.abort();
+    await this.stopBridge();
+  }
+
+  private async stopBridge(): Promise<void> {
     const bridge = this.bridge;
     this.bridge = undefined;
     this.bridgeStatus = undefined;

@@ -3,11 +3,14 @@
  * (app-controller, tray-menu, settings, autostart, auth) that the tests run under Node.
  */
 import { app, Menu, nativeImage, shell, Tray } from 'electron';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { AppController } from './app-controller.js';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { appIconFile } from '../scripts/icons/tray-icon-file.js';
+import { AppController, type AppControllerOptions } from './app-controller.js';
 import { openTokenStore } from './auth/token-store.js';
 import { LinuxAutostart } from './autostart/linux-autostart.js';
+import { StartAtLogin } from './autostart/start-at-login.js';
 import { IpcChannel, type StatusView } from './ipc-contract.js';
 import { registerIpc } from './ipc.js';
 import { logFilePath, setLogLevel, setupLogging } from './logging/setup.js';
@@ -20,6 +23,10 @@ import { Windows } from './windows.js';
 
 const distDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 const assetsDir = app.isPackaged ? join(process.resourcesPath, 'assets') : join(distDir, '..', 'assets');
+// Built only for runs from source: electron-builder.yml leaves it out of every package.
+const localStackFile = join(distDir, 'main', 'local-stack.js');
+/** Quit waits this long at most for the bridge, the proxy and the local stack to stop. */
+const STOP_AT_QUIT_MS = 30_000;
 
 // One instance: a second launch shows the first one's window instead.
 if (!app.requestSingleInstanceLock()) {
@@ -40,30 +47,44 @@ async function main(): Promise<void> {
   const tokenStore = await openTokenStore();
   if (tokenStore.kind === 'memory') log.warn(tokenStore.detail);
 
-  const windows = new Windows(distDir, join(assetsDir, 'icon.png'));
-  const autostart = new LinuxAutostart();
-  const openBrowser = (url: string): void => {
-    if (isSafeExternalUrl(url)) void shell.openExternal(url);
+  const windows = new Windows(distDir, join(assetsDir, appIconFile(process.platform)), {
+    openExternal: (url) => shell.openExternal(url).catch((e: Error) => log.warn('the browser could not be opened', { error: e.message })),
+    onVisibilityChange: () => renderTray(),
+  });
+  const startAtLogin = new StartAtLogin({
+    platform: process.platform,
+    isPackaged: app.isPackaged,
+    appPath: app.getAppPath(),
+    executable: process.env['APPIMAGE'] ?? process.execPath,
+    loginItems: app,
+    linux: new LinuxAutostart(),
+  });
+  // A rejection reaches the sign-in, which then says the browser failed instead of waiting.
+  const openBrowser = async (url: string): Promise<void> => {
+    if (!isSafeExternalUrl(url)) throw new Error(`only http(s) addresses are opened in the browser, not ${url}`);
+    await shell.openExternal(url);
   };
+  const localStack: Pick<AppControllerOptions, 'startLocalStack'> =
+    !app.isPackaged && existsSync(localStackFile)
+      ? {
+          startLocalStack: async () => {
+            const module = (await import(pathToFileURL(localStackFile).href)) as typeof import('./local-stack.js');
+            return module.startLocalStack((line) => log.info(line));
+          },
+        }
+      : {};
 
   const controller = new AppController({
     settings: () => settings.settings,
     tokenStore,
     openBrowser,
-    startLocalStack: async () => {
-      // Present when running from source; packaged builds need a cloud server URL.
-      const localStackModule = './local-stack.js';
-      const { startLocalStack } = (await import(localStackModule)) as typeof import('./local-stack.js');
-      return startLocalStack((line) => log.info(line));
-    },
+    ...localStack,
     log: { info: (m, f) => log.info(m, f ?? ''), warn: (m, f) => log.warn(m, f ?? ''), error: (m, f) => log.error(m, f ?? '') },
   });
 
-  const startAtLogin = async (): Promise<boolean> =>
-    process.platform === 'linux' ? autostart.isEnabled() : app.getLoginItemSettings().openAtLogin;
-
   const tray = new Tray(nativeImage.createFromPath(trayIconPath(assetsDir, process.platform, 'signed-out')));
   let lastStatus: StatusView = controller.status();
+  let menu: Menu | undefined;
   const actions = {
     toggleWindow: () => windows.toggle('settings'),
     openSettings: () => windows.show('settings'),
@@ -71,13 +92,17 @@ async function main(): Promise<void> {
     signIn: () => void controller.signIn(),
     signOut: () => void controller.signOut(),
     openLogs: () => void shell.openPath(dirname(logFilePath())),
-    quit: () => app.quit(),
   };
+  // The menu depends on the status and on whether the window shows (Show or Hide).
+  function renderTray(): void {
+    menu = Menu.buildFromTemplate(trayMenuTemplate(lastStatus, windows.isVisible('settings'), actions));
+    tray.setContextMenu(menu);
+  }
   const render = (status: StatusView): void => {
     lastStatus = status;
     tray.setImage(nativeImage.createFromPath(trayIconPath(assetsDir, process.platform, status.trayState)));
     tray.setToolTip(trayTooltip(status));
-    tray.setContextMenu(Menu.buildFromTemplate(trayMenuTemplate(status, windows.isVisible('settings'), actions)));
+    renderTray();
     windows.broadcast(IpcChannel.StatusChanged, status);
   };
   controller.on('status', render);
@@ -87,38 +112,58 @@ async function main(): Promise<void> {
     controller,
     settings,
     rendererDirUrl: windows.rendererDirUrl,
-    startAtLogin,
+    startAtLogin: () => startAtLogin.isEnabled(),
     openLogs: async () => void (await shell.openPath(dirname(logFilePath()))),
     afterSave: async (previous: Settings, next: Settings) => {
       if (previous.logLevel !== next.logLevel) setLogLevel(next.logLevel);
-      if (next.startAtLogin !== (await startAtLogin())) {
-        if (process.platform === 'linux') {
-          const exec = process.env['APPIMAGE'] ?? process.execPath;
-          await (next.startAtLogin ? autostart.enable(exec) : autostart.disable());
-        } else {
-          app.setLoginItemSettings({ openAtLogin: next.startAtLogin, args: ['--hidden'] });
-        }
-      }
+      if (next.startAtLogin !== (await startAtLogin.isEnabled())) await startAtLogin.set(next.startAtLogin);
     },
   });
 
   app.on('second-instance', () => windows.show('settings'));
   // Closing every window keeps the app in the tray.
   app.on('window-all-closed', () => undefined);
-  app.on('before-quit', () => void controller.stop());
+  // Electron does not wait for an async before-quit handler: hold the quit until the bridge, the
+  // proxy and the local stack (with the user's Docker proxy) are stopped, then quit for real.
+  let stop: 'running' | 'stopping' | 'stopped' = 'running';
+  app.on('before-quit', (event) => {
+    if (stop === 'stopped') return;
+    event.preventDefault();
+    if (stop === 'stopping') return;
+    stop = 'stopping';
+    void stopForQuit(controller, log).then(() => {
+      stop = 'stopped';
+      app.quit();
+    });
+  });
 
   // End-to-end tests (test/desktop/electron-e2e.test.ts) read the tray through this hook; it
   // exists only when CTLL_TEST_HOOKS=1 is set and exposes nothing secret.
   if (process.env['CTLL_TEST_HOOKS'] === '1') {
     (globalThis as Record<string, unknown>)['ctllTest'] = {
-      trayMenu: () => trayMenuTemplate(lastStatus, windows.isVisible('settings'), actions).map((i) => ({ id: i.id, label: i.label, type: i.type })),
-      clickTray: (id: string) => (trayMenuTemplate(lastStatus, windows.isVisible('settings'), actions).find((i) => i.id === id)?.click as (() => void) | undefined)?.(),
+      trayMenu: () => menu?.items.map((i) => ({ id: i.id, label: i.label, type: i.type })) ?? [],
+      // As a click in the tray: through the menu item, so a role item does its role.
+      clickTray: (id: string) => menu?.getMenuItemById(id)?.click(),
       tooltip: () => trayTooltip(lastStatus),
       status: () => lastStatus,
     };
   }
 
-  const hidden = process.argv.includes('--hidden') || loaded.settings.startMinimized;
-  if (!hidden) windows.show('settings');
+  if (!startAtLogin.startedAtLogin(process.argv) && !loaded.settings.startMinimized) windows.show('settings');
   await controller.start();
+}
+
+/** Stops everything the controller runs, waiting at most STOP_AT_QUIT_MS; never rejects. */
+async function stopForQuit(controller: AppController, log: ReturnType<typeof setupLogging>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), STOP_AT_QUIT_MS)));
+  const stopped = controller.stop().then(
+    () => 'stopped' as const,
+    (e: Error) => e,
+  );
+  const outcome = await Promise.race([stopped, bound]);
+  clearTimeout(timer);
+  if (outcome === 'stopped') log.info('quit: the bridge, the proxy and the local stack are stopped');
+  else if (outcome === 'late') log.warn(`quit: stopping took more than ${STOP_AT_QUIT_MS / 1000} s; quitting anyway`);
+  else log.error('quit: stopping failed', { error: outcome.message });
 }

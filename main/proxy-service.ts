@@ -1,7 +1,8 @@
 /**
  * StreamingProxyService: asks the cloud server for the signed-in user's streaming proxy and
  * waits until it runs (the original client's ensureProxyRunning / checkProxyStatus), retrying
- * with backoff on network failures, 5xx and 429, and never on a refused token.
+ * with backoff on network failures, 5xx and 429 (waiting at least what Retry-After asks), and
+ * never on a refused token or another 4xx.
  */
 import { EventEmitter } from 'node:events';
 import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
@@ -17,6 +18,8 @@ export class ProxyServiceError extends Error {
   constructor(
     readonly code: 'unauthorized' | 'unreachable' | 'refused' | 'timeout' | 'aborted' | 'bad-answer',
     message: string,
+    /** A 429 or 5xx answer's Retry-After: the next attempt waits at least this long. */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
     this.name = 'ProxyServiceError';
@@ -87,6 +90,7 @@ export class StreamingProxyService extends EventEmitter<{ state: [ProxyServiceSt
     const deadline = Date.now() + (this.options.timeoutMs ?? 120_000);
     this.set({ state: 'provisioning', detail: 'starting your proxy' });
     let lastProblem = 'no answer yet';
+    let retryAfterMs = 0;
     for (;;) {
       if (signal?.aborted) throw this.fail(new ProxyServiceError('aborted', 'cancelled'));
       try {
@@ -101,8 +105,10 @@ export class StreamingProxyService extends EventEmitter<{ state: [ProxyServiceSt
         const err = e instanceof ProxyServiceError ? e : new ProxyServiceError('unreachable', (e as Error).message);
         if (err.code === 'unauthorized' || err.code === 'bad-answer') throw this.fail(err);
         lastProblem = err.message;
+        retryAfterMs = err.retryAfterMs ?? 0;
       }
-      const delay = backoff.next();
+      const delay = Math.max(backoff.next(), retryAfterMs);
+      retryAfterMs = 0;
       if (Date.now() + delay > deadline) {
         throw this.fail(new ProxyServiceError('timeout', `your proxy did not start in time: ${lastProblem}`));
       }
@@ -131,7 +137,7 @@ export class StreamingProxyService extends EventEmitter<{ state: [ProxyServiceSt
     }
     if (res.status === 429 || res.status >= 500) {
       const wait = retryAfterMs(res);
-      throw new ProxyServiceError('refused', `the cloud server answered ${res.status}: ${errorText(res)}${wait ? ` (retry after ${wait / 1000} s)` : ''}`);
+      throw new ProxyServiceError('refused', `the cloud server answered ${res.status}: ${errorText(res)}${wait ? ` (retry after ${wait / 1000} s)` : ''}`, wait);
     }
     if (res.status >= 400) throw new ProxyServiceError('bad-answer', `the cloud server answered ${res.status}: ${errorText(res)}`);
     const body = res.data as Partial<ProxyStatus> | undefined;

@@ -14,10 +14,12 @@ export interface StatusParts {
   keychain: StatusView['keychain'];
   /** Host of the cloud server, or "this computer" for the local stack. */
   cloudHost: string;
+  /** Why the server could not be prepared (unreachable, local stack failed): no sign-in happened. */
+  setupError?: string;
 }
 
 function trayStateOf(p: StatusParts): TrayState {
-  if (p.auth.state !== 'signed-in') return p.auth.state === 'signing-in' ? 'connecting' : p.auth.error ? 'error' : 'signed-out';
+  if (p.auth.state !== 'signed-in') return p.auth.state === 'signing-in' ? 'connecting' : p.auth.error || p.setupError ? 'error' : 'signed-out';
   if (p.proxy.state === 'error') return 'error';
   const bridge = p.bridge?.state;
   if (bridge === 'connected') return 'connected';
@@ -27,7 +29,7 @@ function trayStateOf(p: StatusParts): TrayState {
 
 function statusLineOf(p: StatusParts, tray: TrayState): string {
   if (p.auth.state === 'signing-in') return 'signing in (finish in your browser)';
-  if (p.auth.state === 'signed-out') return p.auth.error ? `sign-in failed: ${p.auth.error}` : 'sign in to connect your Ollama';
+  if (p.auth.state === 'signed-out') return p.setupError ?? (p.auth.error ? `sign-in failed: ${p.auth.error}` : 'sign in to connect your Ollama');
   if (p.proxy.state === 'provisioning') return `starting your proxy on ${p.cloudHost}`;
   if (p.proxy.state === 'error') return p.proxy.detail ?? 'your proxy could not be started';
   if (tray === 'connected') {

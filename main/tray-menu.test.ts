@@ -18,6 +18,7 @@ test('every state gives its tray state and a status line a person understands', 
   const cases: Array<[Partial<StatusParts>, string, RegExp]> = [
     [{}, 'signed-out', /sign in to connect/],
     [{ auth: { state: 'signed-out', error: 'access denied' } }, 'error', /sign-in failed: access denied/],
+    [{ setupError: 'the cloud server on this computer could not start: port in use' }, 'error', /^the cloud server on this computer could not start: port in use$/],
     [{ auth: { state: 'signing-in' } }, 'connecting', /finish in your browser/],
     [{ auth: { state: 'signed-in', name: 'alice' }, proxy: { state: 'provisioning' } }, 'connecting', /starting your proxy on cloud.example.com/],
     [{ auth: { state: 'signed-in' }, proxy: { state: 'error', detail: 'your proxy could not be started: no free subnet' } }, 'error', /no free subnet/],
@@ -56,7 +57,9 @@ test('signed in with the window open: Hide and Sign out (name)', () => {
   assert.equal(items.find((i) => i.id === 'toggle')?.label, 'Hide');
   assert.equal(items.find((i) => i.id === 'sign-out')?.label, 'Sign out (alice)');
   for (const item of items) (item.click as (() => void) | undefined)?.();
-  assert.deepEqual(calls, ['toggleWindow', 'openSettings', 'openAbout', 'signOut', 'openLogs', 'quit']);
+  assert.deepEqual(calls, ['toggleWindow', 'openSettings', 'openAbout', 'signOut', 'openLogs']);
+  const quit = items.find((i) => i.id === 'quit');
+  assert.deepEqual([quit?.role, quit?.click], ['quit', undefined], 'Quit is the quit role, which Electron runs itself');
 });
 
 test('the status view carries counters and connection details for the Settings window', () => {

@@ -16,7 +16,6 @@ export interface TrayActions {
   signIn(): void;
   signOut(): void;
   openLogs(): void;
-  quit(): void;
 }
 
 const STATE_WORDS: Record<TrayState, string> = {
@@ -45,7 +44,8 @@ export function trayMenuTemplate(status: StatusView, windowVisible: boolean, act
       : { id: 'sign-in', label: 'Sign in…', click: () => actions.signIn() },
     { id: 'logs', label: 'Open logs', click: () => actions.openLogs() },
     { type: 'separator' },
-    { id: 'quit', label: 'Quit', role: 'quit', click: () => actions.quit() },
+    // A role item: Electron runs app.quit() for it (and would ignore a click).
+    { id: 'quit', label: 'Quit', role: 'quit' },
   ];
   return items;
 }

@@ -3,16 +3,24 @@
  * connection details, so Show/Hide in the tray toggles it) and About. Every window is
  * sandboxed, context-isolated, without Node, with our preload as its only bridge.
  */
-import { BrowserWindow, shell } from 'electron';
+import { BrowserWindow } from 'electron';
 import { join } from 'node:path';
-import { hardenWebContents, isSafeExternalUrl } from './security.js';
+import { hardenWebContents } from './security.js';
 
 export type WindowName = 'settings' | 'about';
 
+// The titles are the pages' own <title>s, which replace a window's title once they load.
 const SIZES: Record<WindowName, { width: number; height: number; title: string }> = {
-  settings: { width: 640, height: 760, title: 'CloudToLocalLLM Settings' },
+  settings: { width: 640, height: 760, title: 'CloudToLocalLLM settings' },
   about: { width: 440, height: 420, title: 'About CloudToLocalLLM' },
 };
+
+export interface WindowsOptions {
+  /** Opens an http(s) link in the system browser (the windows themselves never navigate). */
+  openExternal(url: string): void | Promise<void>;
+  /** A window appeared or went: the tray's Show/Hide follows it. */
+  onVisibilityChange(): void;
+}
 
 export class Windows {
   private readonly open = new Map<WindowName, BrowserWindow>();
@@ -20,6 +28,7 @@ export class Windows {
   constructor(
     private readonly distDir: string,
     private readonly iconPath: string,
+    private readonly options: WindowsOptions,
   ) {}
 
   /** file:// URL of the folder our pages load from (IPC trusts only frames from it). */
@@ -67,11 +76,18 @@ export class Windows {
         spellcheck: false,
       },
     });
-    hardenWebContents(win.webContents, (url) => {
-      if (isSafeExternalUrl(url)) void shell.openExternal(url);
-    });
+    // hardenWebContents passes on only http(s) links.
+    hardenWebContents(win.webContents, (url) => void this.options.openExternal(url));
     win.once('ready-to-show', () => win.show());
-    win.on('closed', () => this.open.delete(name));
+    const visibilityChanged = (): void => this.options.onVisibilityChange();
+    win.on('show', visibilityChanged);
+    win.on('hide', visibilityChanged);
+    win.on('minimize', visibilityChanged);
+    win.on('restore', visibilityChanged);
+    win.on('closed', () => {
+      this.open.delete(name);
+      this.options.onVisibilityChange();
+    });
     void win.loadFile(join(this.distDir, 'renderer', `${name}.html`));
     this.open.set(name, win);
     return win;

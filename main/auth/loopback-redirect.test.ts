@@ -51,10 +51,8 @@ test('answers 404 for other paths and keeps waiting', async () => {
 });
 
 test('times out with a clear error and stops listening', async () => {
-  const started = Date.now();
   const redirect = await startLoopbackRedirect({ timeoutMs: 150 });
   await assert.rejects(redirect.callback, isAuthError('timeout', /No sign-in response arrived/));
-  assert.ok(Date.now() - started < 2000);
   await assert.rejects(fetch(`${redirect.redirectUri}?code=late`));
 });
 

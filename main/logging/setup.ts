@@ -7,7 +7,8 @@ import type { LogLevel } from '../settings/settings.js';
 import { redactArgs } from './redact.js';
 
 export function setupLogging(level: LogLevel): typeof log {
-  log.initialize();
+  // No log.initialize(): it is for logging from the windows, and it would register a preload
+  // that puts window.__electronLog into every page beside the one API the preload gives.
   log.transports.file.maxSize = 1024 * 1024;
   log.transports.file.level = level;
   log.transports.console.level = process.env['NODE_ENV'] === 'development' ? 'debug' : 'warn';

@@ -103,11 +103,20 @@ describe('the desktop app controller against the local stack', () => {
     const tokens = (await store.load())!;
     const pull = () => fetch(`${server!.url}/ollama/api/pull`, { method: 'POST', headers: { authorization: `Bearer ${tokens.accessToken}` }, body: '{"model":"x","stream":false}' });
     assert.equal((await pull()).status, 403);
+    const before = first.status();
+    assert.equal(before.bridge.state, 'connected');
+    const seen: StatusView[] = [];
+    const record = (s: StatusView): void => void seen.push(s);
+    first.on('status', record);
     const previous = settings;
     settings = { ...settings, allowManagement: ['pull'] };
     await first.applySettings(previous, settings);
-    assert.equal((await pull()).status, 200);
-    assert.equal(first.status().trayState, 'connected');
+    first.off('status', record);
+    // A reconnect shows as a bridge state other than connected, and as a new connection time.
+    assert.deepEqual(seen.map((s) => s.bridge.state).filter((state) => state !== 'connected'), [], 'the bridge never left connected');
+    assert.equal(first.status().bridge.connectedSince, before.bridge.connectedSince, 'the same connection as before');
+    assert.equal((await pull()).status, 200, 'the new policy applies');
+    assert.equal(server!.manager.view('frank').bridgeConnected, true);
   });
 
   test('the next start restores the session from the store and connects by itself', async () => {

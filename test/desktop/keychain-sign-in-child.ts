@@ -62,9 +62,8 @@ async function keychainFlow(): Promise<Record<string, unknown>> {
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   try {
     // The app opens its store before it knows the issuer (see app-controller.ts): no client here.
-    const probeStarted = Date.now();
     const store = await openTokenStore();
-    result['store'] = { kind: store.kind, detail: store.detail, probeMs: Date.now() - probeStarted };
+    result['store'] = { kind: store.kind, detail: store.detail };
     if (store.kind !== 'keychain') return result;
 
     const page = await browser.newPage();
@@ -165,10 +164,8 @@ async function keychainFlow(): Promise<Record<string, unknown>> {
 }
 
 async function noKeychainFlow(): Promise<Record<string, unknown>> {
-  const started = Date.now();
   const store = await openTokenStore();
-  const probeMs = Date.now() - started;
-  const result: Record<string, unknown> = { store: { kind: store.kind, detail: store.detail, probeMs } };
+  const result: Record<string, unknown> = { store: { kind: store.kind, detail: store.detail } };
 
   const issuer = await startEmbeddedIssuer({ audience: AUDIENCE });
   try {

@@ -3,7 +3,7 @@
  * the embedded issuer's login page while AuthSession.signIn() waits on the loopback redirect,
  * and the tokens land in a real keychain (gnome-keyring in its own D-Bus session), are read
  * back, refreshed with rotation and signed out. And without a keychain: the token store falls
- * back to memory within seconds and says so.
+ * back to memory and says so.
  *
  * keytar reaches the keyring over the D-Bus session bus of its own process, so each case runs
  * keychain-sign-in-child.ts in a child process with the bus it needs, and checks the JSON line
@@ -125,9 +125,9 @@ describe('sign-in in Chromium with the tokens in gnome-keyring', { skip: skipBro
     const r = run.result;
     assert.ok(r, explain(run));
 
+    // A keyring that did not answer within the probe's 3 s would have given a memory store.
     assert.equal(r['store'].kind, 'keychain', `the keyring answered: ${r['store'].detail}`);
     assert.match(r['store'].detail, /Secret Service keyring .* stay signed in when CloudToLocalLLM restarts/);
-    assert.ok(r['store'].probeMs < 3_000, `probe took ${r['store'].probeMs} ms`);
 
     assert.deepEqual(r['loginPage'], {
       atIssuer: true,
@@ -182,7 +182,6 @@ describe('sign-in without a keychain', { concurrency: true }, () => {
     assert.equal(r['store'].kind, 'memory');
     const match = NO_KEYCHAIN_DETAIL.exec(r['store'].detail);
     assert.ok(match, r['store'].detail);
-    assert.ok(r['store'].probeMs < 5_000, `fell back after ${r['store'].probeMs} ms`);
     assert.deepEqual(r['signIn'], {
       user: { subject: 'no-keychain', name: 'no-keychain' },
       state: 'signed-in',
@@ -191,16 +190,17 @@ describe('sign-in without a keychain', { concurrency: true }, () => {
     return { run, why: match[1] ?? '' };
   }
 
+  // "At once": the fallback comes from keytar's own error, not from the probe's timer running out.
   test('no D-Bus session bus at all: keytar fails at once and the store falls back to memory', async () => {
-    const { run, why } = await noKeychain(childEnv(tempHome()));
-    assert.ok(run.result?.['store'].probeMs < 1_000, `fell back after ${run.result?.['store'].probeMs} ms`);
+    const { why } = await noKeychain(childEnv(tempHome()));
+    assert.notEqual(why, 'no answer within 3 s');
     assert.match(why, /D-Bus|X11|connect/i);
   });
 
   test('DBUS_SESSION_BUS_ADDRESS pointing nowhere: the same, at once', async () => {
     const home = tempHome();
-    const { run, why } = await noKeychain(childEnv(home, { DBUS_SESSION_BUS_ADDRESS: `unix:path=${join(home, 'no-bus-here')}` }));
-    assert.ok(run.result?.['store'].probeMs < 1_000, `fell back after ${run.result?.['store'].probeMs} ms`);
+    const { why } = await noKeychain(childEnv(home, { DBUS_SESSION_BUS_ADDRESS: `unix:path=${join(home, 'no-bus-here')}` }));
+    assert.notEqual(why, 'no answer within 3 s');
     assert.match(why, /No such file or directory|connect/i);
   });
 
@@ -219,10 +219,9 @@ describe('sign-in without a keychain', { concurrency: true }, () => {
     const hangUp = (): void => {
       for (const connection of connections) connection.destroy();
     };
-    const { run, why } = await noKeychain(childEnv(home, { DBUS_SESSION_BUS_ADDRESS: `unix:path=${socket}` }), hangUp);
+    const { why } = await noKeychain(childEnv(home, { DBUS_SESSION_BUS_ADDRESS: `unix:path=${socket}` }), hangUp);
+    // The probe's timer ended the wait (its own message), while keytar sat on the silent bus.
     assert.equal(why, 'no answer within 3 s');
     assert.ok(connections.size > 0, 'keytar connected to the silent bus');
-    const probeMs: number = run.result?.['store'].probeMs;
-    assert.ok(probeMs >= 2_900 && probeMs < 5_000, `fell back after ${probeMs} ms`);
   });
 });
