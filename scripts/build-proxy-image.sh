@@ -20,7 +20,9 @@
 #
 # Idempotent and fast when nothing changed: the image carries a label with the SHA-256 of every
 # input (bundle, health check, Dockerfile, this script, and for scratch the node binary and its
-# libraries); if the existing image has the same hash the build is skipped.
+# libraries); if the existing image has the same hash the build is skipped. A second label,
+# cloudtolocalllm.image-base, records BASE. The cloud server and start:headless run this script
+# themselves when the image is missing or its hash differs (server/src/runtime/docker/proxy-image.ts).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -124,6 +126,7 @@ log="$work/build.log"
 if ! DOCKER_BUILDKIT=0 docker build \
   --file "$DOCKERFILE" \
   --label "$HASH_LABEL=$inputs_hash" \
+  --label "cloudtolocalllm.image-base=$BASE" \
   --label "org.opencontainers.image.title=cloudtolocalllm streaming proxy" \
   --tag "$IMAGE" \
   "$ctx" >"$log" 2>&1; then

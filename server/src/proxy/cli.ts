@@ -6,7 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import { onShutdownSignal } from '../../../bridge/shutdown-signals.js';
-import { createLogger } from '../log.js';
+import { createLogger, logLevelFromEnv } from '../log.js';
 import { StaticTokenAuthenticator } from './auth.js';
 import { StreamingProxy } from './streaming-proxy.js';
 
@@ -37,7 +37,13 @@ const token = process.env['PROXY_TOKEN'];
 if (!owner) fail('PROXY_OWNER (the id of the user this proxy belongs to) is not set');
 if (!token) fail('PROXY_TOKEN (the bearer token its bridge and clients present) is not set');
 
-const log = createLogger({ component: 'streaming-proxy' });
+let level;
+try {
+  level = logLevelFromEnv();
+} catch (e) {
+  fail((e as Error).message);
+}
+const log = createLogger({ component: 'streaming-proxy' }, level);
 let authenticator: StaticTokenAuthenticator;
 try {
   authenticator = new StaticTokenAuthenticator(owner, token);
