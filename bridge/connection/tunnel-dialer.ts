@@ -100,7 +100,8 @@ export function dialTunnel(options: DialOptions): Promise<TunnelConnection> {
         const message = errorMessageOf(body) ?? `the proxy answered HTTP ${res.statusCode}`;
         const status = res.statusCode ?? 0;
         let err: TunnelError;
-        if (status === UPDATE_REQUIRED_STATUS) err = new TunnelError('update-required', `update required: ${message}`, true);
+        // The proxy's message already starts with "update required: "; a bare 426 gets it added.
+        if (status === UPDATE_REQUIRED_STATUS) err = new TunnelError('update-required', /^update required: /.test(message) ? message : `update required: ${message}`, true);
         else if (status === 401) err = new TunnelError('unauthorized', `the proxy refused the bridge's credentials: ${message}`);
         else if (status === 403) err = new TunnelError('forbidden', `the proxy refused this bridge: ${message}`);
         else err = new TunnelError('refused', `the proxy refused the connection (HTTP ${status}): ${message}`);
