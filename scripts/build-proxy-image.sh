@@ -86,8 +86,10 @@ docker info >/dev/null 2>&1 || die "the Docker engine is not reachable (is docke
 #    in the image these are plain files at the same paths.
 hash_inputs=("$ctx/app/proxy.mjs" "$ctx/app/healthcheck.mjs" "$DOCKERFILE" "${BASH_SOURCE[0]}")
 if [ "$BASE" = scratch ]; then
-  node_bin="$(readlink -f "${NODE_BIN:-$(command -v node)}")"
-  [ -x "$node_bin" ] || die "node binary not found (set NODE_BIN)"
+  # (No set -e exit inside the substitutions: a missing binary gets the message below.)
+  node_path="${NODE_BIN:-$(command -v node || true)}"
+  node_bin="$(readlink -f "$node_path" 2>/dev/null || true)"
+  [ -n "$node_bin" ] && [ -f "$node_bin" ] && [ -x "$node_bin" ] || die "node binary not found at '${node_path:-(no node on PATH)}' (set NODE_BIN to the node to copy into the image)"
   mapfile -t libs < <(ldd "$node_bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
   [ "${#libs[@]}" -gt 0 ] || die "ldd $node_bin listed no libraries (a static binary needs no scratch tweaks; check ldd)"
   hash_inputs+=("$node_bin" "${libs[@]}")
