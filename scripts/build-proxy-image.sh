@@ -89,7 +89,9 @@ if [ "$BASE" = scratch ]; then
   # (No set -e exit inside the substitutions: a missing binary gets the message below.)
   node_path="${NODE_BIN:-$(command -v node || true)}"
   node_bin="$(readlink -f "$node_path" 2>/dev/null || true)"
-  [ -n "$node_bin" ] && [ -f "$node_bin" ] && [ -x "$node_bin" ] || die "node binary not found at '${node_path:-(no node on PATH)}' (set NODE_BIN to the node to copy into the image)"
+  if [ -z "$node_bin" ] || [ ! -f "$node_bin" ] || [ ! -x "$node_bin" ]; then
+    die "node binary not found at '${node_path:-(no node on PATH)}' (set NODE_BIN to the node to copy into the image)"
+  fi
   mapfile -t libs < <(ldd "$node_bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
   [ "${#libs[@]}" -gt 0 ] || die "ldd $node_bin listed no libraries (a static binary needs no scratch tweaks; check ldd)"
   hash_inputs+=("$node_bin" "${libs[@]}")

@@ -87,6 +87,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
   const read = new Settings(env, flags);
   if (error) read.problem(error);
 
+  // jwtOptionsFromEnv reads the AUTH0_* settings of the verifier; an audience is an identifier.
+  read.word('AUTH0_AUDIENCE', { expected: 'an API identifier without spaces, like https://api.example.com' });
   const jwt = read.checked(() => jwtOptionsFromEnv(env), undefined);
   const auth: ServerConfig['auth'] = jwt
     ? { kind: 'auth0', issuer: jwt.issuer, audience: jwt.audience, ...(jwt.jwksUri ? { jwksUri: jwt.jwksUri } : {}) }
@@ -105,7 +107,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
   const metricsToken = read.word('METRICS_TOKEN', { valid: /^.{16,}$/, expected: 'at least 16 characters (scripts/deploy generates 64 hex digits)' });
   const webClientId = read.word('AUTH0_WEB_CLIENT_ID', {});
   const desktopClientId = read.word('AUTH0_DESKTOP_CLIENT_ID', {});
-  if (read.raw('AUTH0_DOMAIN') && !desktopClientId) {
+  if (read.raw('AUTH0_DOMAIN') && !read.raw('AUTH0_DESKTOP_CLIENT_ID')) {
     read.problem('AUTH0_DESKTOP_CLIENT_ID (the client id of the Auth0 native application the desktop app signs in with) must be set when AUTH0_DOMAIN is');
   }
 
