@@ -160,9 +160,13 @@ export function dialTunnel(options: DialOptions): Promise<TunnelConnection> {
 
       ws.on('close', (code: number, reasonBuf: Buffer) => {
         const reason = reasonBuf.toString() || 'no reason given';
-        if (code === CloseCode.Replaced) end(new TunnelError('replaced', `another bridge of this account connected: ${reason}`, true));
-        else if (code === CloseCode.ProxyStopping) end(new TunnelError('closed', `the proxy is stopping: ${reason}`));
-        else end(new TunnelError('closed', `the connection to the proxy closed (code ${code}: ${reason})`));
+        // When HTTP/2 fails (garbage from the proxy), it closes the WebSocket itself and reports
+        // its error just after: let that, the cause, be the reason given.
+        setImmediate(() => {
+          if (code === CloseCode.Replaced) end(new TunnelError('replaced', `another bridge of this account connected: ${reason}`, true));
+          else if (code === CloseCode.ProxyStopping) end(new TunnelError('closed', `the proxy is stopping: ${reason}`));
+          else end(new TunnelError('closed', `the connection to the proxy closed (code ${code}: ${reason})`));
+        });
       });
       ws.on('error', (e: Error) => end(new TunnelError('network', `the connection to the proxy failed: ${e.message}`)));
 
