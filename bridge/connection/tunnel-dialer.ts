@@ -142,16 +142,26 @@ export function dialTunnel(options: DialOptions): Promise<TunnelConnection> {
         resolveClosed(err);
       };
 
+      // Which failure is the cause when HTTP/2 and the WebSocket under it fail together: a close
+      // code of ours (another bridge took over, the proxy stops) says why; otherwise an HTTP/2
+      // error is the cause (garbage from the proxy makes HTTP/2 fail, which closes the WebSocket),
+      // and a session error that only follows a closing WebSocket is not.
+      let protocolError: TunnelError | undefined;
+      const onProtocolError = (e: Error): void => {
+        const error = new TunnelError('protocol', `HTTP/2 on the tunnel failed: ${e.message}`);
+        if (ws.readyState === ws.OPEN) end(error);
+        else protocolError ??= error;
+      };
       server.on('session', (s) => {
         session = s;
         s.on('localSettings', () => s.setLocalWindowSize(SESSION_WINDOW_BYTES));
-        s.on('error', (e: Error) => end(new TunnelError('protocol', `HTTP/2 on the tunnel failed: ${e.message}`)));
+        s.on('error', onProtocolError);
         s.on('goaway', () => {
           /* the proxy will close the WebSocket right after */
         });
       });
       server.on('stream', (stream, headers) => options.onStream(stream, headers));
-      server.on('sessionError', (e: Error) => end(new TunnelError('protocol', `HTTP/2 on the tunnel failed: ${e.message}`)));
+      server.on('sessionError', onProtocolError);
       server.emit('connection', duplex);
 
       stopHeartbeat = startHeartbeat(ws, options.heartbeat, (silent) => {
@@ -160,13 +170,10 @@ export function dialTunnel(options: DialOptions): Promise<TunnelConnection> {
 
       ws.on('close', (code: number, reasonBuf: Buffer) => {
         const reason = reasonBuf.toString() || 'no reason given';
-        // When HTTP/2 fails (garbage from the proxy), it closes the WebSocket itself and reports
-        // its error just after: let that, the cause, be the reason given.
-        setImmediate(() => {
-          if (code === CloseCode.Replaced) end(new TunnelError('replaced', `another bridge of this account connected: ${reason}`, true));
-          else if (code === CloseCode.ProxyStopping) end(new TunnelError('closed', `the proxy is stopping: ${reason}`));
-          else end(new TunnelError('closed', `the connection to the proxy closed (code ${code}: ${reason})`));
-        });
+        if (code === CloseCode.Replaced) return end(new TunnelError('replaced', `another bridge of this account connected: ${reason}`, true));
+        if (code === CloseCode.ProxyStopping) return end(new TunnelError('closed', `the proxy is stopping: ${reason}`));
+        // HTTP/2 reports its own failure just after the close it caused: give it that moment.
+        setImmediate(() => end(protocolError ?? new TunnelError('closed', `the connection to the proxy closed (code ${code}: ${reason})`)));
       });
       ws.on('error', (e: Error) => end(new TunnelError('network', `the connection to the proxy failed: ${e.message}`)));
 

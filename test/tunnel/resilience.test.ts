@@ -45,12 +45,17 @@ function spawnBridgeCli(stack: Stack, proxyUrl = stack.url + BRIDGE_PATH): Child
   });
 }
 
-/** The bridge CLI's exit code and the status events it printed (--json). */
-async function cliOutcome(child: ChildProcess): Promise<{ code: number | null; statuses: BridgeStatus[] }> {
+/**
+ * The bridge CLI's exit code and the status events it printed (--json). A CLI still running after
+ * `limitMs` (a safety net against a hang, far beyond the milliseconds it takes) is killed.
+ */
+async function cliOutcome(child: ChildProcess, limitMs = 60_000): Promise<{ code: number | null; statuses: BridgeStatus[] }> {
   let out = '';
   child.stdout!.setEncoding('utf8');
   child.stdout!.on('data', (d: string) => (out += d));
+  const limit = setTimeout(() => child.kill('SIGKILL'), limitMs);
   const [code] = (await once(child, 'exit')) as [number | null];
+  clearTimeout(limit);
   const events = out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as BridgeStatus & { event: string });
   return { code, statuses: events.filter((e) => e.event === 'status') };
 }
@@ -307,7 +312,7 @@ describe('failures along the path', () => {
     });
     try {
       const updated = await cliOutcome(spawnBridgeCli(stack, relay.url));
-      assert.equal(updated.code, 3);
+      assert.equal(updated.code, 3, JSON.stringify(updated.statuses));
       const refused = updated.statuses.filter((s) => s.state === 'error');
       assert.deepEqual(refused.map((s) => [s.code, s.retryInMs]), [['update-required', undefined]], 'one refusal, no retry');
       assert.match(refused[0]!.reason ?? '', /^update required: your desktop app speaks tunnel protocol v2, /);
@@ -322,7 +327,7 @@ describe('failures along the path', () => {
     second.start();
     await waitForState(second, 'connected');
     const replaced = await outcome;
-    assert.equal(replaced.code, 4);
+    assert.equal(replaced.code, 4, JSON.stringify(replaced.statuses));
     assert.equal(replaced.statuses.at(-1)?.state, 'stopped');
     assert.ok(replaced.statuses.some((s) => s.state === 'disconnected' && s.code === 'replaced' && s.retryInMs === undefined));
   });

@@ -41,7 +41,7 @@ test('subnetPlan validates the range and the subnet size', () => {
   assert.equal(capacity(subnetPlan()), 4096, 'default 10.200.0.0/16 in /28 blocks');
   assert.equal(capacity(subnetPlan('10.200.0.0/24', 30)), 64);
   assert.throws(() => subnetPlan('10.200.0.1/16'), /invalid subnet range \(CTLL_SUBNET_RANGE\): .*host bits set/);
-  assert.throws(() => subnetPlan('10.200.0.0/16', 12), /invalid subnet size \/12: it must be between the range's own \/16 and \/30/);
+  assert.throws(() => subnetPlan('10.200.0.0/16', 12), /invalid subnet size \/12 \(CTLL_SUBNET_PREFIX\): it must be between the range's own \/16 and \/30/);
   assert.throws(() => subnetPlan('10.200.0.0/16', 31), /between the range's own \/16 and \/30/);
   assert.throws(() => subnetPlan('10.200.0.0/16', 28.5), /invalid subnet size/);
 });
