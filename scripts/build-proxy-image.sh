@@ -20,7 +20,9 @@
 #
 # Idempotent and fast when nothing changed: the image carries a label with the SHA-256 of every
 # input (bundle, health check, Dockerfile, this script, and for scratch the node binary and its
-# libraries); if the existing image has the same hash the build is skipped.
+# libraries); if the existing image has the same hash the build is skipped. A second label,
+# cloudtolocalllm.image-base, records BASE. The cloud server and start:headless run this script
+# themselves when the image is missing or its hash differs (server/src/runtime/docker/proxy-image.ts).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -84,8 +86,12 @@ docker info >/dev/null 2>&1 || die "the Docker engine is not reachable (is docke
 #    in the image these are plain files at the same paths.
 hash_inputs=("$ctx/app/proxy.mjs" "$ctx/app/healthcheck.mjs" "$DOCKERFILE" "${BASH_SOURCE[0]}")
 if [ "$BASE" = scratch ]; then
-  node_bin="$(readlink -f "${NODE_BIN:-$(command -v node)}")"
-  [ -x "$node_bin" ] || die "node binary not found (set NODE_BIN)"
+  # (No set -e exit inside the substitutions: a missing binary gets the message below.)
+  node_path="${NODE_BIN:-$(command -v node || true)}"
+  node_bin="$(readlink -f "$node_path" 2>/dev/null || true)"
+  if [ -z "$node_bin" ] || [ ! -f "$node_bin" ] || [ ! -x "$node_bin" ]; then
+    die "node binary not found at '${node_path:-(no node on PATH)}' (set NODE_BIN to the node to copy into the image)"
+  fi
   mapfile -t libs < <(ldd "$node_bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
   [ "${#libs[@]}" -gt 0 ] || die "ldd $node_bin listed no libraries (a static binary needs no scratch tweaks; check ldd)"
   hash_inputs+=("$node_bin" "${libs[@]}")
@@ -124,6 +130,7 @@ log="$work/build.log"
 if ! DOCKER_BUILDKIT=0 docker build \
   --file "$DOCKERFILE" \
   --label "$HASH_LABEL=$inputs_hash" \
+  --label "cloudtolocalllm.image-base=$BASE" \
   --label "org.opencontainers.image.title=cloudtolocalllm streaming proxy" \
   --tag "$IMAGE" \
   "$ctx" >"$log" 2>&1; then

@@ -1,6 +1,7 @@
 /**
  * The whole product on one machine, without a desktop: the cloud server with its embedded
- * sign-in issuer (Docker runtime when a Docker engine answers, else in-process), and the bridge
+ * sign-in issuer (Docker runtime when a Docker engine answers, the proxy image built on first use;
+ * else in-process), and the bridge
  * signed in against that issuer without a browser, connected to your Ollama. Prints the endpoint
  * and a bearer token for any Ollama client; with --json, exactly one JSON line on stdout
  * (`{"endpoint","token"}`) and every log on stderr. Ctrl-C or SIGTERM stops everything and
@@ -41,7 +42,6 @@ try {
   fail((e as Error).message);
 }
 
-const log = createLogger({ component: 'headless' });
 let config;
 try {
   // The local stack always uses the embedded issuer, whatever AUTH0_* the shell has.
@@ -50,6 +50,7 @@ try {
 } catch (e) {
   fail(e instanceof ConfigError ? e.message : String(e));
 }
+const log = createLogger({ component: 'headless' }, config.logLevel);
 let allow;
 try {
   allow = parseManagementList(values.allow);

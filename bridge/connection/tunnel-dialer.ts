@@ -113,7 +113,8 @@ export function dialTunnel(options: DialOptions): Promise<TunnelConnection> {
         const message = errorMessageOf(body) ?? `the proxy answered HTTP ${res.statusCode}`;
         const status = res.statusCode ?? 0;
         let err: TunnelError;
-        if (status === UPDATE_REQUIRED_STATUS) err = new TunnelError('update-required', `update required: ${message}`, true);
+        // The proxy's message already starts with "update required: "; a bare 426 gets it added.
+        if (status === UPDATE_REQUIRED_STATUS) err = new TunnelError('update-required', /^update required: /.test(message) ? message : `update required: ${message}`, true);
         else if (status === 401) err = new TunnelError('unauthorized', `the proxy refused the bridge's credentials: ${message}`);
         else if (status === 403) err = new TunnelError('forbidden', `the proxy refused this bridge: ${message}`);
         else err = new TunnelError('refused', `the proxy refused the connection (HTTP ${status}): ${message}`);
@@ -154,16 +155,26 @@ export function dialTunnel(options: DialOptions): Promise<TunnelConnection> {
         resolveClosed(err);
       };
 
+      // Which failure is the cause when HTTP/2 and the WebSocket under it fail together: a close
+      // code of ours (another bridge took over, the proxy stops) says why; otherwise an HTTP/2
+      // error is the cause (garbage from the proxy makes HTTP/2 fail, which closes the WebSocket),
+      // and a session error that only follows a closing WebSocket is not.
+      let protocolError: TunnelError | undefined;
+      const onProtocolError = (e: Error): void => {
+        const error = new TunnelError('protocol', `HTTP/2 on the tunnel failed: ${e.message}`);
+        if (ws.readyState === ws.OPEN) end(error);
+        else protocolError ??= error;
+      };
       server.on('session', (s) => {
         session = s;
         s.on('localSettings', () => s.setLocalWindowSize(SESSION_WINDOW_BYTES));
-        s.on('error', (e: Error) => end(new TunnelError('protocol', `HTTP/2 on the tunnel failed: ${e.message}`)));
+        s.on('error', onProtocolError);
         s.on('goaway', () => {
           /* the proxy will close the WebSocket right after */
         });
       });
       server.on('stream', (stream, headers) => options.onStream(stream, headers));
-      server.on('sessionError', (e: Error) => end(new TunnelError('protocol', `HTTP/2 on the tunnel failed: ${e.message}`)));
+      server.on('sessionError', onProtocolError);
       server.emit('connection', duplex);
 
       stopHeartbeat = startHeartbeat(ws, options.heartbeat, (silent) => {
@@ -172,13 +183,16 @@ export function dialTunnel(options: DialOptions): Promise<TunnelConnection> {
 
       ws.on('close', (code: number, reasonBuf: Buffer) => {
         const reason = reasonBuf.toString() || 'no reason given';
+        // Our own close codes say why at once; anything else may be HTTP/2 reporting its own failure
+        // just after the close it caused: give it that moment.
         if (code === CloseCode.Replaced) {
           const by = parseReplacedReason(reason);
           const who = by ? `from ${by.address} at ${new Date(by.at).toISOString()}` : reason;
-          end(new TunnelError('replaced', `another bridge of this account connected ${who}; if that was not you, sign out everywhere and sign in again`, true, by));
-        } else if (code === CloseCode.CredentialExpired) end(new TunnelError('credential-expired', `the tunnel's credential expired without renewal (${reason})`));
-        else if (code === CloseCode.ProxyStopping) end(new TunnelError('closed', `the proxy is stopping: ${reason}`));
-        else end(new TunnelError('closed', `the connection to the proxy closed (code ${code}: ${reason})`));
+          return end(new TunnelError('replaced', `another bridge of this account connected ${who}; if that was not you, sign out everywhere and sign in again`, true, by));
+        }
+        if (code === CloseCode.CredentialExpired) return end(new TunnelError('credential-expired', `the tunnel's credential expired without renewal (${reason})`));
+        if (code === CloseCode.ProxyStopping) return end(new TunnelError('closed', `the proxy is stopping: ${reason}`));
+        setImmediate(() => end(protocolError ?? new TunnelError('closed', `the connection to the proxy closed (code ${code}: ${reason})`)));
       });
       ws.on('error', (e: Error) => end(new TunnelError('network', `the connection to the proxy failed: ${e.message}`)));
 

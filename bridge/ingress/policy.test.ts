@@ -63,11 +63,19 @@ test('each management endpoint is allowed by its own switch only', () => {
   }
 });
 
-test('paths outside the Ollama API are refused with 404', () => {
-  for (const p of ['/admin', '/api', '/api/', '/api/tagsx', '/v1/models/', '/metrics', '/api/blobs/sha256:short', '/v2/chat']) {
+test('paths outside the Ollama API are refused with 404 (and a trailing slash with 400, as an empty segment)', () => {
+  for (const [p, status, code] of [
+    ['/admin', 404, 'not-ollama-api'],
+    ['/api', 404, 'not-ollama-api'],
+    ['/api/tagsx', 404, 'not-ollama-api'],
+    ['/metrics', 404, 'not-ollama-api'],
+    ['/api/blobs/sha256:short', 404, 'not-ollama-api'],
+    ['/v2/chat', 404, 'not-ollama-api'],
+    ['/api/', 400, 'empty-segment'],
+    ['/v1/models/', 400, 'empty-segment'],
+  ] as const) {
     const d = ask('GET', p);
-    assert.equal(d.allow, false, p);
-    if (!d.allow) assert.ok([400, 404].includes(d.status), `${p}: ${d.status}`);
+    assert.deepEqual(d.allow ? d : { status: d.status, code: d.code }, { status, code }, p);
   }
 });
 

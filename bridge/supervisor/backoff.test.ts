@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Backoff } from './backoff.js';
+import { Backoff, DEFAULT_BACKOFF } from './backoff.js';
 
 const options = { initialMs: 100, maxMs: 1_000, factor: 2, minMs: 50 };
 
@@ -36,4 +36,12 @@ test('reset starts over from the first delay', () => {
 test('refuses options that would allow a tight loop', () => {
   assert.throws(() => new Backoff({ ...options, minMs: 0 }), /tight loop/);
   assert.throws(() => new Backoff({ ...options, maxMs: 10 }), /maxMs/);
+});
+
+test('the defaults: ceilings 1, 2, 4 ... s up to a minute, never under 0.25 s', () => {
+  assert.deepEqual(DEFAULT_BACKOFF, { initialMs: 1_000, maxMs: 60_000, factor: 2, minMs: 250 });
+  const top = new Backoff(undefined, () => 1);
+  assert.deepEqual(Array.from({ length: 8 }, () => top.next()), [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]);
+  const bottom = new Backoff(undefined, () => 0);
+  assert.deepEqual(Array.from({ length: 3 }, () => bottom.next()), [250, 250, 250]);
 });

@@ -1,6 +1,7 @@
 /**
  * Puts the cloud server together from its configuration: the token verifier (Auth0, or the
- * embedded issuer), the proxy runtime (Docker when an engine answers, else in-process), the
+ * embedded issuer), the proxy runtime (Docker when an engine answers and can run proxies, with
+ * the proxy image built first if it is missing or stale; else in-process), the
  * proxy manager (reconciled with what already runs) and the HTTP API.
  */
 import { createAuditLog, type AuditLog } from './audit.js';
@@ -16,6 +17,7 @@ import { startEmbeddedIssuer, type EmbeddedIssuer } from './issuer/embedded-issu
 import { createLogger, type Logger } from './log.js';
 import { ProxyManager } from './manager/proxy-manager.js';
 import { DockerRuntime } from './runtime/docker/docker-runtime.js';
+import { ensureProxyImage } from './runtime/docker/proxy-image.js';
 import { hostLimitWarnings, readHostLimits } from './runtime/docker/host-limits.js';
 import { capacity } from './runtime/docker/subnet-allocator.js';
 import { ProcessRuntime } from './runtime/process-runtime.js';
@@ -48,43 +50,59 @@ export interface CloudServerExtras {
   accessTokenTtlSec?: number;
 }
 
+/** What to tell someone whose proxies end up in-process although Docker answers. */
+const HOW_TO_ISOLATE = 'Fix that and start again, or pass --runtime docker to refuse to run without Docker isolation.';
+
+/**
+ * Docker when it answers and can run proxies (the image exists or can be built, the isolation
+ * firewall can be installed), else in-process with a warning that says why; with
+ * `--runtime docker` any of these failing stops the start with the reason instead.
+ */
 async function chooseRuntime(config: ServerConfig, log: Logger, extras: CloudServerExtras): Promise<ProxyRuntime> {
-  const docker = (): DockerRuntime => {
-    const runtime = new DockerRuntime({
-      image: config.proxyImage,
-      subnetRange: config.subnetRange,
-      engineHealthIntervalMs: config.engineHealthIntervalMs,
-      ...(config.stack ? { stack: config.stack } : {}),
-      responseHeadTimeoutMs: config.guard.responseHeadTimeoutMs,
-      log,
-    });
-    // The kernel's tables run out long before CPU or memory: say so now, not at user 500.
-    const users = capacity(runtime.subnets.plan);
-    for (const warning of hostLimitWarnings(readHostLimits(), users)) log.warn('host limit', { warning, subnetCapacity: users });
-    return runtime;
-  };
-  const inProcess = (): ProcessRuntime =>
+  const processRuntime = (): ProcessRuntime =>
     new ProcessRuntime({ log, responseHeadTimeoutMs: config.guard.responseHeadTimeoutMs, ...(extras.heartbeat ? { heartbeat: extras.heartbeat } : {}) });
-  if (config.runtime === 'process') return inProcess();
+  const inProcess = (why: string, reason: string): ProcessRuntime => {
+    log.warn(`${why}; proxies run inside this process. Isolation between users is WEAKER (shared process and memory). ${HOW_TO_ISOLATE}`, { reason });
+    return processRuntime();
+  };
+  if (config.runtime === 'process') return processRuntime();
+  const required = config.runtime === 'docker';
+  const refuse = (what: string): never => {
+    throw new Error(`--runtime docker was asked for, but ${what}`);
+  };
+
   const probe = await DockerRuntime.probe();
-  if (config.runtime === 'docker') {
-    if (!probe.ok) throw new Error(`--runtime docker was asked for, but the Docker engine does not answer: ${probe.error}`);
-    return docker();
+  if (!probe.ok) {
+    if (required) refuse(`the Docker engine does not answer: ${probe.error}`);
+    return inProcess('no Docker engine answers', probe.error);
   }
-  if (probe.ok) {
-    log.info('Docker engine found: each user gets an isolated proxy container', { version: probe.version });
-    return docker();
+  const runtime = new DockerRuntime({
+    image: config.proxyImage,
+    subnetRange: config.subnetRange,
+    subnetPrefix: config.subnetPrefix,
+    firewall: config.firewall,
+    engineHealthIntervalMs: config.engineHealthIntervalMs,
+    ...(config.stack ? { stack: config.stack } : {}),
+    responseHeadTimeoutMs: config.guard.responseHeadTimeoutMs,
+    log,
+  });
+  const image = await ensureProxyImage({ docker: runtime.docker, image: config.proxyImage, log });
+  const firewall = image.ok ? await runtime.ensureFirewall().then(() => undefined, (e: Error) => e.message) : undefined;
+  if (!image.ok || firewall !== undefined) {
+    await runtime.close();
+    const [what, reason] = !image.ok ? [`the proxy image ${config.proxyImage} cannot be made ready`, image.reason] : ['the isolation firewall cannot be installed', firewall!];
+    if (required) refuse(`${what}: ${reason}`);
+    return inProcess(`the Docker engine answers, but ${what}`, reason);
   }
-  log.warn(
-    'no Docker engine answers; proxies run inside this process. Isolation between users is WEAKER ' +
-      '(shared process and memory). Start Docker, or pass --runtime docker to require it.',
-    { reason: probe.error },
-  );
-  return inProcess();
+  log.info('Docker engine found: each user gets an isolated proxy container', { version: probe.version, image: config.proxyImage });
+  // The kernel's tables run out long before CPU or memory: say so now, not at user 500.
+  const users = capacity(runtime.subnets.plan);
+  for (const warning of hostLimitWarnings(readHostLimits(), users)) log.warn('host limit', { warning, subnetCapacity: users });
+  return runtime;
 }
 
 export async function startCloudServer(config: ServerConfig, extras: CloudServerExtras = {}): Promise<CloudServer> {
-  const log = extras.log ?? createLogger({ component: 'cloud-server' });
+  const log = extras.log ?? createLogger({ component: 'cloud-server' }, config.logLevel);
   const audit = extras.audit ?? createAuditLog();
   const metrics = new ServerMetrics();
 

@@ -2,6 +2,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError, DEFAULT_AUDIENCE, loadConfig } from './config.js';
 
+/** The problems loadConfig reports for `env` (and `argv`); fails the test if it accepts them. */
+function problems(env: NodeJS.ProcessEnv, argv: string[] = []): string[] {
+  try {
+    loadConfig(env, argv);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, String(e));
+    return e.problems;
+  }
+  assert.fail(`accepted ${JSON.stringify(env)} ${argv.join(' ')}`);
+}
+
 test('embedded defaults: loopback, auto runtime, the original intervals', () => {
   const c = loadConfig({}, []);
   assert.equal(c.host, '127.0.0.1');
@@ -11,31 +22,85 @@ test('embedded defaults: loopback, auto runtime, the original intervals', () => 
   assert.equal(c.healthIntervalMs, 30_000);
   assert.equal(c.idleTimeoutMs, 600_000);
   assert.equal(c.sweepIntervalMs, 60_000);
+  assert.equal(c.firewall, 'enforce');
+  assert.equal(c.subnetPrefix, 28);
+  assert.equal(c.logLevel, 'info');
+  assert.equal(c.keepProxiesOnExit, false);
+  assert.equal(c.proxyImage, 'cloudtolocalllm/streaming-proxy:local');
 });
 
 test('Auth0 from the environment, flags over environment', () => {
   const c = loadConfig({ AUTH0_DOMAIN: 'tenant.eu.auth0.com', AUTH0_AUDIENCE: 'https://api.example.com', AUTH0_DESKTOP_CLIENT_ID: 'abc123', PORT: '9000' }, ['--port', '9100', '--runtime', 'docker']);
   assert.equal(c.desktopClientId, 'abc123');
   assert.equal(c.auth.kind, 'auth0');
-  if (c.auth.kind === 'auth0') assert.equal(c.auth.issuer, 'https://tenant.eu.auth0.com/');
+  assert.equal(c.auth.kind === 'auth0' && c.auth.issuer, 'https://tenant.eu.auth0.com/');
   assert.equal(c.port, 9100);
   assert.equal(c.runtime, 'docker');
 });
 
 test('every problem is reported at once, naming the variable', () => {
-  try {
-    loadConfig({ AUTH0_DOMAIN: 'tenant.auth0.com', PORT: 'eighty', CTLL_IDLE_TIMEOUT_MS: '-5', CORS_ORIGINS: 'ftp://x', CTLL_SUBNET_RANGE: '10.0.0.0' }, ['--runtime', 'kubernetes']);
-    assert.fail('should have thrown');
-  } catch (e) {
-    assert.ok(e instanceof ConfigError);
-    const text = e.message;
-    for (const name of ['AUTH0_AUDIENCE', 'AUTH0_DESKTOP_CLIENT_ID', 'PORT', 'CTLL_IDLE_TIMEOUT_MS', 'CORS_ORIGINS', 'CTLL_SUBNET_RANGE', 'CTLL_RUNTIME']) {
-      assert.match(text, new RegExp(name), `mentions ${name}`);
-    }
-    assert.ok(e.problems.length >= 6);
+  const found = problems(
+    {
+      AUTH0_DOMAIN: 'tenant.auth0.com',
+      PORT: 'eighty',
+      CTLL_IDLE_TIMEOUT_MS: '-5',
+      CORS_ORIGINS: 'ftp://x',
+      CTLL_SUBNET_RANGE: '10.0.0.0',
+      LOG_LEVEL: 'verbose',
+      CTLL_KEEP_PROXIES_ON_EXIT: 'maybe',
+      CTLL_FIREWALL: 'sometimes',
+    },
+    ['--runtime', 'kubernetes'],
+  );
+  const names = ['AUTH0_AUDIENCE', 'PORT', 'CTLL_IDLE_TIMEOUT_MS', 'CORS_ORIGINS', 'CTLL_SUBNET_RANGE', 'CTLL_RUNTIME', 'LOG_LEVEL', 'CTLL_KEEP_PROXIES_ON_EXIT', 'CTLL_FIREWALL'];
+  for (const name of names) assert.ok(found.some((p) => p.includes(name)), `a problem names ${name}: ${found.join(' | ')}`);
+  assert.equal(found.length, names.length + 1, `one problem each, plus AUTH0_DESKTOP_CLIENT_ID: ${found.join(' | ')}`);
+  assert.ok(found.some((p) => p.includes('AUTH0_DESKTOP_CLIENT_ID')));
+});
+
+test('booleans take 1/0, true/false, yes/no, on/off in any case, and refuse anything else by name', () => {
+  for (const on of ['1', 'true', 'TRUE', 'yes', 'Yes', 'on', ' ON ']) assert.equal(loadConfig({ CTLL_KEEP_PROXIES_ON_EXIT: on }, []).keepProxiesOnExit, true, on);
+  for (const off of ['0', 'false', 'False', 'no', 'NO', 'off', '']) assert.equal(loadConfig({ CTLL_KEEP_PROXIES_ON_EXIT: off }, []).keepProxiesOnExit, false, off);
+  assert.equal(loadConfig({ CTLL_KEEP_PROXIES_ON_EXIT: 'off' }, ['--keep-proxies']).keepProxiesOnExit, true, 'the flag wins');
+  for (const bad of ['2', 'enabled', 'y', 'tru']) {
+    assert.deepEqual(problems({ CTLL_KEEP_PROXIES_ON_EXIT: bad }), [
+      `CTLL_KEEP_PROXIES_ON_EXIT="${bad}" must be one of 1, true, yes, on, 0, false, no, off (any case)`,
+    ]);
   }
 });
 
+test('LOG_LEVEL is one of debug, info, warn, error in any case; anything else is refused, not replaced by info', () => {
+  assert.equal(loadConfig({ LOG_LEVEL: 'DEBUG' }, []).logLevel, 'debug');
+  assert.equal(loadConfig({ LOG_LEVEL: ' warn ' }, []).logLevel, 'warn');
+  assert.deepEqual(problems({ LOG_LEVEL: 'verbose' }), ['LOG_LEVEL="verbose" must be one of debug, info, warn, error']);
+});
+
+test('CTLL_FIREWALL is checked whatever the runtime', () => {
+  assert.equal(loadConfig({ CTLL_FIREWALL: ' OFF ' }, ['--runtime', 'process']).firewall, 'off');
+  for (const runtime of ['process', 'docker', 'auto']) {
+    assert.deepEqual(problems({ CTLL_FIREWALL: 'bogus' }, ['--runtime', runtime]), ['CTLL_FIREWALL="bogus" must be one of enforce, warn, off'], runtime);
+  }
+});
+
+test('the subnet size, image, host and metrics token are checked with the variable named', () => {
+  assert.equal(loadConfig({ CTLL_SUBNET_PREFIX: '26' }, []).subnetPrefix, 26);
+  assert.match(problems({ CTLL_SUBNET_PREFIX: '31' }).join(), /CTLL_SUBNET_PREFIX/);
+  assert.match(problems({ CTLL_SUBNET_PREFIX: '12' }).join(), /invalid subnet size \/12 \(CTLL_SUBNET_PREFIX\): it must be between the range's own \/16 and \/30/);
+  assert.match(problems({ CTLL_SUBNET_PREFIX: 'small' }).join(), /^CTLL_SUBNET_PREFIX="small" must be a whole number/);
+  assert.equal(loadConfig({ CTLL_PROXY_IMAGE: 'registry.example:5000/team/proxy:1.2@sha256:' + 'a'.repeat(64) }, []).proxyImage.startsWith('registry.example:5000/'), true);
+  assert.match(problems({ CTLL_PROXY_IMAGE: 'Proxy Image' }).join(), /^CTLL_PROXY_IMAGE="Proxy Image" must be an image reference/);
+  assert.match(problems({ CTLL_PROXY_IMAGE: 'UPPER/case' }).join(), /^CTLL_PROXY_IMAGE=/);
+  assert.equal(loadConfig({}, ['--host', '::1']).host, '::1');
+  assert.match(problems({ HOST: 'not a host' }).join(), /^HOST \(--host\)="not a host" must be an IP address or a host name/);
+  assert.match(problems({ METRICS_TOKEN: 'short' }).join(), /^METRICS_TOKEN="short" must be at least 16 characters/);
+});
+
+test('blank values count as unset (Compose passes unset variables as empty strings)', () => {
+  const blank = Object.fromEntries(['PORT', 'CTLL_ISSUER_PORT', 'CTLL_SUBNET_PREFIX', 'CTLL_PROXY_IMAGE', 'METRICS_TOKEN', 'LOG_LEVEL', 'CTLL_FIREWALL', 'CTLL_KEEP_PROXIES_ON_EXIT', 'CORS_ORIGINS'].map((n) => [n, ' ']));
+  assert.deepEqual(loadConfig(blank, []), loadConfig({}, []));
+});
+
 test('unknown flags are refused', () => {
-  assert.throws(() => loadConfig({}, ['--prot', '1']), /--prot/);
+  assert.deepEqual(problems({}, ['--prot', '1']).length, 1);
+  assert.match(problems({}, ['--prot', '1'])[0]!, /--prot/);
 });

@@ -1,21 +1,34 @@
 /**
  * The cloud server's configuration: environment variables (deployments) overridden by flags
- * (local runs), read once at start, validated with messages that name the variable.
+ * (local runs), read once at start, validated with messages that name the variable, every
+ * problem reported at once (settings.ts). Adding a setting is one line in loadConfig plus its
+ * row in docs/cloud-server.md's configuration table (test/docs/environment.test.ts checks both).
  */
+import { isIP } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DEFAULT_LIMITS, type LimitOptions } from './api/limits.js';
+import { jwtOptionsFromEnv } from './auth/jwt-verifier.js';
+import { logLevelFromEnv, type Level } from './log.js';
+import { FIREWALL_MODES, type FirewallMode } from './runtime/docker/isolation-firewall.js';
 import { assertStackName } from './runtime/docker/naming.js';
-import { jwtOptionsFromEnv, type JwtVerifierOptions } from './auth/jwt-verifier.js';
+import { DEFAULT_IMAGE } from './runtime/docker/proxy-image.js';
+import { DEFAULT_SUBNET_PREFIX, DEFAULT_SUBNET_RANGE, subnetPlan } from './runtime/docker/subnet-allocator.js';
+import { Settings, type Flags } from './settings.js';
+
+export const RUNTIMES = ['docker', 'process', 'auto'] as const;
 
 export interface ServerConfig {
   port: number;
   host: string;
-  runtime: 'docker' | 'process' | 'auto';
+  runtime: (typeof RUNTIMES)[number];
   /** Auth0 (or any OpenID issuer) when AUTH0_DOMAIN is set; the embedded issuer otherwise. */
   auth: { kind: 'auth0'; issuer: string; audience: string; jwksUri?: string } | { kind: 'embedded'; audience: string; issuerPort: number };
   proxyImage: string;
   subnetRange: string;
+  subnetPrefix: number;
+  /** The isolation firewall's mode on the Docker runtime (DockerRuntimeOptions.firewall). */
+  firewall: FirewallMode;
   /** The server deployment's name on a shared Docker engine: it sees only its own proxies. */
   stack?: string;
   healthIntervalMs: number;
@@ -38,6 +51,7 @@ export interface ServerConfig {
   webRoot?: string;
   /** Hardening limits and deadlines (docs/cloud-server.md, configuration). */
   guard: GuardConfig;
+  logLevel: Level;
 }
 
 export interface GuardConfig {
@@ -57,6 +71,12 @@ export interface GuardConfig {
 }
 
 export const DEFAULT_AUDIENCE = 'https://api.cloudtolocalllm.local';
+const DEFAULT_WEB_ROOT = fileURLToPath(new URL('../dist/web', import.meta.url));
+
+/** Docker's image reference grammar, in short: [registry.host[:port]/]path[:tag][@sha256:digest], the path lowercase. */
+const IMAGE_REFERENCE = /^(?:(?:[a-zA-Z0-9-]+\.[a-zA-Z0-9.-]+|[a-zA-Z0-9-]+:\d+|localhost)(?::\d+)?\/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::\w[\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$/;
+const ORIGIN = /^https?:\/\/[^/\s]+\/?$/;
+const HOST_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -65,121 +85,94 @@ export class ConfigError extends Error {
   }
 }
 
+/** The flags, or the reason they cannot be parsed. */
+function parseFlags(argv: string[]): { flags: Flags; error?: string } {
+  const options = {
+    port: { type: 'string' },
+    host: { type: 'string' },
+    runtime: { type: 'string' },
+    'keep-proxies': { type: 'boolean' },
+  } as const;
+  try {
+    return { flags: parseArgs({ args: argv, options, strict: true }).values };
+  } catch (e) {
+    return { flags: {}, error: (e as Error).message };
+  }
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] = process.argv.slice(2)): ServerConfig {
-  const problems: string[] = [];
-  let flags: Record<string, string | boolean | undefined> = {};
-  try {
-    flags = parseArgs({
-      args: argv,
-      options: {
-        port: { type: 'string' },
-        host: { type: 'string' },
-        runtime: { type: 'string' },
-        'keep-proxies': { type: 'boolean' },
-      },
-      strict: true,
-    }).values;
-  } catch (e) {
-    problems.push((e as Error).message);
-  }
-  const str = (flag: string, name: string, fallback: string): string => {
-    const f = flags[flag];
-    return typeof f === 'string' ? f : (env[name] ?? fallback);
-  };
-  const int = (name: string, raw: string, min: number, max: number): number => {
-    const n = Number(raw);
-    if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
-      problems.push(`${name}="${raw}" must be a whole number from ${min} to ${max}`);
-      return min;
-    }
-    return n;
-  };
+  const { flags, error } = parseFlags(argv);
+  const read = new Settings(env, flags);
+  if (error) read.problem(error);
 
-  const port = int('PORT (--port)', str('port', 'PORT', '8080'), 0, 65535);
-  const host = str('host', 'HOST', '127.0.0.1');
-  const runtime = str('runtime', 'CTLL_RUNTIME', 'auto');
-  if (runtime !== 'docker' && runtime !== 'process' && runtime !== 'auto') {
-    problems.push(`CTLL_RUNTIME (--runtime) is "${runtime}"; use docker, process or auto`);
-  }
+  // jwtOptionsFromEnv reads the AUTH0_* settings of the verifier; an audience is an identifier.
+  read.word('AUTH0_AUDIENCE', { expected: 'an API identifier without spaces, like https://api.example.com' });
+  const jwt = read.checked(() => jwtOptionsFromEnv(env), undefined);
+  const auth: ServerConfig['auth'] = jwt
+    ? { kind: 'auth0', issuer: jwt.issuer, audience: jwt.audience, ...(jwt.jwksUri ? { jwksUri: jwt.jwksUri } : {}) }
+    : {
+        kind: 'embedded',
+        audience: read.word('CTLL_API_AUDIENCE', { default: DEFAULT_AUDIENCE }),
+        issuerPort: read.int('CTLL_ISSUER_PORT', { default: 0, min: 0, max: 65535 }),
+      };
 
-  let auth: ServerConfig['auth'];
-  let jwt: JwtVerifierOptions | undefined;
-  try {
-    jwt = jwtOptionsFromEnv(env);
-  } catch (e) {
-    problems.push((e as Error).message);
-  }
-  if (jwt) {
-    auth = { kind: 'auth0', issuer: jwt.issuer, audience: jwt.audience, ...(jwt.jwksUri ? { jwksUri: jwt.jwksUri } : {}) };
-  } else {
-    auth = {
-      kind: 'embedded',
-      audience: env['CTLL_API_AUDIENCE']?.trim() || DEFAULT_AUDIENCE,
-      issuerPort: int('CTLL_ISSUER_PORT', env['CTLL_ISSUER_PORT'] ?? '0', 0, 65535),
-    };
-  }
-
-  const subnetRange = env['CTLL_SUBNET_RANGE'] ?? '10.200.0.0/16';
-  if (!/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(subnetRange)) problems.push(`CTLL_SUBNET_RANGE "${subnetRange}" must be an IPv4 CIDR like 10.200.0.0/16`);
-
-  const stack = env['CTLL_STACK_NAME']?.trim() || undefined;
-  try {
-    assertStackName(stack);
-  } catch (e) {
-    problems.push((e as Error).message);
-  }
-
-  const corsOrigins = (env['CORS_ORIGINS'] ?? '*')
-    .split(',')
-    .map((o) => o.trim())
-    .filter(Boolean);
-  for (const o of corsOrigins) {
-    if (o !== '*' && !/^https?:\/\/[^/\s]+$/.test(o)) problems.push(`CORS_ORIGINS entry "${o}" must be * or an origin like https://app.example.com`);
+  const subnetRange = read.word('CTLL_SUBNET_RANGE', { default: DEFAULT_SUBNET_RANGE });
+  const subnetPrefix = read.int('CTLL_SUBNET_PREFIX', { default: DEFAULT_SUBNET_PREFIX, min: 1, max: 32 });
+  read.checked(() => subnetPlan(subnetRange, subnetPrefix), undefined);
+  const stack = read.word('CTLL_STACK_NAME', {});
+  read.checked(() => assertStackName(stack), undefined);
+  const publicUrl = read.word('CTLL_PUBLIC_URL', { valid: ORIGIN, expected: 'an origin like https://cloud.example.com' });
+  const metricsToken = read.word('METRICS_TOKEN', { valid: /^.{16,}$/, expected: 'at least 16 characters (scripts/deploy generates 64 hex digits)' });
+  const webClientId = read.word('AUTH0_WEB_CLIENT_ID', {});
+  const desktopClientId = read.word('AUTH0_DESKTOP_CLIENT_ID', {});
+  if (read.raw('AUTH0_DOMAIN') && !read.raw('AUTH0_DESKTOP_CLIENT_ID')) {
+    read.problem('AUTH0_DESKTOP_CLIENT_ID (the client id of the Auth0 native application the desktop app signs in with) must be set when AUTH0_DOMAIN is');
   }
 
   const config: ServerConfig = {
-    port,
-    host,
-    runtime: runtime as ServerConfig['runtime'],
+    port: read.int('PORT', { flag: 'port', default: 8080, min: 0, max: 65535 }),
+    host: read.word('HOST', { flag: 'host', default: '127.0.0.1', valid: (h) => isIP(h) !== 0 || HOST_NAME.test(h), expected: 'an IP address or a host name' }),
+    runtime: read.choice('CTLL_RUNTIME', RUNTIMES, { flag: 'runtime', default: 'auto' }),
     auth,
-    proxyImage: env['CTLL_PROXY_IMAGE'] ?? 'cloudtolocalllm/streaming-proxy:local',
+    proxyImage: read.word('CTLL_PROXY_IMAGE', { default: DEFAULT_IMAGE, valid: IMAGE_REFERENCE, expected: 'an image reference like cloudtolocalllm/streaming-proxy:local' }),
     subnetRange,
+    subnetPrefix,
+    firewall: read.choice('CTLL_FIREWALL', FIREWALL_MODES, { default: 'enforce' }),
     ...(stack ? { stack } : {}),
-    engineHealthIntervalMs: int('CTLL_ENGINE_HEALTH_INTERVAL_MS', env['CTLL_ENGINE_HEALTH_INTERVAL_MS'] ?? '0', 0, 3_600_000),
-    healthIntervalMs: int('CTLL_HEALTH_INTERVAL_MS', env['CTLL_HEALTH_INTERVAL_MS'] ?? '30000', 100, 3_600_000),
-    idleTimeoutMs: int('CTLL_IDLE_TIMEOUT_MS', env['CTLL_IDLE_TIMEOUT_MS'] ?? '600000', 100, 86_400_000),
-    sweepIntervalMs: int('CTLL_SWEEP_INTERVAL_MS', env['CTLL_SWEEP_INTERVAL_MS'] ?? '60000', 100, 3_600_000),
-    corsOrigins,
-    ...(env['METRICS_TOKEN'] ? { metricsToken: env['METRICS_TOKEN'] } : {}),
+    engineHealthIntervalMs: read.int('CTLL_ENGINE_HEALTH_INTERVAL_MS', { default: 0, min: 0, max: 3_600_000 }),
+    healthIntervalMs: read.int('CTLL_HEALTH_INTERVAL_MS', { default: 30_000, min: 100, max: 3_600_000 }),
+    idleTimeoutMs: read.int('CTLL_IDLE_TIMEOUT_MS', { default: 600_000, min: 100, max: 86_400_000 }),
+    sweepIntervalMs: read.int('CTLL_SWEEP_INTERVAL_MS', { default: 60_000, min: 100, max: 3_600_000 }),
+    corsOrigins: read.list('CORS_ORIGINS', {
+      default: ['*'],
+      check: (o) => (o === '*' || /^https?:\/\/[^/\s]+$/.test(o) ? undefined : 'must be * or an origin like https://app.example.com'),
+    }),
+    ...(metricsToken ? { metricsToken } : {}),
     limits: {
-      requestsPerSecond: int('CTLL_RATE_PER_SECOND', env['CTLL_RATE_PER_SECOND'] ?? String(DEFAULT_LIMITS.requestsPerSecond), 1, 100_000),
-      burst: int('CTLL_RATE_BURST', env['CTLL_RATE_BURST'] ?? String(DEFAULT_LIMITS.burst), 1, 1_000_000),
-      maxConcurrentRequests: int('CTLL_MAX_CONCURRENT_REQUESTS', env['CTLL_MAX_CONCURRENT_REQUESTS'] ?? String(DEFAULT_LIMITS.maxConcurrentRequests), 1, 100_000),
-      maxBridgeConnections: int('CTLL_MAX_BRIDGES', env['CTLL_MAX_BRIDGES'] ?? String(DEFAULT_LIMITS.maxBridgeConnections), 1, 1_000),
-      bodyBytesPerSecond: int('CTLL_BODY_BYTES_PER_SECOND', env['CTLL_BODY_BYTES_PER_SECOND'] ?? String(DEFAULT_LIMITS.bodyBytesPerSecond), 1024, 1e12),
-      bodyBurstBytes: int('CTLL_BODY_BURST_BYTES', env['CTLL_BODY_BURST_BYTES'] ?? String(DEFAULT_LIMITS.bodyBurstBytes), 65_536, 1e12),
-      bodyStallMs: int('CTLL_BODY_STALL_MS', env['CTLL_BODY_STALL_MS'] ?? String(DEFAULT_LIMITS.bodyStallMs), 100, 3_600_000),
+      requestsPerSecond: read.int('CTLL_RATE_PER_SECOND', { default: DEFAULT_LIMITS.requestsPerSecond, min: 1, max: 100_000 }),
+      burst: read.int('CTLL_RATE_BURST', { default: DEFAULT_LIMITS.burst, min: 1, max: 1_000_000 }),
+      maxConcurrentRequests: read.int('CTLL_MAX_CONCURRENT_REQUESTS', { default: DEFAULT_LIMITS.maxConcurrentRequests, min: 1, max: 100_000 }),
+      maxBridgeConnections: read.int('CTLL_MAX_BRIDGES', { default: DEFAULT_LIMITS.maxBridgeConnections, min: 1, max: 1_000 }),
+      bodyBytesPerSecond: read.int('CTLL_BODY_BYTES_PER_SECOND', { default: DEFAULT_LIMITS.bodyBytesPerSecond, min: 1024, max: 1e12 }),
+      bodyBurstBytes: read.int('CTLL_BODY_BURST_BYTES', { default: DEFAULT_LIMITS.bodyBurstBytes, min: 65_536, max: 1e12 }),
+      bodyStallMs: read.int('CTLL_BODY_STALL_MS', { default: DEFAULT_LIMITS.bodyStallMs, min: 100, max: 3_600_000 }),
     },
     guard: {
-      responseHeadTimeoutMs: int('CTLL_RESPONSE_HEAD_TIMEOUT_MS', env['CTLL_RESPONSE_HEAD_TIMEOUT_MS'] ?? '600000', 100, 86_400_000),
-      authFailureLimit: int('CTLL_AUTH_FAILURE_LIMIT', env['CTLL_AUTH_FAILURE_LIMIT'] ?? '30', 1, 1_000_000),
-      authFailureWindowMs: int('CTLL_AUTH_FAILURE_WINDOW_MS', env['CTLL_AUTH_FAILURE_WINDOW_MS'] ?? '60000', 1000, 86_400_000),
-      trustProxy: int('CTLL_TRUST_PROXY', env['CTLL_TRUST_PROXY'] ?? '0', 0, 1) === 1,
-      metricsRequireToken: int('CTLL_METRICS_REQUIRE_TOKEN', env['CTLL_METRICS_REQUIRE_TOKEN'] ?? '0', 0, 1) === 1,
-      maxProxies: int('CTLL_MAX_PROXIES', env['CTLL_MAX_PROXIES'] ?? '500', 0, 1_000_000),
-      proxyStartsPerMinute: int('CTLL_PROXY_STARTS_PER_MINUTE', env['CTLL_PROXY_STARTS_PER_MINUTE'] ?? '10', 1, 10_000),
+      responseHeadTimeoutMs: read.int('CTLL_RESPONSE_HEAD_TIMEOUT_MS', { default: 600_000, min: 100, max: 86_400_000 }),
+      authFailureLimit: read.int('CTLL_AUTH_FAILURE_LIMIT', { default: 30, min: 1, max: 1_000_000 }),
+      authFailureWindowMs: read.int('CTLL_AUTH_FAILURE_WINDOW_MS', { default: 60_000, min: 1000, max: 86_400_000 }),
+      trustProxy: read.bool('CTLL_TRUST_PROXY', { default: false }),
+      metricsRequireToken: read.bool('CTLL_METRICS_REQUIRE_TOKEN', { default: false }),
+      maxProxies: read.int('CTLL_MAX_PROXIES', { default: 500, min: 1, max: 1_000_000 }),
+      proxyStartsPerMinute: read.int('CTLL_PROXY_STARTS_PER_MINUTE', { default: 10, min: 1, max: 10_000 }),
     },
-    keepProxiesOnExit: flags['keep-proxies'] === true || env['CTLL_KEEP_PROXIES_ON_EXIT'] === '1',
-    desktopClientId: env['AUTH0_DESKTOP_CLIENT_ID']?.trim() || 'cloudtolocalllm-desktop',
-    ...(env['CTLL_PUBLIC_URL']?.trim() ? { publicUrl: env['CTLL_PUBLIC_URL'].trim() } : {}),
-    webRoot: env['CTLL_WEB_ROOT']?.trim() || fileURLToPath(new URL('../dist/web', import.meta.url)),
-    ...(env['AUTH0_WEB_CLIENT_ID']?.trim() ? { webClientId: env['AUTH0_WEB_CLIENT_ID'].trim() } : {}),
+    keepProxiesOnExit: read.bool('CTLL_KEEP_PROXIES_ON_EXIT', { flag: 'keep-proxies', default: false }),
+    desktopClientId: desktopClientId ?? 'cloudtolocalllm-desktop',
+    ...(publicUrl ? { publicUrl } : {}),
+    webRoot: read.text('CTLL_WEB_ROOT', { default: DEFAULT_WEB_ROOT }),
+    ...(webClientId ? { webClientId } : {}),
+    logLevel: read.checked(() => logLevelFromEnv(env), 'info'),
   };
-  const publicUrl = env['CTLL_PUBLIC_URL']?.trim();
-  if (publicUrl && !/^https?:\/\/[^/\s]+\/?$/.test(publicUrl)) problems.push(`CTLL_PUBLIC_URL "${publicUrl}" must be an origin like https://cloud.example.com`);
-  if (env['AUTH0_DOMAIN']?.trim() && !env['AUTH0_DESKTOP_CLIENT_ID']?.trim()) {
-    problems.push('AUTH0_DESKTOP_CLIENT_ID (the client id of the Auth0 native application the desktop app signs in with) must be set when AUTH0_DOMAIN is');
-  }
-  if (problems.length) throw new ConfigError(problems);
+  if (read.problems.length) throw new ConfigError(read.problems);
   return config;
 }

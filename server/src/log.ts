@@ -2,8 +2,21 @@
  * Structured logs: one JSON object per line on stderr. Callers pass fields, never request or
  * response bodies and never credentials: the cloud keeps no user data, not even in its logs.
  */
-export type Level = 'debug' | 'info' | 'warn' | 'error';
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+export type Level = (typeof LOG_LEVELS)[number];
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+/**
+ * LOG_LEVEL for the programs that read no other settings (the proxy); the cloud server reads it
+ * with the rest of its configuration (config.ts). Throws with the variable's name when it is wrong.
+ */
+export function logLevelFromEnv(env: NodeJS.ProcessEnv = process.env): Level {
+  const raw = env['LOG_LEVEL']?.trim();
+  if (!raw) return 'info';
+  const level = LOG_LEVELS.find((l) => l === raw.toLowerCase());
+  if (!level) throw new Error(`LOG_LEVEL="${raw}" must be one of ${LOG_LEVELS.join(', ')}`);
+  return level;
+}
 
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
@@ -15,10 +28,11 @@ export interface Logger {
 
 export function createLogger(
   base: Record<string, unknown> = {},
-  level: Level = (process.env['LOG_LEVEL'] as Level | undefined) ?? 'info',
+  level: Level = 'info',
   write: (line: string) => void = (line) => process.stderr.write(line + '\n'),
 ): Logger {
-  const min = ORDER[level] ?? ORDER.info;
+  const min = ORDER[level];
+  if (min === undefined) throw new Error(`unknown log level "${String(level)}"; use ${LOG_LEVELS.join(', ')}`);
   const emit = (lvl: Level, msg: string, fields?: Record<string, unknown>): void => {
     if (ORDER[lvl] < min) return;
     write(JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...base, ...fields }));

@@ -10,7 +10,6 @@ import { ConfigError, loadConfig } from './config.js';
 import { startCloudServer } from './cloud-server.js';
 import { createLogger } from './log.js';
 
-const log = createLogger({ component: 'cloud-server' });
 let config;
 try {
   config = loadConfig();
@@ -18,6 +17,7 @@ try {
   process.stderr.write(`cloud server: ${e instanceof ConfigError ? e.message : String(e)}\n`);
   process.exit(2);
 }
+const log = createLogger({ component: 'cloud-server' }, config.logLevel);
 const server = await startCloudServer(config, { log }).catch((e: Error) => {
   process.stderr.write(`cloud server: ${e.message}\n`);
   process.exit(1);

@@ -160,3 +160,49 @@ describe('authentication and isolation on the cloud server', () => {
     assert.equal(emuA.requests.length, seenA);
   });
 });
+
+describe('the issuer\'s keys unreachable', () => {
+  let cloud: Cloud;
+  let issuer: string;
+  before(async () => {
+    // An Auth0-style issuer on a loopback port nothing listens on: its JWKS cannot be fetched.
+    const closed = http.createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    issuer = `http://127.0.0.1:${(closed.address() as { port: number }).port}/`;
+    await new Promise((r) => closed.close(r));
+    cloud = await startCloud({ env: { AUTH0_DOMAIN: issuer, AUTH0_AUDIENCE: 'https://api.test', AUTH0_DESKTOP_CLIENT_ID: 'desktop-test' } });
+  });
+  after(() => cloud.close());
+
+  test('every route answers 503 (with Retry-After: 5 on HTTP), not 401: the token may well be good', async () => {
+    const key = await generateKeyPair('RS256');
+    const now = Math.floor(Date.now() / 1000);
+    const token = await new SignJWT({ sub: 'alice' })
+      .setProtectedHeader({ alg: 'RS256', kid: 'some-key' })
+      .setIssuer(issuer)
+      .setAudience('https://api.test')
+      .setIssuedAt(now)
+      .setExpirationTime(now + 600)
+      .sign(key.privateKey);
+    const expected = "sign-in cannot be checked right now: the issuer's signing keys could not be fetched; try again shortly";
+    for (const [method, path] of [
+      ['GET', '/api/proxy/status'],
+      ['POST', '/api/proxy/start'],
+      ['GET', '/ollama/api/tags'],
+    ] as const) {
+      const res = await fetch(`${cloud.url}${path}`, { method, headers: bearer(token) });
+      assert.equal(res.status, 503, `${method} ${path}`);
+      assert.equal(res.headers.get('retry-after'), '5', `${method} ${path}`);
+      assert.deepEqual(await res.json(), { error: expected }, `${method} ${path}`);
+    }
+    const bridge = cloud.bridge(token, 'http://127.0.0.1:1');
+    bridge.start();
+    const status = await waitForState(bridge, 'error', 30_000);
+    await bridge.stop();
+    assert.equal(status.code, 'refused');
+    assert.match(status.reason ?? '', /^the proxy refused the connection \(HTTP 503\): /);
+    assert.ok((status.retryInMs ?? 0) > 0, 'the bridge retries: the keys may be back soon');
+    const metrics = await (await fetch(`${cloud.url}/metrics`)).text();
+    assert.match(metrics, /ctll_auth_failures_total\{reason="jwks-unavailable"\} 4/);
+  });
+});

@@ -1,7 +1,7 @@
 /**
  * The cloud server on a real Docker engine, through its HTTP API as users and operators meet
  * it: full flow, idle cleanup, a proxy killed from outside, 50 users at once, reconciliation
- * after the server is killed with SIGKILL, and start:headless leaving nothing behind.
+ * after the server is killed with SIGKILL (start:headless on Docker: first-run.test.ts).
  * Skipped without a Docker engine, except in CI (CI=true), where that is a failure.
  */
 import { after, before, describe, test } from 'node:test';
@@ -19,7 +19,6 @@ import { userHash } from '../../server/src/runtime/runtime.js';
 import { OllamaEmulator } from '../emulator/ollama-emulator.js';
 import { waitForState, waitUntil } from '../tunnel/harness.js';
 import { bearer, startCloud, type Cloud } from './cloud-harness.js';
-import { startHeadless } from './headless-process.js';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -99,7 +98,7 @@ describe('the cloud server on Docker', { skip, concurrency: false }, () => {
 
       const bridge = cloud.bridge(token, emulator.url);
       bridge.start();
-      await waitForState(bridge, 'connected', 15_000);
+      await waitForState(bridge, 'connected', 60_000);
       await waitUntil(() => cloud.server.manager.view(alice).bridgeConnected, 'the server sees the bridge');
       const ollama = new Ollama({ host: `${cloud.url}/ollama`, headers: bearer(token) });
       let text = '';
@@ -124,7 +123,7 @@ describe('the cloud server on Docker', { skip, concurrency: false }, () => {
       const token = await cloud.signIn(idle);
       assert.equal((await fetch(`${cloud.url}/api/proxy/start`, { method: 'POST', headers: bearer(token) })).status, 201);
       assert.ok(await containerOf(idle));
-      await waitUntil(() => cloud.server.manager.view(idle).status === 'stopped', 'the idle sweep removed it', 20_000);
+      await waitUntil(() => cloud.server.manager.view(idle).status === 'stopped', 'the idle sweep removed it', 60_000);
       assert.deepEqual(await leftovers([idle]), []);
       assert.ok(cloud.audit.entries.some((e) => e.action === 'proxy.idle' && e.userHash === userHash(idle)));
     } finally {
@@ -139,10 +138,10 @@ describe('the cloud server on Docker', { skip, concurrency: false }, () => {
       const token = await cloud.signIn(victim);
       await fetch(`${cloud.url}/api/proxy/start`, { method: 'POST', headers: bearer(token) });
       await docker('kill', `ctll-proxy-${userHash(victim)}`);
-      await waitUntil(() => cloud.server.manager.view(victim).status === 'stopped', 'the server noticed the death', 15_000);
+      await waitUntil(() => cloud.server.manager.view(victim).status === 'stopped', 'the server noticed the death', 60_000);
       const exit = cloud.audit.entries.find((e) => e.action === 'proxy.exit' && e.userHash === userHash(victim));
       assert.ok(exit, 'the death is in the audit log');
-      assert.match(exit.reason ?? '', /137|SIGKILL|died|exit/);
+      assert.equal(exit.reason, 'the proxy container died (exit code 137, killed with SIGKILL)');
       const again = await fetch(`${cloud.url}/api/proxy/start`, { method: 'POST', headers: bearer(token) });
       assert.equal(again.status, 201);
       assert.equal(((await again.json()) as { health: { ok: boolean } }).health.ok, true);
@@ -227,19 +226,5 @@ describe('the cloud server on Docker', { skip, concurrency: false }, () => {
       await new Promise((r) => second.child.once('exit', r));
     }
     assert.deepEqual(await leftovers([u1, u2]), [], 'a clean shutdown leaves nothing behind');
-  });
-
-  test('start:headless on Docker: Ctrl-C leaves no container or network behind', async () => {
-    const name = user('headless');
-    const run1 = await startHeadless(['--runtime', 'docker', '--ollama-url', emulator.url, '--user', name]);
-    try {
-      assert.ok(await containerOf(name), 'the local stack runs a proxy container');
-      const res = await fetch(`${run1.endpoint}/api/version`, { headers: bearer(run1.token) });
-      assert.equal(res.status, 200);
-    } finally {
-      run1.child.kill('SIGINT');
-      await new Promise((r) => run1.child.once('exit', r));
-    }
-    assert.deepEqual(await leftovers([name]), []);
   });
 });

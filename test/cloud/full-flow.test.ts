@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Ollama } from 'ollama';
 import OpenAI from 'openai';
+import { NO_BRIDGE_MESSAGE } from '../../server/src/proxy/relay.js';
 import { OllamaEmulator } from '../emulator/ollama-emulator.js';
 import { waitForState, waitUntil } from '../tunnel/harness.js';
 import { bearer, startCloud, type Cloud } from './cloud-harness.js';
@@ -45,10 +46,11 @@ describe('full flow on the cloud server (in-process runtime)', () => {
     assert.equal((await api('POST', '/api/proxy/start')).status, 200, 'an already running proxy answers 200');
   });
 
-  test('an Ollama call before the bridge connects: 503 in Ollama\'s shape', async () => {
+  test('an Ollama call before the bridge connects: 503 in Ollama\'s shape, with Retry-After: 5', async () => {
     const res = await fetch(`${cloud.url}/ollama/api/tags`, { headers: bearer(token) });
     assert.equal(res.status, 503);
-    assert.match(((await res.json()) as { error: string }).error, /not connected/);
+    assert.equal(res.headers.get('retry-after'), '5');
+    assert.deepEqual(await res.json(), { error: NO_BRIDGE_MESSAGE });
   });
 
   test('the bridge connects through /ws/bridge and status says so', async () => {

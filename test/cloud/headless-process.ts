@@ -14,10 +14,12 @@ export interface HeadlessRun {
   stop(): Promise<number | null>;
 }
 
-export function startHeadless(args: string[], timeoutMs = 60_000): Promise<HeadlessRun> {
+/** Starts it with `args` (and `env` on top of this process's); resolves once it printed its endpoint. */
+export function startHeadless(args: string[], timeoutMs = 60_000, env: NodeJS.ProcessEnv = {}): Promise<HeadlessRun> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start-headless.ts', '--json', ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
   });
   let out = '';
   let err = '';

@@ -14,8 +14,13 @@ test('auto: without a Docker engine the server runs proxies in-process and warns
   const server = await startCloudServer(loadConfig({}, ['--port', '0', '--runtime', 'auto']), { log, audit: { record: () => {} } });
   try {
     assert.equal(server.runtime.kind, 'process');
-    const warning = lines.map((l) => JSON.parse(l) as { level: string; msg: string }).find((l) => l.level === 'warn' && /Isolation between users is WEAKER/.test(l.msg));
-    assert.ok(warning, 'a warning says isolation is weaker');
+    const warning = lines.map((l) => JSON.parse(l) as { level: string; msg: string; reason?: string }).find((l) => l.level === 'warn');
+    assert.equal(
+      warning?.msg,
+      'no Docker engine answers; proxies run inside this process. Isolation between users is WEAKER (shared process and memory). ' +
+        'Fix that and start again, or pass --runtime docker to refuse to run without Docker isolation.',
+    );
+    assert.match(warning.reason ?? '', /^the Docker engine is not reachable: .*\/nonexistent\/docker\.sock/);
     const health = (await (await fetch(`${server.url}/health`)).json()) as { runtime: string };
     assert.equal(health.runtime, 'process');
   } finally {

@@ -7,16 +7,17 @@
  *  - every variable the cloud server reads is in server/deploy/.env.example and passed on;
  *  - the nginx renderer refuses values that would inject configuration;
  *  - the deploy script checks its settings and --dry-run changes nothing;
- *  - shellcheck finds nothing in scripts/deploy (when installed).
- * docker-compose missing: skipped, except in CI (CI=true), where that is a failure.
+ *  - shellcheck finds nothing in scripts/deploy and scripts/build-proxy-image.sh.
+ * docker-compose, the docker CLI or shellcheck missing: skipped, except in CI (CI=true), where that is a failure.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { RECOMMENDED_SYSCTLS } from '../../server/src/runtime/docker/host-limits.js';
+import { envReads, filesUnder } from '../docs/environment.js';
 import { IN_CI, ROOT, run, which } from './deploy-harness.js';
 
 const COMPOSE_FILE = join(ROOT, 'server/deploy/docker-compose.multi.yml');
@@ -24,6 +25,10 @@ const ENV_EXAMPLE = join(ROOT, 'server/deploy/.env.example');
 const composeBin = which('docker-compose');
 if (!composeBin && IN_CI) test('docker-compose is installed (CI machines must have it)', () => assert.fail('apt-get install -y docker-compose'));
 const skipCompose = composeBin ? false : 'docker-compose is not installed (apt-get install -y docker-compose); CI=true makes this a failure';
+const dockerCli = which('docker');
+const shellcheck = which('shellcheck');
+if (IN_CI && !dockerCli) test('the docker CLI is installed (CI machines must have it)', () => assert.fail('apt-get install -y docker.io'));
+if (IN_CI && !shellcheck) test('shellcheck is installed (CI machines must have it)', () => assert.fail('apt-get install -y shellcheck'));
 
 type Service = Record<string, any>;
 
@@ -41,23 +46,9 @@ async function loadComposeConfig(envFile: string, extra: string[]): Promise<Conf
   return JSON.parse(json) as Config;
 }
 
-/** Every environment variable server/src reads (process.env['X'], env['X'], envNumber('X'), str(flag, 'X', ...)). */
+/** Every environment variable server/src reads, found as test/docs/environment.ts finds them. */
 function serverEnvVars(): Set<string> {
-  const found = new Set<string>();
-  const walk = (dir: string): void => {
-    for (const name of readdirSync(dir)) {
-      const path = join(dir, name);
-      if (statSync(path).isDirectory()) walk(path);
-      else if (name.endsWith('.ts') && !name.endsWith('.test.ts')) {
-        const text = readFileSync(path, 'utf8');
-        for (const re of [/env\['([A-Z][A-Z0-9_]+)'\]/g, /envNumber\('([A-Z][A-Z0-9_]+)'\)/g, /str\('[a-z-]+', '([A-Z][A-Z0-9_]+)'/g]) {
-          for (const m of text.matchAll(re)) found.add(m[1]!);
-        }
-      }
-    }
-  };
-  walk(join(ROOT, 'server/src'));
-  return found;
+  return new Set(envReads(filesUnder(['server/src'], ['.ts']).filter((f) => !f.endsWith('.test.ts'))).keys());
 }
 
 describe('docker-compose.multi.yml', { skip: skipCompose }, () => {
@@ -174,7 +165,7 @@ describe('the deployment scripts', () => {
     }
   });
 
-  test('deploy-multi-container.sh names every missing setting at once, and --dry-run changes nothing', { skip: which('docker') && composeBin ? false : 'needs the docker CLI and docker-compose' }, async (t) => {
+  test('deploy-multi-container.sh names every missing setting at once, and --dry-run changes nothing', { skip: dockerCli && composeBin ? false : 'needs the docker CLI and docker-compose; CI=true makes their absence a failure' }, async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'ctll-deploy-dry-'));
     try {
       const envFile = join(dir, 'env');
@@ -186,6 +177,8 @@ describe('the deployment scripts', () => {
         );
       const engine = await run('docker', ['info']).then(() => true, () => false);
       if (!engine) {
+        // The script stops at its prerequisites without an engine: nothing else to check here.
+        assert.ok(!IN_CI, 'CI machines must have a Docker engine');
         t.skip('no Docker engine: the script stops at its prerequisites');
         return;
       }
@@ -232,8 +225,8 @@ describe('the deployment scripts', () => {
     assert.deepEqual(inScript, RECOMMENDED_SYSCTLS);
   });
 
-  test('shellcheck finds nothing in scripts/deploy', { skip: which('shellcheck') ? false : 'shellcheck is not installed (apt-get install -y shellcheck)' }, async () => {
-    const scripts = readdirSync(join(ROOT, 'scripts/deploy')).filter((f) => f.endsWith('.sh')).map((f) => join(ROOT, 'scripts/deploy', f));
+  test('shellcheck finds nothing in scripts/deploy and scripts/build-proxy-image.sh', { skip: shellcheck ? false : 'shellcheck is not installed (apt-get install -y shellcheck); CI=true makes this a failure' }, async () => {
+    const scripts = [...readdirSync(join(ROOT, 'scripts/deploy')).filter((f) => f.endsWith('.sh')).map((f) => join(ROOT, 'scripts/deploy', f)), join(ROOT, 'scripts/build-proxy-image.sh')];
     const result = await run('shellcheck', ['-x', ...scripts], { cwd: ROOT }).then(
       () => '',
       (e: { stdout?: string }) => e.stdout ?? 'failed',

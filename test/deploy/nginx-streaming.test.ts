@@ -183,11 +183,12 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
       const generation = record.finishedAt! - record.startedAt;
       const spread = result.lines.at(-1)!.at - result.lines[0]!.at;
       assert.ok(spread > generation * 0.6, `lines arrived within ${spread} ms of a ${generation} ms generation: buffered`);
-      // Each token reached the client soon after the emulator wrote it.
+      // Each token reached the client before the emulator had written three more (an order of
+      // events, so a slow machine, which slows both, does not change it).
       const emitted = tokenTimes.get(record.id) ?? [];
-      const lags = result.lines.slice(0, emitted.length).map((l, i) => l.at - emitted[i]!);
-      const worst = Math.max(...lags);
-      assert.ok(worst < 2000, `a token took ${worst} ms from the emulator to the client`);
+      assert.equal(emitted.length, tokens);
+      const late = result.lines.slice(0, tokens - 3).flatMap((l, i) => (l.at < emitted[i + 3]! ? [] : [`token ${i}: ${l.at - emitted[i]!} ms after it was written`]));
+      assert.deepEqual(late, [], 'tokens held back by the path');
       // No compression on streams, even when the client offers it.
       assert.equal(result.headers['content-encoding'], undefined);
       assert.equal(result.headers['x-accel-buffering'], 'no');
@@ -335,9 +336,12 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
 
   test('the access log holds paths and statuses, never tokens or query strings', async () => {
     await httpsRequest({ port: ports.https, path: '/health?secret=do-not-log', ca, headers: { authorization: `Bearer ${token}` } });
-    // Lines are written when a request ends; give nginx a moment.
-    await new Promise((r) => setTimeout(r, 300));
-    const log = readFileSync(join(rendered.runDir, 'access.log'), 'utf8');
+    // Lines are written when a request ends: wait for ours.
+    let log = '';
+    for (const deadline = Date.now() + 30_000; !log.includes('"path":"/health"') && Date.now() < deadline; ) {
+      log = readFileSync(join(rendered.runDir, 'access.log'), 'utf8');
+      if (!log.includes('"path":"/health"')) await new Promise((r) => setTimeout(r, 50));
+    }
     const lines = log.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     assert.ok(lines.some((l) => l['path'] === '/ollama/api/generate' && l['status'] === 200));
     assert.ok(!log.includes(token.slice(-20)), 'a token appears in the access log');

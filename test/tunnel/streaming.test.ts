@@ -5,6 +5,7 @@ import http from 'node:http';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { Ollama } from 'ollama';
+import { failureMessage } from '../emulator/generation.js';
 import { readNdjson, startStack, waitUntil, type Stack } from './harness.js';
 
 describe('streaming through the tunnel', () => {
@@ -78,11 +79,27 @@ describe('streaming through the tunnel', () => {
   test('an error Ollama reports mid-stream reaches the client as Ollama sent it', async () => {
     stack.emulator.set({ failAfterTokens: 3 });
     try {
+      // On the wire: the three tokens, then Ollama's own error line, and no "done" line.
+      const res = await fetch(`${stack.url}/api/generate`, {
+        method: 'POST',
+        headers: stack.auth,
+        body: JSON.stringify({ model: 'llama3.2', prompt: 'x', options: { num_predict: 10 } }),
+      });
+      assert.equal(res.status, 200);
+      const lines = (await readNdjson(res)) as Array<{ response?: string; done?: boolean; error?: string }>;
+      assert.deepEqual(lines.map((l) => l.response), ['tok0 ', 'tok1 ', 'tok2 ', undefined]);
+      assert.deepEqual(lines.at(-1), { error: failureMessage(3) });
+      assert.ok(!lines.some((l) => l.done), 'no line claims the answer is complete');
+
+      // And the ollama client shows exactly that message after the tokens before it.
       const ollama = new Ollama({ host: stack.url, headers: stack.auth });
       let got = 0;
-      await assert.rejects(async () => {
-        for await (const _ of await ollama.generate({ model: 'llama3.2', prompt: 'x', stream: true, options: { num_predict: 10 } })) got += 1;
-      }, /./);
+      await assert.rejects(
+        async () => {
+          for await (const _ of await ollama.generate({ model: 'llama3.2', prompt: 'x', stream: true, options: { num_predict: 10 } })) got += 1;
+        },
+        (e: Error) => e.message === failureMessage(3),
+      );
       assert.equal(got, 3, 'the tokens before the error arrived');
     } finally {
       stack.emulator.set({ failAfterTokens: undefined });

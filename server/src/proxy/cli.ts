@@ -6,7 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import { onShutdownSignal } from '../../../bridge/shutdown-signals.js';
-import { createLogger } from '../log.js';
+import { createLogger, logLevelFromEnv } from '../log.js';
 import { StaticTokenAuthenticator } from './auth.js';
 import { StreamingProxy } from './streaming-proxy.js';
 
@@ -42,7 +42,13 @@ const responseHeadTimeoutMs = headTimeout ? Number(headTimeout) : undefined;
 if (responseHeadTimeoutMs !== undefined && (!Number.isSafeInteger(responseHeadTimeoutMs) || responseHeadTimeoutMs < 100)) {
   fail(`PROXY_RESPONSE_HEAD_TIMEOUT_MS "${headTimeout}" must be a whole number of milliseconds, at least 100`);
 }
-const log = createLogger({ component: 'streaming-proxy' });
+let level;
+try {
+  level = logLevelFromEnv();
+} catch (e) {
+  fail((e as Error).message);
+}
+const log = createLogger({ component: 'streaming-proxy' }, level);
 let authenticator: StaticTokenAuthenticator;
 try {
   authenticator = new StaticTokenAuthenticator(owner, token);

@@ -55,6 +55,8 @@ if (probe.ok && !firewall.ok && inCI) {
   test('the isolation firewall can be installed (CI runs these tests as root)', () => assert.fail(firewall.error));
 }
 const noFirewall = firewall.ok ? false : `the isolation firewall cannot be installed here (${firewall.error}); CI=true makes this a failure`;
+const asRoot = process.getuid?.() === 0 ? false : 'runs the runtime as the unprivileged user nobody, which needs root to switch to; CI runs as root';
+if (inCI && asRoot) test('the tests run as root (CI machines must)', () => assert.fail(asRoot));
 const FIREWALL_MODE = firewall.ok ? 'enforce' : 'warn';
 /** What a connection attempt that fails fast ends with (not a timeout). */
 const FAST_FAILURES = ['ECONNREFUSED', 'ENETUNREACH', 'EHOSTUNREACH'];
@@ -188,6 +190,7 @@ describe('DockerRuntime on a real Docker engine', { skip, timeout: 240_000 }, ()
   let runtime: DockerRuntime;
   let buildMs = 0;
   let buildOutput = '';
+  let imageId = '';
   const exits: Array<[string, string]> = [];
 
   before(async () => {
@@ -195,6 +198,7 @@ describe('DockerRuntime on a real Docker engine', { skip, timeout: 240_000 }, ()
     const { stdout } = await run('bash', [BUILD_SCRIPT], { env: { ...process.env, IMAGE }, timeout: 300_000 });
     buildMs = Date.now() - started;
     buildOutput = stdout.trim();
+    imageId = (await docker.getImage(IMAGE).inspect()).Id;
     runtime = new DockerRuntime({
       docker,
       image: IMAGE,
@@ -225,9 +229,11 @@ describe('DockerRuntime on a real Docker engine', { skip, timeout: 240_000 }, ()
     const { stdout } = await run('bash', [BUILD_SCRIPT], { env: { ...process.env, IMAGE } });
     const ms = Date.now() - started;
     t.diagnostic(`second call: ${ms} ms: ${stdout.trim()}`);
+    // The no-op is what makes it fast: nothing was built and the image is the same one.
     assert.match(stdout, /is up to date/);
-    assert.ok(ms < 5000, `an unchanged image took ${ms} ms`);
+    assert.doesNotMatch(stdout, /building/);
     const image = await docker.getImage(IMAGE).inspect();
+    assert.equal(image.Id, imageId, 'the second call left the image as it was');
     assert.equal(image.Config.User, '1001:1001');
     assert.deepEqual(image.Config.Cmd, ['node', '/app/proxy.mjs']);
     assert.deepEqual(Object.keys(image.Config.ExposedPorts ?? {}), ['8080/tcp']);
@@ -305,10 +311,11 @@ describe('DockerRuntime on a real Docker engine', { skip, timeout: 240_000 }, ()
     assert.ok(!everything.includes(`ctll-test-${RUN}`), 'part of the raw user id appears in docker inspect / docker ps');
 
     // The engine's own health check (the image's HEALTHCHECK) passes under all that hardening.
-    let status = '';
-    for (let i = 0; i < 40 && status !== 'healthy'; i++) {
+    // It starts as "starting" and ends "healthy" or "unhealthy"; the test's timeout bounds the wait.
+    let status = 'starting';
+    while (status === 'starting') {
+      await sleep(250);
       status = (await inspect('container', containerName(s.userHash))).State.Health.Status;
-      if (status !== 'healthy') await sleep(250);
     }
     assert.equal(status, 'healthy');
     await runtime.stop(s.userHash);
@@ -370,8 +377,7 @@ describe('DockerRuntime on a real Docker engine', { skip, timeout: 240_000 }, ()
       }),
     );
     await run('docker', ['kill', containerName(s.userHash)]);
-    const reason = await Promise.race([exited, sleep(10_000).then(() => 'no exit event within 10 s')]);
-    assert.equal(reason, 'the proxy container died (exit code 137, killed with SIGKILL)');
+    assert.equal(await exited, 'the proxy container died (exit code 137, killed with SIGKILL)');
     // AutoRemove took the container; the network is what stop() (or pruneOrphans) cleans.
     await runtime.stop(s.userHash);
     assert.equal(await inspect('network', networkName(s.userHash)), undefined);
@@ -464,9 +470,11 @@ describe('DockerRuntime on a real Docker engine', { skip, timeout: 240_000 }, ()
       assert.equal(await inspect('container', pb.id), undefined);
       assert.equal((await get(`${pg.endpoint}/health`)).status, 200);
 
-      // Green's proxy dying is green's news only.
+      // Green's proxy dying is green's news only (blue and the stackless runtime watch the same
+      // engine and would have heard of it by the time green did, plus a margin).
+      const greenHeard = new Promise<void>((resolve) => green.once('exit', () => resolve()));
       await run('docker', ['kill', pg.id]);
-      for (let i = 0; i < 100 && exits['green']!.length === 0; i++) await sleep(100);
+      await greenHeard;
       await sleep(500);
       assert.deepEqual(exits, { blue: [], green: [s.userHash], none: [] });
       await green.stop(s.userHash);
@@ -563,7 +571,7 @@ describe('DockerRuntime on a real Docker engine', { skip, timeout: 240_000 }, ()
     t.diagnostic(`iptables -S ${ISOLATION_CHAIN}: ${(await firewallState('iptables')).chain?.join(' | ')}`);
   });
 
-  test('isolation, seen from inside a proxy container: host and others refused at once, host → proxy still works', async (t) => {
+  test('isolation, seen from inside a proxy container: host and others refused at once, host → proxy still works', { skip: noFirewall }, async (t) => {
     const a = spec('iso-a');
     const b = spec('iso-b');
     const [pa, pb] = await Promise.all([runtime.start(a), runtime.start(b)]);
@@ -619,16 +627,14 @@ describe('DockerRuntime on a real Docker engine', { skip, timeout: 240_000 }, ()
       assert.equal(result('control: its own proxy on 127.0.0.1:8080').result, 'connected', 'the probe itself works');
       for (const r of results.filter((r) => !r.name.startsWith('control'))) assert.notEqual(r.result, 'connected', r.name);
       assert.equal(reachedAll, 0, 'the host server on 0.0.0.0 accepted a connection from a proxy');
-      if (firewall.ok) {
-        for (const p of [...host, ...beyond]) {
-          const r = result(p.name);
-          assert.ok(FAST_FAILURES.includes(r.result) && r.ms < 1000, `${p.name}: ${r.result} after ${r.ms} ms, not a fast failure`);
-        }
-        // The host's own addresses say "nothing listens here", whatever does.
-        for (const p of host) assert.equal(result(p.name).result, 'ECONNREFUSED', p.name);
-      } else {
-        t.diagnostic(`no isolation firewall here: ${firewall.error}`);
+      // Refused, not dropped: a rejected connection fails with an error code; a dropped one
+      // only ends when the probe's 3 s timeout gives up ('timeout'), whatever the machine's load.
+      for (const p of [...host, ...beyond]) {
+        const r = result(p.name);
+        assert.ok(FAST_FAILURES.includes(r.result), `${p.name}: ${r.result} after ${r.ms} ms, not a refusal`);
       }
+      // The host's own addresses say "nothing listens here", whatever does.
+      for (const p of host) assert.equal(result(p.name).result, 'ECONNREFUSED', p.name);
       // Host → proxy: connections the host opens, and their replies, still pass.
       for (const p of [pa, pb]) assert.equal((await get(`${p.endpoint}/health`)).status, 200, `${p.endpoint}/health`);
     } finally {
@@ -674,10 +680,12 @@ describe('DockerRuntime on a real Docker engine', { skip, timeout: 240_000 }, ()
     try {
       const started = performance.now();
       bridge.start();
-      for (let i = 0; ; i++) {
+      // Until the proxy says so (the test's timeout bounds it); a refusal the bridge gives up on ends it at once.
+      for (;;) {
         const health = JSON.parse((await get(`${proxy.endpoint}/health`)).body) as { bridgeConnected?: boolean };
         if (health.bridgeConnected) break;
-        assert.ok(i < 150, `the bridge did not connect within 15 s (${JSON.stringify(bridge.status)})`);
+        const status = bridge.status;
+        assert.ok(!(status.state === 'error' && status.retryInMs === undefined), `the bridge gave up: ${JSON.stringify(status)}`);
         await sleep(100);
       }
       t.diagnostic(`bridge connected to the proxy in the container after ${Math.round(performance.now() - started)} ms`);
@@ -700,27 +708,18 @@ describe('DockerRuntime on a real Docker engine', { skip, timeout: 240_000 }, ()
     }
   });
 
-  test('firewall modes: enforce refuses to start without the firewall, warn starts anyway, off never asks; CTLL_FIREWALL is the default', async () => {
-    const saved = process.env['CTLL_FIREWALL'];
-    try {
-      delete process.env['CTLL_FIREWALL'];
-      const modes: string[] = [];
-      for (const [env, option] of [[undefined, undefined], ['warn', undefined], [' OFF ', undefined], ['warn', 'enforce']] as const) {
-        if (env === undefined) delete process.env['CTLL_FIREWALL'];
-        else process.env['CTLL_FIREWALL'] = env;
-        const r = new DockerRuntime({ docker, ...(option ? { firewall: option } : {}) });
-        modes.push(r.firewallMode);
-        await r.close();
-      }
-      assert.deepEqual(modes, ['enforce', 'warn', 'off', 'enforce']);
-      process.env['CTLL_FIREWALL'] = 'bogus';
-      assert.throws(() => new DockerRuntime({ docker }), /^Error: CTLL_FIREWALL is "bogus"; use enforce, warn or off$/);
-    } finally {
-      if (saved === undefined) delete process.env['CTLL_FIREWALL'];
-      else process.env['CTLL_FIREWALL'] = saved;
+  test('firewall modes: enforce is the default, an unknown mode is refused at construction', async () => {
+    const modes: string[] = [];
+    for (const option of [undefined, 'enforce', 'warn', 'off'] as const) {
+      const r = new DockerRuntime({ docker, ...(option ? { firewall: option } : {}) });
+      modes.push(r.firewallMode);
+      await r.close();
     }
-    if (process.getuid?.() !== 0) return;
+    assert.deepEqual(modes, ['enforce', 'enforce', 'warn', 'off']);
+    assert.throws(() => new DockerRuntime({ docker, firewall: 'bogus' as 'off' }), /^Error: DockerRuntime option firewall is "bogus"; use enforce, warn, off$/);
+  });
 
+  test('firewall modes where iptables cannot run: enforce refuses to start, warn starts anyway, off never asks', { skip: asRoot }, async () => {
     // The three modes where iptables cannot be run: as an unprivileged user (nobody), who cannot
     // reach the engine either, so nothing gets created whatever a mode lets through.
     const s = spec('firewall-modes');
@@ -744,7 +743,7 @@ describe('DockerRuntime on a real Docker engine', { skip, timeout: 240_000 }, ()
       uid: 65534,
       gid: 65534,
       cwd: fileURLToPath(new URL('../../../..', import.meta.url)),
-      env: { ...process.env, HOME: os.tmpdir(), CTLL_FIREWALL: '' },
+      env: { ...process.env, HOME: os.tmpdir() },
       timeout: 60_000,
     });
     const out = JSON.parse(stdout) as Record<'enforce' | 'warn' | 'off', { error?: string; logs?: string[]; started?: boolean }>;

@@ -27,11 +27,13 @@ import {
 import { engineMessage, ignoring, statusOf } from './docker-errors.js';
 import { EventWatcher, type EngineEvent } from './event-watcher.js';
 import { OutputTail, waitForHealth } from './health.js';
-import { BRIDGE_INTERFACES, ensureIsolationFirewall, ISOLATION_CHAIN, type FirewallResult } from './isolation-firewall.js';
+import { BRIDGE_INTERFACES, ensureIsolationFirewall, FIREWALL_MODES, ISOLATION_CHAIN, type FirewallMode, type FirewallResult } from './isolation-firewall.js';
 import { assertStackName, assertUserHash, containerName, inStack, LABEL_OWNER, LABEL_STACK, labelFilters, networkName, ownerOf } from './naming.js';
+import { DEFAULT_IMAGE } from './proxy-image.js';
 import { DEFAULT_SUBNET_PREFIX, DEFAULT_SUBNET_RANGE, DockerSubnetAllocator } from './subnet-allocator.js';
 
-export const DEFAULT_IMAGE = 'cloudtolocalllm/streaming-proxy:local';
+export { DEFAULT_IMAGE };
+export type { FirewallMode };
 /** Oldest engine API with everything used here (wait condition next-exit needs 1.30). */
 const MIN_API_VERSION = 1.3;
 /** How old a successful firewall check may be before a start checks again (a few iptables -S/-C calls). */
@@ -40,9 +42,9 @@ const FIREWALL_RECHECK_MS = 60_000;
 export interface DockerRuntimeOptions {
   docker?: Docker;
   image?: string;
-  /** Range the per-user subnets come from (default: env CTLL_SUBNET_RANGE, else 10.200.0.0/16). */
+  /** Range the per-user subnets come from (default 10.200.0.0/16; the server's is CTLL_SUBNET_RANGE). */
   subnetRange?: string;
-  /** Size of each user's subnet (default: env CTLL_SUBNET_PREFIX, else 28). */
+  /** Size of each user's subnet (default 28; the server's is CTLL_SUBNET_PREFIX). */
   subnetPrefix?: number;
   memoryBytes?: number;
   nanoCpus?: number;
@@ -69,8 +71,8 @@ export interface DockerRuntimeOptions {
    *  - 'enforce': no proxy starts unless it is installed (needs root / CAP_NET_ADMIN on the host);
    *  - 'warn': start proxies anyway, logging that they can reach host services on 0.0.0.0;
    *  - 'off': leave the host firewall alone (it is managed some other way).
-   * Default: env CTLL_FIREWALL, else 'enforce'. Checked again before a start when the last check
-   * is over a minute old, so rules flushed by someone else come back.
+   * Default 'enforce' (the server's is CTLL_FIREWALL). Checked again before a start when the last
+   * check is over a minute old, so rules flushed by someone else come back.
    */
   firewall?: FirewallMode;
   log?: Logger;
@@ -78,18 +80,10 @@ export interface DockerRuntimeOptions {
 
 export type DockerProbe = { ok: true; version: string } | { ok: false; error: string };
 
-export type FirewallMode = 'enforce' | 'warn' | 'off';
-const FIREWALL_MODES: readonly FirewallMode[] = ['enforce', 'warn', 'off'];
-
 function firewallMode(option: FirewallMode | undefined): FirewallMode {
-  if (option !== undefined) {
-    if (!FIREWALL_MODES.includes(option)) throw new Error(`DockerRuntime option firewall is "${String(option)}"; use enforce, warn or off`);
-    return option;
-  }
-  const env = process.env['CTLL_FIREWALL']?.trim().toLowerCase();
-  if (!env) return 'enforce';
-  if (!FIREWALL_MODES.includes(env as FirewallMode)) throw new Error(`CTLL_FIREWALL is "${env}"; use enforce, warn or off`);
-  return env as FirewallMode;
+  if (option === undefined) return 'enforce';
+  if (!FIREWALL_MODES.includes(option)) throw new Error(`DockerRuntime option firewall is "${String(option)}"; use ${FIREWALL_MODES.join(', ')}`);
+  return option;
 }
 
 /** "exit code 137, OOM-killed": what a person needs to know about why a container ended. */
@@ -108,11 +102,6 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
     timer.unref();
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-function envNumber(name: string): number | undefined {
-  const value = process.env[name];
-  return value === undefined || value === '' ? undefined : Number(value);
 }
 
 export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements ProxyRuntime {
@@ -161,8 +150,8 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
     this.docker = options.docker ?? new Docker();
     this.image = options.image ?? DEFAULT_IMAGE;
     this.subnets = new DockerSubnetAllocator(this.docker, {
-      range: options.subnetRange ?? (process.env['CTLL_SUBNET_RANGE'] || DEFAULT_SUBNET_RANGE),
-      prefix: options.subnetPrefix ?? envNumber('CTLL_SUBNET_PREFIX') ?? DEFAULT_SUBNET_PREFIX,
+      range: options.subnetRange ?? DEFAULT_SUBNET_RANGE,
+      prefix: options.subnetPrefix ?? DEFAULT_SUBNET_PREFIX,
     });
     this.limits = {
       memoryBytes: options.memoryBytes ?? DEFAULT_LIMITS.memoryBytes,
@@ -220,8 +209,11 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
     }
   }
 
-  /** Installs (or re-checks) the isolation firewall before a start; see DockerRuntimeOptions.firewall. */
-  private ensureFirewall(): Promise<void> {
+  /**
+   * Installs (or re-checks) the isolation firewall, as every start does first; rejects with what
+   * to do when the mode is 'enforce' and it cannot be installed. See DockerRuntimeOptions.firewall.
+   */
+  ensureFirewall(): Promise<void> {
     if (this.firewallMode === 'off') return Promise.resolve();
     const now = Date.now();
     if (this.firewall && (this.firewall.final || now - this.firewall.at < FIREWALL_RECHECK_MS)) return this.firewall.done;

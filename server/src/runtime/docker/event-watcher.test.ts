@@ -83,7 +83,8 @@ test('describeExit says how a container ended', () => {
 test('DockerRuntime turns engine events into `exit` (OOM noticed, unlabelled and foreign events ignored)', async () => {
   const engine = fakeEvents();
   const runtime = new DockerRuntime({ docker: engine.docker as unknown as Docker });
-  await new Promise((r) => setTimeout(r, 10));
+  // The runtime starts watching when it is made; its first call is a few turns of the event loop away.
+  while (engine.streams.length === 0) await new Promise((r) => setImmediate(r));
   assert.deepEqual(engine.calls[0]?.filters, {
     type: ['container'],
     label: ['cloudtolocalllm.type=streaming-proxy'],
@@ -103,7 +104,8 @@ test('DockerRuntime turns engine events into `exit` (OOM noticed, unlabelled and
   s.write(line({ id: 'c4', action: 'start', t: t + 4, attrs: owner(bob) }));
   // A SIGKILL without an OOM report waits a moment for one, then says "killed".
   s.write(line({ id: 'c5', action: 'die', t: t + 5, attrs: { ...owner(bob), exitCode: '137' } }));
-  await new Promise((r) => setTimeout(r, 400));
+  // The delayed SIGKILL report comes last: once it is there, every event before it was handled.
+  while (exits.length < 3) await new Promise((r) => setTimeout(r, 10));
   assert.deepEqual(exits, [
     [alice, 'the proxy container died (exit code 137, OOM-killed)'],
     [bob, 'the proxy container died (exit code 1)'],

@@ -18,20 +18,32 @@ test('OutputTail keeps the last lines and tells when a phrase appears, even spli
   assert.deepEqual(tail.lines().at(-1), 'last words');
 });
 
-test('waitForHealth answers as soon as the server is up, woken by the ready signal', async () => {
-  const server = http.createServer((_req, res) => res.end('ok'));
-  // A port that refuses until the server listens on it.
+test('waitForHealth probes again as soon as the ready signal comes, not at its next poll', { timeout: 30_000 }, async () => {
+  let status = 503;
+  const answered: number[] = [];
+  let firstProbe: () => void = () => {};
+  const probed = new Promise<void>((r) => (firstProbe = r));
+  const server = http.createServer((_req, res) => {
+    answered.push(status);
+    res.writeHead(status).end();
+    firstProbe();
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((r) => server.close(() => r()));
-  let signal: () => void = () => {};
-  const ready = new Promise<void>((r) => (signal = r));
-  const waiting = waitForHealth(`http://127.0.0.1:${port}/health`, { timeoutMs: 10_000, ready });
-  await new Promise((r) => setTimeout(r, 300));
-  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
-  signal();
-  await waiting;
-  server.close();
+  try {
+    let signal: () => void = () => {};
+    const ready = new Promise<void>((r) => (signal = r));
+    // Its next poll would come a quarter of an hour after the first: only the ready signal can
+    // make it probe again before the test's timeout.
+    const waiting = waitForHealth(`http://127.0.0.1:${port}/health`, { timeoutMs: 3_600_000, pauseMs: 3_600_000, ready });
+    await probed;
+    status = 200;
+    signal();
+    await waiting;
+    assert.deepEqual(answered, [503, 200], 'one probe before the signal, one right after it');
+  } finally {
+    server.close();
+  }
 });
 
 test('waitForHealth gives up with the last failure, or at once with the exit reason', async () => {

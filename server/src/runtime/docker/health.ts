@@ -61,6 +61,8 @@ export interface WaitForHealthOptions {
   exited?: Promise<string>;
   /** Settles when the proxy says it is listening: probe at once instead of at the next poll. */
   ready?: Promise<void>;
+  /** The longest pause between probes (default 100 ms); the first pause is a quarter of it. */
+  pauseMs?: number;
 }
 
 /**
@@ -76,7 +78,8 @@ export async function waitForHealth(url: string, options: WaitForHealthOptions):
   // Starts fast (a proxy is usually up in well under a second) and backs off a little under
   // load; a refused connection costs next to nothing, and the proxy's own "listening" line
   // (when the caller watches its output) cuts the wait short.
-  for (let pause = 25; ; pause = Math.min(pause * 2, 100)) {
+  const maxPause = options.pauseMs ?? 100;
+  for (let pause = maxPause / 4; ; pause = Math.min(pause * 2, maxPause)) {
     if (exitReason !== undefined) throw new Error(exitReason);
     const remaining = deadline - Date.now();
     if (remaining <= 0) {
@@ -86,6 +89,9 @@ export async function waitForHealth(url: string, options: WaitForHealthOptions):
     if (result.status === 200) return;
     last = result.error ?? `HTTP ${result.status}`;
     const wake = ready?.then(() => (ready = undefined));
-    await Promise.race([sleep(pause), ...(options.exited ? [options.exited] : []), ...(wake ? [wake] : [])]);
+    // The pause is cancelled when something else wakes the loop, so no timer outlives the wait.
+    const paused = new AbortController();
+    await Promise.race([sleep(pause, undefined, { signal: paused.signal }).catch(() => undefined), ...(options.exited ? [options.exited] : []), ...(wake ? [wake] : [])]);
+    paused.abort();
   }
 }

