@@ -17,6 +17,8 @@ const EXTERNAL: Record<string, string> = {
   TMPDIR: 'the system temporary directory',
   XDG_CONFIG_HOME: 'the XDG base directory specification (where autostart entries go)',
   APPIMAGE: 'set by the AppImage runtime to the file being run (the autostart entry points at it)',
+  NODE_TEST_CONTEXT: "set by Node's test runner in the processes it runs (a test tells whether it runs under it)",
+  APPDATA: "Windows' per-user application data folder (the Electron double's getPath on win32)",
   NODE_ENV: "Node's convention; the desktop app logs debug lines to the console with development",
   NO_COLOR: 'the no-color.org convention, honoured by the deploy scripts',
   RENEWED_LINEAGE: "set by certbot for a deploy hook: the renewed certificate's folder",
