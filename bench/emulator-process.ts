@@ -5,7 +5,7 @@
  *
  *   node --import tsx bench/emulator-process.ts '{"tokenIntervalMs":0}'
  */
-import { OllamaEmulator } from '../test/emulator/ollama-emulator.js';
+import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 
 const options = JSON.parse(process.argv[2] ?? '{}') as { tokenIntervalMs?: number; firstByteDelayMs?: number; defaultTokens?: number };
 const emulator = new OllamaEmulator({ tokenIntervalMs: 0, firstByteDelayMs: 0, defaultTokens: 8, ...options });

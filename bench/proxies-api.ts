@@ -6,8 +6,8 @@
 import http from 'node:http';
 import { headlessSignIn, refreshHeadless } from '../main/auth/headless-login.js';
 import type { TokenSet } from '../main/auth/pkce-sign-in.js';
-import { containerName } from '../server/src/runtime/docker/naming.js';
-import { userHash } from '../server/src/runtime/runtime.js';
+import { containerName } from '@cloudtolocalllm/server/runtime/docker/naming';
+import { userHash } from '@cloudtolocalllm/server/runtime/runtime';
 
 export interface Issuer {
   issuer: string;

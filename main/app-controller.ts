@@ -4,8 +4,8 @@
  * the windows. main.ts only wires this to Electron's tray, windows and IPC.
  */
 import { EventEmitter } from 'node:events';
-import { Bridge } from '../bridge/bridge.js';
-import type { BridgeCounters, BridgeStatus, OllamaHealth } from '../bridge/supervisor/status.js';
+import { Bridge } from '@cloudtolocalllm/bridge';
+import type { BridgeCounters, BridgeStatus, OllamaHealth } from '@cloudtolocalllm/bridge/supervisor/status';
 import { AuthSession } from './auth/session.js';
 import type { TokenStore } from './auth/token-store.js';
 import type { TokenSet } from './auth/token-set.js';

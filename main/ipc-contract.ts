@@ -3,7 +3,7 @@
  * defined once, with the types that travel on each. A renamed channel breaks the build, not the
  * app. No Electron import here, so the renderer and the tests use it too.
  */
-import type { ManagementEndpoint } from '../bridge/ingress/ollama-routes.js';
+import type { ManagementEndpoint } from '@cloudtolocalllm/bridge/ingress/ollama-routes';
 import type { Settings, SettingsErrors } from './settings/settings.js';
 
 export const IpcChannel = {

@@ -9,9 +9,9 @@
  * web client the build puts in dist/web.
  */
 import { fileURLToPath } from 'node:url';
-import { startCloudServer } from '../server/src/cloud-server.js';
-import { loadConfig } from '../server/src/config.js';
-import { createLogger } from '../server/src/log.js';
+import { startCloudServer } from '@cloudtolocalllm/server/cloud-server';
+import { loadConfig } from '@cloudtolocalllm/server/config';
+import { createLogger } from '@cloudtolocalllm/server/log';
 import type { LocalStack } from './app-controller.js';
 
 export async function startLocalStack(log: (line: string) => void): Promise<LocalStack> {

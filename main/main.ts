@@ -6,7 +6,7 @@ import { app, Menu, nativeImage, shell, Tray } from 'electron';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { appIconFile } from '../scripts/icons/tray-icon-file.js';
+import { appIconFile } from './icons/tray-icon-file.js';
 import { AppController, type AppControllerOptions } from './app-controller.js';
 import { openTokenStore } from './auth/token-store.js';
 import { LinuxAutostart } from './autostart/linux-autostart.js';

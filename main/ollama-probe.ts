@@ -3,7 +3,7 @@
  * and says exactly what is wrong when it cannot (not a URL, refused, not Ollama, 403, timeout).
  */
 import axios, { type AxiosResponse } from 'axios';
-import { parseOllamaUrl } from '../bridge/forward/ollama-target.js';
+import { parseOllamaUrl } from '@cloudtolocalllm/bridge/forward/ollama-target';
 import type { OllamaTestResult } from './ipc-contract.js';
 
 function describe(e: unknown, origin: string): string {

@@ -6,8 +6,8 @@
  */
 import { EventEmitter } from 'node:events';
 import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
-import { Backoff, type BackoffOptions } from '../bridge/supervisor/backoff.js';
-import type { ProxyStatusView } from '../server/src/manager/proxy-manager.js';
+import { Backoff, type BackoffOptions } from '@cloudtolocalllm/bridge/supervisor/backoff';
+import type { ProxyStatusView } from '@cloudtolocalllm/server/manager/proxy-manager';
 
 /** What GET /api/proxy/status answers: the server's own type (type-only: nothing of server/ ships). */
 export type ProxyStatus = ProxyStatusView;

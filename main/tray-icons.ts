@@ -1,6 +1,6 @@
 /** Which icon file shows a tray state on each platform (the files are made by scripts/generate-icons.ts). */
 import { join } from 'node:path';
-import { trayIconFile } from '../scripts/icons/tray-icon-file.js';
+import { trayIconFile } from './icons/tray-icon-file.js';
 import type { TrayState } from './ipc-contract.js';
 
 export function trayIconPath(assetsDir: string, platform: NodeJS.Platform, state: TrayState): string {

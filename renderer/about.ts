@@ -3,7 +3,7 @@
  * through the main process; this window itself never navigates.
  */
 import { desktopApi, reportFatal } from './lib/desktop-api.js';
-import { byId, element } from './lib/dom.js';
+import { byId, element } from '@cloudtolocalllm/dom';
 
 function isWebUrl(url: string): boolean {
   try {

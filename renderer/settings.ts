@@ -3,12 +3,12 @@
  * the live connection details. Checks each field with the same validateSettings the main
  * process uses, so what this window accepts is what gets saved.
  */
-import { MANAGEMENT_ENDPOINTS, type ManagementEndpoint } from '../bridge/ingress/ollama-routes.js';
+import { MANAGEMENT_ENDPOINTS, type ManagementEndpoint } from '@cloudtolocalllm/bridge/ingress/ollama-routes';
 import type { DesktopApi, StatusView } from '../main/ipc-contract.js';
 import { LOG_LEVELS, validateSettings, type LogLevel, type Settings, type SettingsErrors } from '../main/settings/settings.js';
 import { LOG_LEVEL_LABELS, MANAGEMENT_CHOICES } from './lib/choices.js';
 import { desktopApi, reportFatal } from './lib/desktop-api.js';
-import { byId, element, setDescribedBy } from './lib/dom.js';
+import { byId, element, setDescribedBy } from '@cloudtolocalllm/dom';
 import {
   describeAccount,
   describeBridge,

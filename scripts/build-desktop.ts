@@ -1,6 +1,7 @@
 /**
- * Builds the desktop app for Electron: the main process bundled into dist/main/main.js (its npm
- * dependencies stay external: electron-builder ships them), the windows and the preload
+ * Builds the desktop app for Electron: the main process bundled into dist/main/main.js with the
+ * packages of this project it uses (@cloudtolocalllm/bridge; its other npm dependencies, the
+ * root package.json's `dependencies`, stay external: electron-builder ships them), the windows and the preload
  * (scripts/build-renderer.ts), and, for runs from source only, the local stack: the cloud server
  * on this machine bundled into dist/main/local-stack.js with its web client in dist/web (neither
  * is packaged: electron-builder.yml).
@@ -10,10 +11,14 @@
 import { build } from 'esbuild';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import packageJson from '../package.json' with { type: 'json' };
 import { buildRenderer } from './build-renderer.js';
 import { buildWeb } from './build-web.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** What electron-builder ships in node_modules: everything else the main process uses is bundled. */
+const SHIPPED_DEPENDENCIES = Object.keys(packageJson.dependencies);
 
 export interface BuildDesktopOptions {
   /** Default true: also build the local stack bundle (runs from source only). */
@@ -50,19 +55,17 @@ export async function buildDesktop(options: BuildDesktopOptions = {}): Promise<v
     ...common,
     entryPoints: [join(ROOT, 'main', 'main.ts')],
     outfile: join(out, 'main', 'main.js'),
-    packages: 'external',
-    external: ['electron', './local-stack.js'],
+    external: ['electron', './local-stack.js', ...SHIPPED_DEPENDENCIES],
   });
   await buildRenderer({ outDir: join(out, 'renderer'), preloadFile: join(out, 'main', 'preload.cjs') });
   if (options.localStack !== false) {
-    // The server's dependencies live in server/node_modules: bundle them in, so the file runs
-    // from dist/main. Native optional parts of the Docker client stay out (they are optional).
+    // The server and its dependencies are bundled in whole (none of them is the desktop's to
+    // ship), so the file runs from dist/main. Native optional parts of the Docker client stay out.
     await build({
       ...common,
       entryPoints: [join(ROOT, 'main', 'local-stack.ts')],
       outfile: join(out, 'main', 'local-stack.js'),
       external: ['electron', 'cpu-features', '*.node'],
-      nodePaths: [join(ROOT, 'server', 'node_modules')],
     });
     // The web client the local stack serves at /, /app/ and /docs/ (main/local-stack.ts).
     await buildWeb(join(out, 'web'));

@@ -25,7 +25,7 @@ import {
   macosTrayIconFile,
   windowsTrayIconFile,
   type TrayState,
-} from './icons/tray-icon-file.js';
+} from '../main/icons/tray-icon-file.js';
 
 export const DEFAULT_ASSETS_DIR = fileURLToPath(new URL('../assets/', import.meta.url));
 
@@ -52,7 +52,7 @@ Tray states, told apart by shape as well as colour:
 | \`connected\`  | solid, solid link                    | disc with a tick                 |
 | \`error\`      | solid, link broken                   | triangle with an exclamation mark |
 
-The Electron main process finds the right file with scripts/icons/tray-icon-file.ts (\`trayIconFile\`).
+The Electron main process finds the right file with main/icons/tray-icon-file.ts (\`trayIconFile\`).
 `;
 
 /** Every generated file: path relative to the assets directory ('/'-separated) -> contents. */

@@ -10,14 +10,14 @@
  *   npm run start:headless -- [--port N] [--ollama-url URL] [--runtime docker|process] [--allow pull,...] [--user NAME] [--json]
  */
 import { parseArgs } from 'node:util';
-import { Bridge } from '../bridge/bridge.js';
-import { DEFAULT_OLLAMA_URL } from '../bridge/forward/ollama-target.js';
-import { parseManagementList } from '../bridge/ingress/policy.js';
-import { onShutdownSignal } from '../bridge/shutdown-signals.js';
+import { Bridge } from '@cloudtolocalllm/bridge';
+import { DEFAULT_OLLAMA_URL } from '@cloudtolocalllm/bridge/forward/ollama-target';
+import { parseManagementList } from '@cloudtolocalllm/bridge/ingress/policy';
+import { onShutdownSignal } from '@cloudtolocalllm/bridge/shutdown-signals';
 import { headlessSignIn, refreshHeadless } from '../main/auth/headless-login.js';
-import { startCloudServer, type CloudServer } from '../server/src/cloud-server.js';
-import { ConfigError, loadConfig } from '../server/src/config.js';
-import { createLogger } from '../server/src/log.js';
+import { startCloudServer, type CloudServer } from '@cloudtolocalllm/server/cloud-server';
+import { ConfigError, loadConfig } from '@cloudtolocalllm/server/config';
+import { createLogger } from '@cloudtolocalllm/server/log';
 import { buildWeb } from './build-web.js';
 
 function fail(message: string, code = 2): never {

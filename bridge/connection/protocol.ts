@@ -8,7 +8,7 @@
  * pins what HTTP/2 leaves open: which version of this contract each side speaks, and where.
  */
 
-import packageJson from '../../package.json' with { type: 'json' };
+import packageJson from '../package.json' with { type: 'json' };
 
 const BRIDGE_VERSION: string = packageJson.version;
 

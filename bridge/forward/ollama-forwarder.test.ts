@@ -12,7 +12,7 @@ import fc from 'fast-check';
 import { COMPLETE_TRAILER, TUNNEL_AUTHORITY } from '../connection/protocol.js';
 import { MANAGEMENT_ENDPOINTS, type ManagementEndpoint } from '../ingress/ollama-routes.js';
 import { decide, type CloudPolicy } from '../ingress/policy.js';
-import { OllamaEmulator } from '../../test/emulator/ollama-emulator.js';
+import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { OllamaForwarder } from './ollama-forwarder.js';
 import { parseOllamaUrl } from './ollama-target.js';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { startEmbeddedIssuer, type EmbeddedIssuer } from '../../server/src/issuer/embedded-issuer.js';
+import { startEmbeddedIssuer, type EmbeddedIssuer } from '@cloudtolocalllm/server/issuer/embedded-issuer';
 import { AuthError } from './auth-error.js';
 import { CookieJar, headlessSignIn, refreshHeadless } from './headless-login.js';
 

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 
-import { startEmbeddedIssuer, type EmbeddedIssuer } from '../../server/src/issuer/embedded-issuer.js';
+import { startEmbeddedIssuer, type EmbeddedIssuer } from '@cloudtolocalllm/server/issuer/embedded-issuer';
 import { AuthError } from './auth-error.js';
 import { headlessSignIn } from './headless-login.js';
 import { refresh, signIn, signOut } from './pkce-sign-in.js';

@@ -2,8 +2,8 @@
  * The desktop app's settings: one typed object with defaults, validated field by field so the
  * Settings window can say what is wrong next to the field that is wrong. No Electron here.
  */
-import { MANAGEMENT_ENDPOINTS, type ManagementEndpoint } from '../../bridge/ingress/ollama-routes.js';
-import { DEFAULT_OLLAMA_URL } from '../../bridge/forward/ollama-target.js';
+import { MANAGEMENT_ENDPOINTS, type ManagementEndpoint } from '@cloudtolocalllm/bridge/ingress/ollama-routes';
+import { DEFAULT_OLLAMA_URL } from '@cloudtolocalllm/bridge/forward/ollama-target';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];

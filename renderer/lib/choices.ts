@@ -2,7 +2,7 @@
  * The words next to each choice in the Settings window. Records keyed by the contract's own
  * unions, so a new management endpoint or log level breaks the build until it is explained here.
  */
-import type { ManagementEndpoint } from '../../bridge/ingress/ollama-routes.js';
+import type { ManagementEndpoint } from '@cloudtolocalllm/bridge/ingress/ollama-routes';
 import type { LogLevel } from '../../main/settings/settings.js';
 
 export const MANAGEMENT_CHOICES: Record<ManagementEndpoint, { label: string; explanation: string }> = {

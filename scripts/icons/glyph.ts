@@ -13,7 +13,7 @@
 //
 // Edges are snapped to whole pixels and strokes rounded to whole pixels at each size (see Hint), so the
 // 16-24 px renderings stay crisp.
-import type { TrayState } from './tray-icon-file.js';
+import type { TrayState } from '../../main/icons/tray-icon-file.js';
 import {
   circle,
   convexPolygon,

@@ -22,7 +22,7 @@ import { hostLimitWarnings, readHostLimits } from './runtime/docker/host-limits.
 import { capacity } from './runtime/docker/subnet-allocator.js';
 import { ProcessRuntime } from './runtime/process-runtime.js';
 import type { ProxyRuntime } from './runtime/runtime.js';
-import type { HeartbeatOptions } from '../../bridge/connection/heartbeat.js';
+import type { HeartbeatOptions } from '@cloudtolocalllm/bridge/connection/heartbeat';
 
 export interface CloudServer {
   url: string;

@@ -5,7 +5,7 @@
  *
  * Configuration: see server/src/config.ts and docs (AUTH0_DOMAIN, AUTH0_AUDIENCE, ...).
  */
-import { onShutdownSignal } from '../../bridge/shutdown-signals.js';
+import { onShutdownSignal } from '@cloudtolocalllm/bridge/shutdown-signals';
 import { ConfigError, loadConfig } from './config.js';
 import { startCloudServer } from './cloud-server.js';
 import { createLogger } from './log.js';

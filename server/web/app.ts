@@ -5,7 +5,7 @@
  */
 import { ApiProblem, CloudApi, isAbort, type ChatMessage, type ModelInfo } from './lib/api.js';
 import { WebAuth, type ClientConfig, type User } from './lib/auth.js';
-import { byId, element } from './lib/dom.js';
+import { byId, element } from '@cloudtolocalllm/dom';
 import { BrowserHistory, isChatMessage } from './lib/history.js';
 import { GarbledStream, ndjsonLines, readChatChunk } from './lib/ndjson.js';
 

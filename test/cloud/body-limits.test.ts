@@ -6,8 +6,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { parseManagementList } from '../../bridge/ingress/policy.js';
-import { OllamaEmulator } from '../emulator/ollama-emulator.js';
+import { parseManagementList } from '@cloudtolocalllm/bridge/ingress/policy';
+import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { waitForState, waitUntil } from '../tunnel/harness.js';
 import { bearer, raw, startCloud, type Cloud } from './cloud-harness.js';
 

@@ -3,11 +3,11 @@
  * proxy runtime, and users who sign in through the real PKCE flow (as an HTTP client).
  */
 import net from 'node:net';
-import { Bridge, type BridgeOptions } from '../../bridge/bridge.js';
+import { Bridge, type BridgeOptions } from '@cloudtolocalllm/bridge';
 import { headlessSignIn } from '../../main/auth/headless-login.js';
-import { MemoryAuditLog } from '../../server/src/audit.js';
-import { startCloudServer, type CloudServer } from '../../server/src/cloud-server.js';
-import { loadConfig } from '../../server/src/config.js';
+import { MemoryAuditLog } from '@cloudtolocalllm/server/audit';
+import { startCloudServer, type CloudServer } from '@cloudtolocalllm/server/cloud-server';
+import { loadConfig } from '@cloudtolocalllm/server/config';
 import { FAST_BACKOFF, FAST_HEARTBEAT } from '../tunnel/harness.js';
 
 export interface Cloud {
@@ -23,7 +23,7 @@ export interface Cloud {
 export async function startCloud(options: { runtime?: 'process' | 'docker'; env?: Record<string, string>; accessTokenTtlSec?: number } = {}): Promise<Cloud> {
   const config = loadConfig({ ...options.env }, ['--port', '0', '--runtime', options.runtime ?? 'process']);
   const audit = new MemoryAuditLog();
-  const { silentLogger } = await import('../../server/src/log.js');
+  const { silentLogger } = await import('@cloudtolocalllm/server/log');
   const server = await startCloudServer(config, {
     audit,
     log: silentLogger,

@@ -8,10 +8,10 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { DockerRuntime } from '../../server/src/runtime/docker/docker-runtime.js';
-import { networkCreateOptions } from '../../server/src/runtime/docker/container-spec.js';
-import { userHash } from '../../server/src/runtime/runtime.js';
-import { OllamaEmulator } from '../emulator/ollama-emulator.js';
+import { DockerRuntime } from '@cloudtolocalllm/server/runtime/docker/docker-runtime';
+import { networkCreateOptions } from '@cloudtolocalllm/server/runtime/docker/container-spec';
+import { userHash } from '@cloudtolocalllm/server/runtime/runtime';
+import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { waitForState, waitUntil } from '../tunnel/harness.js';
 import { startCloud } from './cloud-harness.js';
 

@@ -13,10 +13,10 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Ollama } from 'ollama';
 import { headlessSignIn } from '../../main/auth/headless-login.js';
-import { DEFAULT_AUDIENCE } from '../../server/src/config.js';
-import { DockerRuntime } from '../../server/src/runtime/docker/docker-runtime.js';
-import { userHash } from '../../server/src/runtime/runtime.js';
-import { OllamaEmulator } from '../emulator/ollama-emulator.js';
+import { DEFAULT_AUDIENCE } from '@cloudtolocalllm/server/config';
+import { DockerRuntime } from '@cloudtolocalllm/server/runtime/docker/docker-runtime';
+import { userHash } from '@cloudtolocalllm/server/runtime/runtime';
+import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { waitForState, waitUntil } from '../tunnel/harness.js';
 import { bearer, startCloud, type Cloud } from './cloud-harness.js';
 

@@ -7,7 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { OllamaEmulator } from '../emulator/ollama-emulator.js';
+import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { waitForState } from '../tunnel/harness.js';
 import { bearer, raw, startCloud, type Cloud } from './cloud-harness.js';
 

@@ -7,8 +7,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Ollama } from 'ollama';
 import OpenAI from 'openai';
-import { NO_BRIDGE_MESSAGE } from '../../server/src/proxy/relay.js';
-import { OllamaEmulator } from '../emulator/ollama-emulator.js';
+import { NO_BRIDGE_MESSAGE } from '@cloudtolocalllm/server/proxy/relay';
+import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { waitForState, waitUntil } from '../tunnel/harness.js';
 import { bearer, startCloud, type Cloud } from './cloud-harness.js';
 

@@ -1,9 +1,9 @@
 /** Which proxy runtime the server picks when the Docker engine is not there. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startCloudServer } from '../../server/src/cloud-server.js';
-import { loadConfig } from '../../server/src/config.js';
-import { createLogger } from '../../server/src/log.js';
+import { startCloudServer } from '@cloudtolocalllm/server/cloud-server';
+import { loadConfig } from '@cloudtolocalllm/server/config';
+import { createLogger } from '@cloudtolocalllm/server/log';
 
 // dockerode reads DOCKER_HOST: point it at a socket that does not exist.
 process.env['DOCKER_HOST'] = 'unix:///nonexistent/docker.sock';

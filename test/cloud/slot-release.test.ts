@@ -8,9 +8,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import http from 'node:http';
-import { subprotocolFor, TUNNEL_PROTOCOL_VERSION } from '../../bridge/connection/protocol.js';
-import { userHash } from '../../server/src/runtime/runtime.js';
-import { OllamaEmulator } from '../emulator/ollama-emulator.js';
+import { subprotocolFor, TUNNEL_PROTOCOL_VERSION } from '@cloudtolocalllm/bridge/connection/protocol';
+import { userHash } from '@cloudtolocalllm/server/runtime/runtime';
+import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { waitForState, waitUntil } from '../tunnel/harness.js';
 import { bearer, startCloud, type Cloud } from './cloud-harness.js';
 

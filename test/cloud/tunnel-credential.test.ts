@@ -7,9 +7,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPair, SignJWT } from 'jose';
-import type { BridgeStatus } from '../../bridge/supervisor/status.js';
-import { userHash } from '../../server/src/runtime/runtime.js';
-import { OllamaEmulator } from '../emulator/ollama-emulator.js';
+import type { BridgeStatus } from '@cloudtolocalllm/bridge/supervisor/status';
+import { userHash } from '@cloudtolocalllm/server/runtime/runtime';
+import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { waitForState, waitUntil } from '../tunnel/harness.js';
 import { bearer, startCloud, type Cloud } from './cloud-harness.js';
 

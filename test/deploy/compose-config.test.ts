@@ -16,7 +16,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { RECOMMENDED_SYSCTLS } from '../../server/src/runtime/docker/host-limits.js';
+import { RECOMMENDED_SYSCTLS } from '@cloudtolocalllm/server/runtime/docker/host-limits';
 import { envReads, filesUnder } from '../docs/environment.js';
 import { IN_CI, ROOT, run, which } from './deploy-harness.js';
 

@@ -24,10 +24,10 @@ import {
   startDockerApiFilter,
   type DockerApiFilter,
   type FilterPolicy,
-} from '../../server/deploy/docker-api-filter/docker-api-filter.js';
-import { containerCreateOptions, DEFAULT_LIMITS, networkCreateOptions } from '../../server/src/runtime/docker/container-spec.js';
-import { DockerRuntime } from '../../server/src/runtime/docker/docker-runtime.js';
-import { userHash } from '../../server/src/runtime/runtime.js';
+} from '@cloudtolocalllm/server/deploy/docker-api-filter/docker-api-filter';
+import { containerCreateOptions, DEFAULT_LIMITS, networkCreateOptions } from '@cloudtolocalllm/server/runtime/docker/container-spec';
+import { DockerRuntime } from '@cloudtolocalllm/server/runtime/docker/docker-runtime';
+import { userHash } from '@cloudtolocalllm/server/runtime/runtime';
 import { IN_CI, ROOT, run } from './deploy-harness.js';
 
 const IMAGE = process.env['CTLL_PROXY_IMAGE'] ?? 'cloudtolocalllm/streaming-proxy:local';

@@ -25,13 +25,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import WebSocket from 'ws';
-import { subprotocolFor, TUNNEL_PROTOCOL_VERSION } from '../../bridge/connection/protocol.js';
-import { OllamaEmulator, expectedText } from '../emulator/ollama-emulator.js';
+import { subprotocolFor, TUNNEL_PROTOCOL_VERSION } from '@cloudtolocalllm/bridge/connection/protocol';
+import { OllamaEmulator, expectedText } from '@cloudtolocalllm/ollama-emulator';
 import { headlessSignIn } from '../../main/auth/headless-login.js';
-import { startCloudServer, type CloudServer } from '../../server/src/cloud-server.js';
-import { loadConfig } from '../../server/src/config.js';
-import { silentLogger } from '../../server/src/log.js';
-import { MemoryAuditLog } from '../../server/src/audit.js';
+import { startCloudServer, type CloudServer } from '@cloudtolocalllm/server/cloud-server';
+import { loadConfig } from '@cloudtolocalllm/server/config';
+import { silentLogger } from '@cloudtolocalllm/server/log';
+import { MemoryAuditLog } from '@cloudtolocalllm/server/audit';
 import {
   freePort,
   headerCount,

@@ -19,10 +19,10 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { headlessSignIn } from '../../main/auth/headless-login.js';
-import { DEFAULT_AUDIENCE } from '../../server/src/config.js';
-import { RECOMMENDED_SYSCTLS, sysctlPath } from '../../server/src/runtime/docker/host-limits.js';
-import { userHash } from '../../server/src/runtime/runtime.js';
-import { expectedText, OllamaEmulator } from '../emulator/ollama-emulator.js';
+import { DEFAULT_AUDIENCE } from '@cloudtolocalllm/server/config';
+import { RECOMMENDED_SYSCTLS, sysctlPath } from '@cloudtolocalllm/server/runtime/docker/host-limits';
+import { userHash } from '@cloudtolocalllm/server/runtime/runtime';
+import { expectedText, OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { freePort, headerCount, httpsRequest, httpsStream, IN_CI, ROOT, run, startBridgeProcess, which, type BridgeProcess } from './deploy-harness.js';
 
 const composeBin = which('docker-compose');

@@ -11,10 +11,10 @@ import { headlessSignIn } from '../../main/auth/headless-login.js';
 import { MemoryTokenStore } from '../../main/auth/token-store.js';
 import type { StatusView } from '../../main/ipc-contract.js';
 import { DEFAULT_SETTINGS, type Settings } from '../../main/settings/settings.js';
-import { startCloudServer, type CloudServer } from '../../server/src/cloud-server.js';
-import { loadConfig } from '../../server/src/config.js';
-import { silentLogger } from '../../server/src/log.js';
-import { OllamaEmulator } from '../emulator/ollama-emulator.js';
+import { startCloudServer, type CloudServer } from '@cloudtolocalllm/server/cloud-server';
+import { loadConfig } from '@cloudtolocalllm/server/config';
+import { silentLogger } from '@cloudtolocalllm/server/log';
+import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { FAST_BACKOFF, FAST_HEARTBEAT } from '../tunnel/harness.js';
 
 const quiet = { info: (m: string, f?: object) => process.env['DBG'] && console.error('INFO', m, JSON.stringify(f)), warn: (m: string, f?: object) => process.env['DBG'] && console.error('WARN', m, JSON.stringify(f)), error: (m: string, f?: object) => process.env['DBG'] && console.error('ERR', m, JSON.stringify(f)) };

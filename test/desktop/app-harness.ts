@@ -23,7 +23,7 @@ import { chromium, type Browser, type BrowserServer } from 'playwright';
 import type { Settings } from '../../main/settings/settings.js';
 import { buildDesktop } from '../../scripts/build-desktop.js';
 import { launchChromiumServer } from '../browser.js';
-import { OllamaEmulator } from '../emulator/ollama-emulator.js';
+import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = join(ROOT, 'test', 'desktop', 'electron-double', 'cli.ts');

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { _electron as electron, type Browser, type ElectronApplication } from 'playwright';
 import { buildDesktop } from '../../scripts/build-desktop.js';
 import { launchChromium } from '../browser.js';
-import { OllamaEmulator } from '../emulator/ollama-emulator.js';
+import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { PRODUCT_LINE, signInThroughBrowser } from './app-harness.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));

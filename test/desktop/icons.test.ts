@@ -12,7 +12,7 @@ import type { TrayState as IpcTrayState } from '../../main/ipc-contract.js';
 import { GENERATED_DIRS, writeIcons } from '../../scripts/generate-icons.js';
 import { zlibDeflate } from '../../scripts/icons/deflate.js';
 import { encodePng } from '../../scripts/icons/png.js';
-import { LINUX_DEFAULT_TRAY_SIZE, TRAY_STATES, appIconFile, isTrayState, trayIconFile, type TrayState } from '../../scripts/icons/tray-icon-file.js';
+import { LINUX_DEFAULT_TRAY_SIZE, TRAY_STATES, appIconFile, isTrayState, trayIconFile, type TrayState } from '../../main/icons/tray-icon-file.js';
 
 const ASSETS = fileURLToPath(new URL('../../assets/', import.meta.url));
 const STATES = ['signed-out', 'connecting', 'connected', 'error'] as const;

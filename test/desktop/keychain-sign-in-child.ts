@@ -21,7 +21,7 @@ import { refresh } from '../../main/auth/pkce-sign-in.js';
 import { AuthSession, type AuthState } from '../../main/auth/session.js';
 import type { TokenSet } from '../../main/auth/token-set.js';
 import { KEYCHAIN_SERVICE, keychainAccount, openTokenStore, parseStoredTokenSet } from '../../main/auth/token-store.js';
-import { startEmbeddedIssuer } from '../../server/src/issuer/embedded-issuer.js';
+import { startEmbeddedIssuer } from '@cloudtolocalllm/server/issuer/embedded-issuer';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const ARTIFACTS = join(ROOT, 'test-artifacts', 'desktop');

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { testOllama } from '../../main/ollama-probe.js';
-import { OllamaEmulator } from '../emulator/ollama-emulator.js';
+import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 
 let emulator: OllamaEmulator;
 let notOllama: http.Server;

@@ -8,9 +8,9 @@ import http from 'node:http';
 import net from 'node:net';
 import { StreamingProxyService, type ProxyServiceState } from '../../main/proxy-service.js';
 import { startCloud, type Cloud } from '../cloud/cloud-harness.js';
-import { startCloudServer } from '../../server/src/cloud-server.js';
-import { loadConfig } from '../../server/src/config.js';
-import { silentLogger } from '../../server/src/log.js';
+import { startCloudServer } from '@cloudtolocalllm/server/cloud-server';
+import { loadConfig } from '@cloudtolocalllm/server/config';
+import { silentLogger } from '@cloudtolocalllm/server/log';
 import { headlessSignIn } from '../../main/auth/headless-login.js';
 
 const FAST = { initialMs: 50, maxMs: 200, factor: 2, minMs: 20 };

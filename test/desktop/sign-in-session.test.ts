@@ -13,7 +13,7 @@ import { refresh, type SignInOptions } from '../../main/auth/pkce-sign-in.js';
 import { AuthSession, SignedOutError, type AuthSessionOptions, type AuthState } from '../../main/auth/session.js';
 import type { TokenSet } from '../../main/auth/token-set.js';
 import { MemoryTokenStore, type TokenStore } from '../../main/auth/token-store.js';
-import { startEmbeddedIssuer, type EmbeddedIssuer } from '../../server/src/issuer/embedded-issuer.js';
+import { startEmbeddedIssuer, type EmbeddedIssuer } from '@cloudtolocalllm/server/issuer/embedded-issuer';
 
 const AUDIENCE = 'https://api.cloudtolocalllm.test';
 

@@ -8,7 +8,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConfigError, loadConfig } from '../../server/src/config.js';
+import { ConfigError, loadConfig } from '@cloudtolocalllm/server/config';
 import { envExampleKeys, envReads, filesUnder, namesInCodeSpans, tableVariables } from './environment.js';
 
 /** Read, but set by others: not ours to document. */

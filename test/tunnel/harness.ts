@@ -3,12 +3,12 @@
  * proxy, all on loopback, with real sockets, real WebSocket and real HTTP/2 in between.
  */
 import { randomBytes } from 'node:crypto';
-import { Bridge, type BridgeOptions } from '../../bridge/bridge.js';
-import type { BridgeState, BridgeStatus } from '../../bridge/supervisor/status.js';
-import { StaticTokenAuthenticator } from '../../server/src/proxy/auth.js';
-import { StreamingProxy, type StreamingProxyOptions } from '../../server/src/proxy/streaming-proxy.js';
-import { BRIDGE_PATH } from '../../bridge/connection/protocol.js';
-import { OllamaEmulator, type EmulatorBehaviour } from '../emulator/ollama-emulator.js';
+import { Bridge, type BridgeOptions } from '@cloudtolocalllm/bridge';
+import type { BridgeState, BridgeStatus } from '@cloudtolocalllm/bridge/supervisor/status';
+import { StaticTokenAuthenticator } from '@cloudtolocalllm/server/proxy/auth';
+import { StreamingProxy, type StreamingProxyOptions } from '@cloudtolocalllm/server/proxy/streaming-proxy';
+import { BRIDGE_PATH } from '@cloudtolocalllm/bridge/connection/protocol';
+import { OllamaEmulator, type EmulatorBehaviour } from '@cloudtolocalllm/ollama-emulator';
 
 /** Fast heartbeats and backoff so failure tests finish in seconds, not minutes. */
 export const FAST_HEARTBEAT = { intervalMs: 250, timeoutMs: 3_000 };

@@ -6,7 +6,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import WebSocket, { WebSocketServer, createWebSocketStream } from 'ws';
-import { BRIDGE_PATH, subprotocolFor, TUNNEL_AUTHORITY, TUNNEL_PROTOCOL_VERSION } from '../../bridge/connection/protocol.js';
+import { BRIDGE_PATH, subprotocolFor, TUNNEL_AUTHORITY, TUNNEL_PROTOCOL_VERSION } from '@cloudtolocalllm/bridge/connection/protocol';
 import { startStack, waitForState, waitUntil, type Stack } from './harness.js';
 
 /** Sends raw bytes to host:port and returns everything the server answers before closing. */
@@ -233,7 +233,7 @@ describe('a hostile proxy cannot make the bridge reach anything but the Ollama A
       connections.push(performance.now());
       ws.send(randomBytes(1024));
     };
-    const lost: Array<{ at: number; status: import('../../bridge/supervisor/status.js').BridgeStatus }> = [];
+    const lost: Array<{ at: number; status: import('@cloudtolocalllm/bridge/supervisor/status').BridgeStatus }> = [];
     const bridge = stack.newBridge({ proxyUrl: hostileUrl });
     bridge.on('status', (s) => void (s.state === 'disconnected' && lost.push({ at: performance.now(), status: s })));
     bridge.start();

@@ -12,9 +12,9 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
-import { COMPLETE_TRAILER, REFUSAL_HEADER } from '../../bridge/connection/protocol.js';
-import { StaticTokenAuthenticator } from '../../server/src/proxy/auth.js';
-import { StreamingProxy } from '../../server/src/proxy/streaming-proxy.js';
+import { COMPLETE_TRAILER, REFUSAL_HEADER } from '@cloudtolocalllm/bridge/connection/protocol';
+import { StaticTokenAuthenticator } from '@cloudtolocalllm/server/proxy/auth';
+import { StreamingProxy } from '@cloudtolocalllm/server/proxy/streaming-proxy';
 import { connectRawBridge, Flag, frame, FrameType, headerBlock, u32, type RawBridge } from './raw-http2.js';
 import { FAST_HEARTBEAT, waitUntil } from './harness.js';
 

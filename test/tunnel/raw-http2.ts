@@ -7,7 +7,7 @@
  * (RFC 7541 §6.2.2), so no table is ever needed; incoming header blocks are not decoded.
  */
 import WebSocket from 'ws';
-import { BRIDGE_PATH, subprotocolFor, TUNNEL_PROTOCOL_VERSION } from '../../bridge/connection/protocol.js';
+import { BRIDGE_PATH, subprotocolFor, TUNNEL_PROTOCOL_VERSION } from '@cloudtolocalllm/bridge/connection/protocol';
 
 export const FrameType = { DATA: 0, HEADERS: 1, RST_STREAM: 3, SETTINGS: 4, PING: 6, GOAWAY: 7, WINDOW_UPDATE: 8 } as const;
 export const Flag = { END_STREAM: 0x1, ACK: 0x1, END_HEADERS: 0x4 } as const;

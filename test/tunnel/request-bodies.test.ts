@@ -7,12 +7,12 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { Ollama } from 'ollama';
-import { dialTunnel, type TunnelConnection } from '../../bridge/connection/tunnel-dialer.js';
-import { BRIDGE_PATH, COMPLETE_TRAILER } from '../../bridge/connection/protocol.js';
-import { StaticTokenAuthenticator } from '../../server/src/proxy/auth.js';
-import { StreamingProxy } from '../../server/src/proxy/streaming-proxy.js';
+import { dialTunnel, type TunnelConnection } from '@cloudtolocalllm/bridge/connection/tunnel-dialer';
+import { BRIDGE_PATH, COMPLETE_TRAILER } from '@cloudtolocalllm/bridge/connection/protocol';
+import { StaticTokenAuthenticator } from '@cloudtolocalllm/server/proxy/auth';
+import { StreamingProxy } from '@cloudtolocalllm/server/proxy/streaming-proxy';
 import { bearer, startCloud, type Cloud } from '../cloud/cloud-harness.js';
-import { OllamaEmulator } from '../emulator/ollama-emulator.js';
+import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { FAST_HEARTBEAT, startStack, waitForState, waitUntil, type Stack } from './harness.js';
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;

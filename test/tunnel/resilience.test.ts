@@ -8,12 +8,12 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Ollama } from 'ollama';
 import OpenAI from 'openai';
-import { DEFAULT_HEARTBEAT } from '../../bridge/connection/heartbeat.js';
-import { BRIDGE_PATH, subprotocolFor, TUNNEL_PROTOCOL_VERSION } from '../../bridge/connection/protocol.js';
-import type { BridgeStatus } from '../../bridge/supervisor/status.js';
-import { StaticTokenAuthenticator } from '../../server/src/proxy/auth.js';
-import { NO_BRIDGE_MESSAGE } from '../../server/src/proxy/relay.js';
-import { StreamingProxy } from '../../server/src/proxy/streaming-proxy.js';
+import { DEFAULT_HEARTBEAT } from '@cloudtolocalllm/bridge/connection/heartbeat';
+import { BRIDGE_PATH, subprotocolFor, TUNNEL_PROTOCOL_VERSION } from '@cloudtolocalllm/bridge/connection/protocol';
+import type { BridgeStatus } from '@cloudtolocalllm/bridge/supervisor/status';
+import { StaticTokenAuthenticator } from '@cloudtolocalllm/server/proxy/auth';
+import { NO_BRIDGE_MESSAGE } from '@cloudtolocalllm/server/proxy/relay';
+import { StreamingProxy } from '@cloudtolocalllm/server/proxy/streaming-proxy';
 import { FAST_BACKOFF, FAST_HEARTBEAT, startStack, waitForState, waitUntil, type Stack } from './harness.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -282,7 +282,7 @@ describe('failures along the path', () => {
 
   test('a bridge with another protocol version gets "update required", and so does the proxy\'s log', async () => {
     const lines: string[] = [];
-    const log = (await import('../../server/src/log.js')).createLogger({}, 'info', (l) => lines.push(l));
+    const log = (await import('@cloudtolocalllm/server/log')).createLogger({}, 'info', (l) => lines.push(l));
     const stack = await open({ noBridge: true, proxy: { log } });
     for (const version of [2, 99]) {
       const bridge = stack.newBridge({ protocolVersion: version });

@@ -5,7 +5,7 @@ import http from 'node:http';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { Ollama } from 'ollama';
-import { failureMessage } from '../emulator/generation.js';
+import { failureMessage } from '@cloudtolocalllm/ollama-emulator/generation';
 import { readNdjson, startStack, waitUntil, type Stack } from './harness.js';
 
 describe('streaming through the tunnel', () => {

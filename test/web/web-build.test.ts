@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { buildWeb, type BuildWebResult } from '../../scripts/build-web.js';
-import { GarbledStream, ndjsonLines, readChatChunk } from '../../server/web/lib/ndjson.js';
+import { GarbledStream, ndjsonLines, readChatChunk } from '@cloudtolocalllm/server/web/lib/ndjson';
 import { ROOT } from './web-harness.js';
 
 describe('web client build', () => {

@@ -9,7 +9,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Browser, BrowserContext, Page, Request } from 'playwright';
-import { expectedText } from '../emulator/ollama-emulator.js';
+import { expectedText } from '@cloudtolocalllm/ollama-emulator';
 import {
   chromiumUnavailable,
   CSP_WATCH,

@@ -5,8 +5,8 @@
  */
 import http, { type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { BRIDGE_PATH, CLIENT_ADDRESS_HEADER, CREDENTIAL_EXPIRES_HEADER, PROXY_RENEW_PATH } from '../../../bridge/connection/protocol.js';
-import { readSmallBody } from '../../../bridge/connection/small-body.js';
+import { BRIDGE_PATH, CLIENT_ADDRESS_HEADER, CREDENTIAL_EXPIRES_HEADER, PROXY_RENEW_PATH } from '@cloudtolocalllm/bridge/connection/protocol';
+import { readSmallBody } from '@cloudtolocalllm/bridge/connection/small-body';
 import { endSocket, rawHttpError } from '../proxy/ollama-errors.js';
 import type { ForwardTarget } from './ollama-forward.js';
 

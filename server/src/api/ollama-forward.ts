@@ -4,7 +4,7 @@
  * user's token is swapped for the proxy's own secret: the user's credential never leaves here.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import { relayableRequestHeaders } from '../../../bridge/connection/headers.js';
+import { relayableRequestHeaders } from '@cloudtolocalllm/bridge/connection/headers';
 import { sendOllamaError } from '../proxy/ollama-errors.js';
 import { hasBody } from '../proxy/relay.js';
 import { isRelayableStatus, relayedResponseHeaders } from '../proxy/response-head.js';

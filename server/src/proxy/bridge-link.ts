@@ -5,9 +5,9 @@
 import { EventEmitter } from 'node:events';
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
 import { createWebSocketStream, type WebSocket } from 'ws';
-import { startHeartbeat, type HeartbeatOptions } from '../../../bridge/connection/heartbeat.js';
+import { startHeartbeat, type HeartbeatOptions } from '@cloudtolocalllm/bridge/connection/heartbeat';
 import { randomBytes } from 'node:crypto';
-import { CloseCode, replacedReason, TUNNEL_AUTHORITY } from '../../../bridge/connection/protocol.js';
+import { CloseCode, replacedReason, TUNNEL_AUTHORITY } from '@cloudtolocalllm/bridge/connection/protocol';
 import type { Logger } from '../log.js';
 
 /** Mirrors the bridge's windows (bridge/connection/tunnel-dialer.ts). */

@@ -5,7 +5,7 @@
  *   PROXY_OWNER=alice PROXY_TOKEN=... tsx server/src/proxy/cli.ts --port 8080
  */
 import { parseArgs } from 'node:util';
-import { onShutdownSignal } from '../../../bridge/shutdown-signals.js';
+import { onShutdownSignal } from '@cloudtolocalllm/bridge/shutdown-signals';
 import { createLogger, logLevelFromEnv } from '../log.js';
 import { StaticTokenAuthenticator } from './auth.js';
 import { StreamingProxy } from './streaming-proxy.js';

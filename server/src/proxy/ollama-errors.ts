@@ -1,7 +1,7 @@
 /** Answers in Ollama's error shape, `{"error": "..."}`, so every Ollama client shows the message. */
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { REFUSAL_HEADER } from '../../../bridge/connection/protocol.js';
+import { REFUSAL_HEADER } from '@cloudtolocalllm/bridge/connection/protocol';
 
 export function sendOllamaError(
   res: ServerResponse,

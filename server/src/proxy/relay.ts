@@ -8,8 +8,8 @@
  */
 import http2, { type ClientHttp2Stream } from 'node:http2';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { relayableRequestHeaders } from '../../../bridge/connection/headers.js';
-import { COMPLETE_TRAILER } from '../../../bridge/connection/protocol.js';
+import { relayableRequestHeaders } from '@cloudtolocalllm/bridge/connection/headers';
+import { COMPLETE_TRAILER } from '@cloudtolocalllm/bridge/connection/protocol';
 import type { BridgeLink } from './bridge-link.js';
 import { sendOllamaError } from './ollama-errors.js';
 import type { ProxyMetrics } from './proxy-metrics.js';

@@ -7,7 +7,7 @@
  * values HTTP can carry, and only final statuses 200-599.
  */
 import { validateHeaderValue, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
-import { REFUSAL_HEADER } from '../../../bridge/connection/protocol.js';
+import { REFUSAL_HEADER } from '@cloudtolocalllm/bridge/connection/protocol';
 
 /**
  * Ollama answers with a content type and, for fixed bodies, a length; its OpenAI-compatible

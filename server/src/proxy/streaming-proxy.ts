@@ -5,7 +5,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { WebSocketServer } from 'ws';
-import { DEFAULT_HEARTBEAT, type HeartbeatOptions } from '../../../bridge/connection/heartbeat.js';
+import { DEFAULT_HEARTBEAT, type HeartbeatOptions } from '@cloudtolocalllm/bridge/connection/heartbeat';
 import {
   BRIDGE_PATH,
   CLIENT_ADDRESS_HEADER,
@@ -17,7 +17,7 @@ import {
   TUNNEL_PROTOCOL_VERSION,
   UPDATE_REQUIRED_STATUS,
   versionOf,
-} from '../../../bridge/connection/protocol.js';
+} from '@cloudtolocalllm/bridge/connection/protocol';
 import { closeNow, listenUrl, trackSockets } from '../http-lifecycle.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { Authenticator } from './auth.js';

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { StaticTokenAuthenticator } from '../proxy/auth.js';
 import { StreamingProxy } from '../proxy/streaming-proxy.js';
-import type { HeartbeatOptions } from '../../../bridge/connection/heartbeat.js';
+import type { HeartbeatOptions } from '@cloudtolocalllm/bridge/connection/heartbeat';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import type { ProxyInstance, ProxyRuntime, ProxyRuntimeEvents, ProxySpec } from './runtime.js';
