@@ -4,6 +4,7 @@
  * the windows. main.ts only wires this to Electron's tray, windows and IPC.
  */
 import { EventEmitter } from 'node:events';
+import { CONFIG_PATH, type ClientConfig } from '@cloudtolocalllm/api-contract';
 import { Bridge } from '@cloudtolocalllm/bridge';
 import type { BridgeCounters, BridgeStatus, OllamaHealth } from '@cloudtolocalllm/bridge/supervisor/status';
 import { AuthSession } from './auth/session.js';
@@ -15,12 +16,8 @@ import { StreamingProxyService, type ProxyServiceState } from './proxy-service.j
 import type { Settings } from './settings/settings.js';
 import { statusView, type StatusParts } from './status-view.js';
 
-/** What a cloud server publishes at GET /api/config. */
-export interface CloudClientConfig {
-  issuer: string;
-  audience: string;
-  desktopClientId: string;
-}
+/** What the desktop needs of a cloud server's GET /api/config: where to sign in, for which API. */
+export type CloudClientConfig = Pick<ClientConfig, 'issuer' | 'audience' | 'desktopClientId'>;
 
 /** The local stack (server/ on this machine), started when no cloud server is configured. */
 export interface LocalStack {
@@ -51,7 +48,7 @@ export interface AppControllerOptions {
 async function fetchClientConfig(serverUrl: string): Promise<CloudClientConfig> {
   let res: Response;
   try {
-    res = await fetch(`${serverUrl}/api/config`, { signal: AbortSignal.timeout(15_000) });
+    res = await fetch(`${serverUrl}${CONFIG_PATH}`, { signal: AbortSignal.timeout(15_000) });
   } catch (e) {
     throw new Error(`the cloud server at ${serverUrl} cannot be reached (${(e as Error).message})`);
   }

@@ -7,10 +7,10 @@
 import { EventEmitter } from 'node:events';
 import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
 import { Backoff, type BackoffOptions } from '@cloudtolocalllm/bridge/supervisor/backoff';
-import type { ProxyStatusView } from '@cloudtolocalllm/server/manager/proxy-manager';
+import { PROXY_START_PATH, PROXY_STATUS_PATH, PROXY_STOP_PATH, type ProxyStatus } from '@cloudtolocalllm/api-contract';
 
 /** What GET /api/proxy/status answers: the server's own type (type-only: nothing of server/ ships). */
-export type ProxyStatus = ProxyStatusView;
+export type { ProxyStatus };
 
 export type ProxyServiceState = { state: 'idle' | 'provisioning' | 'running' | 'error'; detail?: string };
 
@@ -71,12 +71,12 @@ export class StreamingProxyService extends EventEmitter<{ state: [ProxyServiceSt
 
   /** GET /api/proxy/status. */
   async checkProxyStatus(): Promise<ProxyStatus> {
-    return this.call('get', '/api/proxy/status');
+    return this.call('get', PROXY_STATUS_PATH);
   }
 
   /** POST /api/proxy/stop. */
   async stopProxy(): Promise<ProxyStatus> {
-    const s = await this.call('post', '/api/proxy/stop');
+    const s = await this.call('post', PROXY_STOP_PATH);
     this.set({ state: 'idle' });
     return s;
   }
@@ -94,7 +94,7 @@ export class StreamingProxyService extends EventEmitter<{ state: [ProxyServiceSt
     for (;;) {
       if (signal?.aborted) throw this.fail(new ProxyServiceError('aborted', 'cancelled'));
       try {
-        const started = await this.call('post', '/api/proxy/start');
+        const started = await this.call('post', PROXY_START_PATH);
         const status = started.status === 'running' ? started : await this.checkProxyStatus();
         if (status.status === 'running') {
           this.set({ state: 'running', detail: status.proxyId ?? undefined });

@@ -7,7 +7,8 @@
 import { createAuditLog, type AuditLog } from './audit.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ApiServer, type ClientConfig } from './api/api-server.js';
+import type { ClientConfig } from '@cloudtolocalllm/api-contract';
+import { ApiServer } from './api/api-server.js';
 import { staticSite } from './api/static-files.js';
 import { ServerMetrics } from './api/server-metrics.js';
 import { JwtAuthenticator } from './auth/jwt-authenticator.js';

@@ -4,7 +4,8 @@
  * is kept on the server; the browser keeps it only when "Keep history in this browser" is on.
  */
 import { ApiProblem, CloudApi, isAbort, type ChatMessage, type ModelInfo } from './lib/api.js';
-import { WebAuth, type ClientConfig, type User } from './lib/auth.js';
+import { CONFIG_PATH, type ClientConfig } from '@cloudtolocalllm/api-contract';
+import { WebAuth, type User } from './lib/auth.js';
 import { byId, element } from '@cloudtolocalllm/dom';
 import { BrowserHistory, isChatMessage } from './lib/history.js';
 import { GarbledStream, ndjsonLines, readChatChunk } from './lib/ndjson.js';
@@ -495,7 +496,7 @@ async function loadConfig(): Promise<ClientConfig> {
   for (let attempt = 0; ; attempt++) {
     let res: Response | undefined;
     try {
-      res = await fetch('/api/config', { cache: 'no-store', credentials: 'omit' });
+      res = await fetch(CONFIG_PATH, { cache: 'no-store', credentials: 'omit' });
     } catch {
       // offline, or the server is restarting
     }

@@ -15,6 +15,7 @@ import { wwwAuthenticate } from '../auth/jwt-authenticator.js';
 import { closeNow, listenUrl, trackSockets } from '../http-lifecycle.js';
 import { silentLogger, type Logger } from '../log.js';
 import { ProxyStartRefused, type ProxyManager, type ProxyRecord } from '../manager/proxy-manager.js';
+import { CONFIG_PATH, HEALTH_PATH, OLLAMA_PREFIX, PROXY_START_PATH, PROXY_STATUS_PATH, PROXY_STOP_PATH, type ClientConfig, type ProxyStopAnswer } from '@cloudtolocalllm/api-contract';
 import { RENEW_PATH } from '@cloudtolocalllm/bridge/connection/protocol';
 import { findRoute } from '@cloudtolocalllm/bridge/ingress/ollama-routes';
 import { checkRequestTarget } from '@cloudtolocalllm/bridge/ingress/request-target';
@@ -54,13 +55,6 @@ export interface RequestVerifier {
   verifyRequest(headers: IncomingHttpHeaders): Promise<Verification>;
 }
 
-export interface ClientConfig {
-  issuer: string;
-  audience: string;
-  desktopClientId: string;
-  webClientId?: string;
-}
-
 export interface ApiServerOptions {
   verifier: RequestVerifier;
   manager: ProxyManager;
@@ -84,7 +78,6 @@ export interface ApiServerOptions {
   fallback?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
 
-const OLLAMA_PREFIX = '/ollama';
 const BRIDGE_ROUTE = '/ws/bridge';
 
 const sameSecret = (a: string, b: string): boolean => timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
@@ -195,9 +188,9 @@ export class ApiServer {
       if (answerPreflight(req, res, this.cors)) return;
       applyCors(req, res, this.cors);
     }
-    if (path === '/health') return this.health(req, res);
+    if (path === HEALTH_PATH) return this.health(req, res);
     if (path === '/metrics') return this.metrics(req, res);
-    if (path === '/api/config') {
+    if (path === CONFIG_PATH) {
       if (req.method !== 'GET') return sendJson(res, 405, { error: 'use GET' }, { allow: 'GET' });
       const clientConfig = this.options.clientConfig?.();
       if (!clientConfig) return sendJson(res, 503, { error: 'the server is still starting; try again in a moment' }, { 'retry-after': '1' });
@@ -257,7 +250,7 @@ export class ApiServer {
   }
 
   private async proxyApi(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
-    const routes: Record<string, string> = { '/api/proxy/start': 'POST', '/api/proxy/stop': 'POST', '/api/proxy/status': 'GET' };
+    const routes: Record<string, string> = { [PROXY_START_PATH]: 'POST', [PROXY_STOP_PATH]: 'POST', [PROXY_STATUS_PATH]: 'GET' };
     const method = routes[path];
     if (!method) return sendJson(res, 404, { error: `no such endpoint: ${path}; use /api/proxy/start, /api/proxy/stop or /api/proxy/status` });
     if (req.method !== method) {
@@ -272,10 +265,10 @@ export class ApiServer {
       if (!body.ok) return sendJson(res, body.status, { error: body.message });
     }
     const { manager } = this.options;
-    if (path === '/api/proxy/status') return sendJson(res, 200, manager.view(v.subject));
-    if (path === '/api/proxy/stop') {
+    if (path === PROXY_STATUS_PATH) return sendJson(res, 200, manager.view(v.subject));
+    if (path === PROXY_STOP_PATH) {
       const stopped = await manager.stop(v.subject);
-      return sendJson(res, 200, { ...manager.view(v.subject), stopped });
+      return sendJson(res, 200, { ...manager.view(v.subject), stopped } satisfies ProxyStopAnswer);
     }
     try {
       const existed = manager.record(user)?.state === 'running';

@@ -4,6 +4,7 @@
  * removes what an earlier server process left behind, and notices proxies that die.
  */
 import { randomBytes } from 'node:crypto';
+import type { ProxyStatus } from '@cloudtolocalllm/api-contract';
 import type { AuditLog } from '../audit.js';
 import type { ServerMetrics } from '../api/server-metrics.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -57,17 +58,6 @@ export interface ProxyRecord {
   inflight: number;
   health: { ok: boolean; checkedAt: number; error?: string; bridgeConnected?: boolean; activeStreams?: number };
   failedChecks: number;
-}
-
-/** What `GET /api/proxy/status` shows. */
-export interface ProxyStatusView {
-  status: 'running' | 'starting' | 'stopping' | 'stopped';
-  proxyId: string | null;
-  createdAt: string | null;
-  lastActivity: string | null;
-  health: { ok: boolean; checkedAt: string; error?: string } | null;
-  bridgeConnected: boolean;
-  runtime: 'docker' | 'process';
 }
 
 export class ProxyManager {
@@ -223,7 +213,7 @@ export class ProxyManager {
   }
 
   /** Status as the API shows it. */
-  view(userId: string): ProxyStatusView {
+  view(userId: string): ProxyStatus {
     const r = this.records.get(hashOf(userId));
     if (!r) {
       return { status: 'stopped', proxyId: null, createdAt: null, lastActivity: null, health: null, bridgeConnected: false, runtime: this.runtimeKind };

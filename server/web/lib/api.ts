@@ -3,6 +3,7 @@
  * /ollama, with the access token as a Bearer header. A refused token is renewed once and the call
  * sent again; failures become an ApiProblem whose kind tells the page what to say.
  */
+import { OLLAMA_PREFIX, PROXY_START_PATH, PROXY_STATUS_PATH, type ProxyStatus } from '@cloudtolocalllm/api-contract';
 import { SignInRequired, type WebAuth } from './auth.js';
 
 export type ProblemKind =
@@ -27,11 +28,7 @@ export class ApiProblem extends Error {
   }
 }
 
-export interface ProxyStatus {
-  status: 'running' | 'starting' | 'stopping' | 'stopped';
-  proxyId: string | null;
-  bridgeConnected: boolean;
-}
+export type { ProxyStatus } from '@cloudtolocalllm/api-contract';
 
 export interface ModelInfo {
   name: string;
@@ -72,7 +69,7 @@ function sentence(text: string): string {
 
 async function problemFrom(res: Response, path: string): Promise<ApiProblem> {
   const detail = await errorText(res);
-  const ollama = path.startsWith('/ollama/');
+  const ollama = path.startsWith(`${OLLAMA_PREFIX}/`);
   if (res.status === 503 && ollama && !/sign-in cannot be checked/i.test(detail)) {
     return new ApiProblem('not-connected', NOT_CONNECTED_MESSAGE, 503);
   }
@@ -136,15 +133,15 @@ export class CloudApi {
   }
 
   proxyStatus(): Promise<ProxyStatus> {
-    return this.json<ProxyStatus>('/api/proxy/status');
+    return this.json<ProxyStatus>(PROXY_STATUS_PATH);
   }
 
   startProxy(): Promise<ProxyStatus> {
-    return this.json<ProxyStatus>('/api/proxy/start', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    return this.json<ProxyStatus>(PROXY_START_PATH, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
   }
 
   async models(): Promise<ModelInfo[]> {
-    const body = await this.json<{ models?: Array<{ name?: unknown; details?: { parameter_size?: unknown } }> }>('/ollama/api/tags');
+    const body = await this.json<{ models?: Array<{ name?: unknown; details?: { parameter_size?: unknown } }> }>(`${OLLAMA_PREFIX}/api/tags`);
     const models: ModelInfo[] = [];
     for (const m of body.models ?? []) {
       if (typeof m.name !== 'string') continue;
@@ -156,7 +153,7 @@ export class CloudApi {
 
   /** Starts a streaming chat; the caller reads the NDJSON body. */
   chat(model: string, messages: ChatMessage[], signal: AbortSignal): Promise<Response> {
-    return this.request('/ollama/api/chat', {
+    return this.request(`${OLLAMA_PREFIX}/api/chat`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ model, messages, stream: true }),

@@ -7,14 +7,10 @@
  * sessionStorage is per tab and is cleared when the tab closes; nothing goes to localStorage or
  * cookies. Refresh tokens (rotated by the issuer) renew the access token before it expires.
  */
+import type { ClientConfig } from '@cloudtolocalllm/api-contract';
 import * as oauth from 'oauth4webapi';
 
-export interface ClientConfig {
-  issuer: string;
-  audience: string;
-  desktopClientId: string;
-  webClientId?: string;
-}
+export type { ClientConfig } from '@cloudtolocalllm/api-contract';
 
 export interface User {
   sub: string;
