@@ -6,8 +6,8 @@
 import http from 'node:http';
 import { headlessSignIn, refreshHeadless } from '../main/auth/headless-login.js';
 import type { TokenSet } from '../main/auth/pkce-sign-in.js';
-import { containerName } from '@cloudtolocalllm/server/runtime/docker/naming';
-import { userHash } from '@cloudtolocalllm/server/runtime/runtime';
+import { containerName } from '@cloudtolocalllm/proxy-spec/naming';
+import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 
 export interface Issuer {
   issuer: string;

@@ -6,8 +6,8 @@ import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
-const skip = new Set(['node_modules', 'dist', '.git', 'test-artifacts']);
-const roots = ['bridge', 'main', 'renderer', 'server/src', 'test', 'scripts'];
+const skip = new Set(['node_modules', 'dist', '.git', 'test-artifacts', 'build']);
+const roots = ['bridge', 'main', 'renderer', 'server', 'test', 'scripts'];
 
 function walk(dir, out) {
   let entries;

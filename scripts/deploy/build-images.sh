@@ -94,7 +94,7 @@ fi
 
 if [ "$DRY_RUN" = 1 ]; then
   say "would build (base $base): $(want api-backend && echo "$API_IMAGE ")$(want nginx && echo "$NGINX_IMAGE ")$(want streaming-proxy && echo "$PROXY_IMAGE")"
-  want api-backend && say "would bundle server/src/main.ts and server/deploy/docker-api-filter into $BUILD/api-backend/app"
+  want api-backend && say "would bundle server/src/main.ts and server/docker-api-filter into $BUILD/api-backend/app"
   want nginx && say "would copy /usr/sbin/nginx, busybox and their libraries into $BUILD/nginx/runtime"
   want streaming-proxy && run env IMAGE="$PROXY_IMAGE" BASE="$base" "$ROOT/scripts/build-proxy-image.sh"
   exit 0
@@ -173,7 +173,7 @@ if want api-backend; then
   mkdir -p "$ctx/app" "$ctx/run/ctll-docker"
   : > "$ctx/run/ctll-docker/.keep"
   bundle server/src/main.ts "$ctx/app/server.mjs"
-  bundle server/deploy/docker-api-filter/docker-api-filter.ts "$ctx/app/docker-api-filter.mjs"
+  bundle server/docker-api-filter/docker-api-filter.ts "$ctx/app/docker-api-filter.mjs"
   cp "$DOCKERFILES/api-healthcheck.mjs" "$ctx/app/healthcheck.mjs"
 
   # The web client, when the project has one (scripts/build-web.ts writes server/dist/web).

@@ -11,7 +11,7 @@ import { DEFAULT_LIMITS, type LimitOptions } from './api/limits.js';
 import { jwtOptionsFromEnv } from './auth/jwt-verifier.js';
 import { logLevelFromEnv, type Level } from './log.js';
 import { FIREWALL_MODES, type FirewallMode } from './runtime/docker/isolation-firewall.js';
-import { assertStackName } from './runtime/docker/naming.js';
+import { assertStackName } from '@cloudtolocalllm/proxy-spec/naming';
 import { DEFAULT_IMAGE } from './runtime/docker/proxy-image.js';
 import { DEFAULT_SUBNET_PREFIX, DEFAULT_SUBNET_RANGE, subnetPlan } from './runtime/docker/subnet-allocator.js';
 import { Settings, type Flags } from './settings.js';

@@ -8,7 +8,7 @@ import http from 'node:http';
 import { exportJWK, generateKeyPair, SignJWT, decodeProtectedHeader } from 'jose';
 import WebSocket from 'ws';
 import { subprotocolFor, TUNNEL_PROTOCOL_VERSION } from '@cloudtolocalllm/bridge/connection/protocol';
-import { userHash } from '@cloudtolocalllm/server/runtime/runtime';
+import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { waitForState, waitUntil } from '../tunnel/harness.js';
 import { bearer, startCloud, type Cloud } from './cloud-harness.js';

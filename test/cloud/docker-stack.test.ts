@@ -15,7 +15,7 @@ import { Ollama } from 'ollama';
 import { headlessSignIn } from '../../main/auth/headless-login.js';
 import { DEFAULT_AUDIENCE } from '@cloudtolocalllm/server/config';
 import { DockerRuntime } from '@cloudtolocalllm/server/runtime/docker/docker-runtime';
-import { userHash } from '@cloudtolocalllm/server/runtime/runtime';
+import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { waitForState, waitUntil } from '../tunnel/harness.js';
 import { bearer, startCloud, type Cloud } from './cloud-harness.js';

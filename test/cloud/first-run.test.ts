@@ -20,7 +20,7 @@ import { loadConfig } from '@cloudtolocalllm/server/config';
 import { createLogger } from '@cloudtolocalllm/server/log';
 import { DockerRuntime } from '@cloudtolocalllm/server/runtime/docker/docker-runtime';
 import { ensureProxyImage, INPUTS_LABEL, inspectImage } from '@cloudtolocalllm/server/runtime/docker/proxy-image';
-import { userHash } from '@cloudtolocalllm/server/runtime/runtime';
+import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { bearer } from './cloud-harness.js';
 import { startHeadless } from './headless-process.js';

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPair, SignJWT } from 'jose';
 import type { BridgeStatus } from '@cloudtolocalllm/bridge/supervisor/status';
-import { userHash } from '@cloudtolocalllm/server/runtime/runtime';
+import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { waitForState, waitUntil } from '../tunnel/harness.js';
 import { bearer, startCloud, type Cloud } from './cloud-harness.js';

@@ -1,8 +1,8 @@
 /**
- * The Docker API filter (server/deploy/docker-api-filter): the mitigation for handing the cloud
- * server the engine's socket.
+ * The Docker API filter (@cloudtolocalllm/docker-api-filter, server/docker-api-filter): the
+ * mitigation for handing the cloud server the engine's socket.
  *  - its policy accepts exactly what the runtime sends (the runtime's own create options from
- *    server/src/runtime/docker/container-spec.ts, so the two cannot drift apart unnoticed) and
+ *    @cloudtolocalllm/proxy-spec, server/proxy-spec/container-spec.ts, which its allow-list is derived from) and
  *    refuses each way out of a container;
  *  - on a real engine, the Docker runtime starts, lists and stops a proxy through it, sees only
  *    its own stack's objects, and cannot touch a proxy of another stack.
@@ -24,10 +24,10 @@ import {
   startDockerApiFilter,
   type DockerApiFilter,
   type FilterPolicy,
-} from '@cloudtolocalllm/server/deploy/docker-api-filter/docker-api-filter';
-import { containerCreateOptions, DEFAULT_LIMITS, networkCreateOptions } from '@cloudtolocalllm/server/runtime/docker/container-spec';
+} from '@cloudtolocalllm/docker-api-filter';
+import { containerCreateOptions, DEFAULT_LIMITS, networkCreateOptions } from '@cloudtolocalllm/proxy-spec/container-spec';
 import { DockerRuntime } from '@cloudtolocalllm/server/runtime/docker/docker-runtime';
-import { userHash } from '@cloudtolocalllm/server/runtime/runtime';
+import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { IN_CI, ROOT, run } from './deploy-harness.js';
 
 const IMAGE = process.env['CTLL_PROXY_IMAGE'] ?? 'cloudtolocalllm/streaming-proxy:local';

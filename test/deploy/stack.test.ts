@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { headlessSignIn } from '../../main/auth/headless-login.js';
 import { DEFAULT_AUDIENCE } from '@cloudtolocalllm/server/config';
 import { RECOMMENDED_SYSCTLS, sysctlPath } from '@cloudtolocalllm/server/runtime/docker/host-limits';
-import { userHash } from '@cloudtolocalllm/server/runtime/runtime';
+import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { expectedText, OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { freePort, headerCount, httpsRequest, httpsStream, IN_CI, ROOT, run, startBridgeProcess, which, type BridgeProcess } from './deploy-harness.js';
 

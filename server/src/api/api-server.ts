@@ -21,7 +21,7 @@ import { findRoute } from '@cloudtolocalllm/bridge/ingress/ollama-routes';
 import { checkRequestTarget } from '@cloudtolocalllm/bridge/ingress/request-target';
 import { NO_BRIDGE_MESSAGE } from '../proxy/relay.js';
 import { endSocket, rawHttpError, sendOllamaError } from '../proxy/ollama-errors.js';
-import { userHash } from '../runtime/runtime.js';
+import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { AuthFailureLimiter, DEFAULT_AUTH_FAILURES, type AuthFailureOptions } from './auth-failures.js';
 import { forwardBridgeUpgrade, renewOnProxy } from './bridge-forward.js';
 import { clientAddress } from './client-address.js';

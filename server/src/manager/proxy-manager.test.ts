@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { MemoryAuditLog } from '../audit.js';
 import { ServerMetrics } from '../api/server-metrics.js';
 import { ProcessRuntime } from '../runtime/process-runtime.js';
-import { userHash } from '../runtime/runtime.js';
+import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { checkProxyHealth } from './proxy-health.js';
 import { ProxyManager, type ProxyManagerOptions } from './proxy-manager.js';
 

@@ -8,7 +8,8 @@ import type { ProxyStatus } from '@cloudtolocalllm/api-contract';
 import type { AuditLog } from '../audit.js';
 import type { ServerMetrics } from '../api/server-metrics.js';
 import { silentLogger, type Logger } from '../log.js';
-import { userHash as hashOf, type ProxyInstance, type ProxyRuntime } from '../runtime/runtime.js';
+import { userHash as hashOf } from '@cloudtolocalllm/proxy-spec/user-hash';
+import type { ProxyInstance, ProxyRuntime } from '../runtime/runtime.js';
 import { checkProxyHealth } from './proxy-health.js';
 
 export interface ProxyManagerOptions {

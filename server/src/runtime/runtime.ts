@@ -4,7 +4,6 @@
  * (production), or a StreamingProxy inside the server process (machines without Docker).
  */
 import type { EventEmitter } from 'node:events';
-import { createHash } from 'node:crypto';
 
 /** What a runtime needs to start one user's proxy. */
 export interface ProxySpec {
@@ -57,9 +56,4 @@ export interface ProxyRuntime extends EventEmitter<ProxyRuntimeEvents> {
   pruneOrphans(): Promise<{ containers: number; networks: number }>;
   /** Releases the runtime's own resources (event streams, timers); leaves proxies running. */
   close(): Promise<void>;
-}
-
-/** SHA-256 of the user id, hex: collision-free names and labels that do not reveal who it is. */
-export function userHash(userId: string): string {
-  return createHash('sha256').update(userId, 'utf8').digest('hex');
 }

@@ -29,12 +29,13 @@ import { promisify } from 'node:util';
 import Docker from 'dockerode';
 import { Bridge } from '@cloudtolocalllm/bridge';
 import { BRIDGE_PATH } from '@cloudtolocalllm/bridge/connection/protocol';
-import { userHash, type ProxySpec } from '../runtime.js';
-import { overlaps, parseCidr } from './cidr.js';
-import { containerCreateOptions, gatewayAddress, networkCreateOptions } from './container-spec.js';
+import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
+import type { ProxySpec } from '../runtime.js';
+import { overlaps, parseCidr } from '@cloudtolocalllm/proxy-spec/cidr';
+import { containerCreateOptions, gatewayAddress, networkCreateOptions } from '@cloudtolocalllm/proxy-spec/container-spec';
 import { DockerRuntime } from './docker-runtime.js';
 import { ensureIsolationFirewall, ISOLATION_CHAIN, removeIsolationFirewall } from './isolation-firewall.js';
-import { containerName, LABEL_OWNER, networkName } from './naming.js';
+import { containerName, LABEL_OWNER, networkName } from '@cloudtolocalllm/proxy-spec/naming';
 
 const run = promisify(execFile);
 const BUILD_SCRIPT = fileURLToPath(new URL('../../../../scripts/build-proxy-image.sh', import.meta.url));

@@ -15,7 +15,8 @@ import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
 import { silentLogger, type Logger } from '../../log.js';
-import { userHash as hashOf, type ProxyInstance, type ProxyRuntime, type ProxyRuntimeEvents, type ProxySpec } from '../runtime.js';
+import { userHash as hashOf } from '@cloudtolocalllm/proxy-spec/user-hash';
+import type { ProxyInstance, ProxyRuntime, ProxyRuntimeEvents, ProxySpec } from '../runtime.js';
 import {
   containerCreateOptions,
   DEFAULT_LIMITS,
@@ -23,12 +24,12 @@ import {
   proxyAddress,
   proxyEndpoint,
   type ProxyLimits,
-} from './container-spec.js';
+} from '@cloudtolocalllm/proxy-spec/container-spec';
 import { engineMessage, ignoring, statusOf } from './docker-errors.js';
 import { EventWatcher, type EngineEvent } from './event-watcher.js';
 import { OutputTail, waitForHealth } from './health.js';
 import { BRIDGE_INTERFACES, ensureIsolationFirewall, FIREWALL_MODES, ISOLATION_CHAIN, type FirewallMode, type FirewallResult } from './isolation-firewall.js';
-import { assertStackName, assertUserHash, containerName, inStack, LABEL_OWNER, LABEL_STACK, labelFilters, networkName, ownerOf } from './naming.js';
+import { assertStackName, assertUserHash, containerName, inStack, LABEL_OWNER, LABEL_STACK, labelFilters, networkName, ownerOf } from '@cloudtolocalllm/proxy-spec/naming';
 import { DEFAULT_IMAGE } from './proxy-image.js';
 import { DEFAULT_SUBNET_PREFIX, DEFAULT_SUBNET_RANGE, DockerSubnetAllocator } from './subnet-allocator.js';
 

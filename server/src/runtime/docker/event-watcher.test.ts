@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { PassThrough } from 'node:stream';
 import type Dockerode from 'dockerode';
 import Docker from 'dockerode';
-import { userHash } from '../runtime.js';
+import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { DockerRuntime, describeExit } from './docker-runtime.js';
 import { EventWatcher, type EngineEvent } from './event-watcher.js';
 

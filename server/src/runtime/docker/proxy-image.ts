@@ -14,11 +14,12 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_PROXY_IMAGE } from '@cloudtolocalllm/proxy-spec/container-spec';
 import type Docker from 'dockerode';
 import type { Logger } from '../../log.js';
 import { engineMessage, statusOf } from './docker-errors.js';
 
-export const DEFAULT_IMAGE = 'cloudtolocalllm/streaming-proxy:local';
+export const DEFAULT_IMAGE = DEFAULT_PROXY_IMAGE;
 /** Set by the builder: the SHA-256 of the image's inputs. */
 export const INPUTS_LABEL = 'cloudtolocalllm.inputs-sha256';
 /** Set by the builder: which of its Dockerfiles (BASE) made the image. */

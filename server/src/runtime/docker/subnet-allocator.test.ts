@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Dockerode from 'dockerode';
-import { formatCidr, formatIpv4, overlaps, parseCidr, parseIpv4 } from './cidr.js';
+import { formatCidr, formatIpv4, overlaps, parseCidr, parseIpv4 } from '@cloudtolocalllm/proxy-spec/cidr';
 import {
   capacity,
   DockerSubnetAllocator,

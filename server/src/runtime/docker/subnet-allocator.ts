@@ -14,9 +14,10 @@
  *    free again as soon as its network is gone (whoever removed it).
  */
 import type Dockerode from 'dockerode';
-import { blockSize, cidrEnd, formatCidr, overlaps, parseCidr, type Cidr } from './cidr.js';
+import { blockSize, cidrEnd, formatCidr, overlaps, parseCidr, type Cidr } from '@cloudtolocalllm/proxy-spec/cidr';
+import { DEFAULT_SUBNET_RANGE } from '@cloudtolocalllm/proxy-spec/container-spec';
 
-export const DEFAULT_SUBNET_RANGE = '10.200.0.0/16';
+export { DEFAULT_SUBNET_RANGE };
 /** 16 addresses: network, gateway, the proxy, broadcast, and room to spare. */
 export const DEFAULT_SUBNET_PREFIX = 28;
 /** A user network needs the network address, a gateway, the proxy and a broadcast address. */

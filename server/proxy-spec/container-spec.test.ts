@@ -1,13 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { userHash } from '../runtime.js';
+import { userHash } from './user-hash.js';
 import {
+  BRIDGE_NAME_PATTERN,
   bridgeName,
   containerCreateOptions,
   DEFAULT_LIMITS,
   gatewayAddress,
   networkCreateOptions,
+  PROXY_CONTAINER_KEYS,
+  PROXY_HOST_CONFIG_KEYS,
   proxyAddress,
+  USER_NETWORK_KEYS,
+  USER_NETWORK_OPTIONS,
 } from './container-spec.js';
 import { assertUserHash, containerLabels, containerName, inStack, labelFilters, namePattern, networkLabels, networkName, ownerOf } from './naming.js';
 
@@ -99,4 +104,14 @@ test('a stack name scopes names, labels and filters; without one, only unlabelle
   for (const bad of ['', 'Prod', '-x', 'a b', 'x'.repeat(64), 'a/b']) {
     assert.throws(() => containerName(hash, bad), /CTLL_STACK_NAME/, JSON.stringify(bad));
   }
+});
+
+test('the setting lists the Docker API filter allows are exactly what the spec makes', () => {
+  const container = containerCreateOptions({ userHash: hash, secret: 's3cret-s3cret-s3cret', image: 'img:1', subnet: '10.200.0.16/28', limits: DEFAULT_LIMITS, stack: 'prod' });
+  assert.deepEqual(Object.keys(container).sort(), [...PROXY_CONTAINER_KEYS].sort());
+  assert.deepEqual(Object.keys(container.HostConfig ?? {}).sort(), [...PROXY_HOST_CONFIG_KEYS].sort());
+  const network = networkCreateOptions(hash, '10.200.0.16/28', 'prod');
+  assert.deepEqual(Object.keys(network).sort(), [...USER_NETWORK_KEYS].sort());
+  assert.deepEqual(Object.keys(network.Options ?? {}).sort(), [...USER_NETWORK_OPTIONS].sort());
+  for (const subnet of ['10.200.0.16/28', '10.255.255.240/28', '0.0.0.0/28']) assert.match(bridgeName(subnet), BRIDGE_NAME_PATTERN);
 });

@@ -19,6 +19,43 @@ import type Dockerode from 'dockerode';
 import { addressAt, parseCidr } from './cidr.js';
 import { containerLabels, containerName, networkLabels, networkName } from './naming.js';
 
+/** The image proxies run unless the operator names another (CTLL_PROXY_IMAGE). */
+export const DEFAULT_PROXY_IMAGE = 'cloudtolocalllm/streaming-proxy:local';
+/** Where user networks' subnets come from unless the operator names another block (CTLL_SUBNET_RANGE). */
+export const DEFAULT_SUBNET_RANGE = '10.200.0.0/16';
+
+/**
+ * The settings a proxy container and a user network are made of, by name. The Docker API filter
+ * (@cloudtolocalllm/docker-api-filter) derives its allow-list from these lists: it has one check
+ * per setting named here (its tables are typed by them, so a setting added here without a check
+ * there fails the build) and refuses every setting not named here.
+ */
+export const PROXY_CONTAINER_KEYS = ['name', 'Image', 'Labels', 'Env', 'User', 'ExposedPorts', 'StopSignal', 'Healthcheck', 'HostConfig', 'NetworkingConfig'] as const;
+export const PROXY_HOST_CONFIG_KEYS = [
+  'Memory',
+  'MemorySwap',
+  'NanoCpus',
+  'PidsLimit',
+  'ReadonlyRootfs',
+  'Tmpfs',
+  'CapDrop',
+  'SecurityOpt',
+  'Privileged',
+  'RestartPolicy',
+  'AutoRemove',
+  'NetworkMode',
+  'PortBindings',
+  'PublishAllPorts',
+  'IpcMode',
+  'LogConfig',
+] as const;
+export type ProxyHostConfigKey = (typeof PROXY_HOST_CONFIG_KEYS)[number];
+export const USER_NETWORK_KEYS = ['Name', 'CheckDuplicate', 'Driver', 'Internal', 'Attachable', 'EnableIPv6', 'IPAM', 'Options', 'Labels'] as const;
+export const USER_NETWORK_OPTIONS = ['com.docker.network.bridge.name', 'com.docker.network.bridge.enable_icc', 'com.docker.network.bridge.enable_ip_masquerade'] as const;
+export type UserNetworkOption = (typeof USER_NETWORK_OPTIONS)[number];
+/** What bridgeName() makes: the host firewall matches every user network by its `ctll-` prefix. */
+export const BRIDGE_NAME_PATTERN = /^ctll-[0-9a-f]{8}$/;
+
 export const PROXY_PORT = 8080;
 export const PROXY_USER = '1001:1001';
 
@@ -88,7 +125,7 @@ export function networkCreateOptions(userHash: string, subnet: string, stack?: s
       // One container per network, so nothing to talk to anyway; off in case one is ever added.
       'com.docker.network.bridge.enable_icc': 'false',
       'com.docker.network.bridge.enable_ip_masquerade': 'false',
-    },
+    } satisfies Record<UserNetworkOption, string>,
     Labels: networkLabels(userHash, subnet, stack),
   };
 }
@@ -147,7 +184,7 @@ export function containerCreateOptions(args: ProxyContainerArgs): Dockerode.Cont
       PublishAllPorts: false,
       IpcMode: 'private',
       LogConfig: { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '1' } },
-    },
+    } satisfies Record<ProxyHostConfigKey, unknown>,
     NetworkingConfig: {
       // A fixed address: the endpoint is known without asking the engine after start.
       EndpointsConfig: { [network]: { IPAMConfig: { IPv4Address: proxyAddress(args.subnet) } } },

@@ -46,8 +46,17 @@ import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import net from 'node:net';
 import { pathToFileURL } from 'node:url';
-import { overlaps, parseCidr, parseIpv4, cidrEnd, type Cidr } from '../../src/runtime/docker/cidr.js';
-import { LABEL_STACK, LABEL_TYPE, namePattern, TYPE_NETWORK, TYPE_PROXY } from '../../src/runtime/docker/naming.js';
+import { overlaps, parseCidr, parseIpv4, cidrEnd, type Cidr } from '@cloudtolocalllm/proxy-spec/cidr';
+import {
+  BRIDGE_NAME_PATTERN,
+  DEFAULT_PROXY_IMAGE,
+  DEFAULT_SUBNET_RANGE,
+  PROXY_CONTAINER_KEYS,
+  USER_NETWORK_KEYS,
+  type ProxyHostConfigKey,
+  type UserNetworkOption,
+} from '@cloudtolocalllm/proxy-spec/container-spec';
+import { LABEL_STACK, LABEL_TYPE, namePattern, TYPE_NETWORK, TYPE_PROXY } from '@cloudtolocalllm/proxy-spec/naming';
 
 export { LABEL_STACK };
 
@@ -95,7 +104,6 @@ const HASH = /^[0-9a-f]{64}$/;
 const proxyName = (p: FilterPolicy): RegExp => namePattern('proxy', p.stack);
 const networkName = (p: FilterPolicy): RegExp => namePattern('net', p.stack);
 const scopedName = (kind: 'proxy' | 'net', p: FilterPolicy): string => `ctll-${p.stack === undefined ? '' : `${p.stack}-`}${kind}-<user hash>`;
-const BRIDGE_NAME = /^ctll-[0-9a-f]{8}$/;
 
 type Kind = 'container' | 'network';
 
@@ -172,8 +180,8 @@ const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null 
 const isUnset = (v: unknown): boolean =>
   v === undefined || v === null || v === false || v === 0 || v === '' || (Array.isArray(v) && v.length === 0) || (isObject(v) && Object.keys(v).length === 0);
 
-/** HostConfig settings the runtime uses, each with its check. Every other key must be unset. */
-const HOST_CONFIG_CHECKS: Record<string, (v: unknown, p: FilterPolicy) => void> = {
+/** One check for each HostConfig setting of the proxy spec (PROXY_HOST_CONFIG_KEYS). Every other key must be unset. */
+const HOST_CONFIG_CHECKS: Record<ProxyHostConfigKey, (v: unknown, p: FilterPolicy) => void> = {
   Memory: (v, p) => {
     if (typeof v !== 'number' || v <= 0 || v > p.maxMemoryBytes) refuse(`HostConfig.Memory must be a limit above 0 and at most ${p.maxMemoryBytes} bytes`);
   },
@@ -211,6 +219,13 @@ const HOST_CONFIG_CHECKS: Record<string, (v: unknown, p: FilterPolicy) => void> 
     if (name !== undefined && name !== '' && name !== 'no') refuse('HostConfig.RestartPolicy must be "no" (the proxy manager decides about restarts)');
   },
   AutoRemove: () => undefined,
+  // In the spec as `false`, written out; any other value is what the filter exists to refuse.
+  Privileged: (v) => {
+    if (!isUnset(v)) refuse('HostConfig.Privileged is not allowed');
+  },
+  PublishAllPorts: (v) => {
+    if (!isUnset(v)) refuse('HostConfig.PublishAllPorts is not allowed');
+  },
   NetworkMode: (v, p) => {
     if (typeof v !== 'string' || !networkName(p).test(v)) refuse(`HostConfig.NetworkMode must be a user network (${scopedName('net', p)})`);
   },
@@ -229,18 +244,15 @@ const HOST_CONFIG_CHECKS: Record<string, (v: unknown, p: FilterPolicy) => void> 
 /** Settings whose mere presence changes behaviour, even empty (an empty MaskedPaths unmasks /proc). */
 const HOST_CONFIG_PRESENCE = new Set(['MaskedPaths', 'ReadonlyPaths']);
 
-/** Top-level container settings allowed besides HostConfig/NetworkingConfig (checked separately). */
-const CONTAINER_KEYS = new Set([
-  'Image',
-  'Labels',
-  'Env',
-  'User',
-  'ExposedPorts',
-  'StopSignal',
+/**
+ * Top-level container settings allowed: the proxy spec's (PROXY_CONTAINER_KEYS; HostConfig and
+ * NetworkingConfig are checked separately), and the ones engine clients send at their harmless
+ * defaults (attach and tty flags are refused when true, below). dockerode sends the name in the
+ * body as well as in the query; the query's is the one used.
+ */
+const CONTAINER_KEYS = new Set<string>([
+  ...PROXY_CONTAINER_KEYS,
   'StopTimeout',
-  'Healthcheck',
-  'HostConfig',
-  'NetworkingConfig',
   'Hostname',
   'Domainname',
   'AttachStdin',
@@ -249,8 +261,6 @@ const CONTAINER_KEYS = new Set([
   'Tty',
   'OpenStdin',
   'StdinOnce',
-  // dockerode sends the name in the body as well as in the query; the query's is the one used.
-  'name',
 ]);
 
 function checkUser(user: unknown): void {
@@ -277,7 +287,7 @@ export function checkContainerCreate(name: string | null, body: unknown, policy:
   const hc = body['HostConfig'];
   if (!isObject(hc)) return refuse('HostConfig is required (limits, read-only root filesystem, no capabilities)');
   for (const [key, value] of Object.entries(hc)) {
-    const check = HOST_CONFIG_CHECKS[key];
+    const check = HOST_CONFIG_CHECKS[key as ProxyHostConfigKey] as unknown;
     if (check) continue;
     if (HOST_CONFIG_PRESENCE.has(key) && value !== undefined && value !== null) refuse(`HostConfig.${key} is not allowed`);
     if (!isUnset(value)) refuse(`HostConfig.${key} is not allowed`);
@@ -307,12 +317,13 @@ export function checkContainerCreate(name: string | null, body: unknown, policy:
   return { body: out, network };
 }
 
-const NETWORK_OPTIONS: Record<string, (v: unknown) => boolean> = {
-  'com.docker.network.bridge.name': (v) => typeof v === 'string' && BRIDGE_NAME.test(v),
+/** One check for each network option of the proxy spec (USER_NETWORK_OPTIONS); no other option is allowed. */
+const NETWORK_OPTIONS: Record<UserNetworkOption, (v: unknown) => boolean> = {
+  'com.docker.network.bridge.name': (v) => typeof v === 'string' && BRIDGE_NAME_PATTERN.test(v),
   'com.docker.network.bridge.enable_icc': (v) => v === 'false',
   'com.docker.network.bridge.enable_ip_masquerade': (v) => v === 'false',
 };
-const NETWORK_KEYS = new Set(['Name', 'CheckDuplicate', 'Driver', 'Internal', 'Attachable', 'EnableIPv6', 'IPAM', 'Options', 'Labels']);
+const NETWORK_KEYS = new Set<string>(USER_NETWORK_KEYS);
 
 function inside(inner: Cidr, outer: Cidr): boolean {
   return inner.network >= outer.network && cidrEnd(inner) <= cidrEnd(outer);
@@ -332,7 +343,7 @@ export function checkNetworkCreate(body: unknown, policy: FilterPolicy): Json {
   if (options !== undefined && options !== null) {
     if (!isObject(options)) refuse('Options must be an object');
     for (const [key, value] of Object.entries(options as Json)) {
-      const ok = NETWORK_OPTIONS[key];
+      const ok = NETWORK_OPTIONS[key as UserNetworkOption] as ((v: unknown) => boolean) | undefined;
       if (!ok) refuse(`the network option ${key} is not allowed`);
       if (!ok!(value)) refuse(`the network option ${key}=${JSON.stringify(value)} is not allowed`);
     }
@@ -672,8 +683,8 @@ export function policyFromEnv(env: NodeJS.ProcessEnv): FilterPolicy {
     throw new Error(`CTLL_STACK_NAME="${stack}" must be lowercase letters, digits, '.', '_' or '-'`);
   }
   return {
-    image: env['CTLL_PROXY_IMAGE']?.trim() || 'cloudtolocalllm/streaming-proxy:local',
-    subnetRange: env['CTLL_SUBNET_RANGE']?.trim() || '10.200.0.0/16',
+    image: env['CTLL_PROXY_IMAGE']?.trim() || DEFAULT_PROXY_IMAGE,
+    subnetRange: env['CTLL_SUBNET_RANGE']?.trim() || DEFAULT_SUBNET_RANGE,
     ...(stack ? { stack } : {}),
     maxMemoryBytes: num('CTLL_FILTER_MAX_MEMORY_BYTES', DEFAULT_POLICY_LIMITS.maxMemoryBytes),
     maxNanoCpus: num('CTLL_FILTER_MAX_NANO_CPUS', DEFAULT_POLICY_LIMITS.maxNanoCpus),
