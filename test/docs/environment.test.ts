@@ -26,7 +26,7 @@ const EXTERNAL: Record<string, string> = {
   CTLL_TAG: 'set by each deploy script for scripts/deploy/lib.sh (the name its messages start with), not a setting',
 };
 
-const CODE = filesUnder(['bridge', 'main', 'renderer', 'server/src', 'server/deploy', 'server/docker', 'scripts', 'bench', 'test', '.ci'], ['.ts', '.mjs', '.js', '.sh', '.yml', '.ci/run']).filter(
+const CODE = filesUnder(['bridge', 'main', 'renderer', 'server', 'scripts', 'bench', 'test', '.ci'], ['.ts', '.mjs', '.js', '.sh', '.yml', '.ci/run']).filter(
   // This check's own sources name variables in their comments and patterns.
   (f) => !f.startsWith('test/docs/'),
 );
