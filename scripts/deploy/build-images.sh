@@ -13,14 +13,14 @@
 #   scripts/deploy/build-images.sh --dry-run           print what it would do
 #
 # scratch (default, works offline): every image is FROM scratch with this machine's binaries and
-# the libraries `ldd` lists for them: node (api-backend, streaming proxy), iptables (api-backend:
-# the same nft/legacy backend as this host's Docker), nginx and a static busybox (nginx-proxy).
+# the libraries `ldd` lists for them: node (api-backend, streaming proxy), iptables (the image's
+# isolation-firewall service: the same nft/legacy backend as this host's Docker), nginx and a static busybox (nginx-proxy).
 # So build on the machine that runs the stack, or on one with the same Debian/Ubuntu release
 # (docs/deployment.md). Needs: docker, node >= 20.19 with `npm run setup` done (esbuild), nginx and
 # busybox-static (apt-get install -y nginx busybox-static).
 #
 # Images (tags from the environment or the settings file given with --env-file):
-#   CTLL_API_IMAGE    cloudtolocalllm/api-backend:local      the cloud server + Docker API filter
+#   CTLL_API_IMAGE    cloudtolocalllm/api-backend:local      the cloud server, the Docker API filter, the isolation firewall
 #   CTLL_NGINX_IMAGE  cloudtolocalllm/nginx:local            the edge
 #   CTLL_PROXY_IMAGE  cloudtolocalllm/streaming-proxy:local  per-user proxies (scripts/build-proxy-image.sh)
 #
@@ -94,7 +94,7 @@ fi
 
 if [ "$DRY_RUN" = 1 ]; then
   say "would build (base $base): $(want api-backend && echo "$API_IMAGE ")$(want nginx && echo "$NGINX_IMAGE ")$(want streaming-proxy && echo "$PROXY_IMAGE")"
-  want api-backend && say "would bundle server/src/main.ts and server/docker-api-filter into $BUILD/api-backend/app"
+  want api-backend && say "would bundle server/src/main.ts, server/docker-api-filter and server/src/firewall into $BUILD/api-backend/app"
   want nginx && say "would copy /usr/sbin/nginx, busybox and their libraries into $BUILD/nginx/runtime"
   want streaming-proxy && run env IMAGE="$PROXY_IMAGE" BASE="$base" "$ROOT/scripts/build-proxy-image.sh"
   exit 0
@@ -174,6 +174,7 @@ if want api-backend; then
   : > "$ctx/run/ctll-docker/.keep"
   bundle server/src/main.ts "$ctx/app/server.mjs"
   bundle server/docker-api-filter/docker-api-filter.ts "$ctx/app/docker-api-filter.mjs"
+  bundle server/src/firewall/cli.ts "$ctx/app/isolation-firewall.mjs"
   cp "$DOCKERFILES/api-healthcheck.mjs" "$ctx/app/healthcheck.mjs"
 
   # The web client, when the project has one (scripts/build-web.ts writes server/dist/web).

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Deploys (or updates) the cloud side on this machine: nginx-proxy, api-backend and
-# docker-api-filter from server/deploy/docker-compose.multi.yml (docs/deployment.md).
+# Deploys (or updates) the cloud side on this machine: nginx-proxy, api-backend,
+# docker-api-filter and isolation-firewall from server/deploy/docker-compose.multi.yml
+# (docs/deployment.md).
 #
 #   scripts/deploy/deploy-multi-container.sh [options]
 #
@@ -318,7 +319,7 @@ wait_for_health() {
   local deadline=$(( $(date +%s) + ${CTLL_DEPLOY_WAIT_SECONDS:-180} )) service id status all
   while :; do
     all=1
-    for service in docker-api-filter api-backend nginx-proxy; do
+    for service in isolation-firewall docker-api-filter api-backend nginx-proxy; do
       id="$(compose ps -q "$service" 2>/dev/null || true)"
       status="$( [ -n "$id" ] && docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$id" 2>/dev/null || echo missing)"
       [ "$status" = healthy ] || all=0
@@ -338,7 +339,7 @@ wait_for_health() {
 }
 declare -A statuses=()
 if [ "$DRY_RUN" = 0 ] && [ "$wait_healthy" = 1 ]; then
-  say "waiting for docker-api-filter, api-backend and nginx-proxy to be healthy"
+  say "waiting for isolation-firewall, docker-api-filter, api-backend and nginx-proxy to be healthy"
   wait_for_health || die "the stack did not become healthy within ${CTLL_DEPLOY_WAIT_SECONDS:-180} s (docs/operations.md, \"Common failures\")"
   say "all services healthy"
 fi

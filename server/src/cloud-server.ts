@@ -82,6 +82,7 @@ async function chooseRuntime(config: ServerConfig, log: Logger, extras: CloudSer
     subnetRange: config.subnetRange,
     subnetPrefix: config.subnetPrefix,
     firewall: config.firewall,
+    ...(config.firewallStatusFile ? { firewallStatusFile: config.firewallStatusFile } : {}),
     engineHealthIntervalMs: config.engineHealthIntervalMs,
     ...(config.stack ? { stack: config.stack } : {}),
     responseHeadTimeoutMs: config.guard.responseHeadTimeoutMs,
@@ -91,7 +92,7 @@ async function chooseRuntime(config: ServerConfig, log: Logger, extras: CloudSer
   const firewall = image.ok ? await runtime.ensureFirewall().then(() => undefined, (e: Error) => e.message) : undefined;
   if (!image.ok || firewall !== undefined) {
     await runtime.close();
-    const [what, reason] = !image.ok ? [`the proxy image ${config.proxyImage} cannot be made ready`, image.reason] : ['the isolation firewall cannot be installed', firewall!];
+    const [what, reason] = !image.ok ? [`the proxy image ${config.proxyImage} cannot be made ready`, image.reason] : [config.firewallStatusFile ? 'the isolation firewall is not confirmed' : 'the isolation firewall cannot be installed', firewall!];
     if (required) refuse(`${what}: ${reason}`);
     return inProcess(`the Docker engine answers, but ${what}`, reason);
   }

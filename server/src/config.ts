@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_LIMITS, type LimitOptions } from './api/limits.js';
 import { jwtOptionsFromEnv } from './auth/jwt-verifier.js';
 import { logLevelFromEnv, type Level } from './log.js';
-import { FIREWALL_MODES, type FirewallMode } from './runtime/docker/isolation-firewall.js';
+import { FIREWALL_MODES, type FirewallMode } from './firewall/isolation-firewall.js';
 import { assertStackName } from '@cloudtolocalllm/proxy-spec/naming';
 import { DEFAULT_IMAGE } from './runtime/docker/proxy-image.js';
 import { DEFAULT_SUBNET_PREFIX, DEFAULT_SUBNET_RANGE, subnetPlan } from './runtime/docker/subnet-allocator.js';
@@ -29,6 +29,8 @@ export interface ServerConfig {
   subnetPrefix: number;
   /** The isolation firewall's mode on the Docker runtime (DockerRuntimeOptions.firewall). */
   firewall: FirewallMode;
+  /** Where the isolation-firewall service confirms the rules; set, the server runs no iptables itself. */
+  firewallStatusFile?: string;
   /** The server deployment's name on a shared Docker engine: it sees only its own proxies. */
   stack?: string;
   healthIntervalMs: number;
@@ -120,6 +122,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
   const subnetPrefix = read.int('CTLL_SUBNET_PREFIX', { default: DEFAULT_SUBNET_PREFIX, min: 1, max: 32 });
   read.checked(() => subnetPlan(subnetRange, subnetPrefix), undefined);
   const stack = read.word('CTLL_STACK_NAME', {});
+  const firewallStatusFile = read.word('CTLL_FIREWALL_STATUS_FILE', { valid: /^\//, expected: 'an absolute path like /run/ctll-firewall/status.json' });
   read.checked(() => assertStackName(stack), undefined);
   const publicUrl = read.word('CTLL_PUBLIC_URL', { valid: ORIGIN, expected: 'an origin like https://cloud.example.com' });
   const metricsToken = read.word('METRICS_TOKEN', { valid: /^.{16,}$/, expected: 'at least 16 characters (scripts/deploy generates 64 hex digits)' });
@@ -138,6 +141,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
     subnetRange,
     subnetPrefix,
     firewall: read.choice('CTLL_FIREWALL', FIREWALL_MODES, { default: 'enforce' }),
+    ...(firewallStatusFile ? { firewallStatusFile } : {}),
     ...(stack ? { stack } : {}),
     engineHealthIntervalMs: read.int('CTLL_ENGINE_HEALTH_INTERVAL_MS', { default: 0, min: 0, max: 3_600_000 }),
     healthIntervalMs: read.int('CTLL_HEALTH_INTERVAL_MS', { default: 30_000, min: 100, max: 3_600_000 }),

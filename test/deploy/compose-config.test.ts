@@ -54,12 +54,12 @@ function serverEnvVars(): Set<string> {
 describe('docker-compose.multi.yml', { skip: skipCompose }, () => {
   test('validates with docker-compose config, with .env.example as the settings', async () => {
     const config = await composeConfig(ENV_EXAMPLE);
-    assert.deepEqual(Object.keys(config.services).sort(), ['api-backend', 'docker-api-filter', 'nginx-proxy', 'streaming-proxy-base']);
+    assert.deepEqual(Object.keys(config.services).sort(), ['api-backend', 'docker-api-filter', 'isolation-firewall', 'nginx-proxy', 'streaming-proxy-base']);
   });
 
   test('long-lived services: restart unless-stopped, health checks, limits, hardening', async () => {
     const { services } = await composeConfig(ENV_EXAMPLE);
-    for (const name of ['nginx-proxy', 'api-backend', 'docker-api-filter']) {
+    for (const name of ['nginx-proxy', 'api-backend', 'docker-api-filter', 'isolation-firewall']) {
       const s = services[name]!;
       assert.equal(s['restart'], 'unless-stopped', name);
       assert.ok(Array.isArray(s['healthcheck']?.test) && s['healthcheck'].test.length > 1, `${name} has no health check`);
@@ -94,10 +94,21 @@ describe('docker-compose.multi.yml', { skip: skipCompose }, () => {
     assert.ok(mounts(api).some((m) => /docker-api:\/run\/ctll-docker(:rw)?$/.test(m)));
     assert.ok(mounts(filter).some((m) => /docker-api:\/run\/ctll-docker(:rw)?$/.test(m)));
     assert.ok(volumes && 'docker-api' in volumes);
-    // Only iptables' capabilities for the api-backend; the filter runs as nobody.
-    assert.deepEqual([...(api['cap_add'] as string[])].sort(), ['NET_ADMIN', 'NET_RAW']);
+    // No privilege for the api-backend nor the filter (nobody, no capability); iptables' two
+    // capabilities only for the isolation firewall, which shares nothing with the api-backend but
+    // its status file (read-only there).
+    const firewall = services['isolation-firewall']!;
+    assert.equal(api['user'], '65534:65534');
+    assert.equal(api['cap_add'], undefined);
     assert.equal(filter['user'], '65534:65534');
     assert.equal(filter['cap_add'], undefined);
+    assert.deepEqual([...(firewall['cap_add'] as string[])].sort(), ['NET_ADMIN', 'NET_RAW']);
+    assert.equal(firewall['network_mode'], 'host');
+    assert.deepEqual(mounts(firewall), ['firewall-status:/run/ctll-firewall']);
+    assert.ok(mounts(api).some((m) => /^firewall-status:\/run\/ctll-firewall:ro$/.test(m)), mounts(api).join(', '));
+    assert.equal(api['environment']['CTLL_FIREWALL_STATUS_FILE'], firewall['environment']['CTLL_FIREWALL_STATUS_FILE']);
+    assert.equal(api['depends_on']?.['isolation-firewall']?.condition, 'service_healthy');
+    assert.ok(volumes && 'firewall-status' in volumes);
     // The filter checks the same image and subnet range the server is configured with.
     assert.equal(filter['environment']['CTLL_PROXY_IMAGE'], api['environment']['CTLL_PROXY_IMAGE']);
     assert.equal(filter['environment']['CTLL_SUBNET_RANGE'], api['environment']['CTLL_SUBNET_RANGE']);
@@ -110,7 +121,7 @@ describe('docker-compose.multi.yml', { skip: skipCompose }, () => {
     assert.deepEqual(base['profiles'], ['build-only']);
     assert.equal(base['restart'], 'no');
     assert.ok(existsSync(base['build'].context), `${base['build'].context} is missing (it holds a tracked .gitignore)`);
-    for (const name of ['nginx-proxy', 'api-backend', 'docker-api-filter']) assert.equal(services[name]!['profiles'], undefined, name);
+    for (const name of ['nginx-proxy', 'api-backend', 'docker-api-filter', 'isolation-firewall']) assert.equal(services[name]!['profiles'], undefined, name);
   });
 
   test('every variable the cloud server reads is in .env.example and reaches the api-backend', async () => {
@@ -118,7 +129,7 @@ describe('docker-compose.multi.yml', { skip: skipCompose }, () => {
     const { services } = await composeConfig(ENV_EXAMPLE);
     const env = services['api-backend']!['environment'] as Record<string, string>;
     // Set by the design (compose file or image), not settings.
-    const fixed: Record<string, string> = { HOST: 'compose', CTLL_RUNTIME: 'compose', CTLL_WEB_ROOT: 'image' };
+    const fixed: Record<string, string> = { HOST: 'compose', CTLL_RUNTIME: 'compose', CTLL_FIREWALL_STATUS_FILE: 'compose', CTLL_WEB_ROOT: 'image' };
     const problems: string[] = [];
     for (const name of [...serverEnvVars()].sort()) {
       if (name.startsWith('PROXY_')) continue; // the per-user proxy's own, set by the runtime

@@ -2,10 +2,12 @@
  * The whole multi-container stack on this machine's Docker engine, as an operator deploys it:
  * scripts/deploy/deploy-multi-container.sh --build --self-signed --trial builds the images
  * offline (FROM scratch: no registry here), renders nginx's configuration, makes a certificate
- * and brings up nginx-proxy, api-backend and docker-api-filter with docker-compose. Then a user
+ * and brings up nginx-proxy, api-backend, docker-api-filter and isolation-firewall with
+ * docker-compose. Then a user
  * signs in, the bridge CLI connects through nginx, and a token stream travels
  *   client -TLS-> nginx -> api-backend -> the user's proxy container -> bridge -> Ollama emulator
- * and back. Then the audit log, /metrics, the Docker API filter seen from inside the api-backend,
+ * and back. Then the api-backend's lack of privilege (not root, no capability) while the isolation
+ * firewall still holds, the audit log, /metrics, the Docker API filter seen from inside the api-backend,
  * idempotence of a second run, the build-only profile, and --down, which must leave nothing.
  *
  * Everything is in its own compose project and labelled with its own stack name: other stacks,
@@ -114,7 +116,7 @@ describe('the multi-container stack, deployed by the deploy script', { skip, con
     t.diagnostic(`deploy --build --self-signed --trial took ${(deployMs / 1000).toFixed(1)} s`);
     assert.match(deployOutput, /all services healthy/);
     assert.match(deployOutput, /\/health through nginx: \{"status":"ok","runtime":"docker"/);
-    for (const service of ['docker-api-filter', 'api-backend', 'nginx-proxy']) {
+    for (const service of ['isolation-firewall', 'docker-api-filter', 'api-backend', 'nginx-proxy']) {
       const id = await containerOf(service);
       assert.ok(id, `${service} is not running`);
       assert.equal(await docker('inspect', '--format', '{{.State.Health.Status}} {{.HostConfig.RestartPolicy.Name}}', id), 'healthy unless-stopped', service);
@@ -184,11 +186,49 @@ describe('the multi-container stack, deployed by the deploy script', { skip, con
     ]);
     assert.equal(labels, `${stack} streaming-proxy`);
     assert.equal(hardening, `true [ALL] ctll-${stack}-net-${userHash(username)} 1001:1001`);
-    // CTLL_FIREWALL=enforce: the proxy started, so the api-backend installed the isolation chain
-    // from inside its container (iptables with CAP_NET_ADMIN in the host's namespace).
-    // The image's own iptables (this host's backend) sees and manages the host's rules.
-    const chain = await docker('exec', await containerOf('api-backend'), 'iptables', '-w', '5', '-S', 'CTLL-ISOLATION');
+    // CTLL_FIREWALL=enforce: the proxy started, so the isolation-firewall service had installed the
+    // isolation chain (iptables with CAP_NET_ADMIN in the host's namespace) and confirmed it in its
+    // status file. The image's own iptables (this host's backend) sees and manages the host's rules.
+    const chain = await docker('exec', await containerOf('isolation-firewall'), 'iptables', '-w', '5', '-S', 'CTLL-ISOLATION');
     assert.match(chain, /-A CTLL-ISOLATION -p tcp -j REJECT --reject-with tcp-reset/);
+  });
+
+  test('the api-backend runs unprivileged (not root, no capability); the isolation firewall still keeps its proxies in', async () => {
+    /** Uid and effective capabilities of the process whose command line names `script`, read in its container. */
+    const processOf = async (service: string, script: string): Promise<{ uid: string; capEff: string }> => {
+      const probe = `
+        const fs = require('node:fs');
+        for (const pid of fs.readdirSync('/proc').filter((p) => /^\\d+$/.test(p))) {
+          if (pid === String(process.pid)) continue; // this probe names the script too
+          let cmd; try { cmd = fs.readFileSync('/proc/' + pid + '/cmdline', 'utf8'); } catch { continue; }
+          if (!cmd.includes(${JSON.stringify(script)})) continue;
+          const status = fs.readFileSync('/proc/' + pid + '/status', 'utf8');
+          console.log(JSON.stringify({ uid: /^Uid:\\s+(.*)$/m.exec(status)[1].trim().split(/\\s+/).join(' '), capEff: /^CapEff:\\s+(\\w+)$/m.exec(status)[1] }));
+          process.exit(0);
+        }
+        process.exit(3);`;
+      return JSON.parse(await docker('exec', await containerOf(service), 'node', '-e', probe)) as { uid: string; capEff: string };
+    };
+    // Real, effective, saved and filesystem uid: nobody; no capability at all.
+    assert.deepEqual(await processOf('api-backend', '/app/server.mjs'), { uid: '65534 65534 65534 65534', capEff: '0000000000000000' });
+    // The one privileged part holds CAP_NET_ADMIN (bit 12) and CAP_NET_RAW (bit 13), nothing more.
+    assert.deepEqual(await processOf('isolation-firewall', '/app/isolation-firewall.mjs'), { uid: '0 0 0 0', capEff: '0000000000003000' });
+    // The api-backend cannot change the rules (no CAP_NET_ADMIN), whatever it runs.
+    const tamper = await run('docker', ['exec', await containerOf('api-backend'), 'iptables', '-w', '5', '-F', 'CTLL-ISOLATION']).then(
+      () => 'flushed',
+      (e: { stderr?: string }) => `refused: ${e.stderr ?? ''}`,
+    );
+    assert.match(tamper, /^refused: .*(Permission denied|not permitted|must be root)/i);
+    // Isolation holds: from inside the user's proxy, a connection to the host (its own gateway, on
+    // the api-backend's port) is refused at once by the rules the isolation-firewall service keeps.
+    const name = `ctll-${stack}-proxy-${userHash(username)}`;
+    const gateway = await docker('network', 'inspect', '--format', '{{(index .IPAM.Config 0).Gateway}}', `ctll-${stack}-net-${userHash(username)}`);
+    const connect = `
+      const s = require('node:net').connect(${ports.api}, ${JSON.stringify(gateway)});
+      s.setTimeout(10000, () => { console.log('no answer'); process.exit(0); });
+      s.on('connect', () => { console.log('connected'); process.exit(0); });
+      s.on('error', (e) => { console.log(e.code); process.exit(0); });`;
+    assert.equal(await docker('exec', name, 'node', '-e', connect), 'ECONNREFUSED');
   });
 
   test('the audit log records the proxy start and the bridge; /metrics needs METRICS_TOKEN', async () => {
@@ -264,11 +304,11 @@ describe('the multi-container stack, deployed by the deploy script', { skip, con
   test('alpine-based images (--base alpine)', { skip: 'cannot run here: node:20-alpine and nginx:1.27-alpine cannot be pulled (no registry reachable); the FROM scratch images with the same layout are built and run instead' }, () => {});
 
   test('running the deploy script again changes nothing', { timeout: 300_000 }, async () => {
-    const ids = await Promise.all(['docker-api-filter', 'api-backend', 'nginx-proxy'].map(containerOf));
+    const ids = await Promise.all(['isolation-firewall', 'docker-api-filter', 'api-backend', 'nginx-proxy'].map(containerOf));
     const output = await deploy(['--self-signed', '--trial']);
     assert.match(output, /nginx configuration: unchanged/);
     assert.match(output, /self-signed certificate for localhost present/);
-    assert.deepEqual(await Promise.all(['docker-api-filter', 'api-backend', 'nginx-proxy'].map(containerOf)), ids, 'a container was recreated');
+    assert.deepEqual(await Promise.all(['isolation-firewall', 'docker-api-filter', 'api-backend', 'nginx-proxy'].map(containerOf)), ids, 'a container was recreated');
     // The user's proxy kept running.
     assert.equal(await docker('inspect', '--format', '{{.State.Running}}', `ctll-${stack}-proxy-${userHash(username)}`), 'true');
   });

@@ -2,7 +2,7 @@
 # pull from a registry. Same layout as api-backend.scratch.Dockerfile (the offline twin); the build
 # context is the one scripts/deploy/build-images.sh --base alpine assembles (app/ and run/).
 #
-# iptables: the runtime installs the proxies' isolation rules in the host's network namespace, so
+# iptables: the isolation-firewall service (same image) installs the proxies' isolation rules in the host's network namespace, so
 # the iptables in the image must use the same backend as the host's Docker. Alpine's `iptables` is
 # nft-based (3.19+), like Debian 12 and Ubuntu 22.04+; on a host on iptables-legacy use the
 # scratch image (it copies the host's own iptables) or set CTLL_FIREWALL=off and install the rules

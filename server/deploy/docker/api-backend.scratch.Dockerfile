@@ -1,10 +1,12 @@
-# The cloud server (api-backend) and the Docker API filter, offline: FROM scratch with the build
-# host's node, iptables (the same backend as the host's: nft or legacy) and their libraries.
+# The cloud server (api-backend), the Docker API filter and the isolation firewall's keeper,
+# offline: FROM scratch with the build host's node, iptables (for the keeper: the same backend as
+# the host's, nft or legacy) and their libraries.
 # No registry needed. Built by scripts/deploy/build-images.sh, which assembles the context:
 #   runtime/   /usr/bin/node, /usr/sbin/iptables + ip6tables + their xtables modules, libraries,
 #              the dynamic loader, /etc/passwd, /etc/group, /etc/protocols
 #   app/       server.mjs (server/src/main.ts bundled by esbuild), docker-api-filter.mjs,
-#              healthcheck.mjs, web/ (the built web client, when there is one)
+#              isolation-firewall.mjs (server/src/firewall/cli.ts), healthcheck.mjs, web/ (the
+#              built web client, when there is one)
 #   run/       ctll-docker/ (the mount point of the filter's socket volume, owned by 65534)
 # Twin: api-backend.alpine.Dockerfile (FROM node:20-alpine, same layout), for hosts with a registry.
 FROM scratch

@@ -19,11 +19,12 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import Docker from 'dockerode';
@@ -34,7 +35,8 @@ import type { ProxySpec } from '../runtime.js';
 import { overlaps, parseCidr } from '@cloudtolocalllm/proxy-spec/cidr';
 import { containerCreateOptions, gatewayAddress, networkCreateOptions } from '@cloudtolocalllm/proxy-spec/container-spec';
 import { DockerRuntime } from './docker-runtime.js';
-import { ensureIsolationFirewall, ISOLATION_CHAIN, removeIsolationFirewall } from './isolation-firewall.js';
+import { writeFirewallStatus } from '../../firewall/firewall-status.js';
+import { ensureIsolationFirewall, ISOLATION_CHAIN, removeIsolationFirewall } from '../../firewall/isolation-firewall.js';
 import { containerName, LABEL_OWNER, networkName } from '@cloudtolocalllm/proxy-spec/naming';
 
 const run = promisify(execFile);
@@ -757,5 +759,50 @@ describe('DockerRuntime on a real Docker engine', { skip, timeout: 240_000 }, ()
     assert.match(out.warn.error ?? '', /docker\.sock/, 'warn went on to the engine (which nobody may use)');
     assert.deepEqual(out.off.logs, [], 'off said something about the firewall');
     assert.match(out.off.error ?? '', /docker\.sock/, 'off went on to the engine (which nobody may use)');
+  });
+
+  test("with the keeper's status file (the deployed api-backend): no iptables, no privilege; a start goes on only while the file confirms the rules", { skip: asRoot }, async (t) => {
+    // As nobody: iptables cannot run, so a start that gets past the firewall check to the engine
+    // (whose socket nobody may not use) shows the check needed no privilege.
+    const dir = mkdtempSync(join(os.tmpdir(), 'ctll-firewall-status-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    chmodSync(dir, 0o755);
+    const file = join(dir, 'status.json');
+    const s = spec('firewall-status-file');
+    const script = `
+      const { DockerRuntime } = await import(${JSON.stringify(new URL('./docker-runtime.ts', import.meta.url).href)});
+      const { createLogger } = await import(${JSON.stringify(new URL('../../log.ts', import.meta.url).href)});
+      const logs = [];
+      const runtime = new DockerRuntime({ firewall: 'enforce', firewallStatusFile: ${JSON.stringify(file)}, log: createLogger({}, 'info', (line) => logs.push(JSON.parse(line))) });
+      let out;
+      try {
+        await runtime.start(${JSON.stringify(s)});
+        out = { started: true };
+      } catch (e) {
+        out = { error: e.message, logs: logs.map((l) => l.msg).filter((m) => m.includes('firewall')) };
+      }
+      await runtime.close();
+      process.stdout.write(JSON.stringify(out));`;
+    const attempt = async (): Promise<{ error?: string; logs?: string[] }> => {
+      const { stdout } = await run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+        uid: 65534,
+        gid: 65534,
+        cwd: fileURLToPath(new URL('../../../..', import.meta.url)),
+        env: { ...process.env, HOME: os.tmpdir() },
+        timeout: 60_000,
+      });
+      return JSON.parse(stdout) as { error?: string; logs?: string[] };
+    };
+    const missing = await attempt();
+    assert.match(missing.error ?? '', /the host firewall that isolates proxies is not confirmed \(the isolation firewall's keeper has not written .*status\.json yet\); it is installed and kept by the isolation-firewall service/);
+    assert.doesNotMatch(missing.error ?? '', /docker\.sock|iptables/, 'went on to the engine, or ran iptables');
+    writeFirewallStatus(file, { ok: false, error: 'iptables: Permission denied' }, 60_000);
+    assert.match((await attempt()).error ?? '', /not confirmed \(the isolation firewall's keeper could not install the rules: iptables: Permission denied\)/);
+    writeFirewallStatus(file, { ok: true }, 60_000, Date.now() - 120_000);
+    assert.match((await attempt()).error ?? '', /not confirmed \(the isolation firewall's keeper last confirmed the rules 120 s ago/);
+    writeFirewallStatus(file, { ok: true }, 60_000);
+    const confirmed = await attempt();
+    assert.match(confirmed.error ?? '', /docker\.sock/, 'a confirmed firewall did not let the start go on to the engine');
+    assert.deepEqual(confirmed.logs, [], 'the runtime said something about the firewall although it was confirmed');
   });
 });

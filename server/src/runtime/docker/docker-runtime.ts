@@ -28,7 +28,8 @@ import {
 import { engineMessage, ignoring, statusOf } from './docker-errors.js';
 import { EventWatcher, type EngineEvent } from './event-watcher.js';
 import { OutputTail, waitForHealth } from './health.js';
-import { BRIDGE_INTERFACES, ensureIsolationFirewall, FIREWALL_MODES, ISOLATION_CHAIN, type FirewallMode, type FirewallResult } from './isolation-firewall.js';
+import { BRIDGE_INTERFACES, ensureIsolationFirewall, FIREWALL_MODES, ISOLATION_CHAIN, type FirewallMode, type FirewallResult } from '../../firewall/isolation-firewall.js';
+import { readFirewallStatus } from '../../firewall/firewall-status.js';
 import { assertStackName, assertUserHash, containerName, inStack, LABEL_OWNER, LABEL_STACK, labelFilters, networkName, ownerOf } from '@cloudtolocalllm/proxy-spec/naming';
 import { DEFAULT_IMAGE } from './proxy-image.js';
 import { DEFAULT_SUBNET_PREFIX, DEFAULT_SUBNET_RANGE, DockerSubnetAllocator } from './subnet-allocator.js';
@@ -76,6 +77,12 @@ export interface DockerRuntimeOptions {
    * check is over a minute old, so rules flushed by someone else come back.
    */
   firewall?: FirewallMode;
+  /**
+   * Where the isolation firewall's keeper publishes its state (firewall-status.ts; the server's
+   * CTLL_FIREWALL_STATUS_FILE). When set, this runtime never runs iptables itself: it needs no
+   * privilege, and a start goes ahead (in 'enforce' mode) only while that file confirms the rules.
+   */
+  firewallStatusFile?: string;
   log?: Logger;
 }
 
@@ -116,6 +123,7 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
   private readonly stopTimeoutSeconds: number;
   private readonly responseHeadTimeoutMs: number | undefined;
   readonly firewallMode: FirewallMode;
+  private readonly firewallStatusFile: string | undefined;
   /**
    * The last firewall check: starts within FIREWALL_RECHECK_MS share it, later ones check again
    * (someone may have flushed the host's rules). `final`: 'warn' mode gave up, warned once.
@@ -167,6 +175,7 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
     this.stopTimeoutSeconds = options.stopTimeoutSeconds ?? 2;
     this.responseHeadTimeoutMs = options.responseHeadTimeoutMs;
     this.firewallMode = firewallMode(options.firewall);
+    this.firewallStatusFile = options.firewallStatusFile;
     this.log = (options.log ?? silentLogger).child({ component: 'docker-runtime' });
     this.watcher = new EventWatcher(this.docker, {
       filters: { type: ['container'], label: labelFilters('proxy', this.stack), event: ['die', 'oom'] },
@@ -217,9 +226,13 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
   ensureFirewall(): Promise<void> {
     if (this.firewallMode === 'off') return Promise.resolve();
     const now = Date.now();
-    if (this.firewall && (this.firewall.final || now - this.firewall.at < FIREWALL_RECHECK_MS)) return this.firewall.done;
+    // The keeper's status file is read on every start (it is one small file); iptables is asked at most once a minute.
+    const statusFile = this.firewallStatusFile;
+    const recheckMs = statusFile ? 0 : FIREWALL_RECHECK_MS;
+    if (this.firewall && (this.firewall.final || now - this.firewall.at < recheckMs)) return this.firewall.done;
     const check = { done: Promise.resolve(), at: now, final: false };
-    check.done = ensureIsolationFirewall(this.log).then((result: FirewallResult) => {
+    const confirmed = statusFile ? Promise.resolve(readFirewallStatus(statusFile)) : ensureIsolationFirewall(this.log);
+    check.done = confirmed.then((result: FirewallResult) => {
       if (result.ok) return;
       if (this.firewallMode === 'warn') {
         check.final = true;
@@ -231,6 +244,13 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
       }
       // The next start tries again.
       if (this.firewall === check) this.firewall = undefined;
+      if (statusFile) {
+        throw new Error(
+          `the host firewall that isolates proxies is not confirmed (${result.error}); ` +
+            'it is installed and kept by the isolation-firewall service (docker-compose logs isolation-firewall), ' +
+            "or set CTLL_FIREWALL=warn (DockerRuntime option firewall: 'warn') to run proxies without it, able to reach host services on 0.0.0.0",
+        );
+      }
       throw new Error(
         `the host firewall that isolates proxies could not be installed (${result.error}); ` +
           'run the server as root (iptables needs CAP_NET_ADMIN in the host network namespace), ' +

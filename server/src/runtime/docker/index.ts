@@ -3,4 +3,4 @@ export { DockerRuntime, DEFAULT_IMAGE, describeExit, type DockerProbe, type Dock
 export { DEFAULT_LIMITS, PROXY_PORT, type ProxyLimits } from '@cloudtolocalllm/proxy-spec/container-spec';
 export { containerName, networkName, LABEL_OWNER, LABEL_SUBNET, LABEL_TYPE, TYPE_NETWORK, TYPE_PROXY } from '@cloudtolocalllm/proxy-spec/naming';
 export { DEFAULT_SUBNET_PREFIX, DEFAULT_SUBNET_RANGE, SubnetExhaustedError } from './subnet-allocator.js';
-export { BRIDGE_INTERFACES, ensureIsolationFirewall, ISOLATION_CHAIN, removeIsolationFirewall, type FirewallResult } from './isolation-firewall.js';
+export { BRIDGE_INTERFACES, ensureIsolationFirewall, ISOLATION_CHAIN, removeIsolationFirewall, type FirewallResult } from '../../firewall/isolation-firewall.js';

@@ -43,7 +43,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { silentLogger, type Logger } from '../../log.js';
+import { silentLogger, type Logger } from '../log.js';
 
 export const ISOLATION_CHAIN = 'CTLL-ISOLATION';
 /** The interface match for every user network's bridge (container-spec.ts bridgeName). */

@@ -1,0 +1,67 @@
+/**
+ * How the isolation firewall's keeper (firewall-keeper.ts, the privileged `isolation-firewall`
+ * service) tells the unprivileged api-backend that the rules are in place: a small JSON file in a
+ * volume the api-backend mounts read-only. The file says until when it may be believed; a keeper
+ * that died or hangs stops renewing it, and the api-backend then refuses to start proxies
+ * (CTLL_FIREWALL=enforce) exactly as if it had failed to install the rules itself.
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { BRIDGE_INTERFACES, ISOLATION_CHAIN, type FirewallResult } from './isolation-firewall.js';
+
+export interface FirewallStatus {
+  ok: boolean;
+  /** Why the rules are not in place (when ok is false). */
+  error?: string;
+  chain: string;
+  interfaces: string;
+  /** When the keeper last checked the rules (ms since the epoch). */
+  checkedAt: number;
+  /** Past this the status is stale: the keeper should have checked again well before. */
+  validUntil: number;
+}
+
+/** Writes the status so a reader never sees half a file (write aside, then rename). */
+export function writeFirewallStatus(file: string, result: FirewallResult, validForMs: number, now = Date.now()): FirewallStatus {
+  const status: FirewallStatus = {
+    ok: result.ok,
+    ...(result.ok ? {} : { error: result.error }),
+    chain: ISOLATION_CHAIN,
+    interfaces: BRIDGE_INTERFACES,
+    checkedAt: now,
+    validUntil: now + validForMs,
+  };
+  mkdirSync(dirname(file), { recursive: true });
+  const aside = `${file}.${process.pid}.tmp`;
+  writeFileSync(aside, `${JSON.stringify(status)}\n`, { mode: 0o644 });
+  renameSync(aside, file);
+  return status;
+}
+
+/**
+ * What the status file says about the rules, as a FirewallResult: ok only when the file exists,
+ * parses, says ok, and is not stale. Never throws; every other case says what is wrong.
+ */
+export function readFirewallStatus(file: string, now = Date.now()): FirewallResult {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return { ok: false, error: code === 'ENOENT' ? `the isolation firewall's keeper has not written ${file} yet` : `${file} cannot be read (${code ?? (e as Error).message})` };
+  }
+  let status: Partial<FirewallStatus>;
+  try {
+    status = JSON.parse(text) as Partial<FirewallStatus>;
+  } catch {
+    return { ok: false, error: `${file} is not the keeper's JSON status` };
+  }
+  if (typeof status.ok !== 'boolean' || typeof status.checkedAt !== 'number' || typeof status.validUntil !== 'number') {
+    return { ok: false, error: `${file} is not the keeper's JSON status (ok, checkedAt, validUntil)` };
+  }
+  if (!status.ok) return { ok: false, error: `the isolation firewall's keeper could not install the rules: ${status.error ?? 'no reason given'}` };
+  if (now > status.validUntil) {
+    return { ok: false, error: `the isolation firewall's keeper last confirmed the rules ${Math.round((now - status.checkedAt) / 1000)} s ago and has not since (is the isolation-firewall service running?)` };
+  }
+  return { ok: true };
+}
