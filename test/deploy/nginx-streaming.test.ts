@@ -411,6 +411,10 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
       assert.ok(streaming.includes(directive), `streaming.conf lacks ${directive}`);
     }
     assert.match(tlsConf, /^ssl_protocols TLSv1\.2 TLSv1\.3;$/m);
+    // Logs go to the container's stdout and stderr, so Docker's rotation bounds them (no file of its own).
+    const main = readFileSync(prod.conf, 'utf8');
+    assert.match(main, /^\s*access_log \/dev\/stdout ctll_json;$/m);
+    assert.match(main, /^error_log stderr warn;$/m);
     assert.match(site, /listen 127\.0\.0\.1:\d+ ssl http2;/);
     assert.match(site, /location \^~ \/\.well-known\/acme-challenge\/ \{/);
     // And nginx itself accepts it.
