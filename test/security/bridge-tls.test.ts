@@ -20,7 +20,7 @@ import { BRIDGE_PATH } from '../../bridge/connection/protocol.js';
 import type { BridgeStatus } from '../../bridge/supervisor/status.js';
 import { StaticTokenAuthenticator } from '../../server/src/proxy/auth.js';
 import { StreamingProxy } from '../../server/src/proxy/streaming-proxy.js';
-import { IN_CI, ROOT, selfSignedCertificate, which } from '../deploy/deploy-harness.js';
+import { IN_CI, onJsonLines, ROOT, selfSignedCertificate, which } from '../deploy/deploy-harness.js';
 import { OllamaEmulator } from '../emulator/ollama-emulator.js';
 import { issue, makeCa, type IssuedCertificate, type TestCa } from './test-certificates.js';
 
@@ -80,19 +80,11 @@ async function bridgeOutcome(options: { port: number; token: string; ollamaUrl: 
   try {
     const status = await new Promise<BridgeStatus>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`the bridge reported neither connected nor an error within 60 s:\n${output}`)), 60_000);
-      let buffer = '';
-      child.stdout!.on('data', (c: Buffer) => {
-        output += c.toString();
-        buffer += c.toString();
-        let nl: number;
-        while ((nl = buffer.indexOf('\n')) >= 0) {
-          const line = buffer.slice(0, nl);
-          buffer = buffer.slice(nl + 1);
-          const event = JSON.parse(line) as BridgeStatus & { event: string };
-          if (event.event === 'status' && (event.state === 'connected' || event.state === 'error')) {
-            clearTimeout(timer);
-            resolve(event);
-          }
+      child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
+      onJsonLines(child.stdout!, (event) => {
+        if (event['event'] === 'status' && (event['state'] === 'connected' || event['state'] === 'error')) {
+          clearTimeout(timer);
+          resolve(event as unknown as BridgeStatus);
         }
       });
       child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
