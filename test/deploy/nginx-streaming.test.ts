@@ -42,6 +42,8 @@ import {
   httpsStream,
   IN_CI,
   renderNginx,
+  ROOT,
+  run,
   selfSignedCertificate,
   startBridgeProcess,
   startNginx,
@@ -411,8 +413,12 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
       assert.ok(streaming.includes(directive), `streaming.conf lacks ${directive}`);
     }
     assert.match(tlsConf, /^ssl_protocols TLSv1\.2 TLSv1\.3;$/m);
-    // Logs go to the container's stdout and stderr, so Docker's rotation bounds them (no file of its own).
-    const main = readFileSync(prod.conf, 'utf8');
+    // Logs go to the container's stdout and stderr, so Docker's rotation bounds them (no file of its
+    // own): the render script's defaults, as the deploy script uses them (the harness above points
+    // them at files of the test).
+    const defaults = join(dir, 'default-render');
+    await run(join(ROOT, 'scripts/deploy/render-nginx-conf.sh'), ['--out', defaults, '--server-name', 'localhost']);
+    const main = readFileSync(join(defaults, 'nginx.conf'), 'utf8');
     assert.match(main, /^\s*access_log \/dev\/stdout ctll_json;$/m);
     assert.match(main, /^error_log stderr warn;$/m);
     assert.match(site, /listen 127\.0\.0\.1:\d+ ssl http2;/);
