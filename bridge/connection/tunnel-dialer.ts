@@ -6,6 +6,7 @@
 import tls from 'node:tls';
 import http2, { type Http2Session, type Http2Server, type ServerHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import WebSocket, { createWebSocketStream } from 'ws';
+import { certificateProblem } from './certificate-errors.js';
 import { startHeartbeat, type HeartbeatOptions } from './heartbeat.js';
 import { readSmallBody } from './small-body.js';
 import {
@@ -32,6 +33,7 @@ export class TunnelError extends Error {
       | 'forbidden'
       | 'refused'
       | 'network'
+      | 'certificate'
       | 'replaced'
       | 'heartbeat-timeout'
       | 'protocol'
@@ -128,7 +130,10 @@ export function dialTunnel(options: DialOptions): Promise<TunnelConnection> {
     ws.on('error', (e: Error) => {
       if (!settled) {
         settled = true;
-        reject(new TunnelError('network', `cannot reach the proxy at ${options.proxyUrl}: ${e.message}`));
+        // Retried like a network failure (the operator may fix the certificate), but named.
+        const certificate = certificateProblem(e);
+        if (certificate) reject(new TunnelError('certificate', `refusing the proxy at ${options.proxyUrl}: ${certificate.message}`));
+        else reject(new TunnelError('network', `cannot reach the proxy at ${options.proxyUrl}: ${e.message}`));
       }
     });
 

@@ -7,6 +7,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
+import { certificateProblem } from './certificate-errors.js';
 import { BRIDGE_USER_AGENT, RENEW_PATH } from './protocol.js';
 import { readSmallBody } from './small-body.js';
 
@@ -62,7 +63,7 @@ export function renewTunnel(url: URL, token: string, tunnel: string, ca?: string
         }),
     );
     req.on('timeout', () => req.destroy(new Error('no answer within 15 s')));
-    req.on('error', (e) => resolve({ ok: false, status: 0, error: e.message }));
+    req.on('error', (e) => resolve({ ok: false, status: 0, error: certificateProblem(e)?.message ?? e.message }));
     req.end(body);
   });
 }

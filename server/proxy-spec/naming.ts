@@ -72,6 +72,7 @@ export function networkName(userHash: string, stack?: string): string {
 /** Matches exactly the names of one stack's containers or networks (for the Docker API filter). */
 export function namePattern(kind: 'proxy' | 'net', stack?: string): RegExp {
   // A stack name's only regex character is '.'.
+  // eslint-disable-next-line security/detect-non-literal-regexp -- built from a stack name assertStackName() allows ([a-z0-9_.-]), '.' escaped
   return new RegExp(`^${scopePrefix(stack).replace(/\./g, '\\.')}${kind}-[0-9a-f]{64}$`);
 }
 

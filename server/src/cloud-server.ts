@@ -190,6 +190,7 @@ export async function startCloudServer(config: ServerConfig, extras: CloudServer
     ...(embeddedIssuer ? { webClientId: embeddedIssuer.webClientId } : config.webClientId ? { webClientId: config.webClientId } : {}),
   };
   const webRoot = extras.webRoot ?? config.webRoot;
+  // eslint-disable-next-line security/detect-non-literal-fs-filename -- the web root from the server's configuration
   if (webRoot && existsSync(join(webRoot, 'index.html'))) {
     api.fallback = staticSite({ root: webRoot, issuerOrigin: new URL(issuer).origin });
   } else if (webRoot) {

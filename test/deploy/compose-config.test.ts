@@ -69,7 +69,8 @@ describe('docker-compose.multi.yml', { skip: skipCompose }, () => {
       assert.equal(s['read_only'], true, `${name}: root filesystem not read-only`);
       assert.deepEqual(s['cap_drop'], ['ALL'], name);
       assert.ok((s['security_opt'] as string[]).includes('no-new-privileges:true'), name);
-      assert.equal(s['logging']?.options?.['max-size'], '10m', name);
+      // Retention (docs/compliance.md): rotated json-file logs, bounded in size.
+      assert.deepEqual(s['logging'], { driver: 'json-file', options: { 'max-size': '10m', 'max-file': '5' } }, name);
     }
   });
 

@@ -171,23 +171,11 @@ export async function startBridgeProcess(options: {
       void stop();
       reject(new Error(`the bridge did not connect within ${(options.timeoutMs ?? 60_000) / 1000} s:\n${out}`));
     }, options.timeoutMs ?? 60_000);
-    let buffer = '';
-    child.stdout!.on('data', (c: Buffer) => {
-      out += c.toString();
-      buffer += c.toString();
-      let nl: number;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        try {
-          const event = JSON.parse(line) as { event?: string; state?: string };
-          if (event.event === 'status' && event.state === 'connected') {
-            clearTimeout(timer);
-            resolve();
-          }
-        } catch {
-          /* not JSON */
-        }
+    child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+    onJsonLines(child.stdout!, (event) => {
+      if (event['event'] === 'status' && event['state'] === 'connected') {
+        clearTimeout(timer);
+        resolve();
       }
     });
     child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
@@ -197,6 +185,26 @@ export async function startBridgeProcess(options: {
     });
   });
   return { child, output: () => out, stop };
+}
+
+/** Calls `onEvent` with each line of `stream` that is a JSON object (the bridge CLI's `--json` events); other lines are skipped. */
+export function onJsonLines(stream: NodeJS.ReadableStream, onEvent: (event: Record<string, unknown>) => void): void {
+  let buffer = '';
+  stream.on('data', (c: Buffer | string) => {
+    buffer += c.toString();
+    let nl: number;
+    while ((nl = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + 1);
+      let event: unknown;
+      try {
+        event = JSON.parse(line);
+      } catch {
+        continue; // not JSON
+      }
+      if (event && typeof event === 'object') onEvent(event as Record<string, unknown>);
+    }
+  });
 }
 
 export interface TimedLine {

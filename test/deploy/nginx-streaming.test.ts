@@ -7,16 +7,18 @@
  *    token arrives while the Ollama emulator is still generating;
  *  - the bridge's WebSocket (/ws/bridge) passes the upgrade;
  *  - TLS 1.2/1.3 only, modern ciphers, unknown names refused, HSTS and security headers once;
+ *    also as operators check it, with openssl s_client and curl against a control server that
+ *    accepts everything (so each refusal is nginx's, not the client's);
  *  - body limits: large image bodies pass on /ollama/, blobs have no limit;
  *  - gzip never touches a stream; the ACME webroot is served on plain HTTP;
  *  - a stream with more than a minute of silence between tokens and over 5 minutes long is not
  *    cut (CTLL_LONG_TESTS=1 or CI=true only: it takes about 5 min 5 s).
  *
- * Skipped when nginx or openssl is missing, except in CI (CI=true), where that is a failure.
+ * Skipped when nginx, openssl or curl is missing, except in CI (CI=true), where that is a failure.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -40,6 +42,8 @@ import {
   httpsStream,
   IN_CI,
   renderNginx,
+  ROOT,
+  run,
   selfSignedCertificate,
   startBridgeProcess,
   startNginx,
@@ -52,8 +56,8 @@ import {
 
 const nginxBin = which('nginx');
 const opensslBin = which('openssl');
-const missing = [!nginxBin && 'nginx (apt-get install -y nginx)', !opensslBin && 'openssl'].filter(Boolean).join(', ');
-if (missing && IN_CI) test('nginx and openssl are installed (CI machines must have them)', () => assert.fail(`missing: ${missing}`));
+const missing = [!nginxBin && 'nginx (apt-get install -y nginx)', !opensslBin && 'openssl', !which('curl') && 'curl'].filter(Boolean).join(', ');
+if (missing && IN_CI) test('nginx, openssl and curl are installed (CI machines must have them)', () => assert.fail(`missing: ${missing}`));
 const skip = missing ? `missing on this machine: ${missing}; CI=true makes this a failure` : false;
 const LONG = process.env['CTLL_LONG_TESTS'] === '1' || IN_CI;
 
@@ -64,6 +68,42 @@ function textOf(result: StreamResult): string {
     .filter((o) => !o.done)
     .map((o) => o.response ?? '')
     .join('');
+}
+
+/**
+ * `openssl s_server` with the test certificate, accepting every protocol and suite OpenSSL has
+ * (SECLEVEL=0): what the clients reach when only nginx's configuration says no.
+ */
+async function startControlServer(cert: string, key: string, env: NodeJS.ProcessEnv): Promise<{ port: number; stop(): Promise<void> }> {
+  const port = await freePort();
+  const child = spawn(opensslBin!, ['s_server', '-accept', `127.0.0.1:${port}`, '-cert', cert, '-key', key, '-cipher', 'ALL:@SECLEVEL=0', '-www'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let out = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`openssl s_server did not start within 10 s: ${out}`)), 10_000);
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (out.includes('ACCEPT')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`openssl s_server exited (${code}): ${out}`));
+    });
+  }).catch((e: unknown) => {
+    child.kill();
+    throw e;
+  });
+  return {
+    port,
+    stop: async () => {
+      child.kill();
+      await exited;
+    },
+  };
 }
 
 describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)', { skip, concurrency: false }, () => {
@@ -227,12 +267,80 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
         s.on('error', (e) => resolve(`refused: ${e.message}`));
       });
     assert.match(await attempt({ minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' }), /^refused/);
-    // TLS 1.2 without forward secrecy (static RSA key exchange, CBC): not offered.
-    assert.match(await attempt({ maxVersion: 'TLSv1.2', ciphers: 'AES128-SHA:AES256-SHA:AES128-GCM-SHA256' }), /^refused/);
+    // TLS 1.2 with CBC suites this ECDSA certificate could serve: not offered. (Static-RSA suites
+    // cannot be negotiated with an ECDSA certificate at all, so they would prove nothing here; the
+    // configured list is checked suite by suite in the openssl test below.)
+    assert.match(await attempt({ maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA384' }), /^refused/);
     assert.equal(await attempt({ maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256' }), 'connected TLSv1.2');
     assert.equal(await attempt({}), 'connected TLSv1.3');
     // A name this server is not for: the handshake is rejected (no certificate shown).
     assert.match(await attempt({ servername: 'not-this-site.example', rejectUnauthorized: false }), /^refused/);
+  });
+
+  test('as an operator checks it: openssl s_client and curl see TLS 1.2/1.3 only, AEAD suites only, and HTTP/2', async () => {
+    // The system's OpenSSL configuration (Debian: MinProtocol TLSv1.2, SECLEVEL=2) would stop the
+    // clients from even offering what nginx must refuse; with an empty one and SECLEVEL=0 they
+    // offer it, as a control server that accepts everything shows: each refusal is nginx's.
+    const conf = join(dir, 'openssl-empty.cnf');
+    writeFileSync(conf, '');
+    const env = { ...process.env, OPENSSL_CONF: conf };
+    const server = await startControlServer(join(dir, 'tls/fullchain.pem'), join(dir, 'tls/privkey.pem'), env);
+    const control = server.port;
+    try {
+      const sClient = (port: number, args: string[]): { ok: boolean; protocol?: string; cipher?: string; output: string } => {
+        const r = spawnSync(opensslBin!, ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'localhost', '-CAfile', join(dir, 'tls/fullchain.pem'), ...args], { input: '', env, encoding: 'utf8', timeout: 15_000 });
+        const output = `${r.stdout}${r.stderr}`;
+        // The session block names the protocol; with TLS 1.3 it may not come before the close,
+        // but then "New, TLSv1.3, Cipher is ..." does (for 1.2 that line names the suite's version).
+        const protocol = /^\s*Protocol\s*:\s*(\S+)/m.exec(output)?.[1] ?? /^New, (TLSv1\.3), Cipher is/m.exec(output)?.[1];
+        const cipher = /Cipher is (\S+)/.exec(output)?.[1];
+        const ok = r.status === 0 && cipher !== undefined && cipher !== '(NONE)';
+        return { ok, ...(protocol ? { protocol } : {}), ...(cipher ? { cipher } : {}), output };
+      };
+      const legacy = ['-cipher', 'DEFAULT:@SECLEVEL=0'];
+      for (const version of ['-tls1', '-tls1_1']) {
+        assert.ok(sClient(control, [version, ...legacy]).ok, `the control server did not accept ${version}: the client never offered it`);
+        const r = sClient(ports.https, [version, ...legacy]);
+        assert.equal(r.ok, false, `nginx accepted ${version}: ${r.protocol} ${r.cipher}`);
+      }
+      for (const weak of ['ECDHE-ECDSA-AES128-SHA', 'ECDHE-ECDSA-AES256-SHA384']) {
+        assert.ok(sClient(control, ['-tls1_2', '-cipher', `${weak}:@SECLEVEL=0`]).ok, `the control server did not accept ${weak}`);
+        const r = sClient(ports.https, ['-tls1_2', '-cipher', `${weak}:@SECLEVEL=0`]);
+        assert.equal(r.ok, false, `nginx accepted the weak suite ${weak}`);
+      }
+      for (const good of ['ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-CHACHA20-POLY1305']) {
+        const r = sClient(ports.https, ['-tls1_2', '-cipher', good]);
+        assert.deepEqual([r.ok, r.protocol, r.cipher], [true, 'TLSv1.2', good], r.output);
+      }
+      const tls13 = sClient(ports.https, ['-tls1_3']);
+      assert.deepEqual([tls13.ok, tls13.protocol], [true, 'TLSv1.3'], tls13.output);
+      assert.match(tls13.output, /Verify return code: 0 \(ok\)/);
+
+      // The configured suites, whatever the certificate: each is ECDHE key exchange with an AEAD cipher.
+      const tlsConf = readFileSync(join(rendered.confDir, 'snippets/tls.conf'), 'utf8');
+      const configured = /^ssl_ciphers ([^;]+);$/m.exec(tlsConf)![1]!;
+      // (`openssl ciphers` appends OpenSSL's TLS 1.3 suites, all AEAD, which nginx uses as they are.)
+      const suites = execFileSync(opensslBin!, ['ciphers', '-v', configured], { encoding: 'utf8', env }).trim().split('\n');
+      const tls12 = suites.filter((line) => !/\sTLSv1\.3\s/.test(line));
+      assert.equal(tls12.length, configured.split(':').length, suites.join('\n'));
+      for (const suite of tls12) assert.match(suite, /\bKx=ECDH\b.*\bEnc=(AESGCM|CHACHA20\/POLY1305)\(\d+\)\s+Mac=AEAD$/, suite);
+      for (const suite of suites) assert.match(suite, /Mac=AEAD$/, suite);
+
+      // Not spawnSync: /health is answered by the cloud server in this very process.
+      const curl = (port: number, args: string[]): Promise<{ status: number; out: string }> =>
+        new Promise((resolve) => {
+          const argv = ['-sS', '--max-time', '15', '--cacert', join(dir, 'tls/fullchain.pem'), '--resolve', `localhost:${port}:127.0.0.1`, '-o', '/dev/null', '-w', '%{http_version} %{response_code}', ...args, `https://localhost:${port}/health`];
+          execFile('curl', argv, { env, encoding: 'utf8' }, (error, stdout, stderr) => resolve({ status: error ? Number(error.code ?? -1) : 0, out: `${stdout}${stderr}` }));
+        });
+      assert.deepEqual(await curl(ports.https, ['--http2']), { status: 0, out: '2 200' });
+      assert.deepEqual(await curl(ports.https, ['--http1.1', '--tlsv1.2', '--tls-max', '1.2']), { status: 0, out: '1.1 200' });
+      const oldTls = ['--tlsv1.0', '--tls-max', '1.1', '--ciphers', 'DEFAULT:@SECLEVEL=0'];
+      assert.equal((await curl(control, [...oldTls, '--http1.1'])).status, 0, 'the control server did not accept curl with TLS 1.1');
+      const refused = await curl(ports.https, oldTls);
+      assert.notEqual(refused.status, 0, `curl got through nginx with TLS < 1.2: ${refused.out}`);
+    } finally {
+      await server.stop();
+    }
   });
 
   test('security headers are on every answer, once each (HSTS, nosniff, frame, referrer)', async () => {
@@ -306,6 +414,14 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
       assert.ok(streaming.includes(directive), `streaming.conf lacks ${directive}`);
     }
     assert.match(tlsConf, /^ssl_protocols TLSv1\.2 TLSv1\.3;$/m);
+    // Logs go to the container's stdout and stderr, so Docker's rotation bounds them (no file of its
+    // own): the render script's defaults, as the deploy script uses them (the harness above points
+    // them at files of the test).
+    const defaults = join(dir, 'default-render');
+    await run(join(ROOT, 'scripts/deploy/render-nginx-conf.sh'), ['--out', defaults, '--server-name', 'localhost']);
+    const main = readFileSync(join(defaults, 'nginx.conf'), 'utf8');
+    assert.match(main, /^\s*access_log \/dev\/stdout ctll_json;$/m);
+    assert.match(main, /^error_log stderr warn;$/m);
     assert.match(site, /listen 127\.0\.0\.1:\d+ ssl http2;/);
     assert.match(site, /location \^~ \/\.well-known\/acme-challenge\/ \{/);
     // And nginx itself accepts it.

@@ -6,9 +6,11 @@
  * docker-compose. Then a user
  * signs in, the bridge CLI connects through nginx, and a token stream travels
  *   client -TLS-> nginx -> api-backend -> the user's proxy container -> bridge -> Ollama emulator
- * and back. Then the api-backend's lack of privilege (not root, no capability) while the isolation
- * firewall still holds, the audit log, /metrics, the Docker API filter seen from inside the api-backend,
- * idempotence of a second run, the build-only profile, and --down, which must leave nothing.
+ * and back. Then: the api-backend's lack of privilege (not root, no capability) while the isolation
+ * firewall still holds; nothing of a chat (prompt, answer, token, proxy secret) in any log or container
+ * filesystem; the audit log, /metrics, the Docker API filter seen from inside the api-backend,
+ * idempotence of a second run, the build-only profile, a subject access and erasure request
+ * (scripts/deploy/data-request.sh) on the running stack, and --down, which must leave nothing.
  *
  * Everything is in its own compose project and labelled with its own stack name: other stacks,
  * tests and benchmarks on the same engine are never touched.
@@ -16,7 +18,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -231,6 +233,68 @@ describe('the multi-container stack, deployed by the deploy script', { skip, con
     assert.equal(await docker('exec', name, 'node', '-e', connect), 'ECONNREFUSED');
   });
 
+  test('nothing of a chat is kept: prompt, answer, token and proxy secret are in no log and on no container filesystem', { timeout: 120_000 }, async () => {
+    const marker = `compliance-marker-${randomBytes(6).toString('hex')}`;
+    const body = JSON.stringify({ model: 'llama3.2', stream: false, options: { num_predict: 12 }, messages: [{ role: 'user', content: `Tell me about ${marker}` }] });
+    const chat = await httpsRequest({
+      port: ports.https,
+      path: '/ollama/api/chat',
+      method: 'POST',
+      ca,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body,
+    });
+    assert.equal(chat.status, 200, chat.body);
+    const answer = (JSON.parse(chat.body) as { message: { content: string } }).message.content;
+    assert.equal(answer, expectedText(12));
+    const sent = createHash('sha256').update(body).digest('hex');
+    assert.ok(emulator.requests.some((r) => r.path === '/api/chat' && r.bodySha256 === sent), 'the prompt did not reach Ollama whole');
+
+    const proxy = `ctll-${stack}-proxy-${userHash(username)}`;
+    const secret = /^PROXY_TOKEN=(.+)$/m.exec(await docker('inspect', '--format', '{{range .Config.Env}}{{println .}}{{end}}', proxy))?.[1];
+    assert.ok(secret, 'the proxy has no PROXY_TOKEN');
+    const needles: Record<string, string> = { prompt: marker, answer, 'access token': token.slice(-24), 'proxy secret': secret };
+    const found = (where: string, text: string): string[] => Object.entries(needles).filter(([, v]) => text.includes(v)).map(([k]) => `${k} in ${where}`);
+
+    // Every log Docker keeps of the stack (the api-backend's holds the audit log), and the proxy's own.
+    const hits = [
+      ...found('the services\' logs (docker-compose logs)', await compose(['logs', '--no-color'])),
+      ...found("the proxy's log (docker logs)", await run('docker', ['logs', proxy], { maxBuffer: 16 << 20 }).then((r) => r.stdout + r.stderr)),
+    ];
+    // What each container wrote: its layer (docker diff: with a read-only root only the engine's
+    // own mount points, such as /tmp and /sbin/docker-init) and its tmpfs, searched file by file.
+    const search = `
+      const fs = require('node:fs'), path = require('node:path');
+      const needles = JSON.parse(process.env.NEEDLES), hits = [];
+      const walk = (p) => { let st; try { st = fs.lstatSync(p); } catch { return; }
+        if (st.isDirectory()) { for (const n of fs.readdirSync(p)) walk(path.join(p, n)); return; }
+        if (!st.isFile() || st.size > 64 << 20) return;
+        let text; try { text = fs.readFileSync(p, 'latin1'); } catch { return; }
+        for (const [k, v] of Object.entries(needles)) if (text.includes(v)) hits.push(k + ' in ' + p); };
+      for (const p of process.argv.slice(1)) walk(p);
+      console.log(JSON.stringify(hits));`;
+    const env = ['-e', `NEEDLES=${JSON.stringify(needles)}`];
+    const containers: Array<[string, string]> = [
+      ['the proxy', proxy],
+      ['the api-backend', await containerOf('api-backend')],
+      ['the docker-api-filter', await containerOf('docker-api-filter')],
+      ['the isolation-firewall', await containerOf('isolation-firewall')],
+    ];
+    for (const [what, id] of containers) {
+      const changed = (await docker('diff', id)).split('\n').filter(Boolean).map((l) => l.slice(2));
+      const inside = JSON.parse(await docker('exec', ...env, id, 'node', '-e', search, '/tmp', ...changed)) as string[];
+      hits.push(...inside.map((h) => `${h} (${what})`));
+    }
+    // nginx: its tmpfs holds the pid file and any request body it ever buffered.
+    const nginx = await containerOf('nginx-proxy');
+    const grep = await run('docker', ['exec', nginx, '/bin/busybox', 'grep', '-rl', '-F', ...Object.values(needles).flatMap((v) => ['-e', v]), '/tmp']).then(
+      (r) => r.stdout.trim(),
+      (e: { code?: number; stdout?: string; stderr?: string }) => (e.code === 1 ? '' : `grep failed: ${e.stderr ?? ''}`),
+    );
+    if (grep) hits.push(`${grep} (nginx-proxy)`);
+    assert.deepEqual(hits, []);
+  });
+
   test('the audit log records the proxy start and the bridge; /metrics needs METRICS_TOKEN', async () => {
     const logs = await compose(['logs', '--no-color', 'api-backend']);
     const audit = logs
@@ -317,6 +381,45 @@ describe('the multi-container stack, deployed by the deploy script', { skip, con
     await compose(['--profile', 'build-only', 'build', 'streaming-proxy-base'], { CTLL_PROXY_IMAGE: buildOnlyImage });
     const { stdout } = await run('docker', ['run', '--rm', '--network', 'none', '--entrypoint', 'node', buildOnlyImage, '-e', 'console.log(require("node:fs").existsSync("/app/proxy.mjs"))']);
     assert.equal(stdout.trim(), 'true');
+  });
+
+  test('data-request.sh answers a subject access request and erases a user from the running stack', { timeout: 240_000 }, async () => {
+    // A second user with a proxy of their own; the first user's proxy must survive the erasure.
+    const other = `erase-user-${randomBytes(3).toString('hex')}`;
+    const config = JSON.parse((await httpsRequest({ port: ports.https, path: '/api/config', ca })).body) as { issuer: string; audience: string; desktopClientId: string };
+    const otherToken = (await headlessSignIn({ issuer: config.issuer, clientId: config.desktopClientId, audience: config.audience, username: other })).accessToken;
+    const started = await httpsRequest({ port: ports.https, path: '/api/proxy/start', method: 'POST', ca, headers: { authorization: `Bearer ${otherToken}`, 'content-type': 'application/json' }, body: '{}' });
+    assert.ok(started.status === 200 || started.status === 201, started.body);
+    const hash = userHash(other);
+    const request = async (args: string[]): Promise<string> => {
+      const r = await run(join(ROOT, 'scripts/deploy/data-request.sh'), [...args, '--env-file', envFile], { env: { ...process.env, NO_COLOR: '1' }, maxBuffer: 16 << 20 });
+      return r.stdout + r.stderr;
+    };
+
+    const access = await request(['access', other]);
+    assert.match(access, new RegExp(`"action":"proxy\\.start".*"userHash":"${hash}"`));
+    assert.match(access, new RegExp(`proxy: ctll-${stack}-proxy-${hash} Up`));
+    assert.ok(!access.includes(userHash(username)), "another user's lines were printed");
+
+    // Refused while the services run, unless --restart.
+    await assert.rejects(request(['erase', other]), /running: Docker appends to its log while it runs; rerun with --restart/);
+    const erased = await request(['erase', other, '--restart']);
+    assert.match(erased, new RegExp(`removed the proxy ctll-${stack}-proxy-${hash}`));
+    assert.match(erased, /[1-9]\d* line\(s\) of user [0-9a-f]{64} deleted/);
+
+    // The services are back (the api-backend healthy), nothing names the user any more, the rest is kept.
+    for (let i = 0; i < 60; i++) {
+      if ((await docker('inspect', '--format', '{{.State.Health.Status}}', await containerOf('api-backend'))) === 'healthy') break;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    assert.equal(await docker('inspect', '--format', '{{.State.Health.Status}}', await containerOf('api-backend')), 'healthy');
+    const logs = await compose(['logs', '--no-color', 'api-backend', 'docker-api-filter']);
+    assert.ok(!logs.includes(hash.slice(0, 12)), "the erased user's hash (or its 12-digit short form) is still in the logs");
+    assert.ok(logs.includes(userHash(username)), "the other user's lines went too");
+    assert.equal(await docker('ps', '-aq', '--filter', `name=ctll-${stack}-proxy-${hash}`), '');
+    assert.equal(await docker('network', 'ls', '-q', '--filter', `name=ctll-${stack}-net-${hash}`), '');
+    assert.equal(await docker('inspect', '--format', '{{.State.Running}}', `ctll-${stack}-proxy-${userHash(username)}`), 'true');
+    assert.match(await request(['access', other]), /0 log line\(s\) name user/);
   });
 
   // Only objects labelled with this stack are removed: the script filters on the label.

@@ -22,6 +22,7 @@ const EXTERNAL: Record<string, string> = {
   NODE_ENV: "Node's convention; the desktop app logs debug lines to the console with development",
   NO_COLOR: 'the no-color.org convention, honoured by the deploy scripts',
   RENEWED_LINEAGE: "set by certbot for a deploy hook: the renewed certificate's folder",
+  NEEDLES: 'passed by test/deploy/stack.test.ts to the search script it runs inside a container, not a setting',
   DRY_RUN: 'passed from the deploy scripts to scripts/deploy/lib.sh (set by --dry-run), not a setting',
   CTLL_TAG: 'set by each deploy script for scripts/deploy/lib.sh (the name its messages start with), not a setting',
 };

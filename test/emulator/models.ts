@@ -90,6 +90,7 @@ export function keepAliveMs(value: unknown): number | undefined {
   const text = value.trim();
   if (/^-?\d+$/.test(text)) return Number(text) * 1000;
   const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  // eslint-disable-next-line security/detect-unsafe-regex -- sticky, and the optional fraction starts with a literal '.': linear
   const re = /(-?\d+(?:\.\d+)?)(ms|s|m|h)/gy;
   let total = 0;
   let matched = 0;

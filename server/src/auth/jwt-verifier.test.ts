@@ -474,3 +474,11 @@ describe('jwtOptionsFromEnv', () => {
     test(`refuses ${label}`, () => assert.throws(() => jwtOptionsFromEnv(env), message));
   }
 });
+
+test('the issuer and its keys are reached over https only (plain http on loopback alone, for local issuers)', () => {
+  const audience = 'https://api.example.test';
+  assert.throws(() => new JwtVerifier({ issuer: 'http://tenant.example.com/', audience }), /issuer must be an https URL/);
+  assert.throws(() => new JwtVerifier({ issuer: 'https://tenant.example.com/', audience, jwksUri: 'http://tenant.example.com/.well-known/jwks.json' }), /jwksUri must be an https URL/);
+  assert.doesNotThrow(() => new JwtVerifier({ issuer: 'https://tenant.example.com/', audience }));
+  assert.doesNotThrow(() => new JwtVerifier({ issuer: 'http://127.0.0.1:4000', audience }));
+});

@@ -64,6 +64,7 @@ process.on('uncaughtException', (error) => {
 
 (globalThis as Record<symbol, unknown>)[LAUNCH_KEY] = launch;
 const doubleUrl = new URL('./electron.ts', import.meta.url).href;
+// eslint-disable-next-line no-unsanitized/method -- the double's own module, next to this file
 const electron = (await import(doubleUrl)) as typeof import('./electron.js');
 (globalThis as Record<symbol, unknown>)[DOUBLE_KEY] = electron;
 
@@ -77,5 +78,6 @@ moduleInternals._load = function (request, parent, isMain) {
 
 process.argv = argv;
 const pkg = JSON.parse(readFileSync(join(launch.appPath, 'package.json'), 'utf8')) as { main?: string };
+// eslint-disable-next-line no-unsanitized/method -- the app under test, as `electron APP_DIR` runs its main script
 await import(pathToFileURL(resolve(launch.appPath, pkg.main ?? 'index.js')).href);
 electron.app.markReady();

@@ -50,6 +50,7 @@ export function sysctlPath(setting: string): string {
 }
 
 /** The settings that bound the number of proxies, with the number each allows; unreadable ones are left out. */
+// eslint-disable-next-line security/detect-non-literal-fs-filename -- fixed /proc paths of this module (sysctlPath of known settings)
 export function readHostLimits(read: (path: string) => string = (p) => readFileSync(p, 'utf8')): HostLimit[] {
   const limits: HostLimit[] = [];
   const arp = readNumber(sysctlPath('net.ipv4.neigh.default.gc_thresh3'), read);
@@ -87,6 +88,7 @@ export function hostLimitWarnings(limits: readonly HostLimit[], wanted: number):
 }
 
 /** Threads on the host now (for the pid limit), or 0 when it cannot be read. */
+// eslint-disable-next-line security/detect-non-literal-fs-filename -- fixed /proc paths of this module
 export function threadsInUse(read: (path: string) => string = (p) => readFileSync(p, 'utf8')): number {
   // /proc/loadavg's fourth field is "running/total" scheduling entities: total counts threads.
   const total = readNumber('/proc/loadavg', (p) => read(p).split(' ')[3]?.split('/')[1] ?? '');

@@ -70,6 +70,7 @@ export interface EnsureImageOptions {
 export async function ensureProxyImage(options: EnsureImageOptions): Promise<ImageReadiness> {
   const { docker, image, log } = options;
   const builder = options.builder ?? BUILD_SCRIPT;
+  // eslint-disable-next-line security/detect-non-literal-fs-filename -- the builder script's path: ours (BUILD_SCRIPT) or a test's, never a request's
   if (!existsSync(builder)) return { ok: true, built: false };
   const state = await inspectImage(docker, image);
   if (state.kind === 'foreign') {
