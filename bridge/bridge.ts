@@ -13,6 +13,7 @@ import { renewalDelay, renewTunnel, renewUrl, retryDelay } from './connection/tu
 import { OllamaForwarder } from './forward/ollama-forwarder.js';
 import { DEFAULT_OLLAMA_URL, parseOllamaUrl, type OllamaTarget } from './forward/ollama-target.js';
 import { DEFAULT_POLICY, type CloudPolicy } from './ingress/policy.js';
+import type { KeyRing } from './keys/key-ring.js';
 import { Backoff, DEFAULT_BACKOFF, type BackoffOptions } from './supervisor/backoff.js';
 import { emptyCounters, type BridgeCounters, type BridgeState, type BridgeStatus, type OllamaHealth } from './supervisor/status.js';
 
@@ -34,6 +35,11 @@ export interface BridgeOptions {
    * with a self-signed or private-CA certificate. Added to Node's default roots, not instead of them.
    */
   ca?: string | Buffer | Array<string | Buffer>;
+  /**
+   * Client keys (issue 9): the set the proxy gets over the tunnel, and their scopes and usage.
+   * The caller starts and closes it; without it the proxy accepts no key.
+   */
+  keys?: KeyRing;
 }
 
 export interface BridgeEvents {
@@ -77,6 +83,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
     this.forwarder = new OllamaForwarder({
       target: this.ollama,
       policy: () => this.policyValue,
+      ...(options.keys ? { keys: options.keys } : {}),
       events: {
         requestStarted: () => {
           this.counterValues.requests += 1;

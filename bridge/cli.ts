@@ -13,6 +13,9 @@ import { DEFAULT_OLLAMA_URL } from './forward/ollama-target.js';
 import { MANAGEMENT_ENDPOINTS } from './ingress/ollama-routes.js';
 import { parseManagementList } from './ingress/policy.js';
 import { onShutdownSignal } from './shutdown-signals.js';
+import { configDir, CONFIG_DIR_VARIABLE } from './keys/config-dir.js';
+import { KeyRing } from './keys/key-ring.js';
+import { KeyStore } from './keys/key-store.js';
 
 const USAGE = `usage: cloudtolocalllm-bridge --proxy-url URL [options]
 
@@ -22,6 +25,8 @@ const USAGE = `usage: cloudtolocalllm-bridge --proxy-url URL [options]
   --token-file FILE   read the bearer token from FILE (else CLOUDTOLOCALLLM_TOKEN)
   --ca-file FILE      also trust the CA certificate(s) in FILE (PEM) for wss:// (self-signed cloud)
   --json              status events as JSON lines on stdout
+
+Client keys (npm run keys) are read from ${CONFIG_DIR_VARIABLE}, else the desktop app's data directory.
 `;
 
 function fail(message: string): never {
@@ -78,9 +83,19 @@ if (values['ca-file']) {
   }
 }
 
+// The client keys made on this computer: their verifiers go to the proxy, their scopes apply here.
+const keys = new KeyRing(new KeyStore(configDir(process.env)));
+keys.on('problem', (message) => process.stderr.write(`${new Date().toISOString()} client keys: ${message}\n`));
+try {
+  keys.start();
+} catch (e) {
+  process.stderr.write(`${new Date().toISOString()} client keys are off: ${(e as Error).message}\n`);
+}
+
 let bridge: Bridge;
 try {
   bridge = new Bridge({
+    keys,
     ...(ca !== undefined ? { ca } : {}),
     proxyUrl: values['proxy-url'],
     ollamaUrl: values['ollama-url'],
@@ -107,4 +122,7 @@ bridge.on('status', (s) => {
 bridge.on('ollama', (o) => print(`ollama ${o.reachable ? 'reachable' : 'unreachable'}: ${o.detail ?? ''}`, { event: 'ollama', ...o }));
 bridge.start();
 
-onShutdownSignal(() => bridge.stop());
+onShutdownSignal(async () => {
+  await bridge.stop();
+  keys.close();
+});

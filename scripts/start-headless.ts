@@ -14,6 +14,10 @@ import { Bridge } from '@cloudtolocalllm/bridge';
 import { DEFAULT_OLLAMA_URL } from '@cloudtolocalllm/bridge/forward/ollama-target';
 import { parseManagementList } from '@cloudtolocalllm/bridge/ingress/policy';
 import { onShutdownSignal } from '@cloudtolocalllm/bridge/shutdown-signals';
+import { configDir } from '@cloudtolocalllm/bridge/keys/config-dir';
+import { KeyRing } from '@cloudtolocalllm/bridge/keys/key-ring';
+import { KeyStore } from '@cloudtolocalllm/bridge/keys/key-store';
+import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { headlessSignIn, refreshHeadless } from '../main/auth/headless-login.js';
 import { startCloudServer, type CloudServer } from '@cloudtolocalllm/server/cloud-server';
 import { ConfigError, loadConfig } from '@cloudtolocalllm/server/config';
@@ -72,6 +76,7 @@ const issuer = server.embeddedIssuer!;
 
 async function shutdown(): Promise<void> {
   await bridge?.stop().catch(() => undefined);
+  keys?.close();
   await server.close().catch((e: Error) => log.error('stopping the server failed', { error: e.message }));
 }
 async function stop(code: number): Promise<never> {
@@ -100,9 +105,24 @@ async function freshToken(): Promise<string> {
   return current.accessToken;
 }
 
+// Client keys (npm run keys): made for the user signed in here, served to the proxy by the bridge.
+const store = new KeyStore(configDir(process.env));
+const endpoint = `${server.url}/ollama`;
+let keys: KeyRing | undefined;
+try {
+  if (!tokens!.subject) throw new Error('the sign-in gave no user id (sub)');
+  store.recordSignIn(userHash(tokens!.subject), endpoint);
+  keys = new KeyRing(store);
+  keys.on('problem', (message) => log.warn('client keys', { problem: message }));
+  keys.start();
+} catch (e) {
+  log.warn('client keys are off: the configuration directory cannot be used', { dir: store.dir, error: (e as Error).message });
+}
+
 let bridge: Bridge | undefined;
 try {
   bridge = new Bridge({
+    ...(keys ? { keys } : {}),
     proxyUrl: `${server.url.replace(/^http/, 'ws')}/ws/bridge`,
     getToken: freshToken,
     ollamaUrl: values['ollama-url'],
@@ -118,7 +138,6 @@ bridge!.on('status', (s) => {
   log.info(`bridge ${s.state}`, { reason: s.reason, code: s.code });
   if (s.state !== 'connected' || announced) return;
   announced = true;
-  const endpoint = `${server.url}/ollama`;
   if (values.json) {
     process.stdout.write(JSON.stringify({ endpoint, token: current.accessToken }) + '\n');
   } else {
@@ -126,7 +145,8 @@ bridge!.on('status', (s) => {
     process.stdout.write(
       `\nCloudToLocalLLM is relaying ${values['ollama-url']} (proxies: ${server.runtime.kind})\n` +
         `  endpoint: ${endpoint}\n  token:    ${current.accessToken}\n  (the token is valid for ${minutes} minutes)\n` +
-        `  web chat: ${server.url}/app/ (sign in as ${values.user})\n\n` +
+        `  web chat: ${server.url}/app/ (sign in as ${values.user})\n` +
+        `  keys:     npm run keys -- create --name NAME (${store.dir})\n\n` +
         `  try: curl -H "Authorization: Bearer ${current.accessToken}" ${endpoint}/api/tags\n\n`,
     );
   }

@@ -48,14 +48,20 @@ function connectionListed(headers: IncomingHttpHeaders): Set<string> {
   return listed;
 }
 
-/** Request headers fit to relay toward Ollama: no hop-by-hop, no cloud-only, no pseudo-headers. */
+/**
+ * The tunnel's own headers (client key, key id: client-key.ts) are set by one hop for the next
+ * only; a client that sends one must not pass it on (it would pick another key's scopes).
+ */
+const OWN_PREFIX = 'x-cloudtolocalllm-';
+
+/** Request headers fit to relay toward Ollama: no hop-by-hop, no cloud-only, no tunnel-own, no pseudo-headers. */
 export function relayableRequestHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   const listed = connectionListed(headers);
   const out: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(headers)) {
     const lower = name.toLowerCase();
     if (value === undefined || lower.startsWith(':')) continue;
-    if (HOP_BY_HOP.has(lower) || CLOUD_ONLY.has(lower) || listed.has(lower)) continue;
+    if (HOP_BY_HOP.has(lower) || CLOUD_ONLY.has(lower) || listed.has(lower) || lower.startsWith(OWN_PREFIX)) continue;
     out[lower] = value;
   }
   return out;

@@ -5,9 +5,14 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { IncomingHttpHeaders as H2Headers, ServerHttp2Stream } from 'node:http2';
+import { CONTROL_AUTHORITY, KEY_ID_HEADER, KEY_SET_PATH } from '../connection/client-key.js';
 import { relayableRequestHeaders, relayableResponseHeaders } from '../connection/headers.js';
 import { REFUSAL_HEADER } from '../connection/protocol.js';
 import { decide, type CloudPolicy } from '../ingress/policy.js';
+import { bodyRefusal, filterModelList, keyRefusal, LIST_ROUTES, needsModelCheck } from '../keys/key-scope.js';
+import type { KeyRing } from '../keys/key-ring.js';
+import { serveKeySet } from '../keys/key-set-stream.js';
+import { TokenTally } from '../keys/token-tally.js';
 import type { OllamaTarget } from './ollama-target.js';
 import { abort, endBody, guard, isOpen, respond, writeBody } from './respond.js';
 
@@ -22,6 +27,39 @@ export interface ForwarderOptions {
   target: OllamaTarget;
   policy: () => CloudPolicy;
   events: ForwardEvents;
+  /** Client keys: the proxy's key-set stream and the scopes and usage of keyed requests. */
+  keys?: KeyRing;
+}
+
+/** A keyed request's body is read whole to check its model: at most this much (base64 images). */
+const MAX_CHECKED_BODY = 64 << 20;
+/** A model list answer is read whole to filter it. */
+const MAX_LIST_BODY = 8 << 20;
+
+/** What a keyed request adds to the relay: a body already read, a list to filter, tokens to count. */
+interface KeyedRelay {
+  body?: Buffer;
+  filterModels?: readonly string[];
+  tally: TokenTally;
+  keyId: string;
+}
+
+function readWhole(stream: ServerHttp2Stream, limit: number): Promise<Buffer | 'too-large' | 'broken'> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    stream.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        stream.pause();
+        resolve('too-large');
+        return;
+      }
+      chunks.push(c);
+    });
+    stream.on('end', () => resolve(Buffer.concat(chunks)));
+    stream.on('close', () => resolve('broken'));
+  });
 }
 
 /** Ollama's own error shape, so every client library shows the message to its user. */
@@ -75,6 +113,11 @@ export class OllamaForwarder {
   handle(stream: ServerHttp2Stream, headers: H2Headers): void {
     const { target, events } = this.options;
     guard(stream);
+    // The proxy's own stream for the key set (never a client's: relayed requests carry the tunnel authority).
+    if (headers[':authority'] === CONTROL_AUTHORITY && headers[':path'] === KEY_SET_PATH && this.options.keys) {
+      serveKeySet(stream, this.options.keys);
+      return;
+    }
     const method = headers[':method'];
     const decision = decide(
       this.options.policy(),
@@ -84,20 +127,57 @@ export class OllamaForwarder {
     const routeName = decision.route?.name ?? 'unknown';
     events.requestStarted(routeName);
     if (!decision.allow) {
-      respondError(stream, method, decision.status, decision.code, decision.message, decision.allowHeader ? { allow: decision.allowHeader } : {});
-      // Whatever body the cloud still sends for a refused request is dropped unread.
-      stream.resume();
-      events.requestFinished(routeName, 'refused', decision.status);
+      this.refuse(stream, method, routeName, decision.status, decision.code, decision.message, decision.allowHeader ? { allow: decision.allowHeader } : {});
       return;
     }
+    const keyId = headers[KEY_ID_HEADER];
+    if (typeof keyId !== 'string') return this.relay(stream, headers, method, decision, routeName, undefined);
+    const key = this.options.keys?.get(keyId);
+    const refusal = keyRefusal(key, decision.route, decision.path, this.options.policy());
+    if (refusal || !key) {
+      const r = refusal ?? { status: 401, code: 'key-unknown', message: 'this key is not known to your computer' };
+      this.refuse(stream, method, routeName, r.status, r.code, r.message);
+      return;
+    }
+    const keyed: KeyedRelay = { tally: new TokenTally(), keyId: key.id, ...(key.models && LIST_ROUTES.has(routeName) ? { filterModels: key.models } : {}) };
+    if (!needsModelCheck(key, decision.route) || stream.endAfterHeaders) return this.relay(stream, headers, method, decision, routeName, keyed);
+    void readWhole(stream, MAX_CHECKED_BODY).then((body) => {
+      if (body === 'broken') return events.requestFinished(routeName, 'aborted', undefined);
+      if (body === 'too-large') {
+        return this.refuse(stream, method, routeName, 413, 'body-too-large', `a request made with a key that has a model list may carry at most ${MAX_CHECKED_BODY >> 20} MiB`);
+      }
+      const denied = bodyRefusal(key, decision.route, body);
+      if (denied) return this.refuse(stream, method, routeName, denied.status, denied.code, denied.message);
+      this.relay(stream, headers, method, decision, routeName, { ...keyed, body });
+    });
+  }
 
+  private refuse(stream: ServerHttp2Stream, method: string | undefined, routeName: string, status: number, code: string, message: string, extra: Record<string, string> = {}): void {
+    respondError(stream, method, status, code, message, extra);
+    // Whatever body the cloud still sends for a refused request is dropped unread.
+    stream.resume();
+    this.options.events.requestFinished(routeName, 'refused', status);
+  }
+
+  private relay(
+    stream: ServerHttp2Stream,
+    headers: H2Headers,
+    method: string | undefined,
+    decision: { path: string; query: string },
+    routeName: string,
+    keyed: KeyedRelay | undefined,
+  ): void {
+    const { target, events } = this.options;
     const outHeaders = relayableRequestHeaders(headers as http.IncomingHttpHeaders);
     // Ollama checks Host against its own name (a foreign Host gets 403): send the target's.
     outHeaders['host'] = target.host;
     // HEADERS with END_STREAM: no body. Otherwise one follows, whatever the method: Node frames a
     // GET, HEAD or DELETE body only when told to (it would send the bytes unframed).
     const hasBody = !stream.endAfterHeaders;
-    if (hasBody && outHeaders['content-length'] === undefined) outHeaders['transfer-encoding'] = 'chunked';
+    if (keyed?.body) {
+      delete outHeaders['transfer-encoding'];
+      outHeaders['content-length'] = String(keyed.body.length);
+    } else if (hasBody && outHeaders['content-length'] === undefined) outHeaders['transfer-encoding'] = 'chunked';
     const request = (target.protocol === 'https:' ? https : http).request({
       protocol: target.protocol,
       hostname: target.hostname,
@@ -112,6 +192,10 @@ export class OllamaForwarder {
     const finish = (outcome: 'ok' | 'aborted' | 'failed', status?: number): void => {
       if (finished) return;
       finished = true;
+      if (keyed) {
+        keyed.tally.end();
+        this.options.keys?.recordUse(keyed.keyId, keyed.tally.tokensIn, keyed.tally.tokensOut);
+      }
       events.requestFinished(routeName, outcome, status);
     };
 
@@ -123,9 +207,14 @@ export class OllamaForwarder {
         finish('aborted');
       }
     });
-    stream.on('data', (chunk: Buffer) => events.bytes('in', chunk.length));
-    if (hasBody) stream.pipe(request);
-    else request.end();
+    if (keyed?.body) {
+      events.bytes('in', keyed.body.length);
+      request.end(keyed.body);
+    } else {
+      stream.on('data', (chunk: Buffer) => events.bytes('in', chunk.length));
+      if (hasBody) stream.pipe(request);
+      else request.end();
+    }
 
     request.on('error', (err: NodeJS.ErrnoException) => {
       if (finished) return;
@@ -156,6 +245,7 @@ export class OllamaForwarder {
         finish('failed', 502);
         return;
       }
+      if (keyed?.filterModels && status === 200) return this.filtered(stream, method, response, keyed.filterModels, routeName, finish);
       const responded = respond(stream, { method, status, headers: relayableResponseHeaders(response.headers) });
       if (responded !== 'body') {
         // A head-only answer (HEAD, 204, 304) is complete with its head.
@@ -165,6 +255,7 @@ export class OllamaForwarder {
       }
       response.on('data', (chunk: Buffer) => {
         events.bytes('out', chunk.length);
+        keyed?.tally.feed(chunk);
         if (!writeBody(stream, chunk)) {
           if (!isOpen(stream) || stream.writableEnded) return void response.destroy();
           response.pause();
@@ -187,6 +278,38 @@ export class OllamaForwarder {
       response.on('close', () => {
         if (!response.complete) broken();
       });
+    });
+  }
+
+  /** A model list for a key with an allow-list: read whole (it is small), filtered, sent with its new length. */
+  private filtered(
+    stream: ServerHttp2Stream,
+    method: string | undefined,
+    response: http.IncomingMessage,
+    models: readonly string[],
+    routeName: string,
+    finish: (outcome: 'ok' | 'aborted' | 'failed', status?: number) => void,
+  ): void {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    response.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_LIST_BODY) return void response.destroy();
+      chunks.push(c);
+    });
+    response.on('end', () => {
+      if (!response.complete) return;
+      const body = filterModelList(routeName, Buffer.concat(chunks), models);
+      this.options.events.bytes('out', body.length);
+      const headers = relayableResponseHeaders(response.headers);
+      respond(stream, { method, status: 200, headers: { ...headers, 'content-length': body.length }, body });
+      finish('ok', 200);
+    });
+    response.on('close', () => {
+      if (!response.complete) {
+        abort(stream);
+        finish('failed', 200);
+      }
     });
   }
 }

@@ -17,18 +17,20 @@ import { silentLogger, type Logger } from '../log.js';
 import { ProxyStartRefused, type ProxyManager, type ProxyRecord } from '../manager/proxy-manager.js';
 import { CONFIG_PATH, HEALTH_PATH, OLLAMA_PREFIX, PROXY_START_PATH, PROXY_STATUS_PATH, PROXY_STOP_PATH, type ClientConfig, type ProxyStopAnswer } from '@cloudtolocalllm/api-contract';
 import { RENEW_PATH } from '@cloudtolocalllm/bridge/connection/protocol';
+import { CLIENT_KEY_HEADER, isClientKey, parseClientKey, routeOf } from '@cloudtolocalllm/bridge/connection/client-key';
+import { bearerToken } from '../proxy/auth.js';
 import { findRoute } from '@cloudtolocalllm/bridge/ingress/ollama-routes';
 import { checkRequestTarget } from '@cloudtolocalllm/bridge/ingress/request-target';
 import { NO_BRIDGE_MESSAGE } from '../proxy/relay.js';
 import { endSocket, rawHttpError, sendOllamaError } from '../proxy/ollama-errors.js';
 import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
-import { AuthFailureLimiter, DEFAULT_AUTH_FAILURES, type AuthFailureOptions } from './auth-failures.js';
+import { AuthFailureLimiter, DEFAULT_AUTH_FAILURES, DEFAULT_KEY_FAILURES, type AuthFailureOptions } from './auth-failures.js';
 import { forwardBridgeUpgrade, renewOnProxy } from './bridge-forward.js';
 import { clientAddress } from './client-address.js';
 import { answerPreflight, applyCors, type CorsOptions } from './cors.js';
 import { readJsonBody } from './json-body.js';
 import { DEFAULT_LIMITS, UserLimits, type LimitOptions } from './limits.js';
-import { forwardOllamaRequest } from './ollama-forward.js';
+import { forwardOllamaRequest, type ForwardExtra } from './ollama-forward.js';
 import type { ServerMetrics } from './server-metrics.js';
 
 export type Verification =
@@ -70,6 +72,11 @@ export interface ApiServerOptions {
   metricsRequireToken?: boolean;
   /** Failed authentications per client address before 429 (auth-failures.ts). */
   authFailures?: AuthFailureOptions;
+  /**
+   * Failed client-key attempts per user (by the keys' routing part) before 429: generous, so a
+   * stranger cannot cheaply lock a user out, yet a guessing run against one user is cut off.
+   */
+  keyFailures?: AuthFailureOptions;
   /** Believe X-Real-IP from a loopback peer (nginx in front): client-address.ts. */
   trustProxy?: boolean;
   /** Public sign-in settings for clients (GET /api/config): where to sign in, for which API. */
@@ -93,6 +100,12 @@ export class ApiServer {
   private readonly log: Logger;
   readonly limits: UserLimits;
   readonly authFailures: AuthFailureLimiter;
+  readonly keyFailures: AuthFailureLimiter;
+  /**
+   * Client keys' routing parts → user hash, learnt when a user's bridge connects (a key is only
+   * usable while it is): in memory, so a restarted server knows a user again at the reconnect.
+   */
+  private readonly keyRoutes = new Map<string, string>();
   private readonly cors: CorsOptions;
   private readonly startedAt = Date.now();
   private readonly destroySockets: () => void;
@@ -103,6 +116,7 @@ export class ApiServer {
     this.log = options.log ?? silentLogger;
     this.limits = new UserLimits(options.limits ?? DEFAULT_LIMITS);
     this.authFailures = new AuthFailureLimiter(options.authFailures ?? DEFAULT_AUTH_FAILURES, options.audit);
+    this.keyFailures = new AuthFailureLimiter(options.keyFailures ?? DEFAULT_KEY_FAILURES, options.audit);
     this.cors = options.cors ?? { origins: ['*'] };
     this.server = http.createServer({
       maxHeaderSize: options.maxHeaderBytes ?? 16 * 1024,
@@ -140,6 +154,7 @@ export class ApiServer {
   async close(): Promise<void> {
     await closeNow(this.server, this.destroySockets);
     this.authFailures.close();
+    this.keyFailures.close();
   }
 
   /**
@@ -308,12 +323,67 @@ export class ApiServer {
   }
 
   private async ollama(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    const presented = bearerToken(req.headers);
+    if (presented !== undefined && isClientKey(presented)) return this.ollamaWithKey(req, res, path, presented);
     const v = await this.authenticate(req, 'ollama');
     if (!v.ok) {
       req.resume();
       return this.refuseAuth(res, v, true);
     }
-    const user = userHash(v.subject);
+    this.forwardToProxy(req, res, path, userHash(v.subject));
+  }
+
+  /**
+   * A client key (issue 9): its form and checksum are checked here, it is routed by its routing
+   * part to that user's proxy only, and the proxy checks its secret against the set the user's
+   * bridge sent. Failures count per client address and per user; the key is never logged.
+   */
+  private ollamaWithKey(req: IncomingMessage, res: ServerResponse, path: string, presented: string): void {
+    const address = clientAddress(req, this.options.trustProxy ?? false);
+    const refuse = (reason: string, message: string, retryAfterSec?: number): void => {
+      req.resume();
+      this.refuseAuth(res, { reason, message, ...(retryAfterSec !== undefined ? { retryAfterSec } : {}) }, true);
+    };
+    const failed = (reason: string, route?: string): void => {
+      this.options.metrics.authFailures.inc({ reason });
+      this.authFailures.failed(address, reason, 'ollama-key');
+      if (route) this.keyFailures.failed(`keys:${route}`, reason, 'ollama-key');
+    };
+    const wait = this.authFailures.blocked(address, 'ollama-key');
+    if (wait !== undefined) {
+      this.options.metrics.limitRefusals.inc({ limit: 'auth-failures' });
+      return refuse('too-many-failures', `too many failed authentications from your address; retry in ${wait} s`, wait);
+    }
+    const credentials = headerCount(req, 'authorization');
+    if (credentials > 1) return refuse('duplicate-credentials', `the request has ${credentials} Authorization headers; send exactly one`);
+    const key = parseClientKey(presented);
+    if (!key.ok) {
+      failed(key.reason);
+      return refuse(key.reason, key.message);
+    }
+    const userWait = this.keyFailures.blocked(`keys:${key.route}`, 'ollama-key');
+    if (userWait !== undefined) {
+      this.options.metrics.limitRefusals.inc({ limit: 'key-failures' });
+      return refuse('too-many-failures', `too many failed attempts with keys of this endpoint; retry in ${userWait} s`, userWait);
+    }
+    const user = this.keyRoutes.get(key.route);
+    if (user === undefined) {
+      req.resume();
+      return sendOllamaError(res, 503, 'no-bridge', NO_BRIDGE_MESSAGE, { 'retry-after': '5' });
+    }
+    this.forwardToProxy(req, res, path, user, {
+      headers: { [CLIENT_KEY_HEADER]: presented },
+      answered: (status, refusal) => {
+        if (status !== 401 || !refusal?.startsWith('key-')) return undefined;
+        failed(refusal, key.route);
+        const why = refusal === 'key-expired' ? 'the key has expired' : 'the key is not valid for this endpoint';
+        return { 'www-authenticate': wwwAuthenticate({ reason: refusal, message: why }) };
+      },
+    });
+  }
+
+  /** Sends an authenticated `/ollama/*` request to the proxy of `user`, within the user's limits. */
+  private forwardToProxy(req: IncomingMessage, res: ServerResponse, path: string, user: string, extra?: ForwardExtra): void {
     const rate = this.limits.takeRequest(user);
     if (!rate.ok) {
       req.resume();
@@ -352,6 +422,7 @@ export class ApiServer {
         onThrottle: (ms) => this.options.metrics.bodyThrottleSeconds.inc(ms / 1000),
       },
       () => manager.touch(user),
+      extra,
     );
   }
 
@@ -377,6 +448,7 @@ export class ApiServer {
       return;
     }
     const user = userHash(v.subject);
+    this.keyRoutes.set(routeOf(user), user);
     // Held until the bridge's socket closes, whichever way this upgrade ends.
     const slot = this.limits.acquire('bridge', user, socket);
     if (!slot.ok) {

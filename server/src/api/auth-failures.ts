@@ -15,6 +15,13 @@ export interface AuthFailureOptions {
 
 export const DEFAULT_AUTH_FAILURES: AuthFailureOptions = { limit: 30, windowMs: 60_000 };
 
+/**
+ * Failed client-key attempts per user, from all addresses together: ten addresses' worth, so a
+ * stranger needs many addresses to lock a user's keys out for a minute, while a guessing run
+ * against one user stays at a few hundred tries a minute (against 2^256 secrets).
+ */
+export const DEFAULT_KEY_FAILURES: AuthFailureOptions = { limit: 300, windowMs: 60_000 };
+
 interface Window {
   start: number;
   failures: number;

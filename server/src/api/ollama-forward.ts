@@ -5,6 +5,7 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { relayableRequestHeaders } from '@cloudtolocalllm/bridge/connection/headers';
+import { REFUSAL_HEADER } from '@cloudtolocalllm/bridge/connection/protocol';
 import { sendOllamaError } from '../proxy/ollama-errors.js';
 import { hasBody } from '../proxy/relay.js';
 import { isRelayableStatus, relayedResponseHeaders } from '../proxy/response-head.js';
@@ -19,6 +20,13 @@ export interface ForwardTarget {
   secret: string;
 }
 
+/** A keyed request's additions: headers for the proxy, and a look at the answer's status. */
+export interface ForwardExtra {
+  headers?: Record<string, string>;
+  /** Returns headers the cloud server adds to the answer itself (the proxy's challenge does not pass the filter). */
+  answered?: (status: number, refusal: string | undefined) => Record<string, string> | undefined;
+}
+
 export function forwardOllamaRequest(
   req: IncomingMessage,
   res: ServerResponse,
@@ -27,9 +35,10 @@ export function forwardOllamaRequest(
   metrics: ServerMetrics,
   gate: BodyGateOptions,
   onActivity: () => void,
+  extra: ForwardExtra = {},
 ): void {
   const url = new URL(target.endpoint);
-  const headers = relayableRequestHeaders(req.headers);
+  const headers = { ...relayableRequestHeaders(req.headers), ...extra.headers };
   headers['authorization'] = `Bearer ${target.secret}`;
   const withBody = hasBody(req.headers);
   // Node frames a GET, HEAD or DELETE body only when told to; the client's own framing is hop-by-hop.
@@ -74,13 +83,15 @@ export function forwardOllamaRequest(
   upstream.on('response', (proxied) => {
     // The proxy filters its bridge's answers already; a proxy is still no reason to trust one.
     const status = proxied.statusCode ?? 0;
+    const refusal = proxied.headers[REFUSAL_HEADER];
+    const added = extra.answered?.(status, typeof refusal === 'string' ? refusal : undefined);
     if (!isRelayableStatus(status)) {
       proxied.destroy();
       sendOllamaError(res, 502, 'bad-answer', `your cloud proxy answered with an invalid HTTP status (${status})`);
       done();
       return;
     }
-    res.writeHead(status, relayedResponseHeaders(proxied.headers));
+    res.writeHead(status, { ...relayedResponseHeaders(proxied.headers), ...added });
     res.flushHeaders();
     proxied.on('data', (c: Buffer) => {
       metrics.bytesRelayed.inc({ direction: 'down' }, c.length);

@@ -56,13 +56,15 @@ export class Relay {
     private readonly responseHeadTimeoutMs = DEFAULT_RESPONSE_HEAD_TIMEOUT_MS,
   ) {}
 
-  handle(req: IncomingMessage, res: ServerResponse): void {
+  /** `own`: headers this proxy adds for its bridge (a client key's id), after the client's are filtered. */
+  handle(req: IncomingMessage, res: ServerResponse, own: Record<string, string> = {}): void {
     const withBody = hasBody(req.headers);
     const stream = this.link.request(
       {
         ':method': req.method ?? 'GET',
         ':path': req.url ?? '/',
         ...relayableRequestHeaders(req.headers),
+        ...own,
       },
       { endStream: !withBody },
     );

@@ -26,6 +26,8 @@ import { BridgeLink, type TunnelTerms } from './bridge-link.js';
 import { rawHttpError, sendOllamaError } from './ollama-errors.js';
 import { ProxyMetrics } from './proxy-metrics.js';
 import { Relay } from './relay.js';
+import { KeySet } from './key-set.js';
+import { CLIENT_KEY_HEADER, KEY_ID_HEADER } from '@cloudtolocalllm/bridge/connection/client-key';
 
 export interface StreamingProxyOptions {
   authenticator: Authenticator;
@@ -55,6 +57,8 @@ export class StreamingProxy {
   readonly server: http.Server;
   readonly metrics: ProxyMetrics;
   readonly link: BridgeLink;
+  /** The client keys the bridge sent (issue 9), in memory only. */
+  readonly keySet: KeySet;
   private readonly relay: Relay;
   private readonly wss: WebSocketServer;
   private readonly log: Logger;
@@ -69,6 +73,7 @@ export class StreamingProxy {
     this.metrics = new ProxyMetrics(options.processMetrics ?? false);
     this.link = new BridgeLink(options.heartbeat ?? DEFAULT_HEARTBEAT, this.log);
     this.relay = new Relay(this.link, this.metrics, options.responseHeadTimeoutMs);
+    this.keySet = new KeySet(this.link, this.log);
     this.link.on('activity', () => this.touch());
     this.link.on('connected', () => this.metrics.bridgeConnected.set(1));
     this.link.on('disconnected', () => this.metrics.bridgeConnected.set(0));
@@ -121,6 +126,7 @@ export class StreamingProxy {
 
   /** Closes the bridge (telling it the proxy is stopping) and every client connection. */
   async close(): Promise<void> {
+    this.keySet.close();
     this.link.close();
     this.wss.close();
     await closeNow(this.server, this.destroySockets);
@@ -166,6 +172,19 @@ export class StreamingProxy {
       });
       req.resume();
       return;
+    }
+    // A client key, passed on by the api-backend (whose hop carries this proxy's secret): checked
+    // against the bridge's set here, then relayed with its id so the bridge applies its scopes.
+    const presented = req.headers[CLIENT_KEY_HEADER];
+    if (presented !== undefined && this.link.connected) {
+      const check = await this.keySet.check(String(presented));
+      if (!check.ok) {
+        this.metrics.authFailures.inc({ reason: check.reason });
+        sendOllamaError(res, 401, check.reason, check.message, { 'www-authenticate': `Bearer realm="CloudToLocalLLM", error="invalid_token"` });
+        req.resume();
+        return;
+      }
+      return this.relay.handle(req, res, { [KEY_ID_HEADER]: check.id });
     }
     this.relay.handle(req, res);
   }

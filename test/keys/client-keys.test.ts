@@ -1,0 +1,262 @@
+/**
+ * Client keys (issue 9) through the headless stack as a user runs it: `npm run start:headless`
+ * with CTLL_CONFIG_DIR, keys made with `npm run keys`, used by the official `ollama` and `openai`
+ * clients and by curl, on the endpoint the stack prints. The Ollama emulator stands in for Ollama.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, watch } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { Ollama } from 'ollama';
+import OpenAI from 'openai';
+import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
+import { crc32 } from 'node:zlib';
+import { randomBytes } from 'node:crypto';
+import { KEY_LENGTH, KEY_PREFIX, routeOf } from '@cloudtolocalllm/bridge/connection/client-key';
+import { startHeadless, type HeadlessRun } from '../cloud/headless-process.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const run = promisify(execFile);
+
+interface Made {
+  id: string;
+  name: string;
+  key: string;
+}
+
+/** A well-formed key (right checksum) with parts replaced: another secret, another user's routing part. */
+function reforge(key: string, parts: { route?: string; secret?: Buffer }): string {
+  const bytes = Buffer.from(key.slice(KEY_PREFIX.length), 'base64url');
+  if (parts.route) Buffer.from(parts.route, 'base64url').copy(bytes, 0);
+  if (parts.secret) parts.secret.copy(bytes, 22);
+  bytes.writeUInt32BE(crc32(Buffer.concat([Buffer.from(KEY_PREFIX), bytes.subarray(0, 54)])) >>> 0, 54);
+  return KEY_PREFIX + bytes.toString('base64url');
+}
+
+/** Asks until the answer's status changes from `from`: each answer is an event, no fixed sleep. */
+async function untilNot(url: string, key: string, from: number): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
+  for (;;) {
+    const r = await get(url, key);
+    if (r.status !== from) return r;
+  }
+}
+
+function keysCli(dir: string, args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'bridge/keys/cli.ts', ...args], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { ...process.env, CTLL_CONFIG_DIR: dir },
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function create(dir: string, args: string[]): Made {
+  const r = keysCli(dir, ['create', '--json', ...args]);
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n');
+  assert.equal(lines.length, 1, 'create --json prints one line');
+  return JSON.parse(lines[0]!) as Made;
+}
+
+async function get(url: string, key: string, init: RequestInit = {}): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
+  const res = await fetch(url, { ...init, headers: { authorization: `Bearer ${key}`, ...(init.headers as Record<string, string>) } });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+}
+
+describe('client keys through start:headless', () => {
+  let emulator: OllamaEmulator;
+  let dir: string;
+  let stack: HeadlessRun;
+  let endpoint: string;
+
+  before(async () => {
+    emulator = new OllamaEmulator({ tokenIntervalMs: 5 });
+    await emulator.start();
+    dir = mkdtempSync(join(tmpdir(), 'ctll-keys-'));
+    stack = await startHeadless(['--runtime', 'process', '--ollama-url', emulator.url, '--allow', 'pull'], 60_000, { CTLL_CONFIG_DIR: dir });
+    endpoint = stack.endpoint;
+  });
+  after(async () => {
+    if (process.env['KEYS_DEBUG']) process.stderr.write(stack.stderr());
+    const code = await stack?.stop();
+    assert.equal(code, 0, stack?.stderr().slice(-1000));
+    await emulator?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('keys create without a sign-in says to sign in first', () => {
+    const empty = mkdtempSync(join(tmpdir(), 'ctll-nokeys-'));
+    try {
+      const r = keysCli(empty, ['create', '--name', 'x']);
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /sign in first/);
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
+  });
+
+  test('a key works with the ollama client, the openai client and curl; the secret is nowhere on disk', async () => {
+    const made = create(dir, ['--name', 'everything']);
+    assert.equal(made.key.length, KEY_LENGTH);
+    for (const file of ['keys.json', 'account.json']) assert.ok(!readFileSync(join(dir, file), 'utf8').includes(made.key.slice(5)), `${file} holds no key`);
+
+    const ollama = new Ollama({ host: endpoint, headers: { authorization: `Bearer ${made.key}` } });
+    assert.ok((await ollama.list()).models.length >= 3);
+    const whole = await ollama.chat({ model: 'llama3.2', messages: [{ role: 'user', content: 'hi', images: ['aGVsbG8='] }], options: { num_predict: 3 } });
+    assert.ok(whole.message.content.length > 0);
+    let streamed = '';
+    for await (const part of await ollama.generate({ model: 'llama3.2', prompt: 'x', stream: true, options: { num_predict: 4 } })) streamed += part.response;
+    assert.equal(streamed.trim(), 'tok0 tok1 tok2 tok3');
+    const { embeddings } = await ollama.embed({ model: 'nomic-embed-text', input: ['a', 'b'] });
+    assert.equal(embeddings.length, 2);
+
+    const openai = new OpenAI({ baseURL: `${endpoint}/v1`, apiKey: made.key });
+    const models = await openai.models.list();
+    assert.ok(models.data.some((m) => m.id === 'llama3.2:latest'));
+    const completion = await openai.chat.completions.create({ model: 'llama3.2', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 });
+    assert.ok(completion.choices[0]?.message.content);
+    let sse = '';
+    const stream = await openai.chat.completions.create({ model: 'llama3.2', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, stream: true });
+    for await (const chunk of stream) sse += chunk.choices[0]?.delta.content ?? '';
+    assert.ok(sse.length > 0);
+    const vectors = await openai.embeddings.create({ model: 'nomic-embed-text', input: ['hello'] });
+    assert.equal(vectors.data[0]?.embedding.length, 768);
+
+    const curl = await run('curl', ['-sS', '-H', `Authorization: Bearer ${made.key}`, `${endpoint}/api/tags`]);
+    assert.ok((JSON.parse(curl.stdout) as { models: unknown[] }).models.length >= 3);
+
+    // Ollama never sees the key: the bridge strips the cloud's headers.
+    for (const r of emulator.requests) {
+      assert.equal(r.headers['authorization'], undefined);
+      assert.ok(!Object.keys(r.headers).some((h) => h.startsWith('x-cloudtolocalllm')), `headers reaching Ollama: ${Object.keys(r.headers).join(',')}`);
+    }
+  });
+
+  test('usage is counted on the computer and shown by keys list', async () => {
+    const made = create(dir, ['--name', 'counted']);
+    const ollama = new Ollama({ host: endpoint, headers: { authorization: `Bearer ${made.key}` } });
+    const answer = await ollama.generate({ model: 'llama3.2', prompt: 'one two three', options: { num_predict: 5 } });
+    await ollama.generate({ model: 'llama3.2', prompt: 'one two three', options: { num_predict: 5 } });
+    // usage.json is written by the bridge after its flush interval: wait for the write itself.
+    let listed: Array<Record<string, unknown>> = [];
+    await new Promise<void>((resolve) => {
+      const check = (): boolean => {
+        const r = keysCli(dir, ['list', '--json']);
+        listed = JSON.parse(r.stdout) as Array<Record<string, unknown>>;
+        return listed.some((k) => k['id'] === made.id && k['requests'] === 2);
+      };
+      if (check()) return resolve();
+      const w = watch(dir, () => {
+        if (check()) {
+          w.close();
+          resolve();
+        }
+      });
+    });
+    const mine = listed.find((k) => k['id'] === made.id)!;
+    assert.equal(mine['tokensOut'], 2 * answer.eval_count);
+    assert.equal(mine['tokensIn'], 2 * answer.prompt_eval_count);
+    assert.equal(typeof mine['lastUsedAt'], 'number');
+    const human = keysCli(dir, ['list']).stdout;
+    assert.match(human, /NAME\s+ID\s+MODELS/);
+    assert.ok(!human.includes('ctll_'), 'list shows no key');
+  });
+
+  test('wrong, truncated and mistyped keys are refused with what was wrong, and never reach the computer', async () => {
+    const made = create(dir, ['--name', 'typos']);
+    const before = emulator.requests.length;
+    const truncated = await get(`${endpoint}/api/tags`, made.key.slice(0, -3));
+    assert.equal(truncated.status, 401);
+    assert.match(String(truncated.body['error']), /cut off/);
+    assert.match(truncated.headers.get('www-authenticate') ?? '', /invalid_token/);
+    const flipped = made.key.slice(0, 20) + (made.key[20] === 'A' ? 'B' : 'A') + made.key.slice(21);
+    const typo = await get(`${endpoint}/api/tags`, flipped);
+    assert.equal(typo.status, 401);
+    assert.match(String(typo.body['error']), /checksum/);
+    // A well-formed key of the same user and id with a secret nobody issued: the proxy refuses it.
+    const wrong = await get(`${endpoint}/api/tags`, reforge(made.key, { secret: randomBytes(32) }));
+    assert.equal(wrong.status, 401);
+    assert.match(String(wrong.body['error']), /not valid for this endpoint/);
+    assert.match(wrong.headers.get('www-authenticate') ?? '', /Bearer realm="CloudToLocalLLM"/);
+    assert.deepEqual(emulator.requests.slice(before).filter((r) => r.path === '/api/tags'), [], 'no refused key reached Ollama');
+  });
+
+  test('revoking a key on a running bridge stops it within 2 s', async () => {
+    const made = create(dir, ['--name', 'revoked']);
+    assert.equal((await get(`${endpoint}/api/version`, made.key)).status, 200);
+    // The clock starts when keys.json is replaced (seen here as the bridge sees it), not when the CLI starts.
+    let revokedAt = 0;
+    const w = watch(dir, (_e, name) => {
+      if (name === 'keys.json' && revokedAt === 0) revokedAt = Date.now();
+    });
+    const started = Date.now();
+    const r = keysCli(dir, ['revoke', 'revoked']);
+    w.close();
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(revokedAt > 0, 'keys.json was replaced');
+    // Ask until refused: each answer is an event; the figure is the time from the revoke's end.
+    const { status } = await untilNot(`${endpoint}/api/version`, made.key, 200);
+    const latency = Date.now() - revokedAt;
+    assert.equal(status, 401);
+    assert.ok(latency < 2_000, `revocation took ${latency} ms`);
+    process.stdout.write(`# revocation latency: ${latency} ms from keys.json replaced to the first refusal (the CLI took ${revokedAt - started} ms to get there)\n`);
+  });
+
+  test('an expired key is refused', async () => {
+    const made = create(dir, ['--name', 'short', '--expires', '1m']);
+    assert.equal((await get(`${endpoint}/api/version`, made.key)).status, 200);
+    // Rewrite its expiry into the past, as time passing would: the file is the computer's own.
+    const file = join(dir, 'keys.json');
+    const defs = JSON.parse(readFileSync(file, 'utf8')) as { keys: Array<{ id: string; expiresAt?: number }> };
+    defs.keys.find((k) => k.id === made.id)!.expiresAt = Date.now() - 1000;
+    const { writeJsonAtomic } = await import('@cloudtolocalllm/bridge/keys/key-store');
+    writeJsonAtomic(file, defs);
+    const res = await untilNot(`${endpoint}/api/version`, made.key, 200);
+    assert.equal(res.status, 401);
+    assert.match(String(res.body['error']), /expired|not valid/);
+  });
+
+  test('a key with a model list sees and uses only those models; management needs the key and the computer', async () => {
+    const made = create(dir, ['--name', 'scoped', '--models', 'qwen2.5:0.5b,nomic-embed-text']);
+    const ollama = new Ollama({ host: endpoint, headers: { authorization: `Bearer ${made.key}` } });
+    assert.deepEqual((await ollama.list()).models.map((m) => m.name).sort(), ['nomic-embed-text:latest', 'qwen2.5:0.5b']);
+    const openai = new OpenAI({ baseURL: `${endpoint}/v1`, apiKey: made.key });
+    assert.deepEqual((await openai.models.list()).data.map((m) => m.id).sort(), ['nomic-embed-text:latest', 'qwen2.5:0.5b']);
+    const other = await get(`${endpoint}/api/chat`, made.key, { method: 'POST', body: JSON.stringify({ model: 'llama3.2', messages: [{ role: 'user', content: 'x' }] }) });
+    assert.equal(other.status, 403);
+    assert.match(String(other.body['error']), /may not use the model "llama3\.2".*"qwen2\.5:0\.5b", "nomic-embed-text"/);
+    const allowed = await ollama.generate({ model: 'qwen2.5:0.5b', prompt: 'x', options: { num_predict: 2 } });
+    assert.ok((allowed.response ?? "").length > 0);
+    // pull: the computer allows it (--allow pull), this key does not.
+    const pull = await get(`${endpoint}/api/pull`, made.key, { method: 'POST', body: JSON.stringify({ model: 'qwen2.5:0.5b', stream: false }) });
+    assert.equal(pull.status, 403);
+    assert.match(String(pull.body['error']), /may not use; make a key with --allow pull/);
+    // delete: the key allows it, the computer does not.
+    const manager = create(dir, ['--name', 'manager', '--allow', 'pull,delete']);
+    const del = await get(`${endpoint}/api/delete`, manager.key, { method: 'DELETE', body: JSON.stringify({ model: 'qwen2.5:0.5b' }) });
+    assert.equal(del.status, 403);
+    assert.match(String(del.body['error']), /your computer does not allow/);
+    const pulled = await get(`${endpoint}/api/pull`, manager.key, { method: 'POST', body: JSON.stringify({ model: 'qwen2.5:0.5b', stream: false }) });
+    assert.equal(pulled.status, 200);
+  });
+
+  test('the sign-in token keeps working beside keys', async () => {
+    const ollama = new Ollama({ host: endpoint, headers: { authorization: `Bearer ${stack.token}` } });
+    assert.ok((await ollama.list()).models.length >= 3);
+  });
+
+  test('nothing of a key is in the stack\'s logs', () => {
+    const keysFile = readFileSync(join(dir, 'keys.json'), 'utf8');
+    const verifiers = [...keysFile.matchAll(/"verifier": "([0-9a-f]{64})"/g)].map((m) => m[1]!);
+    assert.ok(verifiers.length > 0);
+    const logs = stack.stdout() + stack.stderr();
+    assert.ok(!logs.includes('ctll_'), 'no key in the logs');
+    for (const v of verifiers) assert.ok(!logs.includes(v), 'no verifier in the logs');
+  });
+});
