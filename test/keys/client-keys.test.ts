@@ -17,6 +17,12 @@ import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { crc32 } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
 import { KEY_LENGTH, KEY_PREFIX, routeOf } from '@cloudtolocalllm/bridge/connection/client-key';
+import { Bridge } from '@cloudtolocalllm/bridge';
+import { KeyRing } from '@cloudtolocalllm/bridge/keys/key-ring';
+import { KeyStore } from '@cloudtolocalllm/bridge/keys/key-store';
+import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
+import type { ClientConfig } from '@cloudtolocalllm/api-contract';
+import { headlessSignIn } from '../../main/auth/headless-login.js';
 import { startHeadless, type HeadlessRun } from '../cloud/headless-process.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -196,9 +202,9 @@ describe('client keys through start:headless', () => {
       if (name === 'keys.json' && revokedAt === 0) revokedAt = Date.now();
     });
     const started = Date.now();
-    const r = keysCli(dir, ['revoke', 'revoked']);
+    // Not spawnSync: the watcher must see the replacement while the CLI runs.
+    await run(process.execPath, ['--import', 'tsx', 'bridge/keys/cli.ts', 'revoke', 'revoked'], { cwd: ROOT, env: { ...process.env, CTLL_CONFIG_DIR: dir } });
     w.close();
-    assert.equal(r.status, 0, r.stderr);
     assert.ok(revokedAt > 0, 'keys.json was replaced');
     // Ask until refused: each answer is an event; the figure is the time from the revoke's end.
     const { status } = await untilNot(`${endpoint}/api/version`, made.key, 200);
@@ -258,5 +264,75 @@ describe('client keys through start:headless', () => {
     const logs = stack.stdout() + stack.stderr();
     assert.ok(!logs.includes('ctll_'), 'no key in the logs');
     for (const v of verifiers) assert.ok(!logs.includes(v), 'no verifier in the logs');
+  });
+
+  test('cross-user tricks are refused and never reach the other user\'s computer', async () => {
+    // User B: another sign-in on the same cloud, another computer (its own emulator, bridge and keys).
+    const server = new URL(endpoint).origin;
+    const config = (await (await fetch(`${server}/api/config`)).json()) as ClientConfig;
+    const tokens = await headlessSignIn({ issuer: config.issuer, clientId: config.desktopClientId, audience: config.audience, username: 'bob' });
+    const bobDir = mkdtempSync(join(tmpdir(), 'ctll-keys-bob-'));
+    const bobOllama = new OllamaEmulator({ tokenIntervalMs: 5 });
+    await bobOllama.start();
+    const bobStore = new KeyStore(bobDir);
+    bobStore.recordSignIn(userHash(tokens.subject!));
+    const bobKeys = new KeyRing(bobStore);
+    bobKeys.start();
+    const bob = new Bridge({ proxyUrl: `${server.replace(/^http/, 'ws')}/ws/bridge`, getToken: () => tokens.accessToken, ollamaUrl: bobOllama.url, keys: bobKeys });
+    try {
+      const connected = new Promise<void>((resolve) => bob.on('status', (st) => st.state === 'connected' && resolve()));
+      bob.start();
+      await connected;
+      const bobKey = bobStore.create({ name: 'bobs' }).key;
+      const alice = create(dir, ['--name', 'alice-cross', '--models', 'qwen2.5:0.5b']);
+      const aliceOpen = create(dir, ['--name', 'alice-open']);
+      const bobRoute = routeOf(userHash(tokens.subject!));
+      const aliceSeen = emulator.requests.length;
+
+      // Bob's key works, on Bob's computer only.
+      const bobTags = (): number => bobOllama.requests.filter((r) => r.path === '/api/tags').length;
+      assert.equal((await get(`${endpoint}/api/tags`, bobKey)).status, 200);
+      assert.equal(bobTags(), 1);
+      assert.equal(emulator.requests.length, aliceSeen, "Bob's key never reaches Alice's computer");
+      const bobSeen = bobOllama.requests.length;
+
+      // Alice's key with Bob's routing part (id and secret Alice's, checksum made right): Bob's proxy refuses it.
+      const moved = await get(`${endpoint}/api/tags`, reforge(alice.key, { route: bobRoute }));
+      assert.equal(moved.status, 401);
+      assert.match(String(moved.body['error']), /not valid for this endpoint/);
+      // Bob's key id and routing part with Alice's secret.
+      const bobId = Buffer.from(bobKey.slice(KEY_PREFIX.length), 'base64url').subarray(16, 22);
+      const mixed = Buffer.from(alice.key.slice(KEY_PREFIX.length), 'base64url');
+      bobId.copy(mixed, 16);
+      const mixedKey = reforge(KEY_PREFIX + mixed.toString('base64url'), { route: bobRoute });
+      assert.equal((await get(`${endpoint}/api/tags`, mixedKey)).status, 401);
+      // Alice's sign-in token with Bob's key in the headers the hops use among themselves: Alice's computer answers, unscoped; Bob's sees nothing.
+      const injected = await get(`${endpoint}/api/tags`, stack.token, { headers: { 'x-cloudtolocalllm-client-key': bobKey, 'x-cloudtolocalllm-key-id': 'AAAAAAAA' } });
+      assert.equal(injected.status, 200);
+      // Alice's scoped key claiming the id of her unscoped one: the scope stays.
+      const aliceOpenId = Buffer.from(aliceOpen.key.slice(KEY_PREFIX.length), 'base64url').subarray(16, 22).toString('base64url');
+      const claimed = await get(`${endpoint}/api/chat`, alice.key, {
+        method: 'POST',
+        headers: { 'x-cloudtolocalllm-key-id': aliceOpenId },
+        body: JSON.stringify({ model: 'llama3.2', messages: [{ role: 'user', content: 'x' }] }),
+      });
+      assert.equal(claimed.status, 403);
+      // A routing part nobody connected: not connected, in Ollama's shape.
+      const nobody = await get(`${endpoint}/api/tags`, reforge(alice.key, { route: routeOf('f'.repeat(64)) }));
+      assert.equal(nobody.status, 503);
+      assert.match(String(nobody.body['error']), /your computer is not connected/);
+      assert.equal(bobOllama.requests.length, bobSeen, "no trick reached Bob's computer");
+      assert.equal(bobTags(), 1);
+      // With Bob's computer offline, Bob's key gets 503 "not connected".
+      await bob.stop();
+      const offline = await get(`${endpoint}/api/tags`, bobKey);
+      assert.equal(offline.status, 503);
+      assert.match(String(offline.body['error']), /your computer is not connected/);
+    } finally {
+      await bob.stop();
+      bobKeys.close();
+      await bobOllama.close();
+      rmSync(bobDir, { recursive: true, force: true });
+    }
   });
 });
