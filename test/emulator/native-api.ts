@@ -7,6 +7,7 @@ import { runGeneration, sendNativeError, type GenerationStats, type WireFormat }
 import { isObject, objectField, readJsonObject, stringField, wantsStream, type JsonObject } from './json-body.js';
 import { canonicalModelName, keepAliveMs, type ModelEntry } from './models.js';
 import { contextIds, estimateTokens, tokenBudget, tokenText } from './tokens.js';
+import { toolCallFor } from './tool-calls.js';
 
 const NDJSON = 'application/x-ndjson';
 const ndjson = (value: unknown): string => `${JSON.stringify(value)}\n`;
@@ -142,16 +143,20 @@ export async function chat(x: Exchange): Promise<void> {
   if (count === 0) return loadOrUnload(x, body, entry, name, 'chat');
   x.models.touch(entry, body['keep_alive']);
   const message = (content: string): object => ({ role: 'assistant', content });
+  // A tool call is one "token": the message that carries it (tool-calls.ts).
+  const call = toolCallFor(body);
   const format: WireFormat = {
     streamContentType: NDJSON,
-    token: (i) => ndjson({ model: name, created_at: now(), message: message(tokenText(i)), done: false }),
+    token: (i) => ndjson({ model: name, created_at: now(), message: call ? { role: 'assistant', content: '', tool_calls: [call] } : message(tokenText(i)), done: false }),
     done: (s) => [ndjson({ model: name, created_at: now(), message: message(''), done: true, done_reason: 'stop', ...statsFields(s) })],
     midStreamError: (m) => ndjson({ error: m }),
-    sendWhole: (y, t, s) => sendJson(y, 200, { model: name, created_at: now(), message: message(t), done: true, done_reason: 'stop', ...statsFields(s) }),
+    sendWhole: (y, t, s) =>
+      sendJson(y, 200, { model: name, created_at: now(), message: call ? { role: 'assistant', content: '', tool_calls: [call] } : message(t), done: true, done_reason: 'stop', ...statsFields(s) }),
     sendError: sendNativeError,
   };
   const options = objectField(body, 'options') ?? {};
-  await runGeneration(x, format, { tokens: tokenBudget(options['num_predict'], x.behaviour.defaultTokens), stream: wantsStream(body, true), promptTokens: estimateTokens(text) });
+  const tokens = call ? 1 : tokenBudget(options['num_predict'], x.behaviour.defaultTokens);
+  await runGeneration(x, format, { tokens, stream: wantsStream(body, true), promptTokens: estimateTokens(text) });
 }
 
 /** Ollama's embed input: a string or an array of strings; anything else is "invalid input type". */

@@ -13,6 +13,9 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Ollama } from 'ollama';
 import OpenAI from 'openai';
+import { ChatOllama } from '@langchain/ollama';
+import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
+import { generateText, streamText } from 'ai';
 import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { crc32 } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
@@ -142,6 +145,51 @@ describe('client keys through start:headless', () => {
       assert.equal(r.headers['authorization'], undefined);
       assert.ok(!Object.keys(r.headers).some((h) => h.startsWith('x-cloudtolocalllm')), `headers reaching Ollama: ${Object.keys(r.headers).join(',')}`);
     }
+  });
+
+  test('tool calls in /api/chat, streamed and not, with a key', async () => {
+    const made = create(dir, ['--name', 'tools']);
+    const ollama = new Ollama({ host: endpoint, headers: { authorization: `Bearer ${made.key}` } });
+    const tools = [{ type: 'function', function: { name: 'get_weather', description: 'weather of a city', parameters: { type: 'object', required: ['city', 'days'], properties: { city: { type: 'string' }, days: { type: 'integer' } } } } }];
+    const whole = await ollama.chat({ model: 'llama3.2', messages: [{ role: 'user', content: 'weather in Oslo?' }], tools });
+    assert.deepEqual(whole.message.tool_calls, [{ function: { name: 'get_weather', arguments: { city: 'tok0', days: 1 } } }]);
+    const calls = [];
+    for await (const part of await ollama.chat({ model: 'llama3.2', messages: [{ role: 'user', content: 'weather in Oslo?' }], tools, stream: true })) calls.push(...(part.message.tool_calls ?? []));
+    assert.equal(calls[0]?.function.name, 'get_weather');
+    // The tool's result goes back: the model answers with text.
+    const answer = await ollama.chat({
+      model: 'llama3.2',
+      messages: [{ role: 'user', content: 'weather in Oslo?' }, { role: 'assistant', content: '', tool_calls: whole.message.tool_calls! }, { role: 'tool', content: 'sunny' }],
+      tools,
+      options: { num_predict: 2 },
+    });
+    assert.equal(answer.message.content.trim(), 'tok0 tok1');
+  });
+
+  test('frameworks: LangChain (ChatOllama) and the Vercel AI SDK (OpenAI-compatible provider), streaming and not', async () => {
+    const made = create(dir, ['--name', 'frameworks']);
+    const chat = new ChatOllama({ baseUrl: endpoint, model: 'llama3.2', headers: { Authorization: `Bearer ${made.key}` }, numPredict: 3 });
+    const reply = await chat.invoke('hi');
+    assert.equal(String(reply.content).trim(), 'tok0 tok1 tok2');
+    let streamed = '';
+    for await (const chunk of await chat.stream('hi')) streamed += String(chunk.content);
+    assert.equal(streamed.trim(), 'tok0 tok1 tok2');
+
+    const provider = createOpenAICompatible({ name: 'cloudtolocalllm', baseURL: `${endpoint}/v1`, apiKey: made.key });
+    const text = await generateText({ model: provider('llama3.2'), prompt: 'hi', maxOutputTokens: 3 });
+    assert.equal(text.text.trim(), 'tok0 tok1 tok2');
+    let sse = '';
+    const result = streamText({ model: provider('llama3.2'), prompt: 'hi', maxOutputTokens: 3 });
+    for await (const delta of result.textStream) sse += delta;
+    assert.equal(sse.trim(), 'tok0 tok1 tok2');
+    // A cut key: the SDK's error carries the status and the refusal (its message shows only the
+    // status text: the refusal is in Ollama's error shape, not OpenAI's; docs/clients.md).
+    const bad = createOpenAICompatible({ name: 'cloudtolocalllm', baseURL: `${endpoint}/v1`, apiKey: made.key.slice(0, -2) });
+    await assert.rejects(generateText({ model: bad('llama3.2'), prompt: 'hi', maxRetries: 0 }), (e: { statusCode?: number; responseBody?: string }) => {
+      assert.equal(e.statusCode, 401);
+      assert.match(e.responseBody ?? '', /cut off/);
+      return true;
+    });
   });
 
   test('usage is counted on the computer and shown by keys list', async () => {
@@ -325,6 +373,8 @@ describe('client keys through start:headless', () => {
       assert.equal(bobTags(), 1);
       // With Bob's computer offline, Bob's key gets 503 "not connected".
       await bob.stop();
+      // Wait until the cloud has seen the bridge go (each status answer is an event).
+      while ((await get(`${server}/api/proxy/status`, tokens.accessToken)).body['bridgeConnected'] !== false);
       const offline = await get(`${endpoint}/api/tags`, bobKey);
       assert.equal(offline.status, 503);
       assert.match(String(offline.body['error']), /your computer is not connected/);
