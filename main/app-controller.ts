@@ -3,6 +3,7 @@
  * their proxy, runs the bridge, applies settings, and publishes one StatusView for the tray and
  * the windows. main.ts only wires this to Electron's tray, windows and IPC.
  */
+import type { KeyRing } from '@cloudtolocalllm/bridge/keys/key-ring';
 import { EventEmitter } from 'node:events';
 import { CONFIG_PATH, type ClientConfig } from '@cloudtolocalllm/api-contract';
 import { Bridge } from '@cloudtolocalllm/bridge';
@@ -40,6 +41,8 @@ export interface AppControllerOptions {
   /** Replaces the browser sign-in (tests, headless). */
   signInImpl?: (o: SignInOptions) => Promise<TokenSet>;
   log: AppLogger;
+  /** Client keys (issue 9): the signed-in user is recorded for `npm run keys`, and the bridge serves the keys. */
+  keys?: KeyRing;
   /** Only tests change these. */
   bridgeTuning?: Pick<ConstructorParameters<typeof Bridge>[0], 'heartbeat' | 'backoff'>;
   statusIntervalMs?: number;
@@ -231,7 +234,17 @@ export class AppController extends EventEmitter<{ status: [StatusView] }> {
     await this.stopBridge();
     if (controller.signal.aborted) return;
     const settings = this.options.settings();
+    const { keys } = this.options;
+    const subject = this.session.user?.subject;
+    if (keys && subject) {
+      try {
+        keys.store.recordSubject(subject, `${this.serverUrl}/ollama`);
+      } catch (e) {
+        this.options.log.warn('client keys: the signed-in user could not be recorded', { error: (e as Error).message });
+      }
+    }
     const bridge = new Bridge({
+      ...(keys ? { keys } : {}),
       proxyUrl: `${this.serverUrl.replace(/^http/, 'ws')}/ws/bridge`,
       getToken: () => this.session!.accessToken(),
       ollamaUrl: settings.ollamaUrl,

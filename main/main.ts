@@ -2,6 +2,9 @@
  * The Electron main process: wiring only. The app's logic lives in Electron-free modules
  * (app-controller, tray-menu, settings, autostart, auth) that the tests run under Node.
  */
+import { configDir, CONFIG_DIR_VARIABLE } from '@cloudtolocalllm/bridge/keys/config-dir';
+import { KeyRing } from '@cloudtolocalllm/bridge/keys/key-ring';
+import { KeyStore } from '@cloudtolocalllm/bridge/keys/key-store';
 import { app, Menu, nativeImage, shell, Tray } from 'electron';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -74,7 +77,16 @@ async function main(): Promise<void> {
         }
       : {};
 
+  // Client keys live where `npm run keys` finds them: CTLL_CONFIG_DIR, else this app's data directory.
+  const keys = new KeyRing(new KeyStore(process.env[CONFIG_DIR_VARIABLE] ? configDir(process.env) : app.getPath('userData')));
+  keys.on('problem', (message) => log.warn('client keys', { problem: message }));
+  try {
+    keys.start();
+  } catch (e) {
+    log.warn('client keys are off', { error: (e as Error).message });
+  }
   const controller = new AppController({
+    keys,
     settings: () => settings.settings,
     tokenStore,
     openBrowser,

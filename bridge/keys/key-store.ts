@@ -9,7 +9,7 @@
  *
  * keys.json is written by whoever changes the set (CLI, Settings); the bridge only reads it.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createClientKey, routeOf } from '../connection/client-key.js';
@@ -126,6 +126,15 @@ export class KeyStore {
       throw new KeyStoreError(`${file} does not name a signed-in user; sign in again`);
     }
     return a as Account;
+  }
+
+  /**
+   * At sign-in, from the user id (the token's `sub`): its user hash is SHA-256 hex, as the cloud
+   * computes it (@cloudtolocalllm/proxy-spec's userHash, which the bridge package may not import;
+   * test/keys/key-store.test.ts holds the two equal).
+   */
+  recordSubject(subject: string, endpoint?: string): Account {
+    return this.recordSignIn(createHash('sha256').update(subject, 'utf8').digest('hex'), endpoint);
   }
 
   /** Called at sign-in (desktop, start:headless): keys made from now on are for this user. */

@@ -3,6 +3,12 @@
  * provision the proxy, run the bridge, reach "connected" against the local stack, apply
  * settings, restore the session at the next start, sign out.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KeyRing } from '@cloudtolocalllm/bridge/keys/key-ring';
+import { KeyStore } from '@cloudtolocalllm/bridge/keys/key-store';
+import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Ollama } from 'ollama';
@@ -40,6 +46,9 @@ describe('the desktop app controller against the local stack', () => {
   let settings: Settings;
   const store = new MemoryTokenStore();
   const controllers: AppController[] = [];
+  const keysDir = mkdtempSync(join(tmpdir(), 'ctll-desktop-keys-'));
+  const keys = new KeyRing(new KeyStore(keysDir));
+  keys.start();
   const localStack = async (): Promise<LocalStack> => {
     server ??= await startCloudServer(loadConfig({}, ['--port', '0', '--runtime', 'process']), { log: silentLogger, audit: { record: () => {} }, heartbeat: FAST_HEARTBEAT });
     return { url: server.url, close: async () => undefined };
@@ -54,6 +63,7 @@ describe('the desktop app controller against the local stack', () => {
       log: quiet,
       bridgeTuning: { heartbeat: FAST_HEARTBEAT, backoff: FAST_BACKOFF },
       statusIntervalMs: 100,
+      keys,
     });
     controllers.push(c);
     return c;
@@ -68,6 +78,8 @@ describe('the desktop app controller against the local stack', () => {
     for (const c of controllers) await c.stop();
     await server?.close();
     await emulator.close();
+    keys.close();
+    rmSync(keysDir, { recursive: true, force: true });
   });
 
   let first: AppController;
@@ -97,6 +109,15 @@ describe('the desktop app controller against the local stack', () => {
     assert.ok((await ollama.list()).models.length > 0);
     const s = await waitForStatus(first, (v) => v.counters.requests >= 1 && v.counters.bytesOut > 0, 'counting');
     assert.ok(s.ollama.reachable);
+  });
+
+  test('sign-in records the user for `npm run keys`, and a key made then works through the desktop\'s bridge', async () => {
+    const account = keys.store.account();
+    assert.equal(account?.userHash, userHash('frank'));
+    assert.equal(account?.endpoint, `${server!.url}/ollama`);
+    const { key } = keys.store.create({ name: 'desktop', models: ['qwen2.5:0.5b'] });
+    const ollama = new Ollama({ host: `${server!.url}/ollama`, headers: { authorization: `Bearer ${key}` } });
+    assert.deepEqual((await ollama.list()).models.map((m) => m.name), ['qwen2.5:0.5b']);
   });
 
   test('a policy change applies at once, without reconnecting', async () => {
