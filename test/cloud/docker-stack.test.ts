@@ -6,7 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +19,7 @@ import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { waitForState, waitUntil } from '../tunnel/harness.js';
 import { bearer, startCloud, type Cloud } from './cloud-harness.js';
+import { spawnServer } from './server-process.js';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -173,31 +174,11 @@ describe('the cloud server on Docker', { skip, concurrency: false }, () => {
 
   test('after the server is killed with SIGKILL, a new one adopts healthy proxies and prunes leftovers', async () => {
     const port = await freePort();
-    const spawnServer = (): Promise<{ child: ChildProcess; issuer: string; stderr: () => string }> =>
-      new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, ['--import', 'tsx', 'server/src/main.ts', '--runtime', 'docker', '--port', String(port)], {
-          cwd: ROOT,
-          stdio: ['ignore', 'ignore', 'pipe'],
-          env: { ...process.env, LOG_LEVEL: 'info' },
-        });
-        let err = '';
-        child.stderr!.setEncoding('utf8');
-        const timer = setTimeout(() => reject(new Error(`server did not start:\n${err.slice(-2000)}`)), 60_000);
-        child.on('exit', (code) => reject(new Error(`server exited with ${code}:\n${err.slice(-2000)}`)));
-        child.stderr!.on('data', (d: string) => {
-          err += d;
-          const m = /"msg":"cloud server listening".*?"issuer":"([^"]+)"/.exec(err);
-          if (m) {
-            clearTimeout(timer);
-            resolve({ child, issuer: m[1]!, stderr: () => err });
-          }
-        });
-      });
     const url = `http://127.0.0.1:${port}`;
     const signIn = async (issuer: string, id: string): Promise<string> =>
       (await headlessSignIn({ issuer, clientId: 'cloudtolocalllm-desktop', audience: DEFAULT_AUDIENCE, username: id })).accessToken;
 
-    const first = await spawnServer();
+    const first = await spawnServer(port);
     const [u1, u2] = [user('survivor1'), user('survivor2')];
     const ids: Record<string, string> = {};
     for (const id of [u1, u2]) {
@@ -212,7 +193,7 @@ describe('the cloud server on Docker', { skip, concurrency: false }, () => {
     await new Promise((r) => first.child.once('exit', r));
     assert.ok(await containerOf(u1), 'the proxies outlive the killed server');
 
-    const second = await spawnServer();
+    const second = await spawnServer(port);
     try {
       assert.equal(await docker('network', 'ls', '-q', '--filter', `name=^ctll-net-${orphanOwner}$`), '', 'the orphaned network was pruned');
       for (const id of [u1, u2]) {
@@ -220,7 +201,7 @@ describe('the cloud server on Docker', { skip, concurrency: false }, () => {
         assert.equal(res.status, 200, 'the adopted proxy is already running');
         assert.equal((await containerOf(id))!.Id, ids[id], 'the same container, not a new one');
       }
-      assert.match(second.stderr(), /"action":"proxy.adopt"/);
+      assert.match(second.log(), /"action":"proxy.adopt"/);
     } finally {
       second.child.kill('SIGTERM');
       await new Promise((r) => second.child.once('exit', r));

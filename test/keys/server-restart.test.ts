@@ -6,8 +6,8 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +22,7 @@ import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { DEFAULT_AUDIENCE } from '@cloudtolocalllm/server/config';
 import { DockerRuntime } from '@cloudtolocalllm/server/runtime/docker/docker-runtime';
 import { headlessSignIn } from '../../main/auth/headless-login.js';
+import { spawnServer } from '../cloud/server-process.js';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -37,35 +38,6 @@ async function freePort(): Promise<number> {
   const { port } = s.address() as net.AddressInfo;
   await new Promise((r) => s.close(r));
   return port;
-}
-
-interface Server {
-  child: ChildProcess;
-  issuer: string;
-  log: () => string;
-}
-
-function spawnServer(port: number): Promise<Server> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'server/src/main.ts', '--runtime', 'docker', '--port', String(port)], {
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, LOG_LEVEL: 'debug' },
-    });
-    let log = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => (log += d));
-    child.stderr!.setEncoding('utf8');
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${log.slice(-2000)}`)), 120_000);
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}:\n${log.slice(-2000)}`)));
-    child.stderr!.on('data', (d: string) => {
-      log += d;
-      const m = /"msg":"cloud server listening".*?"issuer":"([^"]+)"/.exec(log);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, issuer: m[1]!, log: () => log });
-      }
-    });
-  });
 }
 
 /** Every file under `dir` changed since `since` (ms), skipping what is not the server's. */
@@ -109,7 +81,7 @@ describe('client keys across a cloud server killed and restarted (Docker runtime
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
     const username = `keys-restart-${process.pid}`;
-    let server = await spawnServer(port);
+    let server = await spawnServer(port, { LOG_LEVEL: 'debug' });
     const servers = [server];
     let issuer = server.issuer;
     // The bridge signs in against whichever issuer the running server has (a restarted one has new keys).
@@ -141,7 +113,7 @@ describe('client keys across a cloud server killed and restarted (Docker runtime
       const reconnected = nextConnection();
       server.child.kill('SIGKILL');
       await new Promise((r) => server.child.once('exit', r));
-      server = await spawnServer(port);
+      server = await spawnServer(port, { LOG_LEVEL: 'debug' });
       servers.push(server);
       issuer = server.issuer;
       await reconnected;
@@ -167,7 +139,6 @@ describe('client keys across a cloud server killed and restarted (Docker runtime
       for (const [where, bytes] of places) {
         for (const needle of needles) assert.equal(bytes.indexOf(needle), -1, `${where} holds part of a key`);
       }
-      writeFileSync(join(dir, 'searched.txt'), places.map(([w]) => w).join('\n'));
       process.stdout.write(`# searched ${places.length} places for the key, its secret and its verifier; the bridge reconnected ${connections.length - 1} time(s)\n`);
     } finally {
       await bridge.stop();
