@@ -4,7 +4,7 @@
  * is kept on the server; the browser keeps it only when "Keep history in this browser" is on.
  */
 import { ApiProblem, CloudApi, isAbort, type ChatMessage, type ModelInfo } from './lib/api.js';
-import { CONFIG_PATH, type ClientConfig } from '@cloudtolocalllm/api-contract';
+import { CONFIG_PATH, OLLAMA_PREFIX, type ClientConfig } from '@cloudtolocalllm/api-contract';
 import { WebAuth, type User } from './lib/auth.js';
 import { byId, element } from '@cloudtolocalllm/dom';
 import { BrowserHistory, isChatMessage } from './lib/history.js';
@@ -554,9 +554,16 @@ function wire(): void {
   });
 }
 
+/** The endpoint's two base URLs, for apps (issue 9); the keys they need are made on the computer. */
+function showBaseUrls(): void {
+  byId('ollama-base-url', HTMLElement).textContent = `${location.origin}${OLLAMA_PREFIX}`;
+  byId('openai-base-url', HTMLElement).textContent = `${location.origin}${OLLAMA_PREFIX}/v1`;
+}
+
 async function start(): Promise<void> {
   ui = findUi();
   wire();
+  showBaseUrls();
   const config = await loadConfig();
   if (!config.webClientId) {
     throw new Error('This server has no web client configured (AUTH0_WEB_CLIENT_ID), so you cannot sign in from a browser here.');

@@ -167,6 +167,10 @@ describe('web client', { skip: unavailable }, () => {
     // Every control has a label.
     const unlabelled = await inPage<string[]>(page, `[...document.querySelectorAll('select, textarea, input')].filter((e) => e.labels.length === 0).map((e) => e.id)`);
     assert.deepEqual(unlabelled, []);
+    // Where other apps connect (issue 9), and where their keys are made.
+    assert.equal(await page.textContent('#ollama-base-url'), `${stack.origin}/ollama`);
+    assert.equal(await page.textContent('#openai-base-url'), `${stack.origin}/ollama/v1`);
+    assert.match(await page.textContent('#other-apps') ?? '', /npm run keys -- create --name NAME/);
     await screenshot(page, 'signed-in.png');
   });
 
