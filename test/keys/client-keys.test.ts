@@ -385,4 +385,22 @@ describe('client keys through start:headless', () => {
       rmSync(bobDir, { recursive: true, force: true });
     }
   });
+
+  // Last: it leaves this address blocked for the limiter's window.
+  test('failed attempts from one address are limited: 429 with Retry-After, and the key is not in the answer', async () => {
+    const made = create(dir, ['--name', 'limited']);
+    const cut = made.key.slice(0, -4);
+    let res = await get(`${endpoint}/api/tags`, cut);
+    let tries = 1;
+    while (res.status === 401 && tries < 100) {
+      res = await get(`${endpoint}/api/tags`, cut);
+      tries += 1;
+    }
+    assert.equal(res.status, 429, `after ${tries} failed attempts`);
+    // Earlier tests' refusals from this address count in the same minute's window.
+    assert.ok(tries <= 31, `30 failures a minute per address, then 429 (took ${tries} attempts)`);
+    assert.match(res.headers.get('retry-after') ?? '', /^\d+$/);
+    assert.match(String(res.body['error']), /too many failed authentications from your address; retry in \d+ s/);
+    assert.ok(!JSON.stringify(res.body).includes(cut.slice(5)));
+  });
 });

@@ -87,6 +87,9 @@ export interface ApiServerOptions {
 
 const BRIDGE_ROUTE = '/ws/bridge';
 
+/** A key's 401s from the proxy (key-set.ts) and the bridge (key-scope.ts): counted as failed attempts. */
+const KEY_REFUSALS: ReadonlySet<string> = new Set(['key-invalid', 'key-expired', 'key-unknown']);
+
 const sameSecret = (a: string, b: string): boolean => timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
 
 function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -374,7 +377,8 @@ export class ApiServer {
     this.forwardToProxy(req, res, path, user, {
       headers: { [CLIENT_KEY_HEADER]: presented },
       answered: (status, refusal) => {
-        if (status !== 401 || !refusal?.startsWith('key-')) return undefined;
+        // Only the refusals the proxy and bridge make: a bridge's answer must not pick metric labels.
+        if (status !== 401 || refusal === undefined || !KEY_REFUSALS.has(refusal)) return undefined;
         failed(refusal, key.route);
         const why = refusal === 'key-expired' ? 'the key has expired' : 'the key is not valid for this endpoint';
         return { 'www-authenticate': wwwAuthenticate({ reason: refusal, message: why }) };
