@@ -1,7 +1,7 @@
 /**
- * The client keys this proxy accepts (issue 9), in memory only: right after a bridge connects, the
- * proxy opens one long-lived stream to the bridge (CONTROL_AUTHORITY, KEY_SET_PATH), and each
- * NDJSON line on it replaces the whole set. The stream is reopened if it breaks while the tunnel
+ * The client keys this proxy accepts (issue 9), in memory only: at the first key presented on a
+ * tunnel, the proxy opens one long-lived stream to the bridge (CONTROL_AUTHORITY, KEY_SET_PATH),
+ * kept for the tunnel's life, and each NDJSON line on it replaces the whole set. The stream is reopened if it breaks while the tunnel
  * stays; an older bridge answers 404, which means no keys. Nothing of a key is written or logged:
  * a restarted server learns the set again when the bridge reconnects.
  */
@@ -29,7 +29,8 @@ export class KeySet {
     private readonly log: Logger,
     private readonly retryMs = 1_000,
   ) {
-    link.on('connected', () => this.open());
+    // Opened at the first key presented on a tunnel, not at every connect: a user without keys
+    // costs no stream, and a bridge's first stream stays a client's.
     link.on('disconnected', () => this.reset());
   }
 
@@ -41,7 +42,10 @@ export class KeySet {
   async check(presented: string, waitMs = 5_000, newKeyWaitMs = 2_000): Promise<KeyCheck> {
     const key = parseClientKey(presented);
     if (!key.ok) return { ok: false, reason: key.reason, message: key.message };
-    if (!this.known) await this.settled(this.waiters, waitMs);
+    if (!this.known) {
+      if (!this.stream && this.link.connected) this.open();
+      await this.settled(this.waiters, waitMs);
+    }
     // An id not in the set may be a key made a moment ago: its line comes within the bridge's
     // debounce. Waiting for it also slows down anyone trying ids.
     const deadline = Date.now() + newKeyWaitMs;
