@@ -92,7 +92,6 @@ describe('client keys through start:headless', () => {
     endpoint = stack.endpoint;
   });
   after(async () => {
-    if (process.env['KEYS_DEBUG']) process.stderr.write(stack.stderr());
     const code = await stack?.stop();
     assert.equal(code, 0, stack?.stderr().slice(-1000));
     await emulator?.close();
