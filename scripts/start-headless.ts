@@ -14,7 +14,7 @@ import { Bridge } from '@cloudtolocalllm/bridge';
 import { DEFAULT_OLLAMA_URL } from '@cloudtolocalllm/bridge/forward/ollama-target';
 import { parseManagementList } from '@cloudtolocalllm/bridge/ingress/policy';
 import { onShutdownSignal } from '@cloudtolocalllm/bridge/shutdown-signals';
-import { headlessSignIn, refreshHeadless } from '../main/auth/headless-login.js';
+import { headlessSignIn, refreshHeadless } from './headless-login.js';
 import { startCloudServer, type CloudServer } from '@cloudtolocalllm/server/cloud-server';
 import { ConfigError, loadConfig } from '@cloudtolocalllm/server/config';
 import { createLogger } from '@cloudtolocalllm/server/log';
