@@ -66,7 +66,7 @@ export function readCliConfig(args: readonly string[], env: NodeJS.ProcessEnv): 
   if (!proxyUrl) throw new CliConfigError('--proxy-url is required');
 
   const tokenFile = values['token-file'];
-  const envToken = env[TOKEN_VARIABLE];
+  const envToken = env['CLOUDTOLOCALLLM_TOKEN'];
   const readToken = (): string => {
     if (tokenFile) {
       try {
