@@ -31,6 +31,9 @@ export interface ProxyManagerOptions {
   startsPerMinute?: number;
 }
 
+/** How often proxies are checked and swept, and how long an idle one lives (config.ts's defaults). */
+export const DEFAULT_MANAGER_TIMING = { healthIntervalMs: 30_000, idleTimeoutMs: 600_000, sweepIntervalMs: 60_000 } as const;
+
 /** A start refused by a limit: the status and Retry-After the API answers with. */
 export class ProxyStartRefused extends Error {
   constructor(
@@ -88,8 +91,8 @@ export class ProxyManager {
 
   /** Starts the periodic health checks and idle sweeps. */
   startTimers(): void {
-    const health = setInterval(() => void this.checkAll(), this.options.healthIntervalMs ?? 30_000);
-    const sweep = setInterval(() => void this.sweepIdle(), this.options.sweepIntervalMs ?? 60_000);
+    const health = setInterval(() => void this.checkAll(), this.options.healthIntervalMs ?? DEFAULT_MANAGER_TIMING.healthIntervalMs);
+    const sweep = setInterval(() => void this.sweepIdle(), this.options.sweepIntervalMs ?? DEFAULT_MANAGER_TIMING.sweepIntervalMs);
     health.unref();
     sweep.unref();
     this.timers.push(health, sweep);
@@ -297,7 +300,7 @@ export class ProxyManager {
 
   /** Destroys proxies that have had no bridge and no request for the idle timeout. */
   async sweepIdle(now = Date.now()): Promise<number> {
-    const idleFor = this.options.idleTimeoutMs ?? 600_000;
+    const idleFor = this.options.idleTimeoutMs ?? DEFAULT_MANAGER_TIMING.idleTimeoutMs;
     const idle = [...this.records.values()].filter(
       (r) => r.state === 'running' && r.bridges === 0 && r.inflight === 0 && now - r.lastActivity >= idleFor,
     );
