@@ -14,14 +14,15 @@ import type { AuditLog } from '../audit.js';
 import { wwwAuthenticate } from '../auth/jwt-authenticator.js';
 import { closeNow, listenUrl, trackSockets } from '../http-lifecycle.js';
 import { silentLogger, type Logger } from '../log.js';
-import { ProxyStartRefused, type ProxyManager, type ProxyRecord } from '../manager/proxy-manager.js';
+import { authCode, ServerError, type AuthReason } from '../errors.js';
+import type { ProxyManager, ProxyRecord } from '../manager/proxy-manager.js';
 import { CONFIG_PATH, HEALTH_PATH, OLLAMA_PREFIX, PROXY_START_PATH, PROXY_STATUS_PATH, PROXY_STOP_PATH, type ClientConfig, type ProxyStopAnswer } from '@cloudtolocalllm/api-contract';
 import { RENEW_PATH } from '@cloudtolocalllm/bridge/connection/protocol';
 import { findRoute } from '@cloudtolocalllm/bridge/ingress/ollama-routes';
 import { checkRequestTarget } from '@cloudtolocalllm/bridge/ingress/request-target';
 import { NO_BRIDGE_MESSAGE } from '../proxy/relay.js';
 import { endSocket, rawHttpError, sendOllamaError } from '../proxy/ollama-errors.js';
-import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
+import { userHash, type UserHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { AuthFailureLimiter, DEFAULT_AUTH_FAILURES, type AuthFailureOptions } from './auth-failures.js';
 import { forwardBridgeUpgrade, renewOnProxy } from './bridge-forward.js';
 import { clientAddress } from './client-address.js';
@@ -33,14 +34,38 @@ import type { ServerMetrics } from './server-metrics.js';
 
 export type Verification =
   | { ok: true; subject: string; expiresAt?: number }
-  | { ok: false; reason: string; message: string };
+  | { ok: false; reason: AuthReason; message: string };
 
-/** How a refused credential is answered: status, and Retry-After where waiting helps. */
-function refusalOf(v: { reason: string }, retryAfterSec?: number): { status: number; reason: string; retryAfterSec?: number } {
-  if (v.reason === 'jwks-unavailable') return { status: 503, reason: 'Service Unavailable', retryAfterSec: 5 };
-  if (v.reason === 'too-many-failures') return { status: 429, reason: 'Too Many Requests', retryAfterSec: retryAfterSec ?? 60 };
-  if (v.reason === 'duplicate-credentials') return { status: 400, reason: 'Bad Request' };
-  return { status: 401, reason: 'Unauthorized' };
+/** A call the authentication preamble let in: the verified user, by id and by hash. */
+interface Caller {
+  subject: string;
+  user: UserHash;
+  /** The token's expiry (seconds since the epoch), when it has one. */
+  expiresAt?: number;
+}
+
+type Admission = { ok: true; caller: Caller } | { ok: false; error: CredentialRefusal | ServerError };
+
+/** A refused credential: the refusal, and the reason the JSON API names and the challenge uses. */
+class CredentialRefusal extends ServerError {
+  constructor(
+    readonly reason: AuthReason,
+    message: string,
+    retryAfterSec?: number,
+  ) {
+    // The issuer's keys being unreachable passes soon; a blocked address waits out its window.
+    super(authCode(reason), message, reason === 'jwks-unavailable' ? 5 : reason === 'too-many-failures' ? (retryAfterSec ?? 60) : retryAfterSec);
+  }
+}
+
+/** The Retry-After header of a refusal that has one. */
+function retryHeaders(e: ServerError): Record<string, string> {
+  return e.retryAfterSec === undefined ? {} : { 'retry-after': String(e.retryAfterSec) };
+}
+
+/** Any failure to start a user's proxy as the refusal it is answered with. */
+function startRefusal(e: unknown): ServerError {
+  return e instanceof ServerError ? e : new ServerError('proxy-start-failed', e instanceof Error ? e.message : String(e), 10);
 }
 
 /** How many times a header appears: Node keeps only the first Authorization, so count the raw ones. */
@@ -143,16 +168,19 @@ export class ApiServer {
   }
 
   /**
-   * Verifies the caller's token. An address over its failure limit is refused before any check;
-   * two Authorization headers are refused (proxies in front disagree on which one wins); every
-   * failure is counted for the address and audited in its window's one line (auth-failures.ts).
+   * The authentication preamble of every authenticated route, written once: an address over its
+   * failure limit is refused before any check; two Authorization headers are refused (proxies in
+   * front disagree on which one wins); the token is verified; every failure is counted for the
+   * address (by route) and audited in its window's one line (auth-failures.ts). Opening a tunnel
+   * also needs a token valid now; every other call takes one request from the user's rate.
    */
-  private async authenticate(req: IncomingMessage, route: string): Promise<Verification & { retryAfterSec?: number }> {
+  private async admit(req: IncomingMessage, route: 'api' | 'ollama' | 'bridge', call: 'request' | 'tunnel' = 'request'): Promise<Admission> {
+    const { metrics } = this.options;
     const address = clientAddress(req, this.options.trustProxy ?? false);
     const wait = this.authFailures.blocked(address, route);
     if (wait !== undefined) {
-      this.options.metrics.limitRefusals.inc({ limit: 'auth-failures' });
-      return { ok: false, reason: 'too-many-failures', message: `too many failed authentications from your address; retry in ${wait} s`, retryAfterSec: wait };
+      metrics.limitRefusals.inc({ limit: 'auth-failures' });
+      return { ok: false, error: new CredentialRefusal('too-many-failures', `too many failed authentications from your address; retry in ${wait} s`, wait) };
     }
     const credentials = headerCount(req, 'authorization');
     const v: Verification =
@@ -160,23 +188,52 @@ export class ApiServer {
         ? { ok: false, reason: 'duplicate-credentials', message: `the request has ${credentials} Authorization headers; send exactly one` }
         : await this.options.verifier.verifyRequest(req.headers);
     if (!v.ok) {
-      this.options.metrics.authFailures.inc({ reason: v.reason });
+      metrics.authFailures.inc({ reason: v.reason });
       // The issuer's keys being unreachable is not the caller's failure.
       if (v.reason !== 'jwks-unavailable') this.authFailures.failed(address, v.reason, route);
+      return { ok: false, error: new CredentialRefusal(v.reason, v.message) };
     }
-    return v;
+    const caller: Caller = { subject: v.subject, user: userHash(v.subject), ...(v.expiresAt !== undefined ? { expiresAt: v.expiresAt } : {}) };
+    if (call === 'tunnel') {
+      // A tunnel lives until its credential expires: one past its expiry on our clock (accepted
+      // within the clock tolerance) would be a tunnel of no length, reconnecting for ever.
+      if (v.expiresAt !== undefined && v.expiresAt * 1000 <= Date.now()) {
+        metrics.authFailures.inc({ reason: 'expired' });
+        return { ok: false, error: new CredentialRefusal('expired', 'the token has expired; a tunnel needs a token that is valid now (sign in again)') };
+      }
+      return { ok: true, caller };
+    }
+    const rate = this.limits.takeRequest(caller.user);
+    if (!rate.ok) {
+      metrics.limitRefusals.inc({ limit: rate.limit });
+      return { ok: false, error: new ServerError('rate-limit', rate.message, rate.retryAfterSec) };
+    }
+    return { ok: true, caller };
   }
 
-  private refuseAuth(res: ServerResponse, v: { reason: string; message: string; retryAfterSec?: number }, ollamaShape: boolean): void {
-    const refusal = refusalOf(v, v.retryAfterSec);
-    if (refusal.status === 503) {
-      sendJson(res, 503, { error: `sign-in cannot be checked right now: ${v.message}` }, { 'retry-after': '5' });
-      return;
-    }
-    const headers: Record<string, string> = refusal.status === 401 ? { 'www-authenticate': wwwAuthenticate(v) } : {};
-    if (refusal.retryAfterSec !== undefined) headers['retry-after'] = String(refusal.retryAfterSec);
-    if (ollamaShape) sendOllamaError(res, refusal.status, `auth-${v.reason}`, v.message, headers);
-    else sendJson(res, refusal.status, { error: v.message, reason: v.reason }, headers);
+  /** A refusal of the JSON API: `{error}`, and `reason` with the challenge for a credential. */
+  private sendApiError(res: ServerResponse, e: ServerError): void {
+    if (!(e instanceof CredentialRefusal)) return sendJson(res, e.status, { error: e.message }, retryHeaders(e));
+    if (e.reason === 'jwks-unavailable') return sendJson(res, e.status, { error: `sign-in cannot be checked right now: ${e.message}` }, retryHeaders(e));
+    sendJson(res, e.status, { error: e.message, reason: e.reason }, { ...this.challenge(e), ...retryHeaders(e) });
+  }
+
+  /** A refusal on /ollama: Ollama's error shape with the code, as the streaming proxy answers. */
+  private sendOllamaRefusal(res: ServerResponse, e: ServerError): void {
+    if (e instanceof CredentialRefusal && e.reason === 'jwks-unavailable') return this.sendApiError(res, e);
+    sendOllamaError(res, e.code, e.message, { ...(e instanceof CredentialRefusal ? this.challenge(e) : {}), ...retryHeaders(e) });
+  }
+
+  /** A refused WebSocket upgrade, written on the raw socket. */
+  private refuseUpgrade(socket: Duplex, e: ServerError): void {
+    const challenge = e instanceof CredentialRefusal && (e.status === 401 || e.status === 503) ? `WWW-Authenticate: ${wwwAuthenticate(e)}\r\n` : '';
+    const retry = e.retryAfterSec !== undefined ? `Retry-After: ${e.retryAfterSec}\r\n` : '';
+    endSocket(socket, rawHttpError(e.status, e.statusText, e.message).replace('\r\n', `\r\n${challenge}${retry}`));
+  }
+
+  /** RFC 6750's challenge for a 401 (auth/jwt-authenticator.ts). */
+  private challenge(e: CredentialRefusal): Record<string, string> {
+    return e.status === 401 ? { 'www-authenticate': wwwAuthenticate(e) } : {};
   }
 
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -230,25 +287,6 @@ export class ApiServer {
     res.end(text);
   }
 
-  /** Authenticates a JSON API call and takes its request token; answers and returns undefined when refused. */
-  private async admit(req: IncomingMessage, res: ServerResponse, route: string): Promise<{ v: { subject: string; expiresAt?: number }; user: string } | undefined> {
-    const v = await this.authenticate(req, route);
-    if (!v.ok) {
-      req.resume();
-      this.refuseAuth(res, v, false);
-      return undefined;
-    }
-    const user = userHash(v.subject);
-    const rate = this.limits.takeRequest(user);
-    if (!rate.ok) {
-      req.resume();
-      this.options.metrics.limitRefusals.inc({ limit: rate.limit });
-      sendJson(res, 429, { error: rate.message }, { 'retry-after': String(rate.retryAfterSec) });
-      return undefined;
-    }
-    return { v, user };
-  }
-
   private async proxyApi(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     const routes: Record<string, string> = { [PROXY_START_PATH]: 'POST', [PROXY_STOP_PATH]: 'POST', [PROXY_STATUS_PATH]: 'GET' };
     const method = routes[path];
@@ -257,26 +295,28 @@ export class ApiServer {
       req.resume();
       return sendJson(res, 405, { error: `${req.method} is not allowed on ${path}; use ${method}` }, { allow: method });
     }
-    const caller = await this.admit(req, res, 'api');
-    if (!caller) return;
-    const { v, user } = caller;
+    const admission = await this.admit(req, 'api');
+    if (!admission.ok) {
+      req.resume();
+      return this.sendApiError(res, admission.error);
+    }
+    const { subject, user } = admission.caller;
     if (method === 'POST') {
       const body = await readJsonBody(req, 16 * 1024);
       if (!body.ok) return sendJson(res, body.status, { error: body.message });
     }
     const { manager } = this.options;
-    if (path === PROXY_STATUS_PATH) return sendJson(res, 200, manager.view(v.subject));
+    if (path === PROXY_STATUS_PATH) return sendJson(res, 200, manager.view(subject));
     if (path === PROXY_STOP_PATH) {
-      const stopped = await manager.stop(v.subject);
-      return sendJson(res, 200, { ...manager.view(v.subject), stopped } satisfies ProxyStopAnswer);
+      const stopped = await manager.stop(subject);
+      return sendJson(res, 200, { ...manager.view(subject), stopped } satisfies ProxyStopAnswer);
     }
     try {
       const existed = manager.record(user)?.state === 'running';
-      await manager.ensure(v.subject);
-      sendJson(res, existed ? 200 : 201, manager.view(v.subject));
+      await manager.ensure(subject);
+      sendJson(res, existed ? 200 : 201, manager.view(subject));
     } catch (e) {
-      const refused = e instanceof ProxyStartRefused ? e : undefined;
-      sendJson(res, refused?.status ?? 503, { error: e instanceof Error ? e.message : String(e) }, { 'retry-after': String(refused?.retryAfterSec ?? 10) });
+      this.sendApiError(res, startRefusal(e));
     }
   }
 
@@ -291,53 +331,50 @@ export class ApiServer {
       req.resume();
       return sendJson(res, 405, { error: `use POST on ${RENEW_PATH}` }, { allow: 'POST' });
     }
-    const caller = await this.admit(req, res, 'bridge');
-    if (!caller) return;
-    const { v, user } = caller;
+    const admission = await this.admit(req, 'bridge');
+    if (!admission.ok) {
+      req.resume();
+      return this.sendApiError(res, admission.error);
+    }
+    const { user, expiresAt } = admission.caller;
     const body = await readJsonBody(req, 4096);
     if (!body.ok) return sendJson(res, body.status, { error: body.message });
     const tunnel = body.value['tunnel'];
     if (typeof tunnel !== 'string' || !tunnel) return sendJson(res, 400, { error: 'expected {"tunnel": "<the id from the 101 answer>"}' });
     const record = this.options.manager.record(user);
-    if (!record?.instance || record.state !== 'running' || v.expiresAt === undefined) {
-      return sendJson(res, 409, { error: 'no tunnel of yours is open on this server; the bridge reconnects' });
+    if (!record?.instance || record.state !== 'running' || expiresAt === undefined) {
+      return this.sendApiError(res, new ServerError('no-tunnel', 'no tunnel of yours is open on this server; the bridge reconnects'));
     }
-    const answer = await renewOnProxy({ endpoint: record.instance.endpoint, secret: record.secret }, tunnel, v.expiresAt * 1000);
+    const answer = await renewOnProxy({ endpoint: record.instance.endpoint, secret: record.secret }, tunnel, expiresAt * 1000);
     this.options.audit.record({ action: 'bridge.renew', result: answer.status === 200 ? 'ok' : 'refused', userHash: user, address: clientAddress(req, this.options.trustProxy ?? false) });
     sendJson(res, answer.status, answer.body);
   }
 
   private async ollama(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
-    const v = await this.authenticate(req, 'ollama');
-    if (!v.ok) {
+    const admission = await this.admit(req, 'ollama');
+    if (!admission.ok) {
       req.resume();
-      return this.refuseAuth(res, v, true);
+      return this.sendOllamaRefusal(res, admission.error);
     }
-    const user = userHash(v.subject);
-    const rate = this.limits.takeRequest(user);
-    if (!rate.ok) {
-      req.resume();
-      this.options.metrics.limitRefusals.inc({ limit: rate.limit });
-      return sendOllamaError(res, 429, 'rate-limit', rate.message, { 'retry-after': String(rate.retryAfterSec) });
-    }
+    const { user } = admission.caller;
     // Only Ollama's API goes on: the proxy's own endpoints (/health, /metrics, /bridge) share
     // its path space and must not answer through /ollama/health (the bridge refuses the rest again).
     const target = checkRequestTarget(path, undefined, undefined, '');
     if (target.ok && !findRoute(target.path)) {
       req.resume();
-      return sendOllamaError(res, 404, 'not-ollama-api', `${target.path} is not part of the Ollama API`);
+      return sendOllamaError(res, 'not-ollama-api', `${target.path} is not part of the Ollama API`);
     }
     const record = this.options.manager.record(user);
     if (!record || record.state !== 'running' || !record.instance) {
       req.resume();
-      return sendOllamaError(res, 503, 'no-bridge', NO_BRIDGE_MESSAGE, { 'retry-after': '5' });
+      return sendOllamaError(res, 'no-bridge', NO_BRIDGE_MESSAGE, { 'retry-after': '5' });
     }
     const { manager } = this.options;
     const slot = this.limits.acquire('request', user, res, { taken: () => manager.requestStarted(user), released: () => manager.requestEnded(user) });
     if (!slot.ok) {
       req.resume();
       this.options.metrics.limitRefusals.inc({ limit: slot.limit });
-      return sendOllamaError(res, 429, 'concurrency-limit', slot.message, { 'retry-after': String(slot.retryAfterSec) });
+      return sendOllamaError(res, 'concurrency-limit', slot.message, { 'retry-after': String(slot.retryAfterSec) });
     }
     forwardOllamaRequest(
       req,
@@ -362,38 +399,21 @@ export class ApiServer {
       endSocket(socket, rawHttpError(404, 'Not Found', `WebSocket connections are only accepted on ${BRIDGE_ROUTE}`));
       return;
     }
-    let v = await this.authenticate(req, 'bridge');
-    // A tunnel lives until its credential expires: one past its expiry on our clock (accepted
-    // within the clock tolerance) would be a tunnel of no length, reconnecting for ever.
-    if (v.ok && v.expiresAt !== undefined && v.expiresAt * 1000 <= Date.now()) {
-      this.options.metrics.authFailures.inc({ reason: 'expired' });
-      v = { ok: false, reason: 'expired', message: 'the token has expired; a tunnel needs a token that is valid now (sign in again)' };
-    }
-    if (!v.ok) {
-      const refusal = refusalOf(v, v.retryAfterSec);
-      const extra = refusal.status === 401 || refusal.status === 503 ? `WWW-Authenticate: ${wwwAuthenticate(v)}\r\n` : '';
-      const retry = refusal.retryAfterSec !== undefined ? `Retry-After: ${refusal.retryAfterSec}\r\n` : '';
-      endSocket(socket, rawHttpError(refusal.status, refusal.reason, v.message).replace('\r\n', `\r\n${extra}${retry}`));
-      return;
-    }
-    const user = userHash(v.subject);
+    const admission = await this.admit(req, 'bridge', 'tunnel');
+    if (!admission.ok) return this.refuseUpgrade(socket, admission.error);
+    const { subject, user, expiresAt } = admission.caller;
     // Held until the bridge's socket closes, whichever way this upgrade ends.
     const slot = this.limits.acquire('bridge', user, socket);
     if (!slot.ok) {
       this.options.metrics.limitRefusals.inc({ limit: slot.limit });
-      endSocket(socket, rawHttpError(429, 'Too Many Requests', slot.message));
-      return;
+      return this.refuseUpgrade(socket, new ServerError('bridge-limit', slot.message));
     }
     let record: ProxyRecord;
     try {
       // A bridge connecting provisions its proxy.
-      record = await this.options.manager.ensure(v.subject);
+      record = await this.options.manager.ensure(subject);
     } catch (e) {
-      const refused = e instanceof ProxyStartRefused ? e : undefined;
-      const status = refused?.status ?? 503;
-      const response = rawHttpError(status, status === 429 ? 'Too Many Requests' : 'Service Unavailable', e instanceof Error ? e.message : String(e));
-      endSocket(socket, response.replace('\r\n', `\r\nRetry-After: ${refused?.retryAfterSec ?? 10}\r\n`));
-      return;
+      return this.refuseUpgrade(socket, startRefusal(e));
     }
     if (socket.destroyed || !record.instance) {
       socket.destroy();
@@ -402,7 +422,7 @@ export class ApiServer {
     const { manager, metrics, audit } = this.options;
     const address = clientAddress(req, this.options.trustProxy ?? false);
     const client = String(req.headers['user-agent'] ?? 'unknown').slice(0, 120);
-    const terms = { address, ...(v.expiresAt !== undefined ? { expiresAt: v.expiresAt * 1000 } : {}) };
+    const terms = { address, ...(expiresAt !== undefined ? { expiresAt: expiresAt * 1000 } : {}) };
     forwardBridgeUpgrade(req, socket, head, { endpoint: record.instance.endpoint, secret: record.secret }, terms, {
       opened: () => {
         manager.bridgeOpened(user);

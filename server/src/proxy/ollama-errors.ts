@@ -1,15 +1,14 @@
-/** Answers in Ollama's error shape, `{"error": "..."}`, so every Ollama client shows the message. */
+/**
+ * Answers in Ollama's error shape, `{"error": "..."}`, so every Ollama client shows the message,
+ * with the refusal's stable code in a header; the status is the code's (errors.ts).
+ */
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { REFUSAL_HEADER } from '@cloudtolocalllm/bridge/connection/protocol';
+import { ERROR_STATUS, type ErrorCode } from '../errors.js';
 
-export function sendOllamaError(
-  res: ServerResponse,
-  status: number,
-  code: string,
-  message: string,
-  headers: Record<string, string> = {},
-): void {
+export function sendOllamaError(res: ServerResponse, code: ErrorCode, message: string, headers: Record<string, string> = {}): void {
+  const status = ERROR_STATUS[code];
   if (res.headersSent) {
     res.destroy();
     return;

@@ -23,6 +23,7 @@ import { silentLogger, type Logger } from '../log.js';
 import type { Authenticator } from './auth.js';
 import { readJsonBody } from '../api/json-body.js';
 import { BridgeLink, type TunnelTerms } from './bridge-link.js';
+import { authCode } from '../errors.js';
 import { rawHttpError, sendOllamaError } from './ollama-errors.js';
 import { ProxyMetrics } from './proxy-metrics.js';
 import { Relay } from './relay.js';
@@ -146,7 +147,7 @@ export class StreamingProxy {
     }
     if (path === PROXY_RENEW_PATH) return this.onRenew(req, res);
     if (path === BRIDGE_PATH) {
-      sendOllamaError(res, 426, 'websocket-required', `${BRIDGE_PATH} is the bridge's WebSocket endpoint; it needs a WebSocket upgrade`, {
+      sendOllamaError(res, 'websocket-required', `${BRIDGE_PATH} is the bridge's WebSocket endpoint; it needs a WebSocket upgrade`, {
         upgrade: 'websocket',
       });
       return;
@@ -154,14 +155,14 @@ export class StreamingProxy {
     this.touch();
     if (!(req.url ?? '').startsWith('/')) {
       // Absolute-form ("GET http://host/...") and asterisk-form targets: this is no forward proxy.
-      sendOllamaError(res, 400, 'absolute-form', 'absolute-form or asterisk-form request targets are refused; send a path like /api/chat');
+      sendOllamaError(res, 'absolute-form', 'absolute-form or asterisk-form request targets are refused; send a path like /api/chat');
       req.resume();
       return;
     }
     const auth = await this.options.authenticator.authenticate(req.headers, 'ollama');
     if (!auth.ok) {
       this.metrics.authFailures.inc({ reason: auth.reason });
-      sendOllamaError(res, auth.status, `auth-${auth.reason}`, auth.message, {
+      sendOllamaError(res, authCode(auth.reason), auth.message, {
         'www-authenticate': `Bearer realm="CloudToLocalLLM", error="invalid_token"`,
       });
       req.resume();
@@ -226,21 +227,21 @@ export class StreamingProxy {
 
   /** POST /tunnel/renew {tunnel, expiresAt}: the api-backend verified a fresh credential of this user. */
   private async onRenew(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (req.method !== 'POST') return sendOllamaError(res, 405, 'method-not-allowed', 'use POST', { allow: 'POST' });
+    if (req.method !== 'POST') return sendOllamaError(res, 'method-not-allowed', 'use POST', { allow: 'POST' });
     const auth = await this.options.authenticator.authenticate(req.headers, 'bridge');
     if (!auth.ok) {
       req.resume();
       this.metrics.authFailures.inc({ reason: auth.reason });
-      return sendOllamaError(res, auth.status, `auth-${auth.reason}`, auth.message);
+      return sendOllamaError(res, authCode(auth.reason), auth.message);
     }
     const body = await readJsonBody(req, 4096);
-    if (!body.ok) return sendOllamaError(res, body.status, 'bad-request', body.message);
+    if (!body.ok) return sendOllamaError(res, body.code, body.message);
     const { tunnel, expiresAt } = body.value as { tunnel?: unknown; expiresAt?: unknown };
     if (typeof tunnel !== 'string' || typeof expiresAt !== 'number') {
-      return sendOllamaError(res, 400, 'bad-request', 'expected {"tunnel": "<id>", "expiresAt": <ms>}');
+      return sendOllamaError(res, 'bad-request', 'expected {"tunnel": "<id>", "expiresAt": <ms>}');
     }
     const deadline = this.link.renew(tunnel, expiresAt);
-    if (deadline === undefined) return sendOllamaError(res, 409, 'no-such-tunnel', 'this tunnel is not open on your proxy any more; the bridge reconnects');
+    if (deadline === undefined) return sendOllamaError(res, 'no-such-tunnel', 'this tunnel is not open on your proxy any more; the bridge reconnects');
     const text = JSON.stringify({ expiresAt: deadline });
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
     res.end(text);
