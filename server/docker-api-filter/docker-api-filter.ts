@@ -1,5 +1,5 @@
 /**
- * A filtering proxy for the Docker Engine API: the cloud server talks to this instead of
+ * A filter in front of the Docker Engine API: the api-backend talks to this instead of
  * /var/run/docker.sock, and gets only what its Docker runtime (server/src/runtime/docker) uses.
  *
  * Why: whoever can talk to the engine's socket is root on the host (one `docker run -v /:/host

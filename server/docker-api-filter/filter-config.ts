@@ -23,57 +23,67 @@ export interface FilterConfig {
   logLevel: FilterLogLevel;
 }
 
-/** Blank counts as unset, as for the server (Compose passes unset variables as empty strings). */
-function value(env: NodeJS.ProcessEnv, name: string): string | undefined {
-  const raw = env[name]?.trim();
-  return raw ? raw : undefined;
+/**
+ * One call per setting, named; a problem is recorded with the variable's name instead of thrown,
+ * so every mistake is reported at once. Blank counts as unset, as for the server (Compose passes
+ * unset variables as empty strings).
+ */
+class FilterSettings {
+  readonly problems: string[] = [];
+
+  constructor(private readonly env: NodeJS.ProcessEnv) {}
+
+  raw(name: string): string | undefined {
+    const raw = this.env[name]?.trim();
+    return raw ? raw : undefined;
+  }
+
+  /** A positive number (bytes, nano-CPUs, pids). */
+  number(name: string, fallback: number): number {
+    const raw = this.raw(name);
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (Number.isFinite(n) && n > 0) return n;
+    this.problems.push(`${name}="${raw}" must be a positive number`);
+    return fallback;
+  }
 }
 
 export function policyFromEnv(env: NodeJS.ProcessEnv): FilterPolicy {
-  const problems: string[] = [];
-  const policy = readPolicy(env, problems);
-  if (problems.length) throw new Error(problems.join('; '));
+  const read = new FilterSettings(env);
+  const policy = readPolicy(read);
+  if (read.problems.length) throw new Error(read.problems.join('; '));
   return policy;
 }
 
-function readPolicy(env: NodeJS.ProcessEnv, problems: string[]): FilterPolicy {
-  const num = (name: string, fallback: number): number => {
-    const raw = value(env, name);
-    if (raw === undefined) return fallback;
-    const n = Number(raw);
-    if (!Number.isFinite(n) || n <= 0) {
-      problems.push(`${name}="${raw}" must be a positive number`);
-      return fallback;
-    }
-    return n;
-  };
-  const stack = value(env, 'CTLL_STACK_NAME');
+function readPolicy(read: FilterSettings): FilterPolicy {
+  const stack = read.raw('CTLL_STACK_NAME');
   try {
     assertStackName(stack);
   } catch (e) {
-    problems.push((e as Error).message);
+    read.problems.push((e as Error).message);
   }
   return {
-    image: value(env, 'CTLL_PROXY_IMAGE') ?? DEFAULT_PROXY_IMAGE,
-    subnetRange: value(env, 'CTLL_SUBNET_RANGE') ?? DEFAULT_SUBNET_RANGE,
+    image: read.raw('CTLL_PROXY_IMAGE') ?? DEFAULT_PROXY_IMAGE,
+    subnetRange: read.raw('CTLL_SUBNET_RANGE') ?? DEFAULT_SUBNET_RANGE,
     ...(stack ? { stack } : {}),
-    maxMemoryBytes: num('CTLL_FILTER_MAX_MEMORY_BYTES', DEFAULT_POLICY_LIMITS.maxMemoryBytes),
-    maxNanoCpus: num('CTLL_FILTER_MAX_NANO_CPUS', DEFAULT_POLICY_LIMITS.maxNanoCpus),
-    maxPids: num('CTLL_FILTER_MAX_PIDS', DEFAULT_POLICY_LIMITS.maxPids),
+    maxMemoryBytes: read.number('CTLL_FILTER_MAX_MEMORY_BYTES', DEFAULT_POLICY_LIMITS.maxMemoryBytes),
+    maxNanoCpus: read.number('CTLL_FILTER_MAX_NANO_CPUS', DEFAULT_POLICY_LIMITS.maxNanoCpus),
+    maxPids: read.number('CTLL_FILTER_MAX_PIDS', DEFAULT_POLICY_LIMITS.maxPids),
   };
 }
 
 export function loadFilterConfig(env: NodeJS.ProcessEnv = process.env): FilterConfig {
-  const problems: string[] = [];
-  const policy = readPolicy(env, problems);
-  const level = value(env, 'LOG_LEVEL')?.toLowerCase() ?? 'info';
-  const logLevel = FILTER_LOG_LEVELS.find((l) => l === level);
-  if (!logLevel) problems.push(`LOG_LEVEL="${value(env, 'LOG_LEVEL')}" must be one of ${FILTER_LOG_LEVELS.join(', ')}`);
-  if (problems.length) throw new Error(problems.join('; '));
+  const read = new FilterSettings(env);
+  const policy = readPolicy(read);
+  const level = read.raw('LOG_LEVEL');
+  const logLevel = FILTER_LOG_LEVELS.find((l) => l === (level ?? 'info').toLowerCase());
+  if (!logLevel) read.problems.push(`LOG_LEVEL="${level}" must be one of ${FILTER_LOG_LEVELS.join(', ')}`);
+  if (read.problems.length) throw new Error(read.problems.join('; '));
   return {
     policy,
-    listen: value(env, 'CTLL_FILTER_LISTEN') ?? DEFAULT_LISTEN,
-    upstream: value(env, 'CTLL_FILTER_UPSTREAM') ?? DEFAULT_UPSTREAM,
+    listen: read.raw('CTLL_FILTER_LISTEN') ?? DEFAULT_LISTEN,
+    upstream: read.raw('CTLL_FILTER_UPSTREAM') ?? DEFAULT_UPSTREAM,
     logLevel: logLevel ?? 'info',
   };
 }

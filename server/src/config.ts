@@ -84,7 +84,7 @@ export interface GuardConfig {
   authFailureLimit: number;
   authFailureWindowMs: number;
   /** The peer is a reverse proxy that sets X-Real-IP (nginx in the deployed stack). */
-  trustProxy: boolean;
+  trustRealIp: boolean;
   /** /metrics answers only with METRICS_TOKEN, and not at all without one. */
   metricsRequireToken: boolean;
   /** Proxies this server runs at most, all users together. */
@@ -186,7 +186,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
       responseHeadTimeoutMs: read.int('CTLL_RESPONSE_HEAD_TIMEOUT_MS', { default: DEFAULT_RESPONSE_HEAD_TIMEOUT_MS, min: 100, max: 86_400_000 }),
       authFailureLimit: read.int('CTLL_AUTH_FAILURE_LIMIT', { default: DEFAULT_AUTH_FAILURES.limit, min: 1, max: 1_000_000 }),
       authFailureWindowMs: read.int('CTLL_AUTH_FAILURE_WINDOW_MS', { default: DEFAULT_AUTH_FAILURES.windowMs, min: 1000, max: 86_400_000 }),
-      trustProxy: read.bool('CTLL_TRUST_PROXY', { default: false }),
+      trustRealIp: read.bool('CTLL_TRUST_PROXY', { default: false }),
       metricsRequireToken: read.bool('CTLL_METRICS_REQUIRE_TOKEN', { default: false }),
       maxProxies: read.int('CTLL_MAX_PROXIES', { default: 500, min: 1, max: 1_000_000 }),
       proxyStartsPerMinute: read.int('CTLL_PROXY_STARTS_PER_MINUTE', { default: 10, min: 1, max: 10_000 }),

@@ -1,10 +1,11 @@
 /**
- * The cloud server's HTTP front: authenticates every call with the user's access token, manages
- * the caller's proxy, and routes the caller's Ollama requests and bridge to that proxy only.
+ * The api-backend's gateway: authenticates every call with the user's access token, asks the
+ * streaming proxy manager for the caller's streaming proxy, and forwards the caller's Ollama
+ * requests and bridge to that streaming proxy only (ollama-forward.ts, bridge-forward.ts).
  *
  *   POST /api/proxy/start | POST /api/proxy/stop | GET /api/proxy/status
- *   ANY  /ollama/*        → the caller's proxy (Ollama API)
- *   GET  /ws/bridge       → WebSocket upgrade, spliced to the caller's proxy
+ *   ANY  /ollama/*        → forwarded to the caller's streaming proxy (Ollama API)
+ *   GET  /ws/bridge       → WebSocket upgrade, spliced to the caller's streaming proxy
  *   GET  /health, /metrics
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -95,8 +96,8 @@ export interface ApiServerOptions {
   metricsRequireToken?: boolean;
   /** Failed authentications per client address before 429 (auth-failures.ts). */
   authFailures?: AuthFailureOptions;
-  /** Believe X-Real-IP from a loopback peer (nginx in front): client-address.ts. */
-  trustProxy?: boolean;
+  /** Believe X-Real-IP from a loopback peer (nginx in front; CTLL_TRUST_PROXY): client-address.ts. */
+  trustRealIp?: boolean;
   /** Public sign-in settings for clients (GET /api/config): where to sign in, for which API. */
   clientConfig?: () => ClientConfig | undefined;
   /** Extra routes served before the API's own (the embedded issuer, static pages). */
@@ -176,7 +177,7 @@ export class ApiServer {
    */
   private async admit(req: IncomingMessage, route: 'api' | 'ollama' | 'bridge', call: 'request' | 'tunnel' = 'request'): Promise<Admission> {
     const { metrics } = this.options;
-    const address = clientAddress(req, this.options.trustProxy ?? false);
+    const address = clientAddress(req, this.options.trustRealIp ?? false);
     const wait = this.authFailures.blocked(address, route);
     if (wait !== undefined) {
       metrics.limitRefusals.inc({ limit: 'auth-failures' });
@@ -346,7 +347,7 @@ export class ApiServer {
       return this.sendApiError(res, new ServerError('no-tunnel', 'no tunnel of yours is open on this server; the bridge reconnects'));
     }
     const answer = await renewOnProxy({ endpoint: record.instance.endpoint, secret: record.secret }, tunnel, expiresAt * 1000);
-    this.options.audit.record({ action: 'bridge.renew', result: answer.status === 200 ? 'ok' : 'refused', userHash: user, address: clientAddress(req, this.options.trustProxy ?? false) });
+    this.options.audit.record({ action: 'bridge.renew', result: answer.status === 200 ? 'ok' : 'refused', userHash: user, address: clientAddress(req, this.options.trustRealIp ?? false) });
     sendJson(res, answer.status, answer.body);
   }
 
@@ -420,7 +421,7 @@ export class ApiServer {
       return;
     }
     const { manager, metrics, audit } = this.options;
-    const address = clientAddress(req, this.options.trustProxy ?? false);
+    const address = clientAddress(req, this.options.trustRealIp ?? false);
     const client = String(req.headers['user-agent'] ?? 'unknown').slice(0, 120);
     const terms = { address, ...(expiresAt !== undefined ? { expiresAt: expiresAt * 1000 } : {}) };
     forwardBridgeUpgrade(req, socket, head, { endpoint: record.instance.endpoint, secret: record.secret }, terms, {

@@ -1,5 +1,5 @@
 /**
- * Decides when each user's streaming proxy runs: starts it on demand (idempotently: concurrent
+ * The streaming proxy manager: decides when each user's streaming proxy runs: starts it on demand (idempotently: concurrent
  * starts for one user share one start), checks its health, destroys it when idle, adopts or
  * removes what an earlier server process left behind, and notices proxies that die.
  *
