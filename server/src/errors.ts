@@ -4,7 +4,7 @@
  * as `reason`), and the one place each code gets its HTTP status. Messages are for people and
  * may change; codes may not (docs/cloud-server.md lists them).
  */
-import { STATUS_CODES } from 'node:http';
+import { UPDATE_REQUIRED_STATUS } from '@cloudtolocalllm/bridge/connection/protocol';
 import type { JwtFailureReason } from './auth/jwt-verifier.js';
 
 /** Why a credential is refused: the verifier's reasons and the api-backend's and proxy's own. */
@@ -46,6 +46,10 @@ export const ERROR_STATUS = {
   'upstream-reset': 502,
   // The request itself.
   'bad-request': 400,
+  'not-http': 400,
+  'headers-too-large': 431,
+  'headers-timeout': 408,
+  'not-found': 404,
   'absolute-form': 400,
   'body-too-large': 413,
   'unsupported-media-type': 415,
@@ -53,6 +57,13 @@ export const ERROR_STATUS = {
   'not-ollama-api': 404,
   'method-not-allowed': 405,
   'websocket-required': 426,
+  // The bridge speaks another version of the tunnel protocol (the wire contract's status).
+  'update-required': UPDATE_REQUIRED_STATUS,
+  // The api-backend itself.
+  'server-starting': 503,
+  'internal-error': 500,
+  'metrics-off': 403,
+  'metrics-unauthorized': 401,
 } as const satisfies Record<`auth-${AuthReason}`, number> & Record<string, number>;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
@@ -74,10 +85,5 @@ export class ServerError extends Error {
     super(message);
     this.name = 'ServerError';
     this.status = ERROR_STATUS[code];
-  }
-
-  /** The status line's reason phrase, for answers written on a raw socket. */
-  get statusText(): string {
-    return STATUS_CODES[this.status] ?? 'Error';
   }
 }

@@ -15,7 +15,7 @@ import type { AuditLog } from '../audit.js';
 import { wwwAuthenticate } from '../auth/jwt-authenticator.js';
 import { closeNow, listenUrl, trackSockets } from '../http-lifecycle.js';
 import { silentLogger, type Logger } from '../log.js';
-import { authCode, ServerError, type AuthReason } from '../errors.js';
+import { authCode, ERROR_STATUS, ServerError, type AuthReason, type ErrorCode } from '../errors.js';
 import type { ProxyManager, ProxyRecord } from '../manager/proxy-manager.js';
 import { CONFIG_PATH, HEALTH_PATH, OLLAMA_PREFIX, PROXY_START_PATH, PROXY_STATUS_PATH, PROXY_STOP_PATH, type ClientConfig, type ProxyStopAnswer } from '@cloudtolocalllm/api-contract';
 import { RENEW_PATH } from '@cloudtolocalllm/bridge/connection/protocol';
@@ -114,6 +114,11 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   res.end(text);
 }
 
+/** A refusal of the JSON API, `{error}`, with its code's status (errors.ts). */
+function sendRefusal(res: ServerResponse, code: ErrorCode, message: string, headers: Record<string, string> = {}): void {
+  sendJson(res, ERROR_STATUS[code], { error: message }, headers);
+}
+
 export class ApiServer {
   readonly server: http.Server;
   private readonly log: Logger;
@@ -139,7 +144,7 @@ export class ApiServer {
     this.server.on('request', (req, res) => {
       this.onRequest(req, res).catch((e: unknown) => {
         this.log.error('request failed', { error: e instanceof Error ? e.message : String(e) });
-        if (!res.headersSent) sendJson(res, 500, { error: 'internal error; it has been logged' });
+        if (!res.headersSent) sendRefusal(res, 'internal-error', 'internal error; it has been logged');
         else res.destroy();
       });
     });
@@ -152,9 +157,9 @@ export class ApiServer {
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       if (!socket.writable || err.code === 'ECONNRESET') return void socket.destroy();
       if (err.code === 'HPE_HEADER_OVERFLOW') {
-        return void socket.end(rawHttpError(431, 'Request Header Fields Too Large', `the request's headers are larger than the limit of ${options.maxHeaderBytes ?? 16 * 1024} bytes`));
+        return void socket.end(rawHttpError('headers-too-large', `the request's headers are larger than the limit of ${options.maxHeaderBytes ?? 16 * 1024} bytes`));
       }
-      socket.end(rawHttpError(400, 'Bad Request', `the request is not valid HTTP (${err.code ?? 'parse error'})`));
+      socket.end(rawHttpError('not-http', `the request is not valid HTTP (${err.code ?? 'parse error'})`));
     });
     this.destroySockets = trackSockets(this.server);
   }
@@ -214,7 +219,7 @@ export class ApiServer {
 
   /** A refusal of the JSON API: `{error}`, and `reason` with the challenge for a credential. */
   private sendApiError(res: ServerResponse, e: ServerError): void {
-    if (!(e instanceof CredentialRefusal)) return sendJson(res, e.status, { error: e.message }, retryHeaders(e));
+    if (!(e instanceof CredentialRefusal)) return sendRefusal(res, e.code, e.message, retryHeaders(e));
     if (e.reason === 'jwks-unavailable') return sendJson(res, e.status, { error: `sign-in cannot be checked right now: ${e.message}` }, retryHeaders(e));
     sendJson(res, e.status, { error: e.message, reason: e.reason }, { ...this.challenge(e), ...retryHeaders(e) });
   }
@@ -229,7 +234,7 @@ export class ApiServer {
   private refuseUpgrade(socket: Duplex, e: ServerError): void {
     const challenge = e instanceof CredentialRefusal && (e.status === 401 || e.status === 503) ? `WWW-Authenticate: ${wwwAuthenticate(e)}\r\n` : '';
     const retry = e.retryAfterSec !== undefined ? `Retry-After: ${e.retryAfterSec}\r\n` : '';
-    endSocket(socket, rawHttpError(e.status, e.statusText, e.message).replace('\r\n', `\r\n${challenge}${retry}`));
+    endSocket(socket, rawHttpError(e.code, e.message).replace('\r\n', `\r\n${challenge}${retry}`));
   }
 
   /** RFC 6750's challenge for a 401 (auth/jwt-authenticator.ts). */
@@ -239,7 +244,7 @@ export class ApiServer {
 
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const rawUrl = req.url ?? '/';
-    if (!rawUrl.startsWith('/')) return sendJson(res, 400, { error: 'absolute-form request targets are refused' });
+    if (!rawUrl.startsWith('/')) return sendRefusal(res, 'absolute-form', 'absolute-form request targets are refused');
     const path = rawUrl.split('?')[0] ?? '/';
     const isOllama = path === OLLAMA_PREFIX || path.startsWith(OLLAMA_PREFIX + '/');
     if (isOllama || path.startsWith('/api/')) {
@@ -249,23 +254,23 @@ export class ApiServer {
     if (path === HEALTH_PATH) return this.health(req, res);
     if (path === '/metrics') return this.metrics(req, res);
     if (path === CONFIG_PATH) {
-      if (req.method !== 'GET') return sendJson(res, 405, { error: 'use GET' }, { allow: 'GET' });
+      if (req.method !== 'GET') return sendRefusal(res, 'method-not-allowed', 'use GET', { allow: 'GET' });
       const clientConfig = this.options.clientConfig?.();
-      if (!clientConfig) return sendJson(res, 503, { error: 'the server is still starting; try again in a moment' }, { 'retry-after': '1' });
+      if (!clientConfig) return sendRefusal(res, 'server-starting', 'the server is still starting; try again in a moment', { 'retry-after': '1' });
       return sendJson(res, 200, clientConfig);
     }
     if (path.startsWith('/api/proxy/')) return this.proxyApi(req, res, path);
     if (path === RENEW_PATH) return this.renewTunnel(req, res);
     if (isOllama) return this.ollama(req, res, rawUrl.slice(OLLAMA_PREFIX.length) || '/');
     if (path === BRIDGE_ROUTE) {
-      return sendJson(res, 426, { error: `${BRIDGE_ROUTE} is the bridge's WebSocket endpoint; it needs a WebSocket upgrade` }, { upgrade: 'websocket' });
+      return sendRefusal(res, 'websocket-required', `${BRIDGE_ROUTE} is the bridge's WebSocket endpoint; it needs a WebSocket upgrade`, { upgrade: 'websocket' });
     }
     if ((this.fallback ?? this.options.fallback)?.(req, res)) return;
-    sendJson(res, 404, { error: `no such endpoint: ${req.method} ${path}` });
+    sendRefusal(res, 'not-found', `no such endpoint: ${req.method} ${path}`);
   }
 
   private health(req: IncomingMessage, res: ServerResponse): void {
-    if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: 'use GET' }, { allow: 'GET, HEAD' });
+    if (req.method !== 'GET' && req.method !== 'HEAD') return sendRefusal(res, 'method-not-allowed', 'use GET', { allow: 'GET, HEAD' });
     sendJson(res, 200, {
       status: 'ok',
       runtime: this.options.manager.runtimeKind,
@@ -275,13 +280,13 @@ export class ApiServer {
   }
 
   private async metrics(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (req.method !== 'GET') return sendJson(res, 405, { error: 'use GET' }, { allow: 'GET' });
+    if (req.method !== 'GET') return sendRefusal(res, 'method-not-allowed', 'use GET', { allow: 'GET' });
     const token = this.options.metricsToken;
     if (!token && this.options.metricsRequireToken) {
-      return sendJson(res, 403, { error: 'metrics are off: this server needs a METRICS_TOKEN to serve them (CTLL_METRICS_REQUIRE_TOKEN=1)' });
+      return sendRefusal(res, 'metrics-off', 'metrics are off: this server needs a METRICS_TOKEN to serve them (CTLL_METRICS_REQUIRE_TOKEN=1)');
     }
     if (token && !sameSecret(req.headers.authorization ?? '', `Bearer ${token}`)) {
-      return sendJson(res, 401, { error: 'metrics need the operator\'s METRICS_TOKEN as a Bearer token' }, { 'www-authenticate': 'Bearer realm="metrics"' });
+      return sendRefusal(res, 'metrics-unauthorized', 'metrics need the operator\'s METRICS_TOKEN as a Bearer token', { 'www-authenticate': 'Bearer realm="metrics"' });
     }
     const text = await this.options.metrics.registry.metrics();
     res.writeHead(200, { 'content-type': this.options.metrics.registry.contentType });
@@ -291,10 +296,10 @@ export class ApiServer {
   private async proxyApi(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     const routes: Record<string, string> = { [PROXY_START_PATH]: 'POST', [PROXY_STOP_PATH]: 'POST', [PROXY_STATUS_PATH]: 'GET' };
     const method = routes[path];
-    if (!method) return sendJson(res, 404, { error: `no such endpoint: ${path}; use /api/proxy/start, /api/proxy/stop or /api/proxy/status` });
+    if (!method) return sendRefusal(res, 'not-found', `no such endpoint: ${path}; use /api/proxy/start, /api/proxy/stop or /api/proxy/status`);
     if (req.method !== method) {
       req.resume();
-      return sendJson(res, 405, { error: `${req.method} is not allowed on ${path}; use ${method}` }, { allow: method });
+      return sendRefusal(res, 'method-not-allowed', `${req.method} is not allowed on ${path}; use ${method}`, { allow: method });
     }
     const admission = await this.admit(req, 'api');
     if (!admission.ok) {
@@ -304,7 +309,7 @@ export class ApiServer {
     const { subject, user } = admission.caller;
     if (method === 'POST') {
       const body = await readJsonBody(req, 16 * 1024);
-      if (!body.ok) return sendJson(res, body.status, { error: body.message });
+      if (!body.ok) return this.sendApiError(res, new ServerError(body.code, body.message));
     }
     const { manager } = this.options;
     if (path === PROXY_STATUS_PATH) return sendJson(res, 200, manager.view(subject));
@@ -330,7 +335,7 @@ export class ApiServer {
   private async renewTunnel(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (req.method !== 'POST') {
       req.resume();
-      return sendJson(res, 405, { error: `use POST on ${RENEW_PATH}` }, { allow: 'POST' });
+      return sendRefusal(res, 'method-not-allowed', `use POST on ${RENEW_PATH}`, { allow: 'POST' });
     }
     const admission = await this.admit(req, 'bridge');
     if (!admission.ok) {
@@ -339,9 +344,9 @@ export class ApiServer {
     }
     const { user, expiresAt } = admission.caller;
     const body = await readJsonBody(req, 4096);
-    if (!body.ok) return sendJson(res, body.status, { error: body.message });
+    if (!body.ok) return this.sendApiError(res, new ServerError(body.code, body.message));
     const tunnel = body.value['tunnel'];
-    if (typeof tunnel !== 'string' || !tunnel) return sendJson(res, 400, { error: 'expected {"tunnel": "<the id from the 101 answer>"}' });
+    if (typeof tunnel !== 'string' || !tunnel) return sendRefusal(res, 'bad-request', 'expected {"tunnel": "<the id from the 101 answer>"}');
     const record = this.options.manager.record(user);
     if (!record?.instance || record.state !== 'running' || expiresAt === undefined) {
       return this.sendApiError(res, new ServerError('no-tunnel', 'no tunnel of yours is open on this server; the bridge reconnects'));
@@ -397,7 +402,7 @@ export class ApiServer {
     socket.on('error', () => socket.destroy());
     const path = (req.url ?? '/').split('?')[0];
     if (path !== BRIDGE_ROUTE) {
-      endSocket(socket, rawHttpError(404, 'Not Found', `WebSocket connections are only accepted on ${BRIDGE_ROUTE}`));
+      endSocket(socket, rawHttpError('not-found', `WebSocket connections are only accepted on ${BRIDGE_ROUTE}`));
       return;
     }
     const admission = await this.admit(req, 'bridge', 'tunnel');

@@ -244,30 +244,26 @@ export class ProxyManager {
   }
 
   bridgeOpened(userHash: UserHash): void {
-    const r = this.records.get(userHash);
-    if (!r) return;
-    r.bridges += 1;
-    r.lastActivity = Date.now();
+    this.count(userHash, 'bridges', 1);
   }
 
   bridgeClosed(userHash: UserHash): void {
-    const r = this.records.get(userHash);
-    if (!r) return;
-    r.bridges = Math.max(0, r.bridges - 1);
-    r.lastActivity = Date.now();
+    this.count(userHash, 'bridges', -1);
   }
 
   requestStarted(userHash: UserHash): void {
-    const r = this.records.get(userHash);
-    if (!r) return;
-    r.inflight += 1;
-    r.lastActivity = Date.now();
+    this.count(userHash, 'inflight', 1);
   }
 
   requestEnded(userHash: UserHash): void {
+    this.count(userHash, 'inflight', -1);
+  }
+
+  /** A bridge or a request more or less for the user's proxy, which is activity too. */
+  private count(userHash: UserHash, what: 'bridges' | 'inflight', by: 1 | -1): void {
     const r = this.records.get(userHash);
     if (!r) return;
-    r.inflight = Math.max(0, r.inflight - 1);
+    r[what] = Math.max(0, r[what] + by);
     r.lastActivity = Date.now();
   }
 
