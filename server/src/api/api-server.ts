@@ -45,7 +45,7 @@ interface Caller {
   expiresAt?: number;
 }
 
-type Admission = { ok: true; caller: Caller } | { ok: false; error: CredentialRefusal | ServerError };
+type Admission = { ok: true; caller: Caller } | { ok: false; error: ServerError };
 
 /** A refused credential: the refusal, and the reason the JSON API names and the challenge uses. */
 class CredentialRefusal extends ServerError {
@@ -175,7 +175,7 @@ export class ApiServer {
 
   /**
    * The authentication preamble of every authenticated route, written once: an address over its
-   * failure limit is refused before any check; two Authorization headers are refused (proxies in
+   * failure limit is refused before any check; two Authorization headers are refused (intermediaries in
    * front disagree on which one wins); the token is verified; every failure is counted for the
    * address (by route) and audited in its window's one line (auth-failures.ts). Opening a tunnel
    * also needs a token valid now; every other call takes one request from the user's rate.
