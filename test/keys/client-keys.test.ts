@@ -25,7 +25,7 @@ import { KeyRing } from '@cloudtolocalllm/bridge/keys/key-ring';
 import { KeyStore } from '@cloudtolocalllm/bridge/keys/key-store';
 import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import type { ClientConfig } from '@cloudtolocalllm/api-contract';
-import { headlessSignIn } from '../../main/auth/headless-login.js';
+import { headlessSignIn } from '../../scripts/headless-login.js';
 import { startHeadless, type HeadlessRun } from '../cloud/headless-process.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));

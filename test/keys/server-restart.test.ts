@@ -21,7 +21,7 @@ import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { DEFAULT_AUDIENCE } from '@cloudtolocalllm/server/config';
 import { DockerRuntime } from '@cloudtolocalllm/server/runtime/docker/docker-runtime';
-import { headlessSignIn } from '../../main/auth/headless-login.js';
+import { headlessSignIn } from '../../scripts/headless-login.js';
 import { spawnServer } from '../cloud/server-process.js';
 
 const run = promisify(execFile);

@@ -4,6 +4,7 @@
  * user's token is swapped for the proxy's own secret: the user's credential never leaves here.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { copyWithBackpressure } from '@cloudtolocalllm/bridge/connection/backpressure';
 import { relayableRequestHeaders } from '@cloudtolocalllm/bridge/connection/headers';
 import { REFUSAL_HEADER } from '@cloudtolocalllm/bridge/connection/protocol';
 import { sendOllamaError } from '../proxy/ollama-errors.js';
@@ -74,7 +75,7 @@ export function forwardOllamaRequest(
     upstream.destroy();
     if (e instanceof BodyStallError && !res.headersSent) {
       // Close the connection: the rest of a stalled body must not be read as the next request.
-      sendOllamaError(res, 408, 'body-stalled', `${e.message}; send the whole body without pausing`, { connection: 'close' });
+      sendOllamaError(res, 'body-stalled', `${e.message}; send the whole body without pausing`, { connection: 'close' });
     } else {
       res.destroy();
     }
@@ -87,19 +88,17 @@ export function forwardOllamaRequest(
     const added = extra.answered?.(status, typeof refusal === 'string' ? refusal : undefined);
     if (!isRelayableStatus(status)) {
       proxied.destroy();
-      sendOllamaError(res, 502, 'bad-answer', `your cloud proxy answered with an invalid HTTP status (${status})`);
+      sendOllamaError(res, 'bad-answer', `your cloud proxy answered with an invalid HTTP status (${status})`);
       done();
       return;
     }
     res.writeHead(status, { ...relayedResponseHeaders(proxied.headers), ...added });
     res.flushHeaders();
-    proxied.on('data', (c: Buffer) => {
-      metrics.bytesRelayed.inc({ direction: 'down' }, c.length);
-      onActivity();
-      if (!res.write(c)) {
-        proxied.pause();
-        res.once('drain', () => proxied.resume());
-      }
+    copyWithBackpressure(proxied, res, {
+      onChunk: (c) => {
+        metrics.bytesRelayed.inc({ direction: 'down' }, c.length);
+        onActivity();
+      },
     });
     proxied.on('end', () => {
       if (proxied.complete) {
@@ -122,7 +121,7 @@ export function forwardOllamaRequest(
   upstream.on('error', (e: NodeJS.ErrnoException) => {
     if (body?.errored) return; // the gate's error already answered
     if (!res.headersSent) {
-      sendOllamaError(res, 502, 'proxy-unreachable', `your cloud proxy did not answer (${e.code ?? e.message}); try again`);
+      sendOllamaError(res, 'proxy-unreachable', `your cloud proxy did not answer (${e.code ?? e.message}); try again`);
     } else {
       res.destroy();
     }

@@ -12,7 +12,7 @@ import type { BridgeLink } from './bridge-link.js';
 
 const MAX_LINE = 1 << 20;
 
-export type KeyCheck = { ok: true; id: string } | { ok: false; reason: string; message: string };
+export type KeyCheck = { ok: true; id: string } | { ok: false; reason: 'key-invalid' | 'key-expired' | 'auth-key-malformed' | 'auth-key-truncated' | 'auth-key-checksum'; message: string };
 
 export class KeySet {
   private keys = new Map<string, { verifier: string; expiresAt?: number }>();
@@ -41,7 +41,7 @@ export class KeySet {
   /** Checks a presented key against the set; waits (briefly) for the set of a tunnel just opened. */
   async check(presented: string, waitMs = 5_000, newKeyWaitMs = 2_000): Promise<KeyCheck> {
     const key = parseClientKey(presented);
-    if (!key.ok) return { ok: false, reason: key.reason, message: key.message };
+    if (!key.ok) return { ok: false, reason: `auth-${key.reason}`, message: key.message };
     if (!this.known) {
       if (!this.stream && this.link.connected) this.open();
       await this.settled(this.waiters, waitMs);

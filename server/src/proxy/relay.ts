@@ -8,6 +8,7 @@
  */
 import http2, { type ClientHttp2Stream } from 'node:http2';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { copyWithBackpressure } from '@cloudtolocalllm/bridge/connection/backpressure';
 import { relayableRequestHeaders } from '@cloudtolocalllm/bridge/connection/headers';
 import { COMPLETE_TRAILER } from '@cloudtolocalllm/bridge/connection/protocol';
 import type { BridgeLink } from './bridge-link.js';
@@ -70,7 +71,7 @@ export class Relay {
     );
     if (!stream) {
       this.metrics.requests.inc({ outcome: 'no-bridge' });
-      sendOllamaError(res, 503, 'no-bridge', NO_BRIDGE_MESSAGE, { 'retry-after': '5' });
+      sendOllamaError(res, 'no-bridge', NO_BRIDGE_MESSAGE, { 'retry-after': '5' });
       req.resume();
       return;
     }
@@ -95,7 +96,7 @@ export class Relay {
 
     const headDeadline = setTimeout(() => {
       const seconds = Math.round(this.responseHeadTimeoutMs / 1000);
-      sendOllamaError(res, 504, 'no-answer', `your computer did not begin to answer within ${seconds} s; try again (a model that takes longer to load can be loaded beforehand)`);
+      sendOllamaError(res, 'no-answer', `your computer did not begin to answer within ${seconds} s; try again (a model that takes longer to load can be loaded beforehand)`);
       finish('no-answer');
       if (!stream.closed && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
     }, this.responseHeadTimeoutMs);
@@ -120,7 +121,7 @@ export class Relay {
       clearTimeout(headDeadline);
       const status = Number(headers[':status']);
       if (!isRelayableStatus(status)) {
-        sendOllamaError(res, 502, 'bad-answer', `your computer's bridge answered with an invalid HTTP status (${String(headers[':status']).slice(0, 10)}); check that CloudToLocalLLM is up to date`);
+        sendOllamaError(res, 'bad-answer', `your computer's bridge answered with an invalid HTTP status (${String(headers[':status']).slice(0, 10)}); check that CloudToLocalLLM is up to date`);
         finish('bad-answer');
         stream.close(NGHTTP2_CANCEL);
         return;
@@ -131,13 +132,11 @@ export class Relay {
       res.writeHead(status, relayedResponseHeaders(headers as IncomingHttpHeaders));
       // Headers now, so a client waiting on a slow model load sees the request was accepted.
       res.flushHeaders();
-      stream.on('data', (chunk: Buffer) => {
-        this.metrics.bytes.inc({ direction: 'down' }, chunk.length);
-        lastByte = chunk[chunk.length - 1] ?? lastByte;
-        if (!res.write(chunk)) {
-          stream.pause();
-          res.once('drain', () => stream.resume());
-        }
+      copyWithBackpressure(stream, res, {
+        onChunk: (chunk) => {
+          this.metrics.bytes.inc({ direction: 'down' }, chunk.length);
+          lastByte = chunk[chunk.length - 1] ?? lastByte;
+        },
       });
     });
     stream.on('trailers', (trailers) => {
@@ -158,7 +157,7 @@ export class Relay {
         ? 'the connection to your computer was lost'
         : 'Ollama on your computer stopped answering';
       if (!res.headersSent) {
-        sendOllamaError(res, 502, lost ? 'bridge-lost' : 'upstream-reset', `${what} before the answer began; try again`);
+        sendOllamaError(res, lost ? 'bridge-lost' : 'upstream-reset', `${what} before the answer began; try again`);
         finish(lost ? 'bridge-lost' : 'upstream-reset');
         return;
       }
