@@ -4,7 +4,7 @@
  * calls it (POST /api/proxy/start and /stop with the user's access token).
  */
 import http from 'node:http';
-import { headlessSignIn, refreshHeadless } from '../main/auth/headless-login.js';
+import { headlessSignIn, refreshHeadless } from '../scripts/headless-login.js';
 import type { TokenSet } from '../main/auth/pkce-sign-in.js';
 import { containerName } from '@cloudtolocalllm/proxy-spec/naming';
 import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';

@@ -3,88 +3,44 @@
  *
  *   CLOUDTOLOCALLLM_TOKEN=... tsx bridge/cli.ts --proxy-url wss://cloud.example/ws/bridge
  *
- * The token comes from the environment or a file, never from the command line (other users
- * of the machine can read every process's arguments).
+ * Its configuration (flags, token, CA file) is read by cli-config.ts; this file wires it up.
  */
-import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { Bridge } from './bridge.js';
-import { DEFAULT_OLLAMA_URL } from './forward/ollama-target.js';
-import { MANAGEMENT_ENDPOINTS } from './ingress/ollama-routes.js';
-import { parseManagementList } from './ingress/policy.js';
+import { CliConfigError, readCliConfig, USAGE, type BridgeCliConfig } from './cli-config.js';
 import { onShutdownSignal } from './shutdown-signals.js';
-
-const USAGE = `usage: cloudtolocalllm-bridge --proxy-url URL [options]
-
-  --proxy-url URL     the proxy's bridge endpoint (ws://, wss://, http:// or https://)
-  --ollama-url URL    your Ollama (default ${DEFAULT_OLLAMA_URL})
-  --allow LIST        model management the cloud may use: ${MANAGEMENT_ENDPOINTS.join(',')} or all (default none)
-  --token-file FILE   read the bearer token from FILE (else CLOUDTOLOCALLLM_TOKEN)
-  --ca-file FILE      also trust the CA certificate(s) in FILE (PEM) for wss:// (self-signed cloud)
-  --json              status events as JSON lines on stdout
-`;
 
 function fail(message: string): never {
   process.stderr.write(`bridge: ${message}\n\n${USAGE}`);
   process.exit(2);
 }
 
-let parsed;
+let config: BridgeCliConfig | 'help';
 try {
-  parsed = parseArgs({
-    options: {
-      'proxy-url': { type: 'string' },
-      'ollama-url': { type: 'string', default: DEFAULT_OLLAMA_URL },
-      allow: { type: 'string', default: '' },
-      'token-file': { type: 'string' },
-      'ca-file': { type: 'string' },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false },
-    },
-    strict: true,
-  });
+  config = readCliConfig(process.argv.slice(2), process.env);
 } catch (e) {
   fail((e as Error).message);
 }
-const { values } = parsed;
-if (values.help) {
+if (config === 'help') {
   process.stdout.write(USAGE);
   process.exit(0);
 }
-if (!values['proxy-url']) fail('--proxy-url is required');
+const values = config;
 
 function readToken(): string {
-  const file = values['token-file'];
-  if (file) {
-    try {
-      // eslint-disable-next-line security/detect-non-literal-fs-filename -- the user's own --token-file argument
-      return readFileSync(file, 'utf8').trim();
-    } catch (e) {
-      fail(`cannot read --token-file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
-  }
-  const env = process.env['CLOUDTOLOCALLLM_TOKEN'];
-  if (!env) fail('no token: set CLOUDTOLOCALLLM_TOKEN or pass --token-file');
-  return env.trim();
-}
-
-let ca: string | undefined;
-if (values['ca-file']) {
   try {
-    // eslint-disable-next-line security/detect-non-literal-fs-filename -- the user's own --ca-file argument
-    ca = readFileSync(values['ca-file'], 'utf8');
+    return values.readToken();
   } catch (e) {
-    fail(`cannot read --ca-file ${values['ca-file']}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    fail(e instanceof CliConfigError ? e.message : String(e));
   }
 }
 
 let bridge: Bridge;
 try {
   bridge = new Bridge({
-    ...(ca !== undefined ? { ca } : {}),
-    proxyUrl: values['proxy-url'],
-    ollamaUrl: values['ollama-url'],
-    policy: { allowManagement: parseManagementList(values.allow) },
+    ...(values.ca !== undefined ? { ca: values.ca } : {}),
+    proxyUrl: values.proxyUrl,
+    ollamaUrl: values.ollamaUrl,
+    policy: { allowManagement: new Set(values.allowManagement) },
     getToken: readToken,
   });
 } catch (e) {

@@ -4,7 +4,6 @@
  * the windows. main.ts only wires this to Electron's tray, windows and IPC.
  */
 import { EventEmitter } from 'node:events';
-import { CONFIG_PATH, type ClientConfig } from '@cloudtolocalllm/api-contract';
 import { Bridge } from '@cloudtolocalllm/bridge';
 import type { BridgeCounters, BridgeStatus, OllamaHealth } from '@cloudtolocalllm/bridge/supervisor/status';
 import { AuthSession } from './auth/session.js';
@@ -12,12 +11,9 @@ import type { TokenStore } from './auth/token-store.js';
 import type { TokenSet } from './auth/token-set.js';
 import type { SignInOptions } from './auth/pkce-sign-in.js';
 import type { StatusView } from './ipc-contract.js';
-import { StreamingProxyService, type ProxyServiceState } from './proxy-service.js';
+import { ApiClient, fetchClientConfig, type ProxyStartState } from './api-client.js';
 import type { Settings } from './settings/settings.js';
 import { statusView, type StatusParts } from './status-view.js';
-
-/** What the desktop needs of a cloud server's GET /api/config: where to sign in, for which API. */
-export type CloudClientConfig = Pick<ClientConfig, 'issuer' | 'audience' | 'desktopClientId'>;
 
 /** The local stack (server/ on this machine), started when no cloud server is configured. */
 export interface LocalStack {
@@ -45,28 +41,15 @@ export interface AppControllerOptions {
   statusIntervalMs?: number;
 }
 
-async function fetchClientConfig(serverUrl: string): Promise<CloudClientConfig> {
-  let res: Response;
-  try {
-    res = await fetch(`${serverUrl}${CONFIG_PATH}`, { signal: AbortSignal.timeout(15_000) });
-  } catch (e) {
-    throw new Error(`the cloud server at ${serverUrl} cannot be reached (${(e as Error).message})`);
-  }
-  if (!res.ok) throw new Error(`the cloud server at ${serverUrl} answered ${res.status} to /api/config: is this a CloudToLocalLLM server?`);
-  const c = (await res.json()) as Partial<CloudClientConfig>;
-  if (!c.issuer || !c.audience || !c.desktopClientId) throw new Error(`the cloud server at ${serverUrl} did not say where to sign in`);
-  return { issuer: c.issuer, audience: c.audience, desktopClientId: c.desktopClientId };
-}
-
 export class AppController extends EventEmitter<{ status: [StatusView] }> {
   private serverUrl: string | undefined;
   private local: LocalStack | undefined;
   private session: AuthSession | undefined;
-  private proxyService: StreamingProxyService | undefined;
+  private apiClient: ApiClient | undefined;
   private bridge: Bridge | undefined;
   private bridgeStatus: BridgeStatus | undefined;
   private ollama: OllamaHealth | undefined;
-  private proxyState: ProxyServiceState = { state: 'idle' };
+  private proxyState: ProxyStartState = { state: 'idle' };
   private authError: string | undefined;
   /** Why the server is not available (not a sign-in failure: nobody signed in yet). */
   private setupError: string | undefined;
@@ -107,7 +90,7 @@ export class AppController extends EventEmitter<{ status: [StatusView] }> {
         await this.session!.restore();
         if (this.session!.state === 'signed-in') await this.connect();
       } catch (e) {
-        // The proxy service's state carries the reason to the tray.
+        // The streaming proxy's start state carries the reason to the tray.
         this.options.log.error('start failed', { error: (e as Error).message });
       }
     }
@@ -142,7 +125,7 @@ export class AppController extends EventEmitter<{ status: [StatusView] }> {
   /** Stops the bridge and the proxy, then revokes and forgets the tokens. */
   async signOut(): Promise<void> {
     await this.disconnect();
-    await this.proxyService?.stopProxy().catch((e: Error) => this.options.log.warn('stopping the proxy failed', { error: e.message }));
+    await this.apiClient?.stopProxy().catch((e: Error) => this.options.log.warn('stopping the proxy failed', { error: e.message }));
     await this.session?.signOut().catch((e: Error) => this.options.log.warn('sign-out was incomplete', { error: e.message }));
     this.proxyState = { state: 'idle' };
     this.publish();
@@ -213,19 +196,19 @@ export class AppController extends EventEmitter<{ status: [StatusView] }> {
       ...(this.options.signInImpl ? { signInImpl: this.options.signInImpl } : {}),
     });
     this.session.on('state', () => this.publish());
-    this.proxyService = new StreamingProxyService({ serverUrl: this.serverUrl, getToken: () => this.session!.accessToken() });
-    this.proxyService.on('state', (s) => {
+    this.apiClient = new ApiClient({ serverUrl: this.serverUrl, getToken: () => this.session!.accessToken() });
+    this.apiClient.on('state', (s) => {
       this.proxyState = s;
       this.publish();
     });
   }
 
   private async connect(): Promise<void> {
-    if (!this.proxyService || !this.serverUrl || !this.session) return;
+    if (!this.apiClient || !this.serverUrl || !this.session) return;
     this.connecting?.abort();
     const controller = new AbortController();
     this.connecting = controller;
-    await this.proxyService.ensureProxyRunning(controller.signal);
+    await this.apiClient.ensureProxyRunning(controller.signal);
     if (controller.signal.aborted) return;
     // Never two bridges of one account: the server would have each replace the other.
     await this.stopBridge();

@@ -1,6 +1,6 @@
 /**
  * Derives the one StatusView the tray and the windows show from the parts' own states:
- * the sign-in session, the proxy service and the bridge. Pure, so every combination is testable.
+ * the sign-in session, the streaming proxy's start (ApiClient) and the bridge. Pure, so every combination is testable.
  */
 import type { BridgeCounters, BridgeStatus, OllamaHealth } from '@cloudtolocalllm/bridge/supervisor/status';
 import type { StatusView, TrayState } from './ipc-contract.js';

@@ -3,9 +3,9 @@
 //   npm run icons                          (= tsx scripts/generate-icons.ts) writes into assets/
 //   tsx scripts/generate-icons.ts <dir>    writes into <dir> instead
 //
-// Deterministic: the same bytes on every run and machine (no time stamps; own rasteriser and DEFLATE
-// encoder, see scripts/icons/deflate.ts for why not node:zlib). test/desktop/icons.test.ts regenerates
-// into a temporary directory and requires byte-identical files, so never edit the outputs by hand.
+// The pixels are deterministic (own rasteriser, no time stamps); the PNG bytes come from node:zlib's DEFLATE
+// and may differ by machine. test/desktop/icons.test.ts regenerates into a temporary directory and requires
+// the same pixels in every file, so never edit the outputs by hand.
 import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';

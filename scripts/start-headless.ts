@@ -9,54 +9,27 @@
  *
  *   npm run start:headless -- [--port N] [--ollama-url URL] [--runtime docker|process] [--allow pull,...] [--user NAME] [--json]
  */
-import { parseArgs } from 'node:util';
 import { Bridge } from '@cloudtolocalllm/bridge';
-import { DEFAULT_OLLAMA_URL } from '@cloudtolocalllm/bridge/forward/ollama-target';
-import { parseManagementList } from '@cloudtolocalllm/bridge/ingress/policy';
 import { onShutdownSignal } from '@cloudtolocalllm/bridge/shutdown-signals';
-import { headlessSignIn, refreshHeadless } from '../main/auth/headless-login.js';
 import { startCloudServer, type CloudServer } from '@cloudtolocalllm/server/cloud-server';
-import { ConfigError, loadConfig } from '@cloudtolocalllm/server/config';
 import { createLogger } from '@cloudtolocalllm/server/log';
 import { buildWeb } from './build-web.js';
+import { readHeadlessConfig, type HeadlessConfig } from './headless-config.js';
+import { headlessSignIn, refreshHeadless } from './headless-login.js';
 
 function fail(message: string, code = 2): never {
   process.stderr.write(`start:headless: ${message}\n`);
   process.exit(code);
 }
 
-let values;
+let options: HeadlessConfig;
 try {
-  ({ values } = parseArgs({
-    options: {
-      port: { type: 'string', default: '0' },
-      runtime: { type: 'string', default: 'auto' },
-      'ollama-url': { type: 'string', default: DEFAULT_OLLAMA_URL },
-      allow: { type: 'string', default: '' },
-      user: { type: 'string', default: 'local-user' },
-      json: { type: 'boolean', default: false },
-    },
-    strict: true,
-  }));
+  options = readHeadlessConfig();
 } catch (e) {
-  fail((e as Error).message);
+  fail(e instanceof Error ? e.message : String(e));
 }
-
-let config;
-try {
-  // The local stack always uses the embedded issuer, whatever AUTH0_* the shell has.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AUTH0_')));
-  config = loadConfig(env, ['--port', values.port, '--host', '127.0.0.1', '--runtime', values.runtime]);
-} catch (e) {
-  fail(e instanceof ConfigError ? e.message : String(e));
-}
+const config = options.server;
 const log = createLogger({ component: 'headless' }, config.logLevel);
-let allow;
-try {
-  allow = parseManagementList(values.allow);
-} catch (e) {
-  fail((e as Error).message);
-}
 
 // The web client (served at /app/) is built from source on each start: it takes about a second.
 await buildWeb().catch((e: Error) => log.warn('the web client could not be built; the API works without it', { error: e.message }));
@@ -85,7 +58,7 @@ onShutdownSignal((signal) => {
 
 let tokens;
 try {
-  tokens = await headlessSignIn({ issuer: issuer.issuer, clientId: issuer.desktopClientId, audience: server.audience, username: values.user });
+  tokens = await headlessSignIn({ issuer: issuer.issuer, clientId: issuer.desktopClientId, audience: server.audience, username: options.user });
 } catch (e) {
   log.error('headless sign-in failed', { error: (e as Error).message });
   await stop(1);
@@ -105,8 +78,8 @@ try {
   bridge = new Bridge({
     proxyUrl: `${server.url.replace(/^http/, 'ws')}/ws/bridge`,
     getToken: freshToken,
-    ollamaUrl: values['ollama-url'],
-    policy: { allowManagement: allow },
+    ollamaUrl: options.ollamaUrl,
+    policy: { allowManagement: options.allowManagement },
   });
 } catch (e) {
   log.error((e as Error).message);
@@ -119,14 +92,14 @@ bridge!.on('status', (s) => {
   if (s.state !== 'connected' || announced) return;
   announced = true;
   const endpoint = `${server.url}/ollama`;
-  if (values.json) {
+  if (options.json) {
     process.stdout.write(JSON.stringify({ endpoint, token: current.accessToken }) + '\n');
   } else {
     const minutes = Math.round((current.expiresAt - Date.now()) / 60_000);
     process.stdout.write(
-      `\nCloudToLocalLLM is relaying ${values['ollama-url']} (proxies: ${server.runtime.kind})\n` +
+      `\nCloudToLocalLLM is relaying ${options.ollamaUrl} (proxies: ${server.runtime.kind})\n` +
         `  endpoint: ${endpoint}\n  token:    ${current.accessToken}\n  (the token is valid for ${minutes} minutes)\n` +
-        `  web chat: ${server.url}/app/ (sign in as ${values.user})\n\n` +
+        `  web chat: ${server.url}/app/ (sign in as ${options.user})\n\n` +
         `  try: curl -H "Authorization: Bearer ${current.accessToken}" ${endpoint}/api/tags\n\n`,
     );
   }

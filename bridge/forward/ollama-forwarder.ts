@@ -5,9 +5,11 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { IncomingHttpHeaders as H2Headers, ServerHttp2Stream } from 'node:http2';
+import { copyWithBackpressure } from '../connection/backpressure.js';
 import { relayableRequestHeaders, relayableResponseHeaders } from '../connection/headers.js';
 import { REFUSAL_HEADER } from '../connection/protocol.js';
 import { decide, type CloudPolicy } from '../ingress/policy.js';
+import { describeConnectError, UNREACHABLE_CODES } from './ollama-probe.js';
 import type { OllamaTarget } from './ollama-target.js';
 import { abort, endBody, guard, isOpen, respond, writeBody } from './respond.js';
 
@@ -39,23 +41,6 @@ function respondError(stream: ServerHttp2Stream, method: string | undefined, sta
     body,
     stopUpload: true,
   });
-}
-
-function describeConnectError(err: NodeJS.ErrnoException, target: OllamaTarget): string {
-  const where = `Ollama at ${target.url.origin}`;
-  switch (err.code) {
-    case 'ECONNREFUSED':
-      return `${where} refused the connection: is Ollama running on your computer?`;
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-      return `${where} cannot be found (${err.code}): check the Ollama URL in CloudToLocalLLM's settings`;
-    case 'ETIMEDOUT':
-    case 'EHOSTUNREACH':
-    case 'ENETUNREACH':
-      return `${where} cannot be reached (${err.code})`;
-    default:
-      return `${where} cannot be reached: ${err.code ?? err.message}`;
-  }
 }
 
 export class OllamaForwarder {
@@ -130,9 +115,9 @@ export class OllamaForwarder {
     request.on('error', (err: NodeJS.ErrnoException) => {
       if (finished) return;
       if (!stream.headersSent) {
-        const reachable = !(err.code && ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH'].includes(err.code));
-        if (!reachable) events.ollamaReachable(false, describeConnectError(err, target));
-        respondError(stream, method, 502, 'ollama-unreachable', describeConnectError(err, target));
+        const problem = describeConnectError(err, target.url.origin);
+        if (err.code && UNREACHABLE_CODES.has(err.code)) events.ollamaReachable(false, problem);
+        respondError(stream, method, 502, 'ollama-unreachable', problem);
         finish('failed', 502);
       } else {
         // Mid-body failure: reset the stream so the cloud client sees a broken response, not a
@@ -163,13 +148,10 @@ export class OllamaForwarder {
         finish(responded === 'complete' ? 'ok' : 'failed', status);
         return;
       }
-      response.on('data', (chunk: Buffer) => {
-        events.bytes('out', chunk.length);
-        if (!writeBody(stream, chunk)) {
-          if (!isOpen(stream) || stream.writableEnded) return void response.destroy();
-          response.pause();
-          stream.once('drain', () => response.resume());
-        }
+      copyWithBackpressure(response, stream, {
+        onChunk: (chunk) => events.bytes('out', chunk.length),
+        write: (chunk) => writeBody(stream, chunk),
+        gone: () => !isOpen(stream) || stream.writableEnded,
       });
       response.on('end', () => {
         if (response.complete) {

@@ -7,7 +7,7 @@ import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 
 import { startEmbeddedIssuer, type EmbeddedIssuer } from '@cloudtolocalllm/server/issuer/embedded-issuer';
 import { AuthError } from './auth-error.js';
-import { headlessSignIn } from './headless-login.js';
+import { headlessSignIn } from '../../scripts/headless-login.js';
 import { refresh, signIn, signOut } from './pkce-sign-in.js';
 
 const AUDIENCE = 'https://api.cloudtolocalllm.test';

@@ -4,7 +4,7 @@
  */
 import net from 'node:net';
 import { Bridge, type BridgeOptions } from '@cloudtolocalllm/bridge';
-import { headlessSignIn } from '../../main/auth/headless-login.js';
+import { headlessSignIn } from '../../scripts/headless-login.js';
 import { MemoryAuditLog } from '@cloudtolocalllm/server/audit';
 import { startCloudServer, type CloudServer } from '@cloudtolocalllm/server/cloud-server';
 import { loadConfig } from '@cloudtolocalllm/server/config';

@@ -12,7 +12,7 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Ollama } from 'ollama';
-import { headlessSignIn } from '../../main/auth/headless-login.js';
+import { headlessSignIn } from '../../scripts/headless-login.js';
 import { DEFAULT_AUDIENCE } from '@cloudtolocalllm/server/config';
 import { DockerRuntime } from '@cloudtolocalllm/server/runtime/docker/docker-runtime';
 import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';

@@ -29,7 +29,7 @@ import tls from 'node:tls';
 import WebSocket from 'ws';
 import { subprotocolFor, TUNNEL_PROTOCOL_VERSION } from '@cloudtolocalllm/bridge/connection/protocol';
 import { OllamaEmulator, expectedText } from '@cloudtolocalllm/ollama-emulator';
-import { headlessSignIn } from '../../main/auth/headless-login.js';
+import { headlessSignIn } from '../../scripts/headless-login.js';
 import { startCloudServer, type CloudServer } from '@cloudtolocalllm/server/cloud-server';
 import { loadConfig } from '@cloudtolocalllm/server/config';
 import { silentLogger } from '@cloudtolocalllm/server/log';

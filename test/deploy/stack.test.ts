@@ -22,7 +22,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { headlessSignIn } from '../../main/auth/headless-login.js';
+import { headlessSignIn } from '../../scripts/headless-login.js';
 import { DEFAULT_AUDIENCE } from '@cloudtolocalllm/server/config';
 import { RECOMMENDED_SYSCTLS, sysctlPath } from '@cloudtolocalllm/server/runtime/docker/host-limits';
 import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';

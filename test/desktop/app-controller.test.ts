@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Ollama } from 'ollama';
 import { AppController, type LocalStack } from '../../main/app-controller.js';
-import { headlessSignIn } from '../../main/auth/headless-login.js';
+import { headlessSignIn } from '../../scripts/headless-login.js';
 import { MemoryTokenStore } from '../../main/auth/token-store.js';
 import type { StatusView } from '../../main/ipc-contract.js';
 import { DEFAULT_SETTINGS, type Settings } from '../../main/settings/settings.js';

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { AuthError } from '../../main/auth/auth-error.js';
-import { headlessSignIn } from '../../main/auth/headless-login.js';
+import { headlessSignIn } from '../../scripts/headless-login.js';
 import { refresh } from '../../main/auth/pkce-sign-in.js';
 import { AuthSession, type AuthState } from '../../main/auth/session.js';
 import type { TokenSet } from '../../main/auth/token-set.js';

@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { headlessSignIn } from '../../main/auth/headless-login.js';
+import { headlessSignIn } from '../../scripts/headless-login.js';
 import { DockerRuntime } from '@cloudtolocalllm/server/runtime/docker/docker-runtime';
 import { chromiumUnavailable } from '../browser.js';
 import { localStackUrls, portClosed, PRODUCT_LINE, ROOT, runId, signInFromTray, startSession, type AppRun, type Session } from './app-harness.js';

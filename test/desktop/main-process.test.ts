@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { headlessSignIn } from '../../main/auth/headless-login.js';
+import { headlessSignIn } from '../../scripts/headless-login.js';
 import { chromiumUnavailable } from '../browser.js';
 import {
   localStackUrls,

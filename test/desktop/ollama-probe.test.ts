@@ -40,7 +40,7 @@ test('failures say exactly what is wrong', async () => {
   const cases: Array<[string, RegExp]> = [
     ['ollama', /not a URL/],
     ['ftp://127.0.0.1:11434', /http:\/\/ or https:\/\//],
-    [`http://127.0.0.1:${closed}`, /connection refused\): is Ollama running\?/],
+    [`http://127.0.0.1:${closed}`, /refused the connection: is Ollama running/],
     [notOllamaUrl, /not like Ollama/],
   ];
   for (const [url, pattern] of cases) {

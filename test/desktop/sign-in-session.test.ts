@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import { AuthError } from '../../main/auth/auth-error.js';
-import { headlessSignIn } from '../../main/auth/headless-login.js';
+import { headlessSignIn } from '../../scripts/headless-login.js';
 import { refresh, type SignInOptions } from '../../main/auth/pkce-sign-in.js';
 import { AuthSession, SignedOutError, type AuthSessionOptions, type AuthState } from '../../main/auth/session.js';
 import type { TokenSet } from '../../main/auth/token-set.js';

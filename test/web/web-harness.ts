@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright';
 import { Bridge } from '@cloudtolocalllm/bridge';
-import { headlessSignIn } from '../../main/auth/headless-login.js';
+import { headlessSignIn } from '../../scripts/headless-login.js';
 import { buildWeb, type BuildWebResult } from '../../scripts/build-web.js';
 import { MemoryAuditLog } from '@cloudtolocalllm/server/audit';
 import { startCloudServer, type CloudServer } from '@cloudtolocalllm/server/cloud-server';

@@ -4,6 +4,7 @@
  * user's token is swapped for the proxy's own secret: the user's credential never leaves here.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { copyWithBackpressure } from '@cloudtolocalllm/bridge/connection/backpressure';
 import { relayableRequestHeaders } from '@cloudtolocalllm/bridge/connection/headers';
 import { sendOllamaError } from '../proxy/ollama-errors.js';
 import { hasBody } from '../proxy/relay.js';
@@ -82,13 +83,11 @@ export function forwardOllamaRequest(
     }
     res.writeHead(status, relayedResponseHeaders(proxied.headers));
     res.flushHeaders();
-    proxied.on('data', (c: Buffer) => {
-      metrics.bytesRelayed.inc({ direction: 'down' }, c.length);
-      onActivity();
-      if (!res.write(c)) {
-        proxied.pause();
-        res.once('drain', () => proxied.resume());
-      }
+    copyWithBackpressure(proxied, res, {
+      onChunk: (c) => {
+        metrics.bytesRelayed.inc({ direction: 'down' }, c.length);
+        onActivity();
+      },
     });
     proxied.on('end', () => {
       if (proxied.complete) {

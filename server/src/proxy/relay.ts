@@ -8,6 +8,7 @@
  */
 import http2, { type ClientHttp2Stream } from 'node:http2';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { copyWithBackpressure } from '@cloudtolocalllm/bridge/connection/backpressure';
 import { relayableRequestHeaders } from '@cloudtolocalllm/bridge/connection/headers';
 import { COMPLETE_TRAILER } from '@cloudtolocalllm/bridge/connection/protocol';
 import type { BridgeLink } from './bridge-link.js';
@@ -129,13 +130,11 @@ export class Relay {
       res.writeHead(status, relayedResponseHeaders(headers as IncomingHttpHeaders));
       // Headers now, so a client waiting on a slow model load sees the request was accepted.
       res.flushHeaders();
-      stream.on('data', (chunk: Buffer) => {
-        this.metrics.bytes.inc({ direction: 'down' }, chunk.length);
-        lastByte = chunk[chunk.length - 1] ?? lastByte;
-        if (!res.write(chunk)) {
-          stream.pause();
-          res.once('drain', () => stream.resume());
-        }
+      copyWithBackpressure(stream, res, {
+        onChunk: (chunk) => {
+          this.metrics.bytes.inc({ direction: 'down' }, chunk.length);
+          lastByte = chunk[chunk.length - 1] ?? lastByte;
+        },
       });
     });
     stream.on('trailers', (trailers) => {

@@ -1,14 +1,17 @@
 /**
- * PKCE sign-in as an HTTP client, no browser needed: the same flow as `signIn` (discovery, PKCE,
- * state, nonce, loopback redirect, code exchange), but the "browser" is fetch with manual
- * redirects and a small cookie jar that fills in the issuer's sign-in form with a user name.
+ * PKCE sign-in as an HTTP client, no browser needed: the desktop's own flow (`signIn`: discovery,
+ * PKCE, state, nonce, loopback redirect, code exchange), but the "browser" is fetch with manual
+ * redirects and a cookie jar (tough-cookie, RFC 6265) that fills in the issuer's sign-in form
+ * with a user name.
  *
  * Only works against the embedded issuer (server/src/issuer): it knows that issuer's one-field
  * form and nothing else. Against Auth0 or any issuer with a password, MFA or script-driven pages
- * it fails with 'headless-unsupported'. Used by the headless CLI and by tests.
+ * it fails with 'headless-unsupported'. Used by `npm run start:headless`, the bench and tests;
+ * never shipped in the desktop app, hence here and not in main/.
  */
-import { AuthError } from './auth-error.js';
-import { refresh, signIn, type TokenSet } from './pkce-sign-in.js';
+import { CookieJar } from 'tough-cookie';
+import { AuthError } from '../main/auth/auth-error.js';
+import { refresh, signIn, type TokenSet } from '../main/auth/pkce-sign-in.js';
 
 export interface HeadlessSignInOptions {
   /** The embedded issuer, e.g. http://127.0.0.1:PORT. */
@@ -25,59 +28,6 @@ export interface HeadlessSignInOptions {
 export const DEFAULT_HEADLESS_TIMEOUT_MS = 30_000;
 /** More hops than the embedded issuer ever needs (auth -> interaction -> login -> auth -> callback). */
 const MAX_HOPS = 10;
-
-interface StoredCookie {
-  name: string;
-  value: string;
-  path: string;
-}
-
-/** Cookies of one origin, by name and path (RFC 6265 §5.1.4 path matching); enough for one flow. */
-export class CookieJar {
-  readonly #cookies = new Map<string, StoredCookie>();
-
-  store(requestUrl: URL, setCookieHeaders: readonly string[]): void {
-    for (const header of setCookieHeaders) {
-      const [pair = '', ...attributes] = header.split(';');
-      const eq = pair.indexOf('=');
-      if (eq <= 0) continue;
-      const name = pair.slice(0, eq).trim();
-      const value = pair.slice(eq + 1).trim();
-      let path = defaultPath(requestUrl.pathname);
-      let expired = false;
-      for (const attribute of attributes) {
-        const [rawKey = '', ...rest] = attribute.split('=');
-        const key = rawKey.trim().toLowerCase();
-        const attrValue = rest.join('=').trim();
-        if (key === 'path' && attrValue.startsWith('/')) path = attrValue;
-        if (key === 'max-age' && Number(attrValue) <= 0) expired = true;
-        if (key === 'expires' && Date.parse(attrValue) <= Date.now()) expired = true;
-      }
-      const id = `${name};${path}`;
-      if (expired) this.#cookies.delete(id);
-      else this.#cookies.set(id, { name, value, path });
-    }
-  }
-
-  header(url: URL): string | undefined {
-    const matching = [...this.#cookies.values()]
-      .filter((cookie) => pathMatches(url.pathname, cookie.path))
-      // RFC 6265 §5.4: longer paths first.
-      .sort((a, b) => b.path.length - a.path.length);
-    return matching.length ? matching.map((c) => `${c.name}=${c.value}`).join('; ') : undefined;
-  }
-}
-
-function defaultPath(requestPath: string): string {
-  const slash = requestPath.lastIndexOf('/');
-  return slash <= 0 ? '/' : requestPath.slice(0, slash);
-}
-
-function pathMatches(requestPath: string, cookiePath: string): boolean {
-  if (requestPath === cookiePath) return true;
-  if (!requestPath.startsWith(cookiePath)) return false;
-  return cookiePath.endsWith('/') || requestPath[cookiePath.length] === '/';
-}
 
 function decodeHtml(value: string): string {
   return value
@@ -129,7 +79,7 @@ async function followAsBrowser(authorizationUrl: string, username: string, signa
     }
     const atIssuer = hop.url.origin === issuerOrigin;
     const headers: Record<string, string> = {};
-    const cookie = atIssuer ? jar.header(hop.url) : undefined;
+    const cookie = atIssuer ? await jar.getCookieString(hop.url.href) : '';
     if (cookie) headers['cookie'] = cookie;
     if (hop.body) headers['content-type'] = 'application/x-www-form-urlencoded';
 
@@ -146,7 +96,7 @@ async function followAsBrowser(authorizationUrl: string, username: string, signa
       const what = atIssuer ? 'the issuer' : 'the loopback redirect';
       throw new AuthError(signal.aborted ? 'timeout' : 'issuer-unreachable', `Headless sign-in could not reach ${what}: ${err instanceof Error ? err.message : String(err)}.`, { cause: err });
     }
-    if (atIssuer) jar.store(hop.url, response.headers.getSetCookie());
+    if (atIssuer) for (const header of response.headers.getSetCookie()) await jar.setCookie(header, hop.url.href, { ignoreError: true });
 
     const location = response.headers.get('location');
     if (response.status >= 300 && response.status < 400 && location) {

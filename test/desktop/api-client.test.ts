@@ -1,17 +1,17 @@
 /**
- * The desktop's StreamingProxyService against the real cloud server (in-process runtime), and
+ * The desktop's ApiClient against the real cloud server (in-process runtime), and
  * against a server answering 5xx, 429 and 4xx on purpose for the retry rules.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
-import { StreamingProxyService, type ProxyServiceState } from '../../main/proxy-service.js';
+import { ApiClient, type ProxyStartState } from '../../main/api-client.js';
 import { startCloud, type Cloud } from '../cloud/cloud-harness.js';
 import { startCloudServer } from '@cloudtolocalllm/server/cloud-server';
 import { loadConfig } from '@cloudtolocalllm/server/config';
 import { silentLogger } from '@cloudtolocalllm/server/log';
-import { headlessSignIn } from '../../main/auth/headless-login.js';
+import { headlessSignIn } from '../../scripts/headless-login.js';
 
 const FAST = { initialMs: 50, maxMs: 200, factor: 2, minMs: 20 };
 
@@ -25,9 +25,9 @@ function freePort(): Promise<number> {
 }
 
 /** Resolves with the first state the service reports that `predicate` accepts. */
-function nextState(service: StreamingProxyService, predicate: (s: ProxyServiceState) => boolean): Promise<ProxyServiceState> {
+function nextState(service: ApiClient, predicate: (s: ProxyStartState) => boolean): Promise<ProxyStartState> {
   return new Promise((resolve) => {
-    const on = (s: ProxyServiceState): void => {
+    const on = (s: ProxyStartState): void => {
       if (!predicate(s)) return;
       service.off('state', on);
       resolve(s);
@@ -62,7 +62,7 @@ async function scriptedServer(answers: Array<{ status: number; headers?: Record<
 
 const RUNNING = { status: 'running', proxyId: 'process-abc', createdAt: null, lastActivity: null, health: null, bridgeConnected: false, runtime: 'process' };
 
-describe('StreamingProxyService', () => {
+describe('ApiClient', () => {
   let cloud: Cloud;
   let token: string;
   before(async () => {
@@ -72,8 +72,8 @@ describe('StreamingProxyService', () => {
   after(() => cloud.close());
 
   test('ensureProxyRunning starts the proxy and reports provisioning, then running', async () => {
-    const service = new StreamingProxyService({ serverUrl: cloud.url, getToken: async () => token, backoff: FAST });
-    const states: ProxyServiceState[] = [];
+    const service = new ApiClient({ serverUrl: cloud.url, getToken: async () => token, backoff: FAST });
+    const states: ProxyStartState[] = [];
     service.on('state', (s) => states.push(s));
     const status = await service.ensureProxyRunning();
     assert.equal(status.status, 'running');
@@ -86,7 +86,7 @@ describe('StreamingProxyService', () => {
 
   test('a refused token fails at once, without retrying', async () => {
     let attempts = 0;
-    const service = new StreamingProxyService({ serverUrl: cloud.url, getToken: async () => (attempts++, 'not-a-token'), backoff: FAST });
+    const service = new ApiClient({ serverUrl: cloud.url, getToken: async () => (attempts++, 'not-a-token'), backoff: FAST });
     await assert.rejects(service.ensureProxyRunning(), (e: Error & { code?: string }) => e.code === 'unauthorized' && /refused your sign-in/.test(e.message));
     assert.equal(attempts, 1, 'one attempt');
     assert.equal(service.state.state, 'error');
@@ -100,7 +100,7 @@ describe('StreamingProxyService', () => {
       { status: 201, body: RUNNING },
     ]);
     try {
-      const service = new StreamingProxyService({ serverUrl: server.url, getToken: async () => 't', backoff: FAST });
+      const service = new ApiClient({ serverUrl: server.url, getToken: async () => 't', backoff: FAST });
       const details: string[] = [];
       service.on('state', (s) => s.state === 'provisioning' && s.detail?.includes('retrying') && details.push(s.detail));
       const status = await service.ensureProxyRunning();
@@ -120,7 +120,7 @@ describe('StreamingProxyService', () => {
   test('another 4xx is not retried: it says what the server answered', async () => {
     const server = await scriptedServer([{ status: 404, body: { error: 'no such route' } }]);
     try {
-      const service = new StreamingProxyService({ serverUrl: server.url, getToken: async () => 't', backoff: FAST });
+      const service = new ApiClient({ serverUrl: server.url, getToken: async () => 't', backoff: FAST });
       await assert.rejects(service.ensureProxyRunning(), (e: Error & { code?: string }) => e.code === 'bad-answer' && e.message === 'the cloud server answered 404: no such route');
       assert.equal(server.requests.length, 1);
     } finally {
@@ -143,7 +143,7 @@ describe('StreamingProxyService', () => {
         });
         s.on('error', () => resolve(false));
       });
-    const service = new StreamingProxyService({
+    const service = new ApiClient({
       serverUrl: `http://127.0.0.1:${port}`,
       getToken: async () => ((await portOpen()) ? lateToken : 'not-yet'),
       backoff: FAST,
@@ -167,10 +167,10 @@ describe('StreamingProxyService', () => {
 
   test('it gives up after its timeout with the last problem, and can be aborted while it waits', async () => {
     const port = await freePort();
-    const service = new StreamingProxyService({ serverUrl: `http://127.0.0.1:${port}`, getToken: async () => 't', backoff: FAST, timeoutMs: 500 });
+    const service = new ApiClient({ serverUrl: `http://127.0.0.1:${port}`, getToken: async () => 't', backoff: FAST, timeoutMs: 500 });
     await assert.rejects(service.ensureProxyRunning(), (e: Error & { code?: string }) => e.code === 'timeout' && /ECONNREFUSED/.test(e.message));
     const controller = new AbortController();
-    const slow = new StreamingProxyService({ serverUrl: `http://127.0.0.1:${port}`, getToken: async () => 't', backoff: { ...FAST, minMs: 60_000, initialMs: 60_000, maxMs: 60_000 } });
+    const slow = new ApiClient({ serverUrl: `http://127.0.0.1:${port}`, getToken: async () => 't', backoff: { ...FAST, minMs: 60_000, initialMs: 60_000, maxMs: 60_000 } });
     // Aborted during its first wait (a minute long): it must not sit out the wait.
     void nextState(slow, (s) => s.detail?.includes('retrying in 60 s') === true).then(() => controller.abort());
     await assert.rejects(slow.ensureProxyRunning(controller.signal), (e: Error & { code?: string }) => e.code === 'aborted');

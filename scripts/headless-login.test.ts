@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import { startEmbeddedIssuer, type EmbeddedIssuer } from '@cloudtolocalllm/server/issuer/embedded-issuer';
-import { AuthError } from './auth-error.js';
-import { CookieJar, headlessSignIn, refreshHeadless } from './headless-login.js';
+import { CookieJar } from 'tough-cookie';
+import { AuthError } from '../main/auth/auth-error.js';
+import { headlessSignIn, refreshHeadless } from './headless-login.js';
 
 describe('headless sign-in', () => {
   let issuer: EmbeddedIssuer;
@@ -45,23 +46,25 @@ describe('headless sign-in', () => {
   });
 });
 
+// What the sign-in flow needs of its cookie jar (tough-cookie's), as the hand-written jar it replaced did.
 describe('CookieJar', () => {
   test('sends a cookie only below its path, longest path first', () => {
     const jar = new CookieJar();
-    jar.store(new URL('http://127.0.0.1/auth'), ['_session=s; path=/; httponly']);
-    jar.store(new URL('http://127.0.0.1/auth'), ['_interaction=i; path=/interaction/abc; samesite=lax']);
-    assert.equal(jar.header(new URL('http://127.0.0.1/interaction/abc/login')), '_interaction=i; _session=s');
-    assert.equal(jar.header(new URL('http://127.0.0.1/interaction/abcdef')), '_session=s');
-    assert.equal(jar.header(new URL('http://127.0.0.1/token')), '_session=s');
+    jar.setCookieSync('_session=s; path=/; httponly', 'http://127.0.0.1/auth');
+    jar.setCookieSync('_interaction=i; path=/interaction/abc; samesite=lax', 'http://127.0.0.1/auth');
+    assert.equal(jar.getCookieStringSync('http://127.0.0.1/interaction/abc/login'), '_interaction=i; _session=s');
+    assert.equal(jar.getCookieStringSync('http://127.0.0.1/interaction/abcdef'), '_session=s');
+    assert.equal(jar.getCookieStringSync('http://127.0.0.1/token'), '_session=s');
   });
 
   test('forgets a cookie the server expires', () => {
     const jar = new CookieJar();
-    const url = new URL('http://127.0.0.1/');
-    jar.store(url, ['a=1; path=/']);
-    jar.store(url, ['a=; path=/; expires=Thu, 01 Jan 1970 00:00:00 GMT']);
-    assert.equal(jar.header(url), undefined);
-    jar.store(url, ['b=2; path=/', 'b=; path=/; max-age=0']);
-    assert.equal(jar.header(url), undefined);
+    const url = 'http://127.0.0.1/';
+    jar.setCookieSync('a=1; path=/', url);
+    jar.setCookieSync('a=; path=/; expires=Thu, 01 Jan 1970 00:00:00 GMT', url);
+    assert.equal(jar.getCookieStringSync(url), '');
+    jar.setCookieSync('b=2; path=/', url);
+    jar.setCookieSync('b=; path=/; max-age=0', url);
+    assert.equal(jar.getCookieStringSync(url), '');
   });
 });
