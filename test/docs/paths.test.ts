@@ -14,8 +14,8 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const TOP = ['bridge', 'main', 'renderer', 'server', 'test', 'bench', 'scripts', 'tools', 'assets', 'docs', '.ci'];
 /** A repository path in a code span: a top folder, then path characters only (no placeholder, glob or option). */
 const PATH = new RegExp(`^(?:${TOP.map((t) => t.replace('.', '\\.')).join('|')})/[\\w.@/-]*$`);
-/** Made by a build, a run or the operator, never committed: named in the docs as what a command or a person writes. */
-const GENERATED = /^(server\/dist|dist|test-artifacts|server\/deploy\/build\/.+|server\/deploy\/\.env)(\/|$)/;
+/** Made by a build, an install, a run or the operator, never committed: named in the docs as what a command or a person writes. */
+const GENERATED = /^(server\/dist|dist|test-artifacts|server\/deploy\/build\/.+|server\/deploy\/\.env|.*\/node_modules\/.*)(\/|$)/;
 /** A section that names the paths of before a move on purpose (docs/architecture.md). */
 const HISTORY = /^## What moved where$/;
 
