@@ -9,3 +9,4 @@
 export * from './routes.js';
 export * from './client-config.js';
 export * from './proxy-status.js';
+export * from './errors.js';

@@ -1,5 +1,5 @@
 /**
- * A filtering proxy for the Docker Engine API: the cloud server talks to this instead of
+ * A filter in front of the Docker Engine API: the api-backend talks to this instead of
  * /var/run/docker.sock, and gets only what its Docker runtime (server/src/runtime/docker) uses.
  *
  * Why: whoever can talk to the engine's socket is root on the host (one `docker run -v /:/host
@@ -49,13 +49,12 @@ import { pathToFileURL } from 'node:url';
 import { overlaps, parseCidr, parseIpv4, cidrEnd, type Cidr } from '@cloudtolocalllm/proxy-spec/cidr';
 import {
   BRIDGE_NAME_PATTERN,
-  DEFAULT_PROXY_IMAGE,
-  DEFAULT_SUBNET_RANGE,
   PROXY_CONTAINER_KEYS,
   USER_NETWORK_KEYS,
   type ProxyHostConfigKey,
   type UserNetworkOption,
 } from '@cloudtolocalllm/proxy-spec/container-spec';
+import { loadFilterConfig, type FilterLogLevel } from './filter-config.js';
 import { LABEL_STACK, LABEL_TYPE, namePattern, TYPE_NETWORK, TYPE_PROXY } from '@cloudtolocalllm/proxy-spec/naming';
 
 export { LABEL_STACK };
@@ -78,11 +77,13 @@ export interface FilterOptions {
   listen: string;
   /** The engine's socket. */
   upstream: string;
+  /** The least level written by the default log (filter-config.ts reads LOG_LEVEL). Default: info. */
+  logLevel?: FilterLogLevel;
   /** One JSON line per refusal (and per request at debug). Default: stderr. */
   log?: (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
-export const DEFAULT_POLICY_LIMITS = { maxMemoryBytes: 2 * 1024 ** 3, maxNanoCpus: 4e9, maxPids: 4096 } as const;
+export { DEFAULT_POLICY_LIMITS, loadFilterConfig, policyFromEnv, type FilterConfig } from './filter-config.js';
 
 /** A refusal with the status and the reason, answered in the engine's error shape `{"message"}`. */
 export class Refusal extends Error {
@@ -518,7 +519,7 @@ export async function startDockerApiFilter(options: FilterOptions): Promise<Dock
   const { policy, upstream } = options;
   parseCidr(policy.subnetRange); // fail at start, not at the first network
   const order = { debug: 10, info: 20, warn: 30, error: 40 } as const;
-  const min = order[(process.env['LOG_LEVEL'] as keyof typeof order | undefined) ?? 'info'] ?? order.info;
+  const min = order[options.logLevel ?? 'info'];
   const log: NonNullable<FilterOptions['log']> =
     options.log ??
     ((level, msg, fields) => {
@@ -674,28 +675,6 @@ async function removeStaleSocket(path: string): Promise<void> {
   unlinkSync(path);
 }
 
-export function policyFromEnv(env: NodeJS.ProcessEnv): FilterPolicy {
-  const num = (name: string, fallback: number): number => {
-    const raw = env[name]?.trim();
-    if (!raw) return fallback;
-    const n = Number(raw);
-    if (!Number.isFinite(n) || n <= 0) throw new Error(`${name}="${raw}" must be a positive number`);
-    return n;
-  };
-  const stack = env['CTLL_STACK_NAME']?.trim();
-  if (stack !== undefined && stack !== '' && !/^[a-z0-9][a-z0-9_.-]{0,62}$/.test(stack)) {
-    throw new Error(`CTLL_STACK_NAME="${stack}" must be lowercase letters, digits, '.', '_' or '-'`);
-  }
-  return {
-    image: env['CTLL_PROXY_IMAGE']?.trim() || DEFAULT_PROXY_IMAGE,
-    subnetRange: env['CTLL_SUBNET_RANGE']?.trim() || DEFAULT_SUBNET_RANGE,
-    ...(stack ? { stack } : {}),
-    maxMemoryBytes: num('CTLL_FILTER_MAX_MEMORY_BYTES', DEFAULT_POLICY_LIMITS.maxMemoryBytes),
-    maxNanoCpus: num('CTLL_FILTER_MAX_NANO_CPUS', DEFAULT_POLICY_LIMITS.maxNanoCpus),
-    maxPids: num('CTLL_FILTER_MAX_PIDS', DEFAULT_POLICY_LIMITS.maxPids),
-  };
-}
-
 async function healthcheck(socketPath: string): Promise<never> {
   const ok = await new Promise<boolean>((resolve) => {
     const req = http.get({ socketPath, path: '/_ping', agent: false, timeout: 4000 }, (res) => {
@@ -710,16 +689,10 @@ async function healthcheck(socketPath: string): Promise<never> {
 
 const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
 if (isMain) {
-  const listen = process.env['CTLL_FILTER_LISTEN']?.trim() || '/run/ctll-docker/docker.sock';
-  if (process.argv.includes('--healthcheck')) {
-    await healthcheck(listen);
-  }
   try {
-    const filter = await startDockerApiFilter({
-      policy: policyFromEnv(process.env),
-      listen,
-      upstream: process.env['CTLL_FILTER_UPSTREAM']?.trim() || '/var/run/docker.sock',
-    });
+    const config = loadFilterConfig();
+    if (process.argv.includes('--healthcheck')) await healthcheck(config.listen);
+    const filter = await startDockerApiFilter(config);
     for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void filter.close().then(() => process.exit(0)));
   } catch (e) {
     process.stderr.write(`docker-api-filter: ${(e as Error).message}\n`);

@@ -14,6 +14,8 @@
  * only objects of its own stack. A server without a stack name owns only unlabelled objects.
  */
 
+import { isUserHash, type UserHash } from './user-hash.js';
+
 export const LABEL_TYPE = 'cloudtolocalllm.type';
 export const LABEL_OWNER = 'cloudtolocalllm.owner';
 /** On networks: the CIDR the subnet allocator gave it, so it can be released after a restart. */
@@ -28,7 +30,6 @@ export const TYPE_NETWORK = 'user-network';
 export const PROXY_LABEL_FILTER = `${LABEL_TYPE}=${TYPE_PROXY}`;
 export const NETWORK_LABEL_FILTER = `${LABEL_TYPE}=${TYPE_NETWORK}`;
 
-const USER_HASH = /^[0-9a-f]{64}$/;
 const STACK_NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
 
 /** Throws unless `stack` is a usable stack name (it goes into container and network names). */
@@ -42,8 +43,8 @@ export function assertStackName(stack: string | undefined): void {
  * Throws unless `hash` looks like userHash() output. Guards every name/label builder, so a raw
  * user id passed by mistake fails loudly instead of ending up in `docker ps`.
  */
-export function assertUserHash(hash: string): void {
-  if (!USER_HASH.test(hash)) {
+export function assertUserHash(hash: string): asserts hash is UserHash {
+  if (!isUserHash(hash)) {
     throw new Error('expected a user hash (64 lowercase hex digits, userHash(userId)), not a raw user id or other string');
   }
 }
@@ -102,7 +103,7 @@ export function inStack(labels: Record<string, string> | undefined | null, stack
 }
 
 /** The owner label of a labelled object, if it is a well-formed hash (anything else is not ours). */
-export function ownerOf(labels: Record<string, string> | undefined | null): string | undefined {
+export function ownerOf(labels: Record<string, string> | undefined | null): UserHash | undefined {
   const owner = labels?.[LABEL_OWNER];
-  return owner !== undefined && USER_HASH.test(owner) ? owner : undefined;
+  return owner !== undefined && isUserHash(owner) ? owner : undefined;
 }

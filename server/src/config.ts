@@ -1,16 +1,37 @@
 /**
  * The cloud server's configuration: environment variables (deployments) overridden by flags
- * (local runs), read once at start, validated with messages that name the variable, every
- * problem reported at once (settings.ts). Adding a setting is one line in loadConfig plus its
- * row in docs/cloud-server.md's configuration table (test/docs/environment.test.ts checks both).
+ * (local runs), read once at start by loadConfig and passed down (startCloudServer hands each
+ * part its values; no other server module reads process.env), validated with messages that name
+ * the variable, every problem reported at once (settings.ts). Every default is written once:
+ * here, or as the constant of the module that owns the concept (DEFAULT_LIMITS, the proxy spec's
+ * image and subnet range, DEFAULT_MANAGER_TIMING...), which this file then uses. Adding a
+ * setting is one line in loadConfig plus its row in docs/cloud-server.md's configuration table
+ * (test/docs/environment.test.ts checks both).
+ *
+ * Why the hand-written reader (settings.ts, about 130 lines) and not zod v4 or envalid 8
+ * (decided in issue 11): what a server setting needs is five kinds of value (word, text, whole
+ * number in a range, on/off, one of a list, comma list), a flag that wins over the variable,
+ * a blank value meaning unset (Compose passes unset variables as empty strings), cross-checks
+ * with validators other modules own (the JWT settings, the subnet plan, the stack name) and
+ * every problem reported at once, each naming its variable (and flag). zod would do the checks
+ * but not the naming, the flags nor the blank rule: each would be a preprocess/refine written
+ * around it and its issue paths rewritten into messages, as much code as the reader, plus a
+ * dependency in the server bundle and, for the proxy image (whose CLI reads its settings with
+ * the same reader), in every user's container. envalid names variables, but exits the process
+ * through its reporter by default, has no flags, and treats '' as a value. The reader is typed,
+ * tested (config.test.ts, test/docs/environment.test.ts refuses a nonsense value of every
+ * documented setting with the variable named) and has no dependency.
  */
 import { isIP } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { DEFAULT_AUTH_FAILURES } from './api/auth-failures.js';
 import { DEFAULT_LIMITS, type LimitOptions } from './api/limits.js';
 import { jwtOptionsFromEnv } from './auth/jwt-verifier.js';
 import { logLevelFromEnv, type Level } from './log.js';
 import { FIREWALL_MODES, type FirewallMode } from './firewall/isolation-firewall.js';
+import { DEFAULT_MANAGER_TIMING } from './manager/proxy-manager.js';
+import { DEFAULT_RESPONSE_HEAD_TIMEOUT_MS } from './proxy/relay.js';
 import { assertStackName } from '@cloudtolocalllm/proxy-spec/naming';
 import { DEFAULT_IMAGE } from './runtime/docker/proxy-image.js';
 import { DEFAULT_SUBNET_PREFIX, DEFAULT_SUBNET_RANGE, subnetPlan } from './runtime/docker/subnet-allocator.js';
@@ -63,7 +84,7 @@ export interface GuardConfig {
   authFailureLimit: number;
   authFailureWindowMs: number;
   /** The peer is a reverse proxy that sets X-Real-IP (nginx in the deployed stack). */
-  trustProxy: boolean;
+  trustRealIp: boolean;
   /** /metrics answers only with METRICS_TOKEN, and not at all without one. */
   metricsRequireToken: boolean;
   /** Proxies this server runs at most, all users together. */
@@ -144,9 +165,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
     ...(firewallStatusFile ? { firewallStatusFile } : {}),
     ...(stack ? { stack } : {}),
     engineHealthIntervalMs: read.int('CTLL_ENGINE_HEALTH_INTERVAL_MS', { default: 0, min: 0, max: 3_600_000 }),
-    healthIntervalMs: read.int('CTLL_HEALTH_INTERVAL_MS', { default: 30_000, min: 100, max: 3_600_000 }),
-    idleTimeoutMs: read.int('CTLL_IDLE_TIMEOUT_MS', { default: 600_000, min: 100, max: 86_400_000 }),
-    sweepIntervalMs: read.int('CTLL_SWEEP_INTERVAL_MS', { default: 60_000, min: 100, max: 3_600_000 }),
+    healthIntervalMs: read.int('CTLL_HEALTH_INTERVAL_MS', { default: DEFAULT_MANAGER_TIMING.healthIntervalMs, min: 100, max: 3_600_000 }),
+    idleTimeoutMs: read.int('CTLL_IDLE_TIMEOUT_MS', { default: DEFAULT_MANAGER_TIMING.idleTimeoutMs, min: 100, max: 86_400_000 }),
+    sweepIntervalMs: read.int('CTLL_SWEEP_INTERVAL_MS', { default: DEFAULT_MANAGER_TIMING.sweepIntervalMs, min: 100, max: 3_600_000 }),
     corsOrigins: read.list('CORS_ORIGINS', {
       default: ['*'],
       check: (o) => (o === '*' || /^https?:\/\/[^/\s]+$/.test(o) ? undefined : 'must be * or an origin like https://app.example.com'),
@@ -162,10 +183,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
       bodyStallMs: read.int('CTLL_BODY_STALL_MS', { default: DEFAULT_LIMITS.bodyStallMs, min: 100, max: 3_600_000 }),
     },
     guard: {
-      responseHeadTimeoutMs: read.int('CTLL_RESPONSE_HEAD_TIMEOUT_MS', { default: 600_000, min: 100, max: 86_400_000 }),
-      authFailureLimit: read.int('CTLL_AUTH_FAILURE_LIMIT', { default: 30, min: 1, max: 1_000_000 }),
-      authFailureWindowMs: read.int('CTLL_AUTH_FAILURE_WINDOW_MS', { default: 60_000, min: 1000, max: 86_400_000 }),
-      trustProxy: read.bool('CTLL_TRUST_PROXY', { default: false }),
+      responseHeadTimeoutMs: read.int('CTLL_RESPONSE_HEAD_TIMEOUT_MS', { default: DEFAULT_RESPONSE_HEAD_TIMEOUT_MS, min: 100, max: 86_400_000 }),
+      authFailureLimit: read.int('CTLL_AUTH_FAILURE_LIMIT', { default: DEFAULT_AUTH_FAILURES.limit, min: 1, max: 1_000_000 }),
+      authFailureWindowMs: read.int('CTLL_AUTH_FAILURE_WINDOW_MS', { default: DEFAULT_AUTH_FAILURES.windowMs, min: 1000, max: 86_400_000 }),
+      trustRealIp: read.bool('CTLL_TRUST_PROXY', { default: false }),
       metricsRequireToken: read.bool('CTLL_METRICS_REQUIRE_TOKEN', { default: false }),
       maxProxies: read.int('CTLL_MAX_PROXIES', { default: 500, min: 1, max: 1_000_000 }),
       proxyStartsPerMinute: read.int('CTLL_PROXY_STARTS_PER_MINUTE', { default: 10, min: 1, max: 10_000 }),

@@ -7,10 +7,10 @@ export type Level = (typeof LOG_LEVELS)[number];
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 /**
- * LOG_LEVEL for the programs that read no other settings (the proxy); the cloud server reads it
- * with the rest of its configuration (config.ts). Throws with the variable's name when it is wrong.
+ * LOG_LEVEL from the environment a program's configuration module was given (config.ts,
+ * proxy/proxy-config.ts, the firewall CLI). Throws with the variable's name when it is wrong.
  */
-export function logLevelFromEnv(env: NodeJS.ProcessEnv = process.env): Level {
+export function logLevelFromEnv(env: NodeJS.ProcessEnv): Level {
   const raw = env['LOG_LEVEL']?.trim();
   if (!raw) return 'info';
   const level = LOG_LEVELS.find((l) => l === raw.toLowerCase());

@@ -38,8 +38,9 @@ const SCRIPT_READS = [
   new RegExp(`\\b\\w*env\\??\\.?\\[\\s*['"\`](${NAME})['"\`]\\s*\\]`, 'gi'),
   // process.env.X, env.X, env?.X
   new RegExp(`\\b\\w*env\\??\\.(${NAME})\\b`, 'gi'),
-  // a settings reader called with the name (server/src/settings.ts): read.int('NAME', ...)
-  new RegExp(`\\.(?:word|text|int|bool|choice|list|raw)\\(\\s*['"](${NAME})['"]`, 'g'),
+  // a settings reader called with the name (server/src/settings.ts, the Docker API filter's
+  // filter-config.ts): read.int('NAME', ...)
+  new RegExp(`\\.(?:word|text|int|bool|choice|list|raw|number)\\(\\s*['"](${NAME})['"]`, 'g'),
 ];
 /** const { A, B: b } = process.env */
 const DESTRUCTURED = /\{([^{}]*)\}\s*=\s*(?:process\.)?env\b/g;

@@ -1,10 +1,11 @@
 /**
- * The cloud server's HTTP front: authenticates every call with the user's access token, manages
- * the caller's proxy, and routes the caller's Ollama requests and bridge to that proxy only.
+ * The api-backend's gateway: authenticates every call with the user's access token, asks the
+ * streaming proxy manager for the caller's streaming proxy, and forwards the caller's Ollama
+ * requests and bridge to that streaming proxy only (ollama-forward.ts, bridge-forward.ts).
  *
  *   POST /api/proxy/start | POST /api/proxy/stop | GET /api/proxy/status
- *   ANY  /ollama/*        → the caller's proxy (Ollama API)
- *   GET  /ws/bridge       → WebSocket upgrade, spliced to the caller's proxy
+ *   ANY  /ollama/*        → forwarded to the caller's streaming proxy (Ollama API)
+ *   GET  /ws/bridge       → WebSocket upgrade, spliced to the caller's streaming proxy
  *   GET  /health, /metrics
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -14,14 +15,15 @@ import type { AuditLog } from '../audit.js';
 import { wwwAuthenticate } from '../auth/jwt-authenticator.js';
 import { closeNow, listenUrl, trackSockets } from '../http-lifecycle.js';
 import { silentLogger, type Logger } from '../log.js';
-import { ProxyStartRefused, type ProxyManager, type ProxyRecord } from '../manager/proxy-manager.js';
+import { authCode, ERROR_STATUS, ServerError, type AuthReason, type ErrorCode } from '../errors.js';
+import type { ProxyManager, ProxyRecord } from '../manager/proxy-manager.js';
 import { CONFIG_PATH, HEALTH_PATH, OLLAMA_PREFIX, PROXY_START_PATH, PROXY_STATUS_PATH, PROXY_STOP_PATH, type ClientConfig, type ProxyStopAnswer } from '@cloudtolocalllm/api-contract';
 import { RENEW_PATH } from '@cloudtolocalllm/bridge/connection/protocol';
 import { findRoute } from '@cloudtolocalllm/bridge/ingress/ollama-routes';
 import { checkRequestTarget } from '@cloudtolocalllm/bridge/ingress/request-target';
 import { NO_BRIDGE_MESSAGE } from '../proxy/relay.js';
 import { endSocket, rawHttpError, sendOllamaError } from '../proxy/ollama-errors.js';
-import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
+import { userHash, type UserHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { AuthFailureLimiter, DEFAULT_AUTH_FAILURES, type AuthFailureOptions } from './auth-failures.js';
 import { forwardBridgeUpgrade, renewOnProxy } from './bridge-forward.js';
 import { clientAddress } from './client-address.js';
@@ -33,14 +35,38 @@ import type { ServerMetrics } from './server-metrics.js';
 
 export type Verification =
   | { ok: true; subject: string; expiresAt?: number }
-  | { ok: false; reason: string; message: string };
+  | { ok: false; reason: AuthReason; message: string };
 
-/** How a refused credential is answered: status, and Retry-After where waiting helps. */
-function refusalOf(v: { reason: string }, retryAfterSec?: number): { status: number; reason: string; retryAfterSec?: number } {
-  if (v.reason === 'jwks-unavailable') return { status: 503, reason: 'Service Unavailable', retryAfterSec: 5 };
-  if (v.reason === 'too-many-failures') return { status: 429, reason: 'Too Many Requests', retryAfterSec: retryAfterSec ?? 60 };
-  if (v.reason === 'duplicate-credentials') return { status: 400, reason: 'Bad Request' };
-  return { status: 401, reason: 'Unauthorized' };
+/** A call the authentication preamble let in: the verified user, by id and by hash. */
+interface Caller {
+  subject: string;
+  user: UserHash;
+  /** The token's expiry (seconds since the epoch), when it has one. */
+  expiresAt?: number;
+}
+
+type Admission = { ok: true; caller: Caller } | { ok: false; error: ServerError };
+
+/** A refused credential: the refusal, and the reason the JSON API names and the challenge uses. */
+class CredentialRefusal extends ServerError {
+  constructor(
+    readonly reason: AuthReason,
+    message: string,
+    retryAfterSec?: number,
+  ) {
+    // The issuer's keys being unreachable passes soon; a blocked address waits out its window.
+    super(authCode(reason), message, reason === 'jwks-unavailable' ? 5 : reason === 'too-many-failures' ? (retryAfterSec ?? 60) : retryAfterSec);
+  }
+}
+
+/** The Retry-After header of a refusal that has one. */
+function retryHeaders(e: ServerError): Record<string, string> {
+  return e.retryAfterSec === undefined ? {} : { 'retry-after': String(e.retryAfterSec) };
+}
+
+/** Any failure to start a user's proxy as the refusal it is answered with. */
+function startRefusal(e: unknown): ServerError {
+  return e instanceof ServerError ? e : new ServerError('proxy-start-failed', e instanceof Error ? e.message : String(e), 10);
 }
 
 /** How many times a header appears: Node keeps only the first Authorization, so count the raw ones. */
@@ -70,8 +96,8 @@ export interface ApiServerOptions {
   metricsRequireToken?: boolean;
   /** Failed authentications per client address before 429 (auth-failures.ts). */
   authFailures?: AuthFailureOptions;
-  /** Believe X-Real-IP from a loopback peer (nginx in front): client-address.ts. */
-  trustProxy?: boolean;
+  /** Believe X-Real-IP from a loopback peer (nginx in front; CTLL_TRUST_PROXY): client-address.ts. */
+  trustRealIp?: boolean;
   /** Public sign-in settings for clients (GET /api/config): where to sign in, for which API. */
   clientConfig?: () => ClientConfig | undefined;
   /** Extra routes served before the API's own (the embedded issuer, static pages). */
@@ -86,6 +112,11 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...headers });
   res.end(text);
+}
+
+/** A refusal of the JSON API, `{error}`, with its code's status (errors.ts). */
+function sendRefusal(res: ServerResponse, code: ErrorCode, message: string, headers: Record<string, string> = {}): void {
+  sendJson(res, ERROR_STATUS[code], { error: message }, headers);
 }
 
 export class ApiServer {
@@ -113,7 +144,7 @@ export class ApiServer {
     this.server.on('request', (req, res) => {
       this.onRequest(req, res).catch((e: unknown) => {
         this.log.error('request failed', { error: e instanceof Error ? e.message : String(e) });
-        if (!res.headersSent) sendJson(res, 500, { error: 'internal error; it has been logged' });
+        if (!res.headersSent) sendRefusal(res, 'internal-error', 'internal error; it has been logged');
         else res.destroy();
       });
     });
@@ -126,9 +157,9 @@ export class ApiServer {
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       if (!socket.writable || err.code === 'ECONNRESET') return void socket.destroy();
       if (err.code === 'HPE_HEADER_OVERFLOW') {
-        return void socket.end(rawHttpError(431, 'Request Header Fields Too Large', `the request's headers are larger than the limit of ${options.maxHeaderBytes ?? 16 * 1024} bytes`));
+        return void socket.end(rawHttpError('headers-too-large', `the request's headers are larger than the limit of ${options.maxHeaderBytes ?? 16 * 1024} bytes`));
       }
-      socket.end(rawHttpError(400, 'Bad Request', `the request is not valid HTTP (${err.code ?? 'parse error'})`));
+      socket.end(rawHttpError('not-http', `the request is not valid HTTP (${err.code ?? 'parse error'})`));
     });
     this.destroySockets = trackSockets(this.server);
   }
@@ -143,16 +174,19 @@ export class ApiServer {
   }
 
   /**
-   * Verifies the caller's token. An address over its failure limit is refused before any check;
-   * two Authorization headers are refused (proxies in front disagree on which one wins); every
-   * failure is counted for the address and audited in its window's one line (auth-failures.ts).
+   * The authentication preamble of every authenticated route, written once: an address over its
+   * failure limit is refused before any check; two Authorization headers are refused (intermediaries in
+   * front disagree on which one wins); the token is verified; every failure is counted for the
+   * address (by route) and audited in its window's one line (auth-failures.ts). Opening a tunnel
+   * also needs a token valid now; every other call takes one request from the user's rate.
    */
-  private async authenticate(req: IncomingMessage, route: string): Promise<Verification & { retryAfterSec?: number }> {
-    const address = clientAddress(req, this.options.trustProxy ?? false);
+  private async admit(req: IncomingMessage, route: 'api' | 'ollama' | 'bridge', call: 'request' | 'tunnel' = 'request'): Promise<Admission> {
+    const { metrics } = this.options;
+    const address = clientAddress(req, this.options.trustRealIp ?? false);
     const wait = this.authFailures.blocked(address, route);
     if (wait !== undefined) {
-      this.options.metrics.limitRefusals.inc({ limit: 'auth-failures' });
-      return { ok: false, reason: 'too-many-failures', message: `too many failed authentications from your address; retry in ${wait} s`, retryAfterSec: wait };
+      metrics.limitRefusals.inc({ limit: 'auth-failures' });
+      return { ok: false, error: new CredentialRefusal('too-many-failures', `too many failed authentications from your address; retry in ${wait} s`, wait) };
     }
     const credentials = headerCount(req, 'authorization');
     const v: Verification =
@@ -160,28 +194,57 @@ export class ApiServer {
         ? { ok: false, reason: 'duplicate-credentials', message: `the request has ${credentials} Authorization headers; send exactly one` }
         : await this.options.verifier.verifyRequest(req.headers);
     if (!v.ok) {
-      this.options.metrics.authFailures.inc({ reason: v.reason });
+      metrics.authFailures.inc({ reason: v.reason });
       // The issuer's keys being unreachable is not the caller's failure.
       if (v.reason !== 'jwks-unavailable') this.authFailures.failed(address, v.reason, route);
+      return { ok: false, error: new CredentialRefusal(v.reason, v.message) };
     }
-    return v;
+    const caller: Caller = { subject: v.subject, user: userHash(v.subject), ...(v.expiresAt !== undefined ? { expiresAt: v.expiresAt } : {}) };
+    if (call === 'tunnel') {
+      // A tunnel lives until its credential expires: one past its expiry on our clock (accepted
+      // within the clock tolerance) would be a tunnel of no length, reconnecting for ever.
+      if (v.expiresAt !== undefined && v.expiresAt * 1000 <= Date.now()) {
+        metrics.authFailures.inc({ reason: 'expired' });
+        return { ok: false, error: new CredentialRefusal('expired', 'the token has expired; a tunnel needs a token that is valid now (sign in again)') };
+      }
+      return { ok: true, caller };
+    }
+    const rate = this.limits.takeRequest(caller.user);
+    if (!rate.ok) {
+      metrics.limitRefusals.inc({ limit: rate.limit });
+      return { ok: false, error: new ServerError('rate-limit', rate.message, rate.retryAfterSec) };
+    }
+    return { ok: true, caller };
   }
 
-  private refuseAuth(res: ServerResponse, v: { reason: string; message: string; retryAfterSec?: number }, ollamaShape: boolean): void {
-    const refusal = refusalOf(v, v.retryAfterSec);
-    if (refusal.status === 503) {
-      sendJson(res, 503, { error: `sign-in cannot be checked right now: ${v.message}` }, { 'retry-after': '5' });
-      return;
-    }
-    const headers: Record<string, string> = refusal.status === 401 ? { 'www-authenticate': wwwAuthenticate(v) } : {};
-    if (refusal.retryAfterSec !== undefined) headers['retry-after'] = String(refusal.retryAfterSec);
-    if (ollamaShape) sendOllamaError(res, refusal.status, `auth-${v.reason}`, v.message, headers);
-    else sendJson(res, refusal.status, { error: v.message, reason: v.reason }, headers);
+  /** A refusal of the JSON API: `{error}`, and `reason` with the challenge for a credential. */
+  private sendApiError(res: ServerResponse, e: ServerError): void {
+    if (!(e instanceof CredentialRefusal)) return sendRefusal(res, e.code, e.message, retryHeaders(e));
+    if (e.reason === 'jwks-unavailable') return sendJson(res, e.status, { error: `sign-in cannot be checked right now: ${e.message}` }, retryHeaders(e));
+    sendJson(res, e.status, { error: e.message, reason: e.reason }, { ...this.challenge(e), ...retryHeaders(e) });
+  }
+
+  /** A refusal on /ollama: Ollama's error shape with the code, as the streaming proxy answers. */
+  private sendOllamaRefusal(res: ServerResponse, e: ServerError): void {
+    if (e instanceof CredentialRefusal && e.reason === 'jwks-unavailable') return this.sendApiError(res, e);
+    sendOllamaError(res, e.code, e.message, { ...(e instanceof CredentialRefusal ? this.challenge(e) : {}), ...retryHeaders(e) });
+  }
+
+  /** A refused WebSocket upgrade, written on the raw socket. */
+  private refuseUpgrade(socket: Duplex, e: ServerError): void {
+    const challenge = e instanceof CredentialRefusal && (e.status === 401 || e.status === 503) ? `WWW-Authenticate: ${wwwAuthenticate(e)}\r\n` : '';
+    const retry = e.retryAfterSec !== undefined ? `Retry-After: ${e.retryAfterSec}\r\n` : '';
+    endSocket(socket, rawHttpError(e.code, e.message).replace('\r\n', `\r\n${challenge}${retry}`));
+  }
+
+  /** RFC 6750's challenge for a 401 (auth/jwt-authenticator.ts). */
+  private challenge(e: CredentialRefusal): Record<string, string> {
+    return e.status === 401 ? { 'www-authenticate': wwwAuthenticate(e) } : {};
   }
 
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const rawUrl = req.url ?? '/';
-    if (!rawUrl.startsWith('/')) return sendJson(res, 400, { error: 'absolute-form request targets are refused' });
+    if (!rawUrl.startsWith('/')) return sendRefusal(res, 'absolute-form', 'absolute-form request targets are refused');
     const path = rawUrl.split('?')[0] ?? '/';
     const isOllama = path === OLLAMA_PREFIX || path.startsWith(OLLAMA_PREFIX + '/');
     if (isOllama || path.startsWith('/api/')) {
@@ -191,23 +254,23 @@ export class ApiServer {
     if (path === HEALTH_PATH) return this.health(req, res);
     if (path === '/metrics') return this.metrics(req, res);
     if (path === CONFIG_PATH) {
-      if (req.method !== 'GET') return sendJson(res, 405, { error: 'use GET' }, { allow: 'GET' });
+      if (req.method !== 'GET') return sendRefusal(res, 'method-not-allowed', 'use GET', { allow: 'GET' });
       const clientConfig = this.options.clientConfig?.();
-      if (!clientConfig) return sendJson(res, 503, { error: 'the server is still starting; try again in a moment' }, { 'retry-after': '1' });
+      if (!clientConfig) return sendRefusal(res, 'server-starting', 'the server is still starting; try again in a moment', { 'retry-after': '1' });
       return sendJson(res, 200, clientConfig);
     }
     if (path.startsWith('/api/proxy/')) return this.proxyApi(req, res, path);
     if (path === RENEW_PATH) return this.renewTunnel(req, res);
     if (isOllama) return this.ollama(req, res, rawUrl.slice(OLLAMA_PREFIX.length) || '/');
     if (path === BRIDGE_ROUTE) {
-      return sendJson(res, 426, { error: `${BRIDGE_ROUTE} is the bridge's WebSocket endpoint; it needs a WebSocket upgrade` }, { upgrade: 'websocket' });
+      return sendRefusal(res, 'websocket-required', `${BRIDGE_ROUTE} is the bridge's WebSocket endpoint; it needs a WebSocket upgrade`, { upgrade: 'websocket' });
     }
     if ((this.fallback ?? this.options.fallback)?.(req, res)) return;
-    sendJson(res, 404, { error: `no such endpoint: ${req.method} ${path}` });
+    sendRefusal(res, 'not-found', `no such endpoint: ${req.method} ${path}`);
   }
 
   private health(req: IncomingMessage, res: ServerResponse): void {
-    if (req.method !== 'GET' && req.method !== 'HEAD') return sendJson(res, 405, { error: 'use GET' }, { allow: 'GET, HEAD' });
+    if (req.method !== 'GET' && req.method !== 'HEAD') return sendRefusal(res, 'method-not-allowed', 'use GET', { allow: 'GET, HEAD' });
     sendJson(res, 200, {
       status: 'ok',
       runtime: this.options.manager.runtimeKind,
@@ -217,66 +280,49 @@ export class ApiServer {
   }
 
   private async metrics(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (req.method !== 'GET') return sendJson(res, 405, { error: 'use GET' }, { allow: 'GET' });
+    if (req.method !== 'GET') return sendRefusal(res, 'method-not-allowed', 'use GET', { allow: 'GET' });
     const token = this.options.metricsToken;
     if (!token && this.options.metricsRequireToken) {
-      return sendJson(res, 403, { error: 'metrics are off: this server needs a METRICS_TOKEN to serve them (CTLL_METRICS_REQUIRE_TOKEN=1)' });
+      return sendRefusal(res, 'metrics-off', 'metrics are off: this server needs a METRICS_TOKEN to serve them (CTLL_METRICS_REQUIRE_TOKEN=1)');
     }
     if (token && !sameSecret(req.headers.authorization ?? '', `Bearer ${token}`)) {
-      return sendJson(res, 401, { error: 'metrics need the operator\'s METRICS_TOKEN as a Bearer token' }, { 'www-authenticate': 'Bearer realm="metrics"' });
+      return sendRefusal(res, 'metrics-unauthorized', 'metrics need the operator\'s METRICS_TOKEN as a Bearer token', { 'www-authenticate': 'Bearer realm="metrics"' });
     }
     const text = await this.options.metrics.registry.metrics();
     res.writeHead(200, { 'content-type': this.options.metrics.registry.contentType });
     res.end(text);
   }
 
-  /** Authenticates a JSON API call and takes its request token; answers and returns undefined when refused. */
-  private async admit(req: IncomingMessage, res: ServerResponse, route: string): Promise<{ v: { subject: string; expiresAt?: number }; user: string } | undefined> {
-    const v = await this.authenticate(req, route);
-    if (!v.ok) {
-      req.resume();
-      this.refuseAuth(res, v, false);
-      return undefined;
-    }
-    const user = userHash(v.subject);
-    const rate = this.limits.takeRequest(user);
-    if (!rate.ok) {
-      req.resume();
-      this.options.metrics.limitRefusals.inc({ limit: rate.limit });
-      sendJson(res, 429, { error: rate.message }, { 'retry-after': String(rate.retryAfterSec) });
-      return undefined;
-    }
-    return { v, user };
-  }
-
   private async proxyApi(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     const routes: Record<string, string> = { [PROXY_START_PATH]: 'POST', [PROXY_STOP_PATH]: 'POST', [PROXY_STATUS_PATH]: 'GET' };
     const method = routes[path];
-    if (!method) return sendJson(res, 404, { error: `no such endpoint: ${path}; use /api/proxy/start, /api/proxy/stop or /api/proxy/status` });
+    if (!method) return sendRefusal(res, 'not-found', `no such endpoint: ${path}; use /api/proxy/start, /api/proxy/stop or /api/proxy/status`);
     if (req.method !== method) {
       req.resume();
-      return sendJson(res, 405, { error: `${req.method} is not allowed on ${path}; use ${method}` }, { allow: method });
+      return sendRefusal(res, 'method-not-allowed', `${req.method} is not allowed on ${path}; use ${method}`, { allow: method });
     }
-    const caller = await this.admit(req, res, 'api');
-    if (!caller) return;
-    const { v, user } = caller;
+    const admission = await this.admit(req, 'api');
+    if (!admission.ok) {
+      req.resume();
+      return this.sendApiError(res, admission.error);
+    }
+    const { subject, user } = admission.caller;
     if (method === 'POST') {
       const body = await readJsonBody(req, 16 * 1024);
-      if (!body.ok) return sendJson(res, body.status, { error: body.message });
+      if (!body.ok) return this.sendApiError(res, new ServerError(body.code, body.message));
     }
     const { manager } = this.options;
-    if (path === PROXY_STATUS_PATH) return sendJson(res, 200, manager.view(v.subject));
+    if (path === PROXY_STATUS_PATH) return sendJson(res, 200, manager.view(subject));
     if (path === PROXY_STOP_PATH) {
-      const stopped = await manager.stop(v.subject);
-      return sendJson(res, 200, { ...manager.view(v.subject), stopped } satisfies ProxyStopAnswer);
+      const stopped = await manager.stop(subject);
+      return sendJson(res, 200, { ...manager.view(subject), stopped } satisfies ProxyStopAnswer);
     }
     try {
       const existed = manager.record(user)?.state === 'running';
-      await manager.ensure(v.subject);
-      sendJson(res, existed ? 200 : 201, manager.view(v.subject));
+      await manager.ensure(subject);
+      sendJson(res, existed ? 200 : 201, manager.view(subject));
     } catch (e) {
-      const refused = e instanceof ProxyStartRefused ? e : undefined;
-      sendJson(res, refused?.status ?? 503, { error: e instanceof Error ? e.message : String(e) }, { 'retry-after': String(refused?.retryAfterSec ?? 10) });
+      this.sendApiError(res, startRefusal(e));
     }
   }
 
@@ -289,55 +335,52 @@ export class ApiServer {
   private async renewTunnel(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (req.method !== 'POST') {
       req.resume();
-      return sendJson(res, 405, { error: `use POST on ${RENEW_PATH}` }, { allow: 'POST' });
+      return sendRefusal(res, 'method-not-allowed', `use POST on ${RENEW_PATH}`, { allow: 'POST' });
     }
-    const caller = await this.admit(req, res, 'bridge');
-    if (!caller) return;
-    const { v, user } = caller;
+    const admission = await this.admit(req, 'bridge');
+    if (!admission.ok) {
+      req.resume();
+      return this.sendApiError(res, admission.error);
+    }
+    const { user, expiresAt } = admission.caller;
     const body = await readJsonBody(req, 4096);
-    if (!body.ok) return sendJson(res, body.status, { error: body.message });
+    if (!body.ok) return this.sendApiError(res, new ServerError(body.code, body.message));
     const tunnel = body.value['tunnel'];
-    if (typeof tunnel !== 'string' || !tunnel) return sendJson(res, 400, { error: 'expected {"tunnel": "<the id from the 101 answer>"}' });
+    if (typeof tunnel !== 'string' || !tunnel) return sendRefusal(res, 'bad-request', 'expected {"tunnel": "<the id from the 101 answer>"}');
     const record = this.options.manager.record(user);
-    if (!record?.instance || record.state !== 'running' || v.expiresAt === undefined) {
-      return sendJson(res, 409, { error: 'no tunnel of yours is open on this server; the bridge reconnects' });
+    if (!record?.instance || record.state !== 'running' || expiresAt === undefined) {
+      return this.sendApiError(res, new ServerError('no-tunnel', 'no tunnel of yours is open on this server; the bridge reconnects'));
     }
-    const answer = await renewOnProxy({ endpoint: record.instance.endpoint, secret: record.secret }, tunnel, v.expiresAt * 1000);
-    this.options.audit.record({ action: 'bridge.renew', result: answer.status === 200 ? 'ok' : 'refused', userHash: user, address: clientAddress(req, this.options.trustProxy ?? false) });
+    const answer = await renewOnProxy({ endpoint: record.instance.endpoint, secret: record.secret }, tunnel, expiresAt * 1000);
+    this.options.audit.record({ action: 'bridge.renew', result: answer.status === 200 ? 'ok' : 'refused', userHash: user, address: clientAddress(req, this.options.trustRealIp ?? false) });
     sendJson(res, answer.status, answer.body);
   }
 
   private async ollama(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
-    const v = await this.authenticate(req, 'ollama');
-    if (!v.ok) {
+    const admission = await this.admit(req, 'ollama');
+    if (!admission.ok) {
       req.resume();
-      return this.refuseAuth(res, v, true);
+      return this.sendOllamaRefusal(res, admission.error);
     }
-    const user = userHash(v.subject);
-    const rate = this.limits.takeRequest(user);
-    if (!rate.ok) {
-      req.resume();
-      this.options.metrics.limitRefusals.inc({ limit: rate.limit });
-      return sendOllamaError(res, 429, 'rate-limit', rate.message, { 'retry-after': String(rate.retryAfterSec) });
-    }
+    const { user } = admission.caller;
     // Only Ollama's API goes on: the proxy's own endpoints (/health, /metrics, /bridge) share
     // its path space and must not answer through /ollama/health (the bridge refuses the rest again).
     const target = checkRequestTarget(path, undefined, undefined, '');
     if (target.ok && !findRoute(target.path)) {
       req.resume();
-      return sendOllamaError(res, 404, 'not-ollama-api', `${target.path} is not part of the Ollama API`);
+      return sendOllamaError(res, 'not-ollama-api', `${target.path} is not part of the Ollama API`);
     }
     const record = this.options.manager.record(user);
     if (!record || record.state !== 'running' || !record.instance) {
       req.resume();
-      return sendOllamaError(res, 503, 'no-bridge', NO_BRIDGE_MESSAGE, { 'retry-after': '5' });
+      return sendOllamaError(res, 'no-bridge', NO_BRIDGE_MESSAGE, { 'retry-after': '5' });
     }
     const { manager } = this.options;
     const slot = this.limits.acquire('request', user, res, { taken: () => manager.requestStarted(user), released: () => manager.requestEnded(user) });
     if (!slot.ok) {
       req.resume();
       this.options.metrics.limitRefusals.inc({ limit: slot.limit });
-      return sendOllamaError(res, 429, 'concurrency-limit', slot.message, { 'retry-after': String(slot.retryAfterSec) });
+      return sendOllamaError(res, 'concurrency-limit', slot.message, { 'retry-after': String(slot.retryAfterSec) });
     }
     forwardOllamaRequest(
       req,
@@ -359,50 +402,33 @@ export class ApiServer {
     socket.on('error', () => socket.destroy());
     const path = (req.url ?? '/').split('?')[0];
     if (path !== BRIDGE_ROUTE) {
-      endSocket(socket, rawHttpError(404, 'Not Found', `WebSocket connections are only accepted on ${BRIDGE_ROUTE}`));
+      endSocket(socket, rawHttpError('not-found', `WebSocket connections are only accepted on ${BRIDGE_ROUTE}`));
       return;
     }
-    let v = await this.authenticate(req, 'bridge');
-    // A tunnel lives until its credential expires: one past its expiry on our clock (accepted
-    // within the clock tolerance) would be a tunnel of no length, reconnecting for ever.
-    if (v.ok && v.expiresAt !== undefined && v.expiresAt * 1000 <= Date.now()) {
-      this.options.metrics.authFailures.inc({ reason: 'expired' });
-      v = { ok: false, reason: 'expired', message: 'the token has expired; a tunnel needs a token that is valid now (sign in again)' };
-    }
-    if (!v.ok) {
-      const refusal = refusalOf(v, v.retryAfterSec);
-      const extra = refusal.status === 401 || refusal.status === 503 ? `WWW-Authenticate: ${wwwAuthenticate(v)}\r\n` : '';
-      const retry = refusal.retryAfterSec !== undefined ? `Retry-After: ${refusal.retryAfterSec}\r\n` : '';
-      endSocket(socket, rawHttpError(refusal.status, refusal.reason, v.message).replace('\r\n', `\r\n${extra}${retry}`));
-      return;
-    }
-    const user = userHash(v.subject);
+    const admission = await this.admit(req, 'bridge', 'tunnel');
+    if (!admission.ok) return this.refuseUpgrade(socket, admission.error);
+    const { subject, user, expiresAt } = admission.caller;
     // Held until the bridge's socket closes, whichever way this upgrade ends.
     const slot = this.limits.acquire('bridge', user, socket);
     if (!slot.ok) {
       this.options.metrics.limitRefusals.inc({ limit: slot.limit });
-      endSocket(socket, rawHttpError(429, 'Too Many Requests', slot.message));
-      return;
+      return this.refuseUpgrade(socket, new ServerError('bridge-limit', slot.message));
     }
     let record: ProxyRecord;
     try {
       // A bridge connecting provisions its proxy.
-      record = await this.options.manager.ensure(v.subject);
+      record = await this.options.manager.ensure(subject);
     } catch (e) {
-      const refused = e instanceof ProxyStartRefused ? e : undefined;
-      const status = refused?.status ?? 503;
-      const response = rawHttpError(status, status === 429 ? 'Too Many Requests' : 'Service Unavailable', e instanceof Error ? e.message : String(e));
-      endSocket(socket, response.replace('\r\n', `\r\nRetry-After: ${refused?.retryAfterSec ?? 10}\r\n`));
-      return;
+      return this.refuseUpgrade(socket, startRefusal(e));
     }
     if (socket.destroyed || !record.instance) {
       socket.destroy();
       return;
     }
     const { manager, metrics, audit } = this.options;
-    const address = clientAddress(req, this.options.trustProxy ?? false);
+    const address = clientAddress(req, this.options.trustRealIp ?? false);
     const client = String(req.headers['user-agent'] ?? 'unknown').slice(0, 120);
-    const terms = { address, ...(v.expiresAt !== undefined ? { expiresAt: v.expiresAt * 1000 } : {}) };
+    const terms = { address, ...(expiresAt !== undefined ? { expiresAt: expiresAt * 1000 } : {}) };
     forwardBridgeUpgrade(req, socket, head, { endpoint: record.instance.endpoint, secret: record.secret }, terms, {
       opened: () => {
         manager.bridgeOpened(user);

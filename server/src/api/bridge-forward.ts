@@ -82,7 +82,7 @@ export function forwardBridgeUpgrade(
     });
   });
   upstreamReq.on('error', (e: NodeJS.ErrnoException) => {
-    endSocket(socket, rawHttpError(502, 'Bad Gateway', `your cloud proxy did not answer (${e.code ?? e.message}); the bridge will retry`));
+    endSocket(socket, rawHttpError('proxy-unreachable', `your cloud proxy did not answer (${e.code ?? e.message}); the bridge will retry`));
   });
   // The bridge went away before the proxy answered: give up the replayed upgrade too.
   socket.on('close', () => {

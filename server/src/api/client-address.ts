@@ -9,9 +9,9 @@ import type { IncomingMessage } from 'node:http';
 
 const LOOPBACK = /^(127\.|::1$|::ffff:127\.)/;
 
-export function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
+export function clientAddress(req: IncomingMessage, trustRealIp: boolean): string {
   const peer = (req.socket.remoteAddress ?? 'unknown').replace(/^::ffff:(?=\d+\.)/, '');
-  if (!trustProxy || !LOOPBACK.test(peer)) return peer;
+  if (!trustRealIp || !LOOPBACK.test(peer)) return peer;
   const forwarded = req.headers['x-real-ip'];
   return typeof forwarded === 'string' && isIP(forwarded.trim()) ? forwarded.trim() : peer;
 }

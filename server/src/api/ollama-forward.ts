@@ -66,7 +66,7 @@ export function forwardOllamaRequest(
     upstream.destroy();
     if (e instanceof BodyStallError && !res.headersSent) {
       // Close the connection: the rest of a stalled body must not be read as the next request.
-      sendOllamaError(res, 408, 'body-stalled', `${e.message}; send the whole body without pausing`, { connection: 'close' });
+      sendOllamaError(res, 'body-stalled', `${e.message}; send the whole body without pausing`, { connection: 'close' });
     } else {
       res.destroy();
     }
@@ -77,7 +77,7 @@ export function forwardOllamaRequest(
     const status = proxied.statusCode ?? 0;
     if (!isRelayableStatus(status)) {
       proxied.destroy();
-      sendOllamaError(res, 502, 'bad-answer', `your cloud proxy answered with an invalid HTTP status (${status})`);
+      sendOllamaError(res, 'bad-answer', `your cloud proxy answered with an invalid HTTP status (${status})`);
       done();
       return;
     }
@@ -110,7 +110,7 @@ export function forwardOllamaRequest(
   upstream.on('error', (e: NodeJS.ErrnoException) => {
     if (body?.errored) return; // the gate's error already answered
     if (!res.headersSent) {
-      sendOllamaError(res, 502, 'proxy-unreachable', `your cloud proxy did not answer (${e.code ?? e.message}); try again`);
+      sendOllamaError(res, 'proxy-unreachable', `your cloud proxy did not answer (${e.code ?? e.message}); try again`);
     } else {
       res.destroy();
     }

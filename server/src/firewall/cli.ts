@@ -10,7 +10,8 @@
  * CTLL_FIREWALL_INTERVAL_MS (default 10000), LOG_LEVEL.
  */
 import { onShutdownSignal } from '@cloudtolocalllm/bridge/shutdown-signals';
-import { createLogger, logLevelFromEnv } from '../log.js';
+import { createLogger, logLevelFromEnv, type Level } from '../log.js';
+import { Settings } from '../settings.js';
 import { readFirewallStatus } from './firewall-status.js';
 import { FirewallKeeper } from './firewall-keeper.js';
 
@@ -22,23 +23,21 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-const statusFile = process.env['CTLL_FIREWALL_STATUS_FILE']?.trim() || DEFAULT_STATUS_FILE;
+// This program's configuration, read once here with the server's settings reader (settings.ts):
+// the only place of the firewall CLI that reads process.env.
+const read = new Settings(process.env);
+const statusFile = read.word('CTLL_FIREWALL_STATUS_FILE', { default: DEFAULT_STATUS_FILE, valid: /^\//, expected: 'an absolute path like /run/ctll-firewall/status.json' });
 
 if (process.argv.includes('--healthcheck')) {
+  if (read.problems.length) fail(read.problems.join('; '));
   const status = readFirewallStatus(statusFile);
   if (!status.ok) process.stderr.write(`isolation-firewall: ${status.error}\n`);
   process.exit(status.ok ? 0 : 1);
 }
 
-const rawInterval = process.env['CTLL_FIREWALL_INTERVAL_MS']?.trim();
-const intervalMs = rawInterval ? Number(rawInterval) : DEFAULT_INTERVAL_MS;
-if (!Number.isSafeInteger(intervalMs) || intervalMs < 100) fail(`CTLL_FIREWALL_INTERVAL_MS "${rawInterval}" must be a whole number of milliseconds, at least 100`);
-let level;
-try {
-  level = logLevelFromEnv();
-} catch (e) {
-  fail((e as Error).message);
-}
+const intervalMs = read.int('CTLL_FIREWALL_INTERVAL_MS', { default: DEFAULT_INTERVAL_MS, min: 100, max: 3_600_000 });
+const level: Level = read.checked(() => logLevelFromEnv(process.env), 'info');
+if (read.problems.length) fail(read.problems.join('; '));
 const keeper = new FirewallKeeper({ statusFile, intervalMs, log: createLogger({}, level) });
 keeper.start();
 onShutdownSignal(() => keeper.stop());

@@ -1,14 +1,19 @@
 /**
- * Decides when each user's streaming proxy runs: starts it on demand (idempotently: concurrent
+ * The streaming proxy manager: decides when each user's streaming proxy runs: starts it on demand (idempotently: concurrent
  * starts for one user share one start), checks its health, destroys it when idle, adopts or
  * removes what an earlier server process left behind, and notices proxies that die.
+ *
+ * Each method takes one kind of user key, named and typed: the raw user id (UserId: ensure, view,
+ * stop, the API's calls for a signed-in user) or its hash (UserHash: everything the api-backend
+ * counts per user), and the types keep the two apart.
  */
 import { randomBytes } from 'node:crypto';
 import type { ProxyStatus } from '@cloudtolocalllm/api-contract';
 import type { AuditLog } from '../audit.js';
+import { ServerError } from '../errors.js';
 import type { ServerMetrics } from '../api/server-metrics.js';
 import { silentLogger, type Logger } from '../log.js';
-import { userHash as hashOf } from '@cloudtolocalllm/proxy-spec/user-hash';
+import { userHash as hashOf, type UserHash, type UserId } from '@cloudtolocalllm/proxy-spec/user-hash';
 import type { ProxyInstance, ProxyRuntime } from '../runtime/runtime.js';
 import { checkProxyHealth } from './proxy-health.js';
 
@@ -31,15 +36,17 @@ export interface ProxyManagerOptions {
   startsPerMinute?: number;
 }
 
-/** A start refused by a limit: the status and Retry-After the API answers with. */
-export class ProxyStartRefused extends Error {
+/** How often proxies are checked and swept, and how long an idle one lives (config.ts's defaults). */
+export const DEFAULT_MANAGER_TIMING = { healthIntervalMs: 30_000, idleTimeoutMs: 600_000, sweepIntervalMs: 60_000 } as const;
+
+/** A start refused by a limit: its code (and so the status) and Retry-After the API answers with. */
+export class ProxyStartRefused extends ServerError {
   constructor(
-    readonly status: 429 | 503,
     readonly limit: 'proxies' | 'proxy-starts',
     message: string,
-    readonly retryAfterSec: number,
+    retryAfterSec: number,
   ) {
-    super(message);
+    super(limit === 'proxies' ? 'proxy-limit' : 'proxy-start-rate', message, retryAfterSec);
     this.name = 'ProxyStartRefused';
   }
 }
@@ -47,7 +54,7 @@ export class ProxyStartRefused extends Error {
 export type ProxyState = 'starting' | 'running' | 'stopping';
 
 export interface ProxyRecord {
-  userHash: string;
+  userHash: UserHash;
   state: ProxyState;
   instance?: ProxyInstance;
   secret: string;
@@ -62,13 +69,13 @@ export interface ProxyRecord {
 }
 
 export class ProxyManager {
-  private readonly records = new Map<string, ProxyRecord>();
-  private readonly starting = new Map<string, Promise<ProxyRecord>>();
+  private readonly records = new Map<UserHash, ProxyRecord>();
+  private readonly starting = new Map<UserHash, Promise<ProxyRecord>>();
   /** Removals under way: a new start for the same user waits for them (same names, same subnet). */
-  private readonly stopping = new Map<string, Promise<unknown>>();
+  private readonly stopping = new Map<UserHash, Promise<unknown>>();
   private readonly log: Logger;
   /** When each user's proxy was last started, within the last minute. */
-  private readonly recentStarts = new Map<string, number[]>();
+  private readonly recentStarts = new Map<UserHash, number[]>();
   private timers: NodeJS.Timeout[] = [];
   private closed = false;
 
@@ -88,19 +95,19 @@ export class ProxyManager {
 
   /** Starts the periodic health checks and idle sweeps. */
   startTimers(): void {
-    const health = setInterval(() => void this.checkAll(), this.options.healthIntervalMs ?? 30_000);
-    const sweep = setInterval(() => void this.sweepIdle(), this.options.sweepIntervalMs ?? 60_000);
+    const health = setInterval(() => void this.checkAll(), this.options.healthIntervalMs ?? DEFAULT_MANAGER_TIMING.healthIntervalMs);
+    const sweep = setInterval(() => void this.sweepIdle(), this.options.sweepIntervalMs ?? DEFAULT_MANAGER_TIMING.sweepIntervalMs);
     health.unref();
     sweep.unref();
     this.timers.push(health, sweep);
   }
 
-  record(userHash: string): ProxyRecord | undefined {
+  record(userHash: UserHash): ProxyRecord | undefined {
     return this.records.get(userHash);
   }
 
   /** The user's running proxy, started if needed. Resolves only once it is healthy. */
-  async ensure(userId: string): Promise<ProxyRecord> {
+  async ensure<T extends string>(userId: UserId<T>): Promise<ProxyRecord> {
     const userHash = hashOf(userId);
     const existing = this.records.get(userHash);
     if (existing?.state === 'running') return existing;
@@ -125,17 +132,17 @@ export class ProxyManager {
    * kernel table entries, and a user whose proxy keeps dying (or who keeps stopping it) must not
    * churn the engine.
    */
-  private admit(userHash: string, now = Date.now()): ProxyStartRefused | undefined {
+  private admit(userHash: UserHash, now = Date.now()): ProxyStartRefused | undefined {
     const { maxProxies, startsPerMinute } = this.options;
     if (maxProxies !== undefined && this.records.size >= maxProxies) {
-      return new ProxyStartRefused(503, 'proxies', `this server already runs its maximum of ${maxProxies} proxies (CTLL_MAX_PROXIES); try again in a few minutes`, 60);
+      return new ProxyStartRefused('proxies', `this server already runs its maximum of ${maxProxies} proxies (CTLL_MAX_PROXIES); try again in a few minutes`, 60);
     }
     if (startsPerMinute === undefined) return undefined;
     const recent = (this.recentStarts.get(userHash) ?? []).filter((t) => now - t < 60_000);
     if (recent.length >= startsPerMinute) {
       const retryAfterSec = Math.max(1, Math.ceil((recent[0]! + 60_000 - now) / 1000));
       this.recentStarts.set(userHash, recent);
-      return new ProxyStartRefused(429, 'proxy-starts', `your proxy was started ${recent.length} times in the last minute (limit ${startsPerMinute}); retry in ${retryAfterSec} s`, retryAfterSec);
+      return new ProxyStartRefused('proxy-starts', `your proxy was started ${recent.length} times in the last minute (limit ${startsPerMinute}); retry in ${retryAfterSec} s`, retryAfterSec);
     }
     recent.push(now);
     this.recentStarts.set(userHash, recent);
@@ -145,7 +152,7 @@ export class ProxyManager {
     return undefined;
   }
 
-  private async start(userId: string, userHash: string): Promise<ProxyRecord> {
+  private async start(userId: string, userHash: UserHash): Promise<ProxyRecord> {
     if (this.closed) throw new Error('the server is shutting down');
     const began = Date.now();
     const secret = randomBytes(32).toString('base64url');
@@ -180,16 +187,16 @@ export class ProxyManager {
       const message = e instanceof Error ? e.message : String(e);
       this.options.audit.record({ action: 'proxy.start', result: 'error', userHash, durationMs: Date.now() - began, reason: message.slice(0, 200) });
       this.log.error('proxy start failed', { user: userHash.slice(0, 12), error: message });
-      throw new Error(`your proxy could not be started: ${message}`);
+      throw new ServerError('proxy-start-failed', `your proxy could not be started: ${message}`, 10);
     }
   }
 
   /** Stops the user's proxy, if any. */
-  async stop(userId: string, reason: 'requested' | 'idle' | 'unhealthy' | 'shutdown' = 'requested'): Promise<boolean> {
-    return this.stopHash(hashOf(userId), reason);
+  async stop<T extends string>(userId: UserId<T>): Promise<boolean> {
+    return this.stopHash(hashOf(userId), 'requested');
   }
 
-  private async stopHash(userHash: string, reason: string): Promise<boolean> {
+  private async stopHash(userHash: UserHash, reason: 'requested' | 'idle' | 'unhealthy' | 'shutdown'): Promise<boolean> {
     await this.starting.get(userHash)?.catch(() => undefined);
     const record = this.records.get(userHash);
     if (!record || record.state === 'stopping') return false;
@@ -214,7 +221,7 @@ export class ProxyManager {
   }
 
   /** Status as the API shows it. */
-  view(userId: string): ProxyStatus {
+  view<T extends string>(userId: UserId<T>): ProxyStatus {
     const r = this.records.get(hashOf(userId));
     if (!r) {
       return { status: 'stopped', proxyId: null, createdAt: null, lastActivity: null, health: null, bridgeConnected: false, runtime: this.runtimeKind };
@@ -231,36 +238,32 @@ export class ProxyManager {
   }
 
   /** Every request and bridge frame counts as activity. */
-  touch(userHash: string): void {
+  touch(userHash: UserHash): void {
     const r = this.records.get(userHash);
     if (r) r.lastActivity = Date.now();
   }
 
-  bridgeOpened(userHash: string): void {
-    const r = this.records.get(userHash);
-    if (!r) return;
-    r.bridges += 1;
-    r.lastActivity = Date.now();
+  bridgeOpened(userHash: UserHash): void {
+    this.count(userHash, 'bridges', 1);
   }
 
-  bridgeClosed(userHash: string): void {
-    const r = this.records.get(userHash);
-    if (!r) return;
-    r.bridges = Math.max(0, r.bridges - 1);
-    r.lastActivity = Date.now();
+  bridgeClosed(userHash: UserHash): void {
+    this.count(userHash, 'bridges', -1);
   }
 
-  requestStarted(userHash: string): void {
-    const r = this.records.get(userHash);
-    if (!r) return;
-    r.inflight += 1;
-    r.lastActivity = Date.now();
+  requestStarted(userHash: UserHash): void {
+    this.count(userHash, 'inflight', 1);
   }
 
-  requestEnded(userHash: string): void {
+  requestEnded(userHash: UserHash): void {
+    this.count(userHash, 'inflight', -1);
+  }
+
+  /** A bridge or a request more or less for the user's proxy, which is activity too. */
+  private count(userHash: UserHash, what: 'bridges' | 'inflight', by: 1 | -1): void {
     const r = this.records.get(userHash);
     if (!r) return;
-    r.inflight = Math.max(0, r.inflight - 1);
+    r[what] = Math.max(0, r[what] + by);
     r.lastActivity = Date.now();
   }
 
@@ -297,7 +300,7 @@ export class ProxyManager {
 
   /** Destroys proxies that have had no bridge and no request for the idle timeout. */
   async sweepIdle(now = Date.now()): Promise<number> {
-    const idleFor = this.options.idleTimeoutMs ?? 600_000;
+    const idleFor = this.options.idleTimeoutMs ?? DEFAULT_MANAGER_TIMING.idleTimeoutMs;
     const idle = [...this.records.values()].filter(
       (r) => r.state === 'running' && r.bridges === 0 && r.inflight === 0 && now - r.lastActivity >= idleFor,
     );
@@ -366,7 +369,7 @@ export class ProxyManager {
     await this.options.runtime.close();
   }
 
-  private onExit(userHash: string, reason: string): void {
+  private onExit(userHash: UserHash, reason: string): void {
     const r = this.records.get(userHash);
     if (!r || r.state === 'stopping') return;
     this.records.delete(userHash);

@@ -5,6 +5,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
+import type { AuthReason } from '../errors.js';
 
 export type Purpose = 'bridge' | 'ollama';
 
@@ -19,8 +20,8 @@ export type AuthResult =
       ok: false;
       /** 401: no or bad credential; 403: a good credential for somebody else. */
       status: 401 | 403;
-      /** Stable reason for metrics and the audit log, e.g. `missing`, `expired`, `wrong-user`. */
-      reason: string;
+      /** Stable reason for metrics and the audit log, e.g. `missing`, `expired`, `wrong-user`; the refusal's code is auth-<reason>. */
+      reason: AuthReason;
       /** Sentence for the caller. Never echoes the credential. */
       message: string;
     };

@@ -1,15 +1,14 @@
-/** Answers in Ollama's error shape, `{"error": "..."}`, so every Ollama client shows the message. */
-import type { ServerResponse } from 'node:http';
+/**
+ * Answers in Ollama's error shape, `{"error": "..."}`, so every Ollama client shows the message,
+ * with the refusal's stable code in a header; the status is the code's (errors.ts).
+ */
+import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { REFUSAL_HEADER } from '@cloudtolocalllm/bridge/connection/protocol';
+import { ERROR_STATUS, type ErrorCode } from '../errors.js';
 
-export function sendOllamaError(
-  res: ServerResponse,
-  status: number,
-  code: string,
-  message: string,
-  headers: Record<string, string> = {},
-): void {
+export function sendOllamaError(res: ServerResponse, code: ErrorCode, message: string, headers: Record<string, string> = {}): void {
+  const status = ERROR_STATUS[code];
   if (res.headersSent) {
     res.destroy();
     return;
@@ -37,11 +36,12 @@ export function endSocket(socket: Duplex, response: string): void {
   socket.end(response, () => socket.destroy());
 }
 
-/** Client protocol errors (huge headers, garbage) caught before a request object exists. */
-export function rawHttpError(status: number, reason: string, message: string): string {
+/** An answer written on a raw socket: refused upgrades, client protocol errors (huge headers, garbage) caught before a request object exists. */
+export function rawHttpError(code: ErrorCode, message: string): string {
+  const status = ERROR_STATUS[code];
   const body = JSON.stringify({ error: message });
   return (
-    `HTTP/1.1 ${status} ${reason}\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
     'Content-Type: application/json; charset=utf-8\r\n' +
     `Content-Length: ${Buffer.byteLength(body)}\r\n` +
     'Connection: close\r\n\r\n' +

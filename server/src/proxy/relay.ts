@@ -69,7 +69,7 @@ export class Relay {
     );
     if (!stream) {
       this.metrics.requests.inc({ outcome: 'no-bridge' });
-      sendOllamaError(res, 503, 'no-bridge', NO_BRIDGE_MESSAGE, { 'retry-after': '5' });
+      sendOllamaError(res, 'no-bridge', NO_BRIDGE_MESSAGE, { 'retry-after': '5' });
       req.resume();
       return;
     }
@@ -94,7 +94,7 @@ export class Relay {
 
     const headDeadline = setTimeout(() => {
       const seconds = Math.round(this.responseHeadTimeoutMs / 1000);
-      sendOllamaError(res, 504, 'no-answer', `your computer did not begin to answer within ${seconds} s; try again (a model that takes longer to load can be loaded beforehand)`);
+      sendOllamaError(res, 'no-answer', `your computer did not begin to answer within ${seconds} s; try again (a model that takes longer to load can be loaded beforehand)`);
       finish('no-answer');
       if (!stream.closed && !stream.destroyed) stream.close(NGHTTP2_CANCEL);
     }, this.responseHeadTimeoutMs);
@@ -119,7 +119,7 @@ export class Relay {
       clearTimeout(headDeadline);
       const status = Number(headers[':status']);
       if (!isRelayableStatus(status)) {
-        sendOllamaError(res, 502, 'bad-answer', `your computer's bridge answered with an invalid HTTP status (${String(headers[':status']).slice(0, 10)}); check that CloudToLocalLLM is up to date`);
+        sendOllamaError(res, 'bad-answer', `your computer's bridge answered with an invalid HTTP status (${String(headers[':status']).slice(0, 10)}); check that CloudToLocalLLM is up to date`);
         finish('bad-answer');
         stream.close(NGHTTP2_CANCEL);
         return;
@@ -155,7 +155,7 @@ export class Relay {
         ? 'the connection to your computer was lost'
         : 'Ollama on your computer stopped answering';
       if (!res.headersSent) {
-        sendOllamaError(res, 502, lost ? 'bridge-lost' : 'upstream-reset', `${what} before the answer began; try again`);
+        sendOllamaError(res, lost ? 'bridge-lost' : 'upstream-reset', `${what} before the answer began; try again`);
         finish(lost ? 'bridge-lost' : 'upstream-reset');
         return;
       }

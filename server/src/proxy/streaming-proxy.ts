@@ -15,7 +15,6 @@ import {
   TUNNEL_EXPIRES_HEADER,
   TUNNEL_ID_HEADER,
   TUNNEL_PROTOCOL_VERSION,
-  UPDATE_REQUIRED_STATUS,
   versionOf,
 } from '@cloudtolocalllm/bridge/connection/protocol';
 import { closeNow, listenUrl, trackSockets } from '../http-lifecycle.js';
@@ -23,6 +22,7 @@ import { silentLogger, type Logger } from '../log.js';
 import type { Authenticator } from './auth.js';
 import { readJsonBody } from '../api/json-body.js';
 import { BridgeLink, type TunnelTerms } from './bridge-link.js';
+import { authCode, type ErrorCode } from '../errors.js';
 import { rawHttpError, sendOllamaError } from './ollama-errors.js';
 import { ProxyMetrics } from './proxy-metrics.js';
 import { Relay } from './relay.js';
@@ -146,7 +146,7 @@ export class StreamingProxy {
     }
     if (path === PROXY_RENEW_PATH) return this.onRenew(req, res);
     if (path === BRIDGE_PATH) {
-      sendOllamaError(res, 426, 'websocket-required', `${BRIDGE_PATH} is the bridge's WebSocket endpoint; it needs a WebSocket upgrade`, {
+      sendOllamaError(res, 'websocket-required', `${BRIDGE_PATH} is the bridge's WebSocket endpoint; it needs a WebSocket upgrade`, {
         upgrade: 'websocket',
       });
       return;
@@ -154,14 +154,14 @@ export class StreamingProxy {
     this.touch();
     if (!(req.url ?? '').startsWith('/')) {
       // Absolute-form ("GET http://host/...") and asterisk-form targets: this is no forward proxy.
-      sendOllamaError(res, 400, 'absolute-form', 'absolute-form or asterisk-form request targets are refused; send a path like /api/chat');
+      sendOllamaError(res, 'absolute-form', 'absolute-form or asterisk-form request targets are refused; send a path like /api/chat');
       req.resume();
       return;
     }
     const auth = await this.options.authenticator.authenticate(req.headers, 'ollama');
     if (!auth.ok) {
       this.metrics.authFailures.inc({ reason: auth.reason });
-      sendOllamaError(res, auth.status, `auth-${auth.reason}`, auth.message, {
+      sendOllamaError(res, authCode(auth.reason), auth.message, {
         'www-authenticate': `Bearer realm="CloudToLocalLLM", error="invalid_token"`,
       });
       req.resume();
@@ -172,15 +172,15 @@ export class StreamingProxy {
 
   private async onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
     socket.on('error', () => socket.destroy());
-    const refuse = (status: number, reason: string, message: string, result: string, extra = ''): void => {
+    const refuse = (code: ErrorCode, message: string, result: string, extra = ''): void => {
       this.metrics.bridgeConnections.inc({ result });
       if (!socket.writable) return;
-      const response = rawHttpError(status, reason, message);
+      const response = rawHttpError(code, message);
       socket.end(extra ? response.replace('\r\n', `\r\n${extra}\r\n`) : response);
     };
     const path = (req.url ?? '/').split('?')[0];
     if (path !== BRIDGE_PATH) {
-      refuse(404, 'Not Found', `WebSocket connections are only accepted on ${BRIDGE_PATH}`, 'wrong-path');
+      refuse('not-found', `WebSocket connections are only accepted on ${BRIDGE_PATH}`, 'wrong-path');
       return;
     }
     const offered = String(req.headers['sec-websocket-protocol'] ?? '')
@@ -195,14 +195,14 @@ export class StreamingProxy {
         ? `update required: your desktop app speaks tunnel protocol ${theirs}, this cloud proxy only v${TUNNEL_PROTOCOL_VERSION}; the cloud server must be updated`
         : `update required: your desktop app speaks tunnel protocol ${theirs}, this cloud proxy needs v${TUNNEL_PROTOCOL_VERSION}; update CloudToLocalLLM on your computer`;
       this.log.warn('bridge refused: protocol version mismatch', { offered: versions, needed: TUNNEL_PROTOCOL_VERSION });
-      refuse(UPDATE_REQUIRED_STATUS, 'Upgrade Required', message, 'version-mismatch', `Upgrade: websocket`);
+      refuse('update-required', message, 'version-mismatch', `Upgrade: websocket`);
       return;
     }
     const auth = await this.options.authenticator.authenticate(req.headers, 'bridge');
     if (!auth.ok) {
       this.metrics.authFailures.inc({ reason: auth.reason });
       this.log.warn('bridge refused: credentials', { reason: auth.reason });
-      refuse(auth.status, auth.status === 401 ? 'Unauthorized' : 'Forbidden', auth.message, `auth-${auth.reason}`,
+      refuse(authCode(auth.reason), auth.message, `auth-${auth.reason}`,
         'WWW-Authenticate: Bearer realm="CloudToLocalLLM", error="invalid_token"');
       return;
     }
@@ -226,21 +226,21 @@ export class StreamingProxy {
 
   /** POST /tunnel/renew {tunnel, expiresAt}: the api-backend verified a fresh credential of this user. */
   private async onRenew(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (req.method !== 'POST') return sendOllamaError(res, 405, 'method-not-allowed', 'use POST', { allow: 'POST' });
+    if (req.method !== 'POST') return sendOllamaError(res, 'method-not-allowed', 'use POST', { allow: 'POST' });
     const auth = await this.options.authenticator.authenticate(req.headers, 'bridge');
     if (!auth.ok) {
       req.resume();
       this.metrics.authFailures.inc({ reason: auth.reason });
-      return sendOllamaError(res, auth.status, `auth-${auth.reason}`, auth.message);
+      return sendOllamaError(res, authCode(auth.reason), auth.message);
     }
     const body = await readJsonBody(req, 4096);
-    if (!body.ok) return sendOllamaError(res, body.status, 'bad-request', body.message);
+    if (!body.ok) return sendOllamaError(res, body.code, body.message);
     const { tunnel, expiresAt } = body.value as { tunnel?: unknown; expiresAt?: unknown };
     if (typeof tunnel !== 'string' || typeof expiresAt !== 'number') {
-      return sendOllamaError(res, 400, 'bad-request', 'expected {"tunnel": "<id>", "expiresAt": <ms>}');
+      return sendOllamaError(res, 'bad-request', 'expected {"tunnel": "<id>", "expiresAt": <ms>}');
     }
     const deadline = this.link.renew(tunnel, expiresAt);
-    if (deadline === undefined) return sendOllamaError(res, 409, 'no-such-tunnel', 'this tunnel is not open on your proxy any more; the bridge reconnects');
+    if (deadline === undefined) return sendOllamaError(res, 'no-such-tunnel', 'this tunnel is not open on your proxy any more; the bridge reconnects');
     const text = JSON.stringify({ expiresAt: deadline });
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
     res.end(text);
@@ -253,13 +253,13 @@ export class StreamingProxy {
     }
     if (err.code === 'HPE_HEADER_OVERFLOW') {
       const limit = this.options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
-      socket.end(rawHttpError(431, 'Request Header Fields Too Large', `the request's headers are larger than the limit of ${limit} bytes`));
+      socket.end(rawHttpError('headers-too-large', `the request's headers are larger than the limit of ${limit} bytes`));
       return;
     }
     if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'HPE_HEADERS_TIMEOUT') {
-      socket.end(rawHttpError(408, 'Request Timeout', 'the request headers did not arrive in time'));
+      socket.end(rawHttpError('headers-timeout', 'the request headers did not arrive in time'));
       return;
     }
-    socket.end(rawHttpError(400, 'Bad Request', `the request is not valid HTTP (${err.code ?? 'parse error'})`));
+    socket.end(rawHttpError('not-http', `the request is not valid HTTP (${err.code ?? 'parse error'})`));
   }
 }

@@ -4,13 +4,14 @@
  * (production), or a StreamingProxy inside the server process (machines without Docker).
  */
 import type { EventEmitter } from 'node:events';
+import type { UserHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 
 /** What a runtime needs to start one user's proxy. */
 export interface ProxySpec {
   /** The user's id (JWT `sub`). Runtimes must never put it in names, labels or logs. */
   userId: string;
   /** userHash(userId): the only form of the user id a runtime may expose. */
-  userHash: string;
+  userHash: UserHash;
   /**
    * Per-proxy secret minted by the manager. The proxy accepts only requests and bridges that
    * present it as `Authorization: Bearer <secret>`; the API server adds it when routing, so
@@ -23,7 +24,7 @@ export interface ProxySpec {
 export interface ProxyInstance {
   /** Runtime-specific id: the container name, or `process-<hash prefix>`. */
   id: string;
-  userHash: string;
+  userHash: UserHash;
   /** Base URL the API server reaches the proxy on, e.g. `http://10.201.0.2:8080`. */
   endpoint: string;
   /** When it was started (ms since epoch). */
@@ -37,7 +38,7 @@ export interface ProxyInstance {
 
 export interface ProxyRuntimeEvents {
   /** A proxy ended without being asked to (container died, OOM-killed, removed from outside). */
-  exit: [userHash: string, reason: string];
+  exit: [userHash: UserHash, reason: string];
 }
 
 export interface ProxyRuntime extends EventEmitter<ProxyRuntimeEvents> {
@@ -49,7 +50,7 @@ export interface ProxyRuntime extends EventEmitter<ProxyRuntimeEvents> {
    */
   start(spec: ProxySpec): Promise<ProxyInstance>;
   /** Stops and removes the user's proxy and everything it owns (network). Idempotent. */
-  stop(userHash: string): Promise<void>;
+  stop(userHash: UserHash): Promise<void>;
   /** Proxies that exist in this runtime now, including ones from before a server restart. */
   list(): Promise<ProxyInstance[]>;
   /** Removes what a crash leaves behind: stopped proxies and networks without a proxy. */
