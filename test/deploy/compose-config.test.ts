@@ -46,9 +46,17 @@ async function loadComposeConfig(envFile: string, extra: string[]): Promise<Conf
   return JSON.parse(json) as Config;
 }
 
-/** Every environment variable server/src reads, found as test/docs/environment.ts finds them. */
+/** The isolation-firewall service's program (server/src/firewall/cli.ts and what it alone reads). */
+const FIREWALL_CLI = 'server/src/firewall/cli.ts';
+
+/** Every environment variable server/src reads (the firewall service's CLI apart), found as test/docs/environment.ts finds them. */
 function serverEnvVars(): Set<string> {
-  return new Set(envReads(filesUnder(['server/src'], ['.ts']).filter((f) => !f.endsWith('.test.ts'))).keys());
+  return new Set(envReads(filesUnder(['server/src'], ['.ts']).filter((f) => !f.endsWith('.test.ts') && !f.endsWith(FIREWALL_CLI))).keys());
+}
+
+/** Every environment variable the isolation-firewall service's CLI reads. */
+function firewallEnvVars(): Set<string> {
+  return new Set(envReads(filesUnder(['server/src/firewall'], ['.ts']).filter((f) => f.endsWith(FIREWALL_CLI))).keys());
 }
 
 describe('docker-compose.multi.yml', { skip: skipCompose }, () => {
@@ -105,7 +113,7 @@ describe('docker-compose.multi.yml', { skip: skipCompose }, () => {
     assert.equal(filter['cap_add'], undefined);
     assert.deepEqual([...(firewall['cap_add'] as string[])].sort(), ['NET_ADMIN', 'NET_RAW']);
     assert.equal(firewall['network_mode'], 'host');
-    assert.deepEqual(mounts(firewall), ['firewall-status:/run/ctll-firewall']);
+    assert.deepEqual(mounts(firewall).map((m) => m.replace(/:rw$/, '')), ['firewall-status:/run/ctll-firewall']);
     assert.ok(mounts(api).some((m) => /^firewall-status:\/run\/ctll-firewall:ro$/.test(m)), mounts(api).join(', '));
     assert.equal(api['environment']['CTLL_FIREWALL_STATUS_FILE'], firewall['environment']['CTLL_FIREWALL_STATUS_FILE']);
     assert.equal(api['depends_on']?.['isolation-firewall']?.condition, 'service_healthy');
@@ -145,6 +153,21 @@ describe('docker-compose.multi.yml', { skip: skipCompose }, () => {
       }
       if (!new RegExp(`^${name}=`, 'm').test(example)) problems.push(`${name}: not in server/deploy/.env.example`);
       if (!(name in env)) problems.push(`${name}: not passed to the api-backend in docker-compose.multi.yml`);
+    }
+    assert.deepEqual(problems, []);
+  });
+
+  test('every variable the isolation firewall reads is in .env.example and reaches the isolation-firewall service', async () => {
+    const example = readFileSync(ENV_EXAMPLE, 'utf8');
+    const { services } = await composeConfig(ENV_EXAMPLE);
+    const env = services['isolation-firewall']!['environment'] as Record<string, string>;
+    const fixed = new Set(['CTLL_FIREWALL_STATUS_FILE']); // shared with the api-backend, checked above
+    const read = [...firewallEnvVars()].sort();
+    assert.ok(read.includes('CTLL_FIREWALL_INTERVAL_MS'), `${FIREWALL_CLI} reads none of its variables? found: ${read.join(', ')}`);
+    const problems: string[] = [];
+    for (const name of read) {
+      if (!(name in env)) problems.push(`${name}: not passed to the isolation-firewall service in docker-compose.multi.yml`);
+      if (!fixed.has(name) && !new RegExp(`^${name}=`, 'm').test(example)) problems.push(`${name}: not in server/deploy/.env.example`);
     }
     assert.deepEqual(problems, []);
   });

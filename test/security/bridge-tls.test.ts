@@ -16,12 +16,12 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
-import { BRIDGE_PATH } from '../../bridge/connection/protocol.js';
-import type { BridgeStatus } from '../../bridge/supervisor/status.js';
-import { StaticTokenAuthenticator } from '../../server/src/proxy/auth.js';
-import { StreamingProxy } from '../../server/src/proxy/streaming-proxy.js';
+import { BRIDGE_PATH } from '@cloudtolocalllm/bridge/connection/protocol';
+import type { BridgeStatus } from '@cloudtolocalllm/bridge/supervisor/status';
+import { StaticTokenAuthenticator } from '@cloudtolocalllm/server/proxy/auth';
+import { StreamingProxy } from '@cloudtolocalllm/server/proxy/streaming-proxy';
 import { IN_CI, onJsonLines, ROOT, selfSignedCertificate, which } from '../deploy/deploy-harness.js';
-import { OllamaEmulator } from '../emulator/ollama-emulator.js';
+import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { issue, makeCa, type IssuedCertificate, type TestCa } from './test-certificates.js';
 
 const missing = which('openssl') ? '' : 'openssl';

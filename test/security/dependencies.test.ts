@@ -1,5 +1,6 @@
 /**
- * Every npm package of the repository (security-checks.ts: PACKAGES), offline: its installed tree
+ * Every install root of the repository (security-checks.ts: PACKAGES; the root's one tree holds
+ * every npm workspace, and a test below holds every package.json to one or the other), offline: its installed tree
  * is whole (`npm ls`), no dependency declares itself deprecated, every install script is covered
  * by its package.json `allowScripts` (true: may run, false: must not), and no allowScripts entry
  * is stale. A fixture tree with a deprecated package, an unlisted postinstall and a binding.gyp
@@ -13,9 +14,10 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { IN_CI, ROOT } from '../deploy/deploy-harness.js';
 import { auditDependencies, npmHasInstallScripts } from './dependency-audit.js';
 import { PACKAGES } from './security-checks.js';
@@ -36,6 +38,16 @@ describe('dependencies of every package: whole, not deprecated, install scripts 
       assert.deepEqual(audit.staleAllowEntries, [], `allowScripts entries of ${pkg}/package.json that match nothing installed`);
     });
   }
+});
+
+test('every package.json of the repository is checked: an install root above or a workspace of the root', () => {
+  const manifests = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', 'package.json', '*/package.json'], { cwd: ROOT, encoding: 'utf8' })
+    .split('\n')
+    .filter((f) => f && !/(^|\/)node_modules\//.test(f));
+  const workspaces = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { workspaces?: string[] }).workspaces ?? [];
+  const unchecked = manifests.map((f) => dirname(f)).filter((dir) => !PACKAGES.includes(dir) && !workspaces.includes(dir));
+  assert.ok(manifests.length > PACKAGES.length, `git ls-files found only ${manifests.length} package.json files`);
+  assert.deepEqual(unchecked, [], 'packages neither in security-checks.ts PACKAGES (own lockfile) nor in the root package.json workspaces');
 });
 
 describe('the dependency checks catch what they are for (a fixture tree)', { skip }, () => {

@@ -10,8 +10,12 @@ import { ROOT } from '../deploy/deploy-harness.js';
 export const LINT_PACKAGE = join(ROOT, 'tools/lint');
 export const LINT_CONFIG = join(LINT_PACKAGE, 'eslint.config.js');
 
-/** Every npm package of the repository, each with its own package.json, lockfile and allowScripts. */
-export const PACKAGES = ['.', 'server', 'tools/lint'];
+/**
+ * Every install root of the repository: each has its own lockfile, node_modules and allowScripts.
+ * The root is the npm workspace: its one tree holds every workspace package (bridge, server, the
+ * contract packages...), checked with it; tools/lint is installed apart (its own TypeScript 6).
+ */
+export const PACKAGES = ['.', 'tools/lint'];
 
 /** The per-user proxy image as the Docker tests build it (scripts/build-proxy-image.sh), read by its tag. */
 export const PROXY_IMAGE = process.env['CTLL_PROXY_IMAGE'] ?? 'cloudtolocalllm/streaming-proxy:local';

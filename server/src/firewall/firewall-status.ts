@@ -31,9 +31,12 @@ export function writeFirewallStatus(file: string, result: FirewallResult, validF
     checkedAt: now,
     validUntil: now + validForMs,
   };
+  // eslint-disable-next-line security/detect-non-literal-fs-filename -- the status file of the configuration (CTLL_FIREWALL_STATUS_FILE), never a request's
   mkdirSync(dirname(file), { recursive: true });
   const aside = `${file}.${process.pid}.tmp`;
+  // eslint-disable-next-line security/detect-non-literal-fs-filename -- beside the status file of the configuration (CTLL_FIREWALL_STATUS_FILE), never a request's
   writeFileSync(aside, `${JSON.stringify(status)}\n`, { mode: 0o644 });
+  // eslint-disable-next-line security/detect-non-literal-fs-filename -- the status file of the configuration (CTLL_FIREWALL_STATUS_FILE), never a request's
   renameSync(aside, file);
   return status;
 }
@@ -45,6 +48,7 @@ export function writeFirewallStatus(file: string, result: FirewallResult, validF
 export function readFirewallStatus(file: string, now = Date.now()): FirewallResult {
   let text: string;
   try {
+    // eslint-disable-next-line security/detect-non-literal-fs-filename -- the status file of the configuration (CTLL_FIREWALL_STATUS_FILE), never a request's
     text = readFileSync(file, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
