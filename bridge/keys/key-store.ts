@@ -8,9 +8,11 @@
  *   usage.json    requests, last used, tokens in and out per key; written by the bridge alone
  *
  * keys.json is written by whoever changes the set (CLI, Settings); the bridge only reads it.
+ * Changes to it are read-modify-write under a lock file (keys.json.lock), so two writers at the
+ * same instant (two `keys create`, the CLI beside Settings) both land instead of one undoing the other.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createClientKey, routeOf } from '../connection/client-key.js';
 import { MANAGEMENT_ENDPOINTS, type ManagementEndpoint } from '../ingress/ollama-routes.js';
@@ -85,6 +87,70 @@ export function writeJsonAtomic(file: string, value: unknown): void {
   }
 }
 
+/** How long a writer waits for another's lock, and when a lock is taken to be left by a crash. */
+const LOCK_WAIT_MS = 10_000;
+const LOCK_STALE_MS = 30_000;
+
+const pause = (ms: number): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+/** Whether the lock's owner (the pid written in it) is still running on this computer. */
+function ownerAlive(lock: string): boolean {
+  let pid: number;
+  try {
+    // eslint-disable-next-line security/detect-non-literal-fs-filename -- our lock file
+    pid = Number(readFileSync(lock, 'utf8').split(' ')[0]);
+  } catch {
+    return true; // being written or just removed: try again
+  }
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Runs `fn` holding `lock` (created exclusively; holds "pid time"). A lock whose owner is gone or
+ * that is older than LOCK_STALE_MS is removed; one held longer than LOCK_WAIT_MS by a live writer
+ * is an error that says so rather than a change made without it.
+ */
+export function withLock<T>(lock: string, fn: () => T): T {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (let wait = 5; ; wait = Math.min(wait * 2, 100)) {
+    let fd: number | undefined;
+    try {
+      // eslint-disable-next-line security/detect-non-literal-fs-filename -- our lock file
+      fd = openSync(lock, 'wx', 0o600);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    if (fd !== undefined) {
+      try {
+        writeSync(fd, `${process.pid} ${Date.now()}`);
+        closeSync(fd);
+        return fn();
+      } finally {
+        rmSync(lock, { force: true });
+      }
+    }
+    let age = 0;
+    try {
+      // eslint-disable-next-line security/detect-non-literal-fs-filename -- our lock file
+      age = Date.now() - statSync(lock).mtimeMs;
+    } catch {
+      continue; // released between our attempt and the look
+    }
+    if (age > LOCK_STALE_MS || (age > 1_000 && !ownerAlive(lock))) {
+      rmSync(lock, { force: true });
+      continue;
+    }
+    if (Date.now() > deadline) throw new KeyStoreError(`${lock} has been held by another program for over ${LOCK_WAIT_MS / 1000} s; if none is running, remove it`);
+    pause(wait);
+  }
+}
+
 function validKey(raw: unknown): raw is KeyDefinition {
   const k = raw as Partial<KeyDefinition> | null;
   return (
@@ -153,9 +219,14 @@ export class KeyStore {
     return raw.keys;
   }
 
-  private writeKeys(keys: KeyDefinition[]): void {
+  /** Reads the key list, lets `change` return the new one, writes it: all under the keys' lock. */
+  private changeKeys<T>(change: (keys: KeyDefinition[]) => { keys: KeyDefinition[]; result: T }): T {
     this.ensureDir();
-    writeJsonAtomic(this.keysFile, { version: 1, keys });
+    return withLock(`${this.keysFile}.lock`, () => {
+      const { keys, result } = change(this.keys());
+      writeJsonAtomic(this.keysFile, { version: 1, keys });
+      return result;
+    });
   }
 
   /** Makes a key for the signed-in user: the definition is stored, the key itself only returned. */
@@ -167,8 +238,6 @@ export class KeyStore {
       );
     }
     if (!NAME.test(spec.name)) throw new KeyStoreError(`the name "${spec.name}" is not usable: 1 to 64 letters, digits, spaces, ".", "_" or "-", beginning with a letter or digit`);
-    const keys = this.keys();
-    if (keys.some((k) => k.name === spec.name)) throw new KeyStoreError(`a key named "${spec.name}" exists already; choose another name or revoke it first`);
     if (spec.expiresAt !== undefined && spec.expiresAt <= now) throw new KeyStoreError('the expiry is in the past');
     const made = createClientKey(account.route);
     const definition: KeyDefinition = {
@@ -180,17 +249,19 @@ export class KeyStore {
       ...(spec.expiresAt !== undefined ? { expiresAt: spec.expiresAt } : {}),
       createdAt: now,
     };
-    this.writeKeys([...keys, definition]);
+    this.changeKeys((keys) => {
+      if (keys.some((k) => k.name === spec.name)) throw new KeyStoreError(`a key named "${spec.name}" exists already; choose another name or revoke it first`);
+      return { keys: [...keys, definition], result: undefined };
+    });
     return { key: made.key, definition };
   }
 
   /** Removes the key named or with the id given; returns it, or undefined when there is none. */
   revoke(nameOrId: string): KeyDefinition | undefined {
-    const keys = this.keys();
-    const found = keys.find((k) => k.id === nameOrId) ?? keys.find((k) => k.name === nameOrId);
-    if (!found) return undefined;
-    this.writeKeys(keys.filter((k) => k !== found));
-    return found;
+    return this.changeKeys((keys) => {
+      const found = keys.find((k) => k.id === nameOrId) ?? keys.find((k) => k.name === nameOrId);
+      return { keys: found ? keys.filter((k) => k !== found) : keys, result: found };
+    });
   }
 
   usage(): Record<string, KeyUsage> {
