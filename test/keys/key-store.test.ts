@@ -50,11 +50,12 @@ describe('the key store', () => {
       // the lock some keys.json writes undo others (four runs without it left 87, 98, 127 and 194 of the 200 keys).
       const script = `
         const { KeyStore } = await import('@cloudtolocalllm/bridge/keys/key-store');
-        const store = new KeyStore(process.env.DIR);
-        for (let i = 0; i < 50; i++) store.create({ name: process.env.WHO + '-' + i });`;
+        const [dir, who] = process.argv.slice(1);
+        const store = new KeyStore(dir);
+        for (let i = 0; i < 50; i++) store.create({ name: who + '-' + i });`;
       await Promise.all(
         ['a', 'b', 'c', 'd'].map((who) =>
-          promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, DIR: dir, WHO: who }, timeout: 120_000 }),
+          promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, dir, who], { timeout: 120_000 }),
         ),
       );
       const names = new KeyStore(dir).keys().map((k) => k.name);
