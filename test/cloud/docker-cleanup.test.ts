@@ -9,6 +9,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { DockerRuntime } from '@cloudtolocalllm/server/runtime/docker/docker-runtime';
+import { dockerEngineSkip } from './docker-engine.js';
 import { networkCreateOptions } from '@cloudtolocalllm/proxy-spec/container-spec';
 import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
@@ -16,11 +17,7 @@ import { waitForState, waitUntil } from '../tunnel/harness.js';
 import { startCloud } from './cloud-harness.js';
 
 const run = promisify(execFile);
-const probe = await DockerRuntime.probe();
-if (!probe.ok && process.env['CI'] === 'true') {
-  test('a Docker engine is reachable (CI machines must have one)', () => assert.fail(probe.error));
-}
-const skip = probe.ok ? false : `no Docker engine here (${probe.error}); CI=true makes this a failure`;
+const skip = await dockerEngineSkip();
 const docker = async (...args: string[]): Promise<string> => (await run('docker', args)).stdout.trim();
 
 test('a proxy killed and replaced under a connected bridge: a clean stop leaves no container and no network', { skip }, async () => {
