@@ -201,16 +201,11 @@ export class ApiServer {
   private async admit(req: IncomingMessage, route: 'api' | 'ollama' | 'bridge', call: 'request' | 'tunnel' = 'request'): Promise<Admission> {
     const { metrics } = this.options;
     const address = clientAddress(req, this.options.trustRealIp ?? false);
-    const wait = this.authFailures.blocked(address, route);
-    if (wait !== undefined) {
-      metrics.limitRefusals.inc({ limit: 'auth-failures' });
-      return { ok: false, error: new CredentialRefusal('too-many-failures', `too many failed authentications from your address; retry in ${wait} s`, wait) };
-    }
-    const credentials = headerCount(req, 'authorization');
-    const v: Verification =
-      credentials > 1
-        ? { ok: false, reason: 'duplicate-credentials', message: `the request has ${credentials} Authorization headers; send exactly one` }
-        : await this.options.verifier.verifyRequest(req.headers);
+    const screened = this.screen(req, address, route);
+    if (screened?.reason === 'too-many-failures') return { ok: false, error: screened };
+    const v: Verification = screened
+      ? { ok: false, reason: screened.reason, message: screened.message }
+      : await this.options.verifier.verifyRequest(req.headers);
     if (!v.ok) {
       metrics.authFailures.inc({ reason: v.reason });
       // The issuer's keys being unreachable is not the caller's failure.
@@ -233,6 +228,21 @@ export class ApiServer {
       return { ok: false, error: new ServerError('rate-limit', rate.message, rate.retryAfterSec) };
     }
     return { ok: true, caller };
+  }
+
+  /**
+   * The first two checks of every credential, token or client key: an address over its failure
+   * limit is refused before anything else, then a request with more than one Authorization header.
+   */
+  private screen(req: IncomingMessage, address: string, route: string): CredentialRefusal | undefined {
+    const wait = this.authFailures.blocked(address, route);
+    if (wait !== undefined) {
+      this.options.metrics.limitRefusals.inc({ limit: 'auth-failures' });
+      return new CredentialRefusal('too-many-failures', `too many failed authentications from your address; retry in ${wait} s`, wait);
+    }
+    const credentials = headerCount(req, 'authorization');
+    if (credentials > 1) return new CredentialRefusal('duplicate-credentials', `the request has ${credentials} Authorization headers; send exactly one`);
+    return undefined;
   }
 
   /** A refusal of the JSON API: `{error}`, and `reason` with the challenge for a credential. */
@@ -402,13 +412,8 @@ export class ApiServer {
       this.authFailures.failed(address, reason, 'ollama-key');
       if (route) this.keyFailures.failed(`keys:${route}`, reason, 'ollama-key');
     };
-    const wait = this.authFailures.blocked(address, 'ollama-key');
-    if (wait !== undefined) {
-      metrics.limitRefusals.inc({ limit: 'auth-failures' });
-      return refuse(new CredentialRefusal('too-many-failures', `too many failed authentications from your address; retry in ${wait} s`, wait));
-    }
-    const credentials = headerCount(req, 'authorization');
-    if (credentials > 1) return refuse(new CredentialRefusal('duplicate-credentials', `the request has ${credentials} Authorization headers; send exactly one`));
+    const screened = this.screen(req, address, 'ollama-key');
+    if (screened) return refuse(screened);
     const key = parseClientKey(presented);
     if (!key.ok) {
       failed(key.reason);
