@@ -311,8 +311,11 @@ describe('web client', { skip: unavailable }, () => {
     await stack.disconnectBridge(USER);
     await answerFinished(page);
     await waitInPage(page, `${ERROR_TEXT} !== ''`);
-    // The relay ends the cut stream with an error line of its own.
-    assert.match(await inPage<string>(page, ERROR_TEXT), /connection to your computer was lost/i);
+    // The relay ends the cut stream with an error line of its own, then cuts the connection.
+    // Chromium drops bytes still queued in the body when the connection errors (a server that
+    // writes a line and then cuts: the line was lost in 1 of 40 fetches here), so the client's
+    // own message for a cut stream is the other true outcome. Both say the answer is incomplete.
+    assert.match(await inPage<string>(page, ERROR_TEXT), /connection to your computer was lost|The connection broke while the answer was streaming/);
     assert.match(await inPage<string>(page, `document.querySelector('.message-assistant:last-of-type .message-note').textContent`), /Incomplete/);
 
     await waitInPage(page, `document.getElementById('bridge').dataset.state === 'not-connected'`, 20_000);
