@@ -146,6 +146,7 @@ export async function startCloudServer(config: ServerConfig, extras: CloudServer
     ...(config.metricsToken ? { metricsToken: config.metricsToken } : {}),
     metricsRequireToken: config.guard.metricsRequireToken,
     authFailures: { limit: config.guard.authFailureLimit, windowMs: config.guard.authFailureWindowMs },
+    keyFailures: { limit: config.guard.keyFailureLimit, windowMs: config.guard.authFailureWindowMs },
     trustRealIp: config.guard.trustRealIp,
   });
   let url: string;

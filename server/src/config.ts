@@ -25,7 +25,7 @@
 import { isIP } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { DEFAULT_AUTH_FAILURES } from './api/auth-failures.js';
+import { DEFAULT_AUTH_FAILURES, DEFAULT_KEY_FAILURES } from './api/auth-failures.js';
 import { DEFAULT_LIMITS, type LimitOptions } from './api/limits.js';
 import { jwtOptionsFromEnv } from './auth/jwt-verifier.js';
 import { logLevelFromEnv, type Level } from './log.js';
@@ -83,6 +83,8 @@ export interface GuardConfig {
   /** Failed authentications per client address and window before 429. */
   authFailureLimit: number;
   authFailureWindowMs: number;
+  /** Failed client-key attempts per user (keys with the same routing part) in the same window, from any address. */
+  keyFailureLimit: number;
   /** The peer is a reverse proxy that sets X-Real-IP (nginx in the deployed stack). */
   trustRealIp: boolean;
   /** /metrics answers only with METRICS_TOKEN, and not at all without one. */
@@ -186,6 +188,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
       responseHeadTimeoutMs: read.int('CTLL_RESPONSE_HEAD_TIMEOUT_MS', { default: DEFAULT_RESPONSE_HEAD_TIMEOUT_MS, min: 100, max: 86_400_000 }),
       authFailureLimit: read.int('CTLL_AUTH_FAILURE_LIMIT', { default: DEFAULT_AUTH_FAILURES.limit, min: 1, max: 1_000_000 }),
       authFailureWindowMs: read.int('CTLL_AUTH_FAILURE_WINDOW_MS', { default: DEFAULT_AUTH_FAILURES.windowMs, min: 1000, max: 86_400_000 }),
+      keyFailureLimit: read.int('CTLL_KEY_FAILURE_LIMIT', { default: DEFAULT_KEY_FAILURES.limit, min: 1, max: 1_000_000 }),
       trustRealIp: read.bool('CTLL_TRUST_PROXY', { default: false }),
       metricsRequireToken: read.bool('CTLL_METRICS_REQUIRE_TOKEN', { default: false }),
       maxProxies: read.int('CTLL_MAX_PROXIES', { default: 500, min: 1, max: 1_000_000 }),

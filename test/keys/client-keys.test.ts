@@ -5,11 +5,10 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, watch } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Ollama } from 'ollama';
 import OpenAI from 'openai';
@@ -17,7 +16,7 @@ import { ChatOllama } from '@langchain/ollama';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { generateText, streamText } from 'ai';
 import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
-import { crc32 } from 'node:zlib';
+import { create, get, keysCli, reforge, ROOT, untilNot } from './keys-harness.js';
 import { randomBytes } from 'node:crypto';
 import { KEY_LENGTH, KEY_PREFIX, routeOf } from '@cloudtolocalllm/bridge/connection/client-key';
 import { Bridge } from '@cloudtolocalllm/bridge';
@@ -28,55 +27,7 @@ import type { ClientConfig } from '@cloudtolocalllm/api-contract';
 import { headlessSignIn } from '../../scripts/headless-login.js';
 import { startHeadless, type HeadlessRun } from '../cloud/headless-process.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const run = promisify(execFile);
-
-interface Made {
-  id: string;
-  name: string;
-  key: string;
-}
-
-/** A well-formed key (right checksum) with parts replaced: another secret, another user's routing part. */
-function reforge(key: string, parts: { route?: string; secret?: Buffer }): string {
-  const bytes = Buffer.from(key.slice(KEY_PREFIX.length), 'base64url');
-  if (parts.route) Buffer.from(parts.route, 'base64url').copy(bytes, 0);
-  if (parts.secret) parts.secret.copy(bytes, 22);
-  bytes.writeUInt32BE(crc32(Buffer.concat([Buffer.from(KEY_PREFIX), bytes.subarray(0, 54)])) >>> 0, 54);
-  return KEY_PREFIX + bytes.toString('base64url');
-}
-
-/** Asks until the answer's status changes from `from`: each answer is an event, no fixed sleep. */
-async function untilNot(url: string, key: string, from: number): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
-  for (;;) {
-    const r = await get(url, key);
-    if (r.status !== from) return r;
-  }
-}
-
-function keysCli(dir: string, args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'bridge/keys/cli.ts', ...args], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    timeout: 30_000,
-    env: { ...process.env, CTLL_CONFIG_DIR: dir },
-  });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function create(dir: string, args: string[]): Made {
-  const r = keysCli(dir, ['create', '--json', ...args]);
-  assert.equal(r.status, 0, r.stderr);
-  const lines = r.stdout.trim().split('\n');
-  assert.equal(lines.length, 1, 'create --json prints one line');
-  return JSON.parse(lines[0]!) as Made;
-}
-
-async function get(url: string, key: string, init: RequestInit = {}): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
-  const res = await fetch(url, { ...init, headers: { authorization: `Bearer ${key}`, ...(init.headers as Record<string, string>) } });
-  const text = await res.text();
-  return { status: res.status, headers: res.headers, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
-}
 
 describe('client keys through start:headless', () => {
   let emulator: OllamaEmulator;
