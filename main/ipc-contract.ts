@@ -18,6 +18,10 @@ export const IpcChannel = {
   GetAbout: 'about:get',
   OpenExternal: 'shell:open-external',
   OpenLogs: 'logs:open',
+  ListKeys: 'keys:list',
+  CreateKey: 'keys:create',
+  RevokeKey: 'keys:revoke',
+  WriteClipboard: 'clipboard:write',
 } as const;
 export type IpcChannelName = (typeof IpcChannel)[keyof typeof IpcChannel];
 
@@ -51,6 +55,51 @@ export interface AboutInfo {
   links: Array<{ label: string; url: string }>;
 }
 
+/** One client key as Settings lists it (as `npm run keys -- list --json` does): never its secret. */
+export interface ClientKeyView {
+  id: string;
+  name: string;
+  /** The models it may use; null: every model. */
+  models: string[] | null;
+  allow: ManagementEndpoint[];
+  createdAt: number;
+  expiresAt: number | null;
+  expired: boolean;
+  lastUsedAt: number | null;
+  requests: number;
+  tokensIn: number;
+  tokensOut: number;
+}
+
+export interface ClientKeysView {
+  /** The endpoint's Ollama base URL (…/ollama), once someone has signed in here. */
+  endpoint: string | null;
+  /** Whether keys can be made: someone has signed in with this configuration directory. */
+  signedIn: boolean;
+  keys: ClientKeyView[];
+  /** The key files cannot be read (the message says which and why). */
+  problem?: string;
+}
+
+/** The create form as typed: the main process reads it with the same rules as `npm run keys`. */
+export interface CreateKeyRequest {
+  name: string;
+  /** Comma-separated model names; empty: every model. */
+  models: string;
+  allow: ManagementEndpoint[];
+  /** 30d, 12h, 90m, 2w or a date; empty: never. */
+  expires: string;
+}
+
+export type CreateKeyField = 'name' | 'models' | 'allow' | 'expires';
+export type CreateKeyErrors = Partial<Record<CreateKeyField | 'form', string>>;
+
+export type CreateKeyResult =
+  | { ok: true; key: ClientKeyView; secret: string; endpoint: string | null }
+  | { ok: false; errors: CreateKeyErrors };
+
+export type RevokeKeyResult = { ok: true; name: string } | { ok: false; error: string };
+
 /** What the preload script exposes to the windows as `window.ctll`. */
 export interface DesktopApi {
   getSettings(): Promise<Settings>;
@@ -65,6 +114,13 @@ export interface DesktopApi {
   /** Opens an http(s) URL in the system browser; anything else is refused. */
   openExternal(url: string): Promise<void>;
   openLogs(): Promise<void>;
+  /** The endpoint and the client keys of this computer's configuration directory. */
+  listKeys(): Promise<ClientKeysView>;
+  /** Makes a key; the answer carries its secret, which exists nowhere else afterwards. */
+  createKey(request: CreateKeyRequest): Promise<CreateKeyResult>;
+  revokeKey(id: string): Promise<RevokeKeyResult>;
+  /** Puts text on the system clipboard (the windows may not: every permission is denied them). */
+  writeClipboard(text: string): Promise<void>;
 }
 
 export type { ManagementEndpoint, Settings, SettingsErrors };

@@ -5,6 +5,7 @@
 import { app, ipcMain, shell, type IpcMainInvokeEvent } from 'electron';
 import { IpcChannel, type AboutInfo, type DesktopApi, type SaveSettingsResult } from './ipc-contract.js';
 import type { AppController } from './app-controller.js';
+import type { ClientKeys } from './client-keys.js';
 import { testOllama } from './ollama-probe.js';
 import { isSafeExternalUrl, isTrustedSenderUrl } from './security.js';
 import type { SettingsStore } from './settings/settings-store.js';
@@ -19,7 +20,14 @@ export interface IpcDeps {
   /** The true current start-at-login state (the OS's, not just our setting). */
   startAtLogin(): Promise<boolean>;
   openLogs(): Promise<void>;
+  /** Client keys on this computer's configuration directory (the store `npm run keys` uses). */
+  keys: ClientKeys;
+  /** Electron's clipboard.writeText. */
+  writeClipboard(text: string): void;
 }
+
+/** A URL, a key or a snippet: anything longer is not something Settings copies. */
+const CLIPBOARD_MAX = 16_384;
 
 type Handler<K extends keyof DesktopApi> = (...args: Parameters<DesktopApi[K]>) => ReturnType<DesktopApi[K]>;
 
@@ -64,4 +72,12 @@ export function registerIpc(deps: IpcDeps): void {
     await shell.openExternal(String(url));
   });
   handle<'openLogs'>(IpcChannel.OpenLogs, () => deps.openLogs());
+  handle<'listKeys'>(IpcChannel.ListKeys, async () => deps.keys.list());
+  // The answer carries the secret; nothing here logs a request or an answer.
+  handle<'createKey'>(IpcChannel.CreateKey, async (request) => deps.keys.create(request));
+  handle<'revokeKey'>(IpcChannel.RevokeKey, async (id) => deps.keys.revoke(id));
+  handle<'writeClipboard'>(IpcChannel.WriteClipboard, async (text) => {
+    if (typeof text !== 'string' || text.length > CLIPBOARD_MAX) throw new Error(`only text of at most ${CLIPBOARD_MAX} characters can be copied`);
+    deps.writeClipboard(text);
+  });
 }

@@ -5,12 +5,13 @@
 import { configDir, CONFIG_DIR_VARIABLE } from '@cloudtolocalllm/bridge/keys/config-dir';
 import { KeyRing } from '@cloudtolocalllm/bridge/keys/key-ring';
 import { KeyStore } from '@cloudtolocalllm/bridge/keys/key-store';
-import { app, Menu, nativeImage, shell, Tray } from 'electron';
+import { app, clipboard, Menu, nativeImage, shell, Tray } from 'electron';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { appIconFile } from './icons/tray-icon-file.js';
 import { AppController, type AppControllerOptions } from './app-controller.js';
+import { ClientKeys } from './client-keys.js';
 import { openTokenStore } from './auth/token-store.js';
 import { LinuxAutostart } from './autostart/linux-autostart.js';
 import { StartAtLogin } from './autostart/start-at-login.js';
@@ -126,6 +127,9 @@ async function main(): Promise<void> {
     rendererDirUrl: windows.rendererDirUrl,
     startAtLogin: () => startAtLogin.isEnabled(),
     openLogs: async () => void (await shell.openPath(dirname(logFilePath()))),
+    // Before anyone signs in here, the endpoint follows from the configured cloud (local mode: none yet).
+    keys: new ClientKeys(keys.store, () => (settings.settings.cloudServerUrl ? `${settings.settings.cloudServerUrl.replace(/\/+$/, '')}/ollama` : undefined)),
+    writeClipboard: (text) => clipboard.writeText(text),
     afterSave: async (previous: Settings, next: Settings) => {
       if (previous.logLevel !== next.logLevel) setLogLevel(next.logLevel);
       if (next.startAtLogin !== (await startAtLogin.isEnabled())) await startAtLogin.set(next.startAtLogin);

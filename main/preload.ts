@@ -31,6 +31,12 @@ const api: DesktopApi = {
   openLogs: async () => {
     await ipcRenderer.invoke(IpcChannel.OpenLogs);
   },
+  listKeys: () => ipcRenderer.invoke(IpcChannel.ListKeys),
+  createKey: (request) => ipcRenderer.invoke(IpcChannel.CreateKey, request),
+  revokeKey: (id) => ipcRenderer.invoke(IpcChannel.RevokeKey, id),
+  writeClipboard: async (text) => {
+    await ipcRenderer.invoke(IpcChannel.WriteClipboard, text);
+  },
 };
 
 contextBridge.exposeInMainWorld('ctll', api);

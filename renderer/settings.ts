@@ -7,6 +7,7 @@ import { MANAGEMENT_ENDPOINTS, type ManagementEndpoint } from '@cloudtolocalllm/
 import type { DesktopApi, StatusView } from '../main/ipc-contract.js';
 import { LOG_LEVELS, validateSettings, type LogLevel, type Settings, type SettingsErrors } from '../main/settings/settings.js';
 import { LOG_LEVEL_LABELS, MANAGEMENT_CHOICES } from './lib/choices.js';
+import { startClientsSection } from './lib/clients-section.js';
 import { desktopApi, reportFatal } from './lib/desktop-api.js';
 import { byId, element, setDescribedBy } from '@cloudtolocalllm/dom';
 import {
@@ -196,7 +197,10 @@ async function testOllama(): Promise<void> {
 }
 
 let lastStatus: StatusView | undefined;
+let clients: ReturnType<typeof startClientsSection> | undefined;
 function renderStatus(status: StatusView): void {
+  // A sign-in or sign-out changes the account, and so the endpoint, that keys belong to.
+  if (lastStatus && lastStatus.account.signedIn !== status.account.signedIn) void clients?.refresh().catch(reportFatal);
   lastStatus = status;
   byId('status-line', HTMLElement).textContent = status.statusLine;
   byId('account-summary', HTMLElement).textContent = describeAccount(status.account);
@@ -269,7 +273,8 @@ async function start(): Promise<void> {
   // "Connected for 3 min" ages even when nothing else changes.
   setInterval(() => lastStatus && renderStatus(lastStatus), 30_000);
 
-  const [settings, status] = await Promise.all([api.getSettings(), api.getStatus()]);
+  clients = startClientsSection(api);
+  const [settings, status] = await Promise.all([api.getSettings(), api.getStatus(), clients.refresh()]);
   fillForm(settings);
   if (!lastStatus) renderStatus(status);
   form.setAttribute('aria-busy', 'false');

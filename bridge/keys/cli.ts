@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { MANAGEMENT_ENDPOINTS } from '../ingress/ollama-routes.js';
 import { parseManagementList } from '../ingress/policy.js';
 import { configDir, CONFIG_DIR_VARIABLE } from './config-dir.js';
+import { parseExpiry, parseModelList } from './key-input.js';
 import { KeyStore, KeyStoreError, type KeyDefinition, type KeyUsage } from './key-store.js';
 
 const USAGE = `usage: npm run keys -- <command> [options]
@@ -33,27 +34,13 @@ function fail(message: string, code = 2): never {
   process.exit(code);
 }
 
-/** 30d, 12h, 90m, 2w, or a date/time Date.parse reads: an absolute time in ms. */
-function parseExpiry(text: string, now = Date.now()): number {
-  const m = /^(\d{1,6})([mhdw])$/.exec(text.trim());
-  if (m) {
-    const unit = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }[m[2] as 'm' | 'h' | 'd' | 'w'];
-    const ms = Number(m[1]) * unit;
-    if (ms <= 0) throw new Error(`--expires ${text}: a key must live longer than that`);
-    return now + ms;
+/** The option's value as read by key-input.ts, with its error naming the option. */
+function option<T>(flag: string, read: () => T): T {
+  try {
+    return read();
+  } catch (e) {
+    throw new Error(`${flag}: ${(e as Error).message}`);
   }
-  if (/^\d{4}-\d{2}-\d{2}/.test(text)) {
-    const at = Date.parse(text);
-    if (Number.isFinite(at)) return at;
-  }
-  throw new Error(`--expires "${text}" is not a duration (30d, 12h, 90m, 2w) nor a date (2027-01-31)`);
-}
-
-function parseModels(list: string): string[] {
-  const models = list.split(',').map((m) => m.trim()).filter(Boolean);
-  for (const m of models) if (!/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,254}$/.test(m)) throw new Error(`--models: "${m}" is not a model name`);
-  if (models.length === 0) throw new Error('--models needs at least one model name');
-  return models;
 }
 
 const when = (ms: number | undefined): string => (ms === undefined ? '-' : new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z'));
@@ -112,9 +99,9 @@ try {
     try {
       spec = {
         name: values.name,
-        ...(values.models !== undefined ? { models: parseModels(values.models) } : {}),
+        ...(values.models !== undefined ? { models: option('--models', () => parseModelList(values.models!)) } : {}),
         allow: [...parseManagementList(values.allow ?? '')],
-        ...(values.expires !== undefined ? { expiresAt: parseExpiry(values.expires) } : {}),
+        ...(values.expires !== undefined ? { expiresAt: option('--expires', () => parseExpiry(values.expires!)) } : {}),
       };
     } catch (e) {
       fail((e as Error).message);

@@ -16,6 +16,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statS
 import { join } from 'node:path';
 import { createClientKey, routeOf } from '../connection/client-key.js';
 import { MANAGEMENT_ENDPOINTS, type ManagementEndpoint } from '../ingress/ollama-routes.js';
+import { keyNameProblem } from './key-input.js';
 
 export interface Account {
   /** SHA-256 hex of the user id: what the cloud calls this user. */
@@ -53,9 +54,6 @@ export const USAGE_FILE = 'usage.json';
 
 /** A file of ours that is there but cannot be used: the message names it and says what is wrong. */
 export class KeyStoreError extends Error {}
-
-/** Names people type on a command line and see in lists. */
-const NAME = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/;
 
 function readJson(file: string): unknown {
   let text: string;
@@ -237,7 +235,8 @@ export class KeyStore {
         `nobody is signed in with ${this.dir}: sign in first (the desktop app, or npm run start:headless with the same CTLL_CONFIG_DIR), then make keys`,
       );
     }
-    if (!NAME.test(spec.name)) throw new KeyStoreError(`the name "${spec.name}" is not usable: 1 to 64 letters, digits, spaces, ".", "_" or "-", beginning with a letter or digit`);
+    const nameProblem = keyNameProblem(spec.name);
+    if (nameProblem) throw new KeyStoreError(nameProblem);
     if (spec.expiresAt !== undefined && spec.expiresAt <= now) throw new KeyStoreError('the expiry is in the past');
     const made = createClientKey(account.route);
     const definition: KeyDefinition = {

@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { extname, join, normalize, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright';
-import type { AboutInfo, DesktopApi, OllamaTestResult, SaveSettingsResult, StatusView } from '../../main/ipc-contract.js';
+import type { ClientKeys } from '../../main/client-keys.js';
+import type { AboutInfo, CreateKeyRequest, DesktopApi, OllamaTestResult, SaveSettingsResult, StatusView } from '../../main/ipc-contract.js';
 import { DEFAULT_SETTINGS, type Settings } from '../../main/settings/settings.js';
 import { buildRenderer, type BuildRendererResult } from '../../scripts/build-renderer.js';
 
@@ -81,6 +82,10 @@ export const DESKTOP_API_METHODS = [
   'getAbout',
   'openExternal',
   'openLogs',
+  'listKeys',
+  'createKey',
+  'revokeKey',
+  'writeClipboard',
 ] as const satisfies ReadonlyArray<keyof DesktopApi>;
 // Fails to compile when the contract gains a method this list (and so the fake) lacks.
 const everyMethodListed: Exclude<keyof DesktopApi, (typeof DESKTOP_API_METHODS)[number]> extends never ? true : never = true;
@@ -175,6 +180,13 @@ export class FakeDesktop {
   onSignOut: () => void = () => {
     this.status = sampleStatus();
   };
+  /**
+   * The main process's real key service (main/client-keys.ts) when the test gives it one (on a
+   * KeyStore of a temporary directory); without, the window is told nobody has signed in.
+   */
+  keys: ClientKeys | undefined;
+  /** What the window put on the clipboard, in order (main's clipboard.writeText). */
+  readonly clipboard: string[] = [];
 
   private async handle(method: ApiCall['method'], args: unknown[]): Promise<unknown> {
     this.calls.push({ method, args: structuredClone(args) });
@@ -193,6 +205,15 @@ export class FakeDesktop {
         return this.onSignOut();
       case 'getAbout':
         return structuredClone(this.about);
+      case 'listKeys':
+        return this.keys ? this.keys.list() : { endpoint: null, signedIn: false, keys: [] };
+      case 'createKey':
+        return this.keys ? this.keys.create(args[0] as CreateKeyRequest) : { ok: false, errors: { form: 'no key service in this test' } };
+      case 'revokeKey':
+        return this.keys ? this.keys.revoke(args[0]) : { ok: false, error: 'no key service in this test' };
+      case 'writeClipboard':
+        this.clipboard.push(args[0] as string);
+        return undefined;
       case 'onStatus':
       case 'unsubscribeStatus':
       case 'openExternal':

@@ -5,6 +5,7 @@
  */
 import { App, type LaunchInfo } from './app.js';
 import { BrowserWindow, bindWindows, WebContents } from './browser-window.js';
+import { clipboard } from './clipboard.js';
 import { control } from './control.js';
 import { Menu, MenuItem } from './menu.js';
 import { nativeImage, NativeImage } from './native-image.js';
@@ -36,7 +37,7 @@ export const dialog = {
   },
 };
 
-export { BrowserWindow, ipcMain, Menu, MenuItem, nativeImage, NativeImage, session, shell, Tray };
+export { BrowserWindow, clipboard, ipcMain, Menu, MenuItem, nativeImage, NativeImage, session, shell, Tray };
 
 // Everything the test reads at once.
 control.on('state', async () => {
