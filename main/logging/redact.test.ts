@@ -19,3 +19,14 @@ test('objects and errors are redacted too', () => {
   assert.equal(o.tokens.user, 'alice');
   assert.ok(!e.includes(jwt));
 });
+
+test('client keys never reach the log, whole, cut short or inside a JSON answer', async () => {
+  const { createClientKey } = await import('@cloudtolocalllm/bridge/connection/client-key');
+  const { key } = createClientKey('r'.repeat(22));
+  const secretPart = key.slice(30, 70);
+  const [line, obj] = redactArgs([`created ${key} and ${key.slice(0, 40)}`, { ok: true, secret: key, name: 'phone' }]) as [string, { secret: string; name: string }];
+  assert.ok(!line.includes(secretPart), line);
+  assert.ok(!line.includes(key.slice(5, 40)), 'the cut key too');
+  assert.equal(obj.secret, 'ctll_[redacted]');
+  assert.equal(obj.name, 'phone', 'harmless fields stay');
+});

@@ -1,8 +1,10 @@
 /**
  * Scrubs secrets from log lines before they reach the log file: bearer tokens, JWTs, refresh
- * tokens and OAuth codes. Logs are meant to be shared in bug reports; tokens never are.
+ * tokens, OAuth codes and client keys. Logs are meant to be shared in bug reports; tokens never are.
  */
 const PATTERNS: Array<[RegExp, string]> = [
+  // A client key (bridge/connection/client-key.ts), even cut short or without "Bearer" before it.
+  [/\bctll_[A-Za-z0-9_-]{8,}/g, 'ctll_[redacted]'],
   [/\bBearer\s+[A-Za-z0-9\-._~+/]+=*/gi, 'Bearer [redacted]'],
   // A JWT: three base64url parts, the first starting with {"  (eyJ).
   [/\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g, '[redacted-jwt]'],
