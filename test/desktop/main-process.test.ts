@@ -251,6 +251,44 @@ describe('the built desktop app from source, no cloud server (local stack, in-pr
     assert.equal(app.tray()?.toolTip, tooltip('Connected: connected to this computer'));
   });
 
+  test('Use from other apps through the built app: the endpoint, copy through the main clipboard, a key made in the window works and revoked stops', async () => {
+    assert.ok(stack);
+    const endpoint = `${stack.api}/ollama`;
+    const evaluate = <T>(expression: string): Promise<T> => app.inWindow<T>('settings', 'evaluate', { expression });
+    const until = async (expression: string, what: string): Promise<void> => {
+      for (let i = 0; !(await evaluate<boolean>(expression)); i++) {
+        if (i > 250) assert.fail(`the Settings window never showed ${what}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    };
+    await until(`document.getElementById('ollama-base-url').textContent === ${JSON.stringify(endpoint)}`, 'the endpoint');
+    // The page may not write the clipboard itself (every permission is denied), so main does.
+    assert.deepEqual(await app.command('permission', { window: 'settings', permission: 'clipboard-sanitized-write' }), { handled: true, granted: false });
+    await evaluate(`document.getElementById('copy-openai-url').click(), 1`);
+    await until(`document.getElementById('clients-message').textContent === 'OpenAI base URL copied.'`, 'the copy done');
+    assert.deepEqual(await app.command('clipboard'), { text: `${endpoint}/v1` });
+
+    await evaluate(`(document.getElementById('key-name').value = 'built-app', document.getElementById('create-key').click(), 1)`);
+    await until(`!document.getElementById('new-key').hidden`, 'the new key');
+    const key = await evaluate<string>(`document.getElementById('new-key-secret').textContent`);
+    assert.match(key, /^ctll_[\w-]{78}$/);
+    assert.ok(!app.logText().includes(key.slice(5)), 'the key is not in the log');
+    const tags = await fetch(`${endpoint}/api/tags`, { headers: { authorization: `Bearer ${key}` } });
+    assert.equal(tags.status, 200, 'the key made in the window works on the endpoint');
+    await tags.body?.cancel();
+
+    await evaluate(`(document.getElementById('close-new-key').click(), document.querySelector('#key-list button[aria-label="Revoke built-app"]').click(), document.querySelector('#key-list button[data-confirm]').click(), 1)`);
+    await until(`document.getElementById('clients-message').textContent === 'Key "built-app" revoked.'`, 'the key revoked');
+    let status = 0;
+    for (const started = performance.now(); performance.now() - started < 2_000; ) {
+      const refused = await fetch(`${endpoint}/api/tags`, { headers: { authorization: `Bearer ${key}` } });
+      status = refused.status;
+      await refused.body?.cancel();
+      if (status === 401) break;
+    }
+    assert.equal(status, 401, 'within 2 s of the revoke the key is refused');
+  });
+
   test('sign-out stops the proxy and forgets the sign-in', async () => {
     assert.ok(stack);
     const since = app.mark();
