@@ -12,7 +12,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { createClientKey } from '../../bridge/connection/client-key.js';
+import { createClientKey } from '@cloudtolocalllm/bridge/connection/client-key';
 import { clientSnippets, openAiBase, qrText, type Snippet } from '../../renderer/lib/client-snippets.js';
 import { ARTIFACTS, ROOT } from './renderer-harness.js';
 

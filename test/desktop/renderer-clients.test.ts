@@ -14,9 +14,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import jsqrModule, { type QRCode } from 'jsqr';
 import type { Browser, BrowserContext, Page } from 'playwright';
-import { matchesVerifier, parseClientKey } from '../../bridge/connection/client-key.js';
-import { KeyRing } from '../../bridge/keys/key-ring.js';
-import { KeyStore } from '../../bridge/keys/key-store.js';
+import { matchesVerifier, parseClientKey } from '@cloudtolocalllm/bridge/connection/client-key';
+import { KeyRing } from '@cloudtolocalllm/bridge/keys/key-ring';
+import { KeyStore } from '@cloudtolocalllm/bridge/keys/key-store';
 import { ClientKeys } from '../../main/client-keys.js';
 import { clientSnippets, qrText } from '../../renderer/lib/client-snippets.js';
 import {
