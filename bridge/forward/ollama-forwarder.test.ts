@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import http2, { type ClientHttp2Session, type Http2Server } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
+import { isOpenAiPath } from '../connection/error-shape.js';
 import { COMPLETE_TRAILER, TUNNEL_AUTHORITY } from '../connection/protocol.js';
 import { MANAGEMENT_ENDPOINTS, type ManagementEndpoint } from '../ingress/ollama-routes.js';
 import { decide, type CloudPolicy } from '../ingress/policy.js';
@@ -137,7 +138,12 @@ test(`the forwarder answers every request completely and lives (${FORWARDER_RUNS
       if (!expected.allow) {
         assert.equal(answer.status, expected.status, `${r.method} ${r.path.slice(0, 60)}`);
         if (r.method === 'HEAD') assert.equal(answer.body.length, 0, 'a HEAD answer has no body');
-        else assert.equal(typeof (JSON.parse(answer.body.toString()) as { error: unknown }).error, 'string');
+        else {
+          // Ollama's error shape, or OpenAI's on its /v1 API (error-shape.ts), as Ollama answers.
+          const error = (JSON.parse(answer.body.toString()) as { error: unknown }).error;
+          if (isOpenAiPath(r.path)) assert.equal(typeof (error as { message?: unknown }).message, 'string', `${r.path.slice(0, 60)}: OpenAI's shape`);
+          else assert.equal(typeof error, 'string', `${r.path.slice(0, 60)}: Ollama's shape`);
+        }
       }
       assert.equal(client.destroyed, false, 'the tunnel session is still up');
     }),

@@ -8,6 +8,7 @@ import type { IncomingHttpHeaders as H2Headers, ServerHttp2Stream } from 'node:h
 import { copyWithBackpressure } from '../connection/backpressure.js';
 import { CONTROL_AUTHORITY, KEY_ID_HEADER, KEY_SET_PATH } from '../connection/client-key.js';
 import { relayableRequestHeaders, relayableResponseHeaders } from '../connection/headers.js';
+import { errorBody } from '../connection/error-shape.js';
 import { REFUSAL_HEADER } from '../connection/protocol.js';
 import { decide, type CloudPolicy } from '../ingress/policy.js';
 import { bodyRefusal, filterModelList, keyRefusal, LIST_ROUTES, needsModelCheck } from '../keys/key-scope.js';
@@ -64,9 +65,9 @@ function readWhole(stream: ServerHttp2Stream, limit: number): Promise<Buffer | '
   });
 }
 
-/** Ollama's own error shape, so every client library shows the message to its user. */
-function respondError(stream: ServerHttp2Stream, method: string | undefined, status: number, code: string, message: string, extra: Record<string, string> = {}): void {
-  const body = JSON.stringify({ error: message });
+/** Ollama's own error shape for the path (OpenAI's on /v1), so every client library shows the message to its user. */
+function respondError(stream: ServerHttp2Stream, method: string | undefined, path: string | undefined, status: number, code: string, message: string, extra: Record<string, string> = {}): void {
+  const body = errorBody(path, status, message, code);
   respond(stream, {
     method,
     status,
@@ -112,7 +113,7 @@ export class OllamaForwarder {
     const routeName = decision.route?.name ?? 'unknown';
     events.requestStarted(routeName);
     if (!decision.allow) {
-      this.refuse(stream, method, routeName, decision.status, decision.code, decision.message, decision.allowHeader ? { allow: decision.allowHeader } : {});
+      this.refuse(stream, headers, routeName, decision.status, decision.code, decision.message, decision.allowHeader ? { allow: decision.allowHeader } : {});
       return;
     }
     const keyId = headers[KEY_ID_HEADER];
@@ -121,7 +122,7 @@ export class OllamaForwarder {
     const refusal = keyRefusal(key, decision.route, decision.path, this.options.policy());
     if (refusal || !key) {
       const r = refusal ?? { status: 401, code: 'key-unknown', message: 'this key is not known to your computer' };
-      this.refuse(stream, method, routeName, r.status, r.code, r.message);
+      this.refuse(stream, headers, routeName, r.status, r.code, r.message);
       return;
     }
     const keyed: KeyedRelay = { tally: new TokenTally(), keyId: key.id, ...(key.models && LIST_ROUTES.has(routeName) ? { filterModels: key.models } : {}) };
@@ -129,16 +130,16 @@ export class OllamaForwarder {
     void readWhole(stream, MAX_CHECKED_BODY).then((body) => {
       if (body === 'broken') return events.requestFinished(routeName, 'aborted', undefined);
       if (body === 'too-large') {
-        return this.refuse(stream, method, routeName, 413, 'body-too-large', `a request made with a key that has a model list may carry at most ${MAX_CHECKED_BODY >> 20} MiB`);
+        return this.refuse(stream, headers, routeName, 413, 'body-too-large', `a request made with a key that has a model list may carry at most ${MAX_CHECKED_BODY >> 20} MiB`);
       }
       const denied = bodyRefusal(key, decision.route, body);
-      if (denied) return this.refuse(stream, method, routeName, denied.status, denied.code, denied.message);
+      if (denied) return this.refuse(stream, headers, routeName, denied.status, denied.code, denied.message);
       this.relay(stream, headers, method, decision, routeName, { ...keyed, body });
     });
   }
 
-  private refuse(stream: ServerHttp2Stream, method: string | undefined, routeName: string, status: number, code: string, message: string, extra: Record<string, string> = {}): void {
-    respondError(stream, method, status, code, message, extra);
+  private refuse(stream: ServerHttp2Stream, headers: H2Headers, routeName: string, status: number, code: string, message: string, extra: Record<string, string> = {}): void {
+    respondError(stream, headers[':method'], headers[':path'], status, code, message, extra);
     // Whatever body the cloud still sends for a refused request is dropped unread.
     stream.resume();
     this.options.events.requestFinished(routeName, 'refused', status);
@@ -206,7 +207,7 @@ export class OllamaForwarder {
       if (!stream.headersSent) {
         const problem = describeConnectError(err, target.url.origin);
         if (err.code && UNREACHABLE_CODES.has(err.code)) events.ollamaReachable(false, problem);
-        respondError(stream, method, 502, 'ollama-unreachable', problem);
+        respondError(stream, method, headers[':path'], 502, 'ollama-unreachable', problem);
         finish('failed', 502);
       } else {
         // Mid-body failure: reset the stream so the cloud client sees a broken response, not a
@@ -226,7 +227,7 @@ export class OllamaForwarder {
       if (status < 200 || status > 599) {
         // HTTP/2 cannot carry it, and no Ollama client would understand it.
         response.destroy();
-        respondError(stream, method, 502, 'ollama-bad-status', `Ollama at ${target.url.origin} answered with an invalid HTTP status (${status})`);
+        respondError(stream, method, headers[':path'], 502, 'ollama-bad-status', `Ollama at ${target.url.origin} answered with an invalid HTTP status (${status})`);
         finish('failed', 502);
         return;
       }

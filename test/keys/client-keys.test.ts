@@ -132,12 +132,11 @@ describe('client keys through start:headless', () => {
     const result = streamText({ model: provider('llama3.2'), prompt: 'hi', maxOutputTokens: 3 });
     for await (const delta of result.textStream) sse += delta;
     assert.equal(sse.trim(), 'tok0 tok1 tok2');
-    // A cut key: the SDK's error carries the status and the refusal (its message shows only the
-    // status text: the refusal is in Ollama's error shape, not OpenAI's; docs/clients.md).
+    // A cut key: on /v1 the refusal is in OpenAI's error shape, so the SDK's message is ours.
     const bad = createOpenAICompatible({ name: 'cloudtolocalllm', baseURL: `${endpoint}/v1`, apiKey: made.key.slice(0, -2) });
-    await assert.rejects(generateText({ model: bad('llama3.2'), prompt: 'hi', maxRetries: 0 }), (e: { statusCode?: number; responseBody?: string }) => {
+    await assert.rejects(generateText({ model: bad('llama3.2'), prompt: 'hi', maxRetries: 0 }), (e: { statusCode?: number; message?: string }) => {
       assert.equal(e.statusCode, 401);
-      assert.match(e.responseBody ?? '', /cut off/);
+      assert.match(e.message ?? '', /cut off/);
       return true;
     });
   });
@@ -189,6 +188,32 @@ describe('client keys through start:headless', () => {
     assert.match(String(wrong.body['error']), /not valid for this endpoint/);
     assert.match(wrong.headers.get('www-authenticate') ?? '', /Bearer realm="CloudToLocalLLM"/);
     assert.deepEqual(emulator.requests.slice(before).filter((r) => r.path === '/api/tags'), [], 'no refused key reached Ollama');
+  });
+
+  test("refusals on /v1 are in OpenAI's error shape, so the openai client's error says ours: the api-backend's, the proxy's and the bridge's", async () => {
+    const made = create(dir, ['--name', 'openai-refusals', '--models', 'qwen2.5:0.5b']);
+    const ask = (apiKey: string, model = 'qwen2.5:0.5b'): Promise<unknown> =>
+      new OpenAI({ baseURL: `${endpoint}/v1`, apiKey, maxRetries: 0 }).chat.completions.create({ model, messages: [{ role: 'user', content: 'x' }] });
+    const refused = async (call: Promise<unknown>, status: number, message: RegExp): Promise<void> => {
+      await assert.rejects(call, (e: unknown) => {
+        assert.ok(e instanceof OpenAI.APIError, `an APIError, not ${String(e)}`);
+        assert.equal(e.status, status);
+        assert.match(e.message, message);
+        assert.ok(e.code, 'a refusal code');
+        assert.equal(e.code, e.headers?.get('x-cloudtolocalllm-refusal'), "our refusal code (the refusal header's) in OpenAI's code field");
+        assert.equal(e.type, status === 400 ? 'invalid_request_error' : 'api_error');
+        return true;
+      });
+    };
+    // The api-backend: a cut key, never reaching any proxy.
+    await refused(ask(made.key.slice(0, -3)), 401, /^401 the key is 80 characters long, .*cut off/);
+    // The streaming proxy: a well-formed key whose secret nobody issued.
+    await refused(ask(reforge(made.key, { secret: randomBytes(32) })), 401, /not valid for this endpoint/);
+    // The bridge: a model the key may not use.
+    await refused(ask(made.key, 'llama3.2'), 403, /may not use the model "llama3\.2"; it may use "qwen2\.5:0\.5b"/);
+    // The Ollama API keeps Ollama's shape.
+    const native = await get(`${endpoint}/api/chat`, made.key, { method: 'POST', body: JSON.stringify({ model: 'llama3.2', messages: [] }) });
+    assert.equal(typeof native.body['error'], 'string');
   });
 
   test('revoking a key on a running bridge stops it within 2 s', async () => {

@@ -1,9 +1,11 @@
 /**
- * Answers in Ollama's error shape, `{"error": "..."}`, so every Ollama client shows the message,
- * with the refusal's stable code in a header; the status is the code's (errors.ts).
+ * Answers in Ollama's error shape for the request's path (error-shape.ts: `{"error": "..."}`, or
+ * OpenAI's `{"error":{"message",...}}` on /v1 as Ollama does there), so every client shows the
+ * message, with the refusal's stable code in a header; the status is the code's (errors.ts).
  */
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { errorBody } from '@cloudtolocalllm/bridge/connection/error-shape';
 import { REFUSAL_HEADER } from '@cloudtolocalllm/bridge/connection/protocol';
 import { ERROR_STATUS, type ErrorCode } from '../errors.js';
 
@@ -13,7 +15,8 @@ export function sendOllamaError(res: ServerResponse, code: ErrorCode, message: s
     res.destroy();
     return;
   }
-  const body = JSON.stringify({ error: message });
+  // The response's request (Node sets res.req): its path picks the shape.
+  const body = errorBody(res.req?.url, status, message, code);
   res.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
