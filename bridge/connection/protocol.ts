@@ -66,6 +66,8 @@ export const TUNNEL_EXPIRES_HEADER = 'x-cloudtolocalllm-tunnel-expires';
 export const RENEW_PATH = '/api/tunnel/renew';
 /** The proxy's own endpoint for it (reached by the api-backend only). */
 export const PROXY_RENEW_PATH = '/tunnel/renew';
+/** The proxy's list of the user's connected computers (reached by the api-backend only, issue 10). */
+export const PROXY_COMPUTERS_PATH = '/computers';
 
 /** The close reason of a replaced bridge: who replaced it, readable by people and by the bridge. */
 export function replacedReason(address: string, at: number): string {

@@ -91,9 +91,9 @@ describe('several computers on one endpoint', () => {
     await Promise.all(NAMES.map((n) => emulators[n].close()));
   });
 
-  test('all three stay connected; /health lists each with its models and address', async () => {
-    await waitUntil(() => proxy.health().computers.every((c) => c.models.length > 0), 'the catalogs are read');
-    const computers = proxy.health().computers;
+  test('all three stay connected; the proxy lists each with its models and address', async () => {
+    await waitUntil(() => proxy.computers().every((c) => c.models.length > 0), 'the catalogs are read');
+    const computers = proxy.computers();
     assert.deepEqual(computers.map((c) => c.name), ['alpha', 'bravo', 'charlie']);
     assert.deepEqual(computers.find((c) => c.name === 'bravo')?.models, ['mistral:7b', 'qwen2.5:0.5b']);
     for (const c of computers) {

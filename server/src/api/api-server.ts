@@ -28,6 +28,7 @@ import { endSocket, rawHttpError, sendOllamaError } from '../proxy/ollama-errors
 import { userHash, type UserHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { AuthFailureLimiter, DEFAULT_AUTH_FAILURES, DEFAULT_KEY_FAILURES, type AuthFailureOptions } from './auth-failures.js';
 import { forwardBridgeUpgrade, renewOnProxy } from './bridge-forward.js';
+import { computersOnProxy } from './proxy-computers.js';
 import { clientAddress } from './client-address.js';
 import { answerPreflight, applyCors, type CorsOptions } from './cors.js';
 import { readJsonBody } from './json-body.js';
@@ -342,7 +343,14 @@ export class ApiServer {
       if (!body.ok) return this.sendApiError(res, new ServerError(body.code, body.message));
     }
     const { manager } = this.options;
-    if (path === PROXY_STATUS_PATH) return sendJson(res, 200, manager.view(subject));
+    if (path === PROXY_STATUS_PATH) {
+      const view = manager.view(subject);
+      const record = manager.record(user);
+      if (record?.state === 'running' && record.instance && view.bridgeConnected) {
+        view.computers = await computersOnProxy({ endpoint: record.instance.endpoint, secret: record.secret });
+      }
+      return sendJson(res, 200, view);
+    }
     if (path === PROXY_STOP_PATH) {
       const stopped = await manager.stop(subject);
       return sendJson(res, 200, { ...manager.view(subject), stopped } satisfies ProxyStopAnswer);

@@ -14,6 +14,7 @@ import {
   machineNameProblem,
   MAX_MACHINES_HEADER,
   CREDENTIAL_EXPIRES_HEADER,
+  PROXY_COMPUTERS_PATH,
   PROXY_RENEW_PATH,
   subprotocolFor,
   TUNNEL_EXPIRES_HEADER,
@@ -76,7 +77,6 @@ export interface ProxyHealth {
   uptimeSeconds: number;
   lastActivity: string;
   protocolVersion: number;
-  computers: ComputerHealth[];
 }
 
 export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
@@ -138,7 +138,6 @@ export class StreamingProxy {
 
   health(): ProxyHealth {
     const since = this.links.connectedSince;
-    const iso = (t: number | undefined): string | null => (t === undefined ? null : new Date(t).toISOString());
     return {
       status: 'ok',
       bridgeConnected: this.links.connected,
@@ -147,14 +146,22 @@ export class StreamingProxy {
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       lastActivity: new Date(this.lastActivityAt).toISOString(),
       protocolVersion: TUNNEL_PROTOCOL_VERSION,
-      computers: this.links.list().map((c) => ({
-        name: c.name,
-        connectedSince: iso(c.link.connectedSince),
-        address: c.link.address ?? null,
-        inFlight: c.link.inFlight,
-        models: [...c.catalog.models].sort(),
-      })),
     };
+  }
+
+  /**
+   * The connected computers (issue 10), for the api-backend's /api/proxy/status only: names,
+   * models and addresses are the user's, so not in the unauthenticated /health.
+   */
+  computers(): ComputerHealth[] {
+    const iso = (t: number | undefined): string | null => (t === undefined ? null : new Date(t).toISOString());
+    return this.links.list().map((c) => ({
+      name: c.name,
+      connectedSince: iso(c.link.connectedSince),
+      address: c.link.address ?? null,
+      inFlight: c.link.inFlight,
+      models: [...c.catalog.models].sort(),
+    }));
   }
 
   listen(port = 0, host = '127.0.0.1'): Promise<string> {
@@ -187,6 +194,7 @@ export class StreamingProxy {
       return;
     }
     if (path === PROXY_RENEW_PATH) return this.onRenew(req, res);
+    if (path === PROXY_COMPUTERS_PATH) return this.onComputers(req, res);
     if (path === BRIDGE_PATH) {
       sendOllamaError(res, 'websocket-required', `${BRIDGE_PATH} is the bridge's WebSocket endpoint; it needs a WebSocket upgrade`, {
         upgrade: 'websocket',
@@ -318,6 +326,20 @@ export class StreamingProxy {
       }
       this.links.attach(ws, id, terms, name);
     });
+  }
+
+  /** GET /computers: the connected computers, for the api-backend (with this proxy's secret). */
+  private async onComputers(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    req.resume();
+    if (req.method !== 'GET') return sendOllamaError(res, 'method-not-allowed', 'use GET', { allow: 'GET' });
+    const auth = await this.options.authenticator.authenticate(req.headers, 'bridge');
+    if (!auth.ok) {
+      this.metrics.authFailures.inc({ reason: auth.reason });
+      return sendOllamaError(res, authCode(auth.reason), auth.message);
+    }
+    const text = JSON.stringify({ computers: this.computers() });
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
   }
 
   /** POST /tunnel/renew {tunnel, expiresAt}: the api-backend verified a fresh credential of this user. */
