@@ -263,8 +263,9 @@ function showComputers(computers: readonly ComputerStatus[]): void {
   ui.computers.replaceChildren(
     ...computers.map((c) => {
       const since = c.connectedSince ? new Date(c.connectedSince).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) : 'just now';
-      const models = c.models.length ? `${c.models.length} model${c.models.length === 1 ? '' : 's'}: ${c.models.join(', ')}` : 'models not listed';
-      const details = [models, `connected since ${since}`, `${c.inFlight} request${c.inFlight === 1 ? '' : 's'} in flight`, ...(c.address ? [`from ${c.address}`] : [])];
+      // The proxy lists models only while several computers are connected; one computer's are in the model picker.
+      const models = c.models.length ? [`${c.models.length} model${c.models.length === 1 ? '' : 's'}: ${c.models.join(', ')}`] : [];
+      const details = [...models, `connected since ${since}`, `${c.inFlight} request${c.inFlight === 1 ? '' : 's'} in flight`, ...(c.address ? [`from ${c.address}`] : [])];
       const item = element('li', { attrs: { 'data-computer': c.name } });
       item.append(element('strong', { text: c.name }), element('span', { text: ` — ${details.join(' · ')}` }));
       return item;
