@@ -15,7 +15,8 @@ import { randomBytes } from 'node:crypto';
 import { Ollama } from 'ollama';
 import OpenAI from 'openai';
 import { Bridge, type BridgeOptions } from '@cloudtolocalllm/bridge';
-import { BRIDGE_PATH } from '@cloudtolocalllm/bridge/connection/protocol';
+import http from 'node:http';
+import { BRIDGE_PATH, subprotocolFor, TUNNEL_PROTOCOL_VERSION } from '@cloudtolocalllm/bridge/connection/protocol';
 import { StaticTokenAuthenticator } from '@cloudtolocalllm/server/proxy/auth';
 import { StreamingProxy } from '@cloudtolocalllm/server/proxy/streaming-proxy';
 import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
@@ -234,6 +235,35 @@ describe('several computers on one endpoint', () => {
       await fourth.stop();
       await extra.close();
     }
+  });
+
+  test('a computer name that breaks the rule is refused by the proxy, 400 with what is wrong', async () => {
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request(`${url}${BRIDGE_PATH}`, {
+        headers: {
+          connection: 'Upgrade',
+          upgrade: 'websocket',
+          'sec-websocket-version': '13',
+          'sec-websocket-key': randomBytes(16).toString('base64'),
+          'sec-websocket-protocol': subprotocolFor(TUNNEL_PROTOCOL_VERSION),
+          authorization: `Bearer ${token}`,
+          'x-cloudtolocalllm-machine': 'my desk',
+        },
+      });
+      req.on('upgrade', () => reject(new Error('upgraded')));
+      req.on('response', (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(answer.status, 400);
+    assert.match((JSON.parse(answer.body) as { error: string }).error, /^the computer name "my desk" may hold only letters, digits, .*; start the bridge with --name NAME$/);
+    assert.deepEqual(proxy.links.names(), ['alpha', 'bravo', 'charlie']);
+    assert.throws(() => new Bridge({ proxyUrl: url + BRIDGE_PATH, getToken: () => token, name: 'my desk' }), /may hold only letters/);
   });
 
   test('a computer killed mid-stream: its streams end with a visible error, the others finish, new requests go elsewhere', async () => {
