@@ -16,12 +16,18 @@ import { Ollama } from 'ollama';
 import OpenAI from 'openai';
 import { Bridge, type BridgeOptions } from '@cloudtolocalllm/bridge';
 import http from 'node:http';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { BRIDGE_PATH, subprotocolFor, TUNNEL_PROTOCOL_VERSION } from '@cloudtolocalllm/bridge/connection/protocol';
 import { StaticTokenAuthenticator } from '@cloudtolocalllm/server/proxy/auth';
 import { StreamingProxy } from '@cloudtolocalllm/server/proxy/streaming-proxy';
 import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { FAST_BACKOFF, FAST_HEARTBEAT, waitForState, waitUntil } from './harness.js';
 
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const NAMES = ['alpha', 'bravo', 'charlie'] as const;
 type Name = (typeof NAMES)[number];
 
@@ -266,7 +272,15 @@ describe('several computers on one endpoint', () => {
     assert.throws(() => new Bridge({ proxyUrl: url + BRIDGE_PATH, getToken: () => token, name: 'my desk' }), /may hold only letters/);
   });
 
-  test('a computer killed mid-stream: its streams end with a visible error, the others finish, new requests go elsewhere', async () => {
+  test('a computer killed mid-stream (SIGKILL): its streams end with a visible error, the others finish, new requests go elsewhere', async () => {
+    // charlie is taken over by a bridge CLI process under the same name, which is then killed.
+    const dir = mkdtempSync(join(tmpdir(), 'ctll-several-'));
+    const cli = spawn(process.execPath, ['--import', 'tsx', 'bridge/cli.ts', '--proxy-url', url + BRIDGE_PATH, '--ollama-url', emulators.charlie.url, '--name', 'charlie', '--json'], {
+      cwd: ROOT,
+      env: { ...process.env, CLOUDTOLOCALLLM_TOKEN: token, CTLL_CONFIG_DIR: dir },
+      stdio: ['ignore', 'ignore', 'ignore'],
+    });
+    const exited = new Promise((resolve) => cli.once('exit', resolve));
     emulators.charlie.set({ tokenIntervalMs: 50 });
     emulators.bravo.set({ tokenIntervalMs: 20 });
     const stream = (model: string, headers: Record<string, string>): Promise<Response> =>
@@ -276,13 +290,16 @@ describe('several computers on one endpoint', () => {
         body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], options: { num_predict: 40 } }),
       });
     try {
+      const replaced = await waitForState(current.charlie, 'disconnected', 30_000);
+      assert.equal(replaced.code, 'replaced', 'the CLI took charlie over');
+      await waitUntil(() => proxy.links.get('charlie')?.link.connected === true, 'the CLI is charlie now', 30_000);
       const onCharlie = await stream('llama3.2', { 'X-CloudToLocalLLM-Machine': 'charlie' });
       const onBravo = await stream('mistral:7b', {});
       assert.equal(onCharlie.status, 200);
       assert.equal(onBravo.status, 200);
       await emulators.charlie.waitFor((r) => r.path === '/api/chat' && r.tokensSent >= 2);
       const bravoText = onBravo.text();
-      await current.charlie.stop();
+      cli.kill('SIGKILL');
       const lines = (await onCharlie.text().catch((e: Error) => `{"error":"${e.message}"}`)).split('\n').filter(Boolean);
       assert.ok(lines.length < 41, 'the answer did not complete');
       assert.match(lines.at(-1) ?? '', /"error"/, `a visible error ends it: ${lines.at(-1)}`);
@@ -294,6 +311,9 @@ describe('several computers on one endpoint', () => {
       const tags = (await (await fetch(`${url}/api/tags`, { headers: auth })).json()) as { models: Array<{ name: string }> };
       assert.ok(!tags.models.some((m) => m.name === 'nomic-embed-text:latest'), 'charlie\'s models left with it');
     } finally {
+      cli.kill('SIGKILL');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
       emulators.charlie.set({ tokenIntervalMs: 2 });
       emulators.bravo.set({ tokenIntervalMs: 2 });
     }
