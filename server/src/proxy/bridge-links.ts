@@ -132,10 +132,13 @@ export class BridgeLinks extends EventEmitter<BridgeLinksEvents> {
     this.close();
   }
 
-  /** Reads the catalogs not yet read, once two or more computers are connected. */
+  /**
+   * Reads the catalogs once two or more computers are connected: all of them when the second
+   * joins (the first one's may be from long ago, or never read), else those not yet read.
+   */
   private readCatalogs(): void {
     const list = this.list();
     if (list.length < 2) return;
-    for (const c of list) if (!c.catalog.known) void c.catalog.refresh();
+    for (const c of list) if (list.length === 2 || !c.catalog.known) void c.catalog.refresh();
   }
 }
