@@ -7,6 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { DEFAULT_HEARTBEAT, type HeartbeatOptions } from './connection/heartbeat.js';
+import { machineNameProblem } from './connection/protocol.js';
 import { dialTunnel } from './connection/tunnel-dialer.js';
 import { OllamaForwarder } from './forward/ollama-forwarder.js';
 import { probeOllama, type OllamaProbeResult } from './forward/ollama-probe.js';
@@ -40,6 +41,11 @@ export interface BridgeOptions {
    * The caller starts and closes it; without it the proxy accepts no key.
    */
   keys?: KeyRing;
+  /**
+   * This computer's name on the user's endpoint (issue 10; validated by machineNameProblem).
+   * Several computers with different names serve one endpoint; the same name replaces.
+   */
+  name?: string;
 }
 
 export interface BridgeEvents {
@@ -71,6 +77,8 @@ export class Bridge extends EventEmitter<BridgeEvents> {
   constructor(options: BridgeOptions) {
     super();
     const proxyUrl = validateProxyUrl(options.proxyUrl);
+    const nameProblem = options.name === undefined ? undefined : machineNameProblem(options.name);
+    if (nameProblem) throw new Error(nameProblem);
     this.ollama = parseOllamaUrl(options.ollamaUrl ?? DEFAULT_OLLAMA_URL);
     this.policyValue = options.policy ?? DEFAULT_POLICY;
     this.forwarder = new OllamaForwarder({
@@ -106,6 +114,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
           onStream: (stream, headers) => this.forwarder.handle(stream, headers),
           ...(options.protocolVersion !== undefined ? { protocolVersion: options.protocolVersion } : {}),
           ...(options.ca !== undefined ? { ca: options.ca } : {}),
+          ...(options.name !== undefined ? { machine: options.name } : {}),
         }),
       ...(options.backoff !== undefined ? { backoff: options.backoff } : {}),
       ...(options.stableAfterMs !== undefined ? { stableAfterMs: options.stableAfterMs } : {}),

@@ -8,7 +8,9 @@
  * attempt: a token file rewritten by another program is picked up on the next reconnect.
  */
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
+import { machineNameFromHost, machineNameProblem } from './connection/protocol.js';
 import { DEFAULT_OLLAMA_URL } from './forward/ollama-target.js';
 import { MANAGEMENT_ENDPOINTS, type ManagementEndpoint } from './ingress/ollama-routes.js';
 import { parseManagementList } from './ingress/policy.js';
@@ -23,6 +25,8 @@ export const USAGE = `usage: cloudtolocalllm-bridge --proxy-url URL [options]
   --allow LIST        model management the cloud may use: ${MANAGEMENT_ENDPOINTS.join(',')} or all (default none)
   --token-file FILE   read the bearer token from FILE (else ${TOKEN_VARIABLE})
   --ca-file FILE      also trust the CA certificate(s) in FILE (PEM) for wss:// (self-signed cloud)
+  --name NAME         this computer's name on your endpoint (default: the host name); each
+                      computer needs its own, the same name again replaces the older one
   --json              status events as JSON lines on stdout
 
 Client keys (npm run keys) are read from ${CONFIG_DIR_VARIABLE}, else the desktop app's data directory.
@@ -40,6 +44,8 @@ export interface BridgeCliConfig {
   /** The --ca-file's PEM text. */
   ca?: string;
   json: boolean;
+  /** This computer's name on the endpoint (--name, else from the host name). */
+  name: string;
   /** Where the client keys are (CTLL_CONFIG_DIR, else the desktop's user data directory). */
   configDir: string;
   /** The bearer token now (throws CliConfigError when there is none or its file is unreadable). */
@@ -59,6 +65,7 @@ export function readCliConfig(args: readonly string[], env: NodeJS.ProcessEnv): 
         'token-file': { type: 'string' },
         'ca-file': { type: 'string' },
         json: { type: 'boolean', default: false },
+        name: { type: 'string' },
         help: { type: 'boolean', default: false },
       },
       strict: true,
@@ -96,6 +103,10 @@ export function readCliConfig(args: readonly string[], env: NodeJS.ProcessEnv): 
     }
   }
 
+  const name = values.name ?? machineNameFromHost(hostname());
+  const nameProblem = machineNameProblem(name);
+  if (nameProblem) throw new CliConfigError(`--name: ${nameProblem}`);
+
   let allowManagement;
   try {
     allowManagement = parseManagementList(values.allow);
@@ -108,6 +119,7 @@ export function readCliConfig(args: readonly string[], env: NodeJS.ProcessEnv): 
     allowManagement,
     ...(ca !== undefined ? { ca } : {}),
     json: values.json,
+    name,
     configDir: configDir(env),
     readToken,
   };

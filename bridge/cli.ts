@@ -54,6 +54,7 @@ try {
     ollamaUrl: values.ollamaUrl,
     policy: { allowManagement: new Set(values.allowManagement) },
     getToken: readToken,
+    name: values.name,
   });
 } catch (e) {
   fail((e as Error).message);

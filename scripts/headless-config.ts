@@ -4,7 +4,9 @@
  * issuer, whatever the shell has). The only place of the headless stack that reads process.env.
  */
 import { configDir } from '@cloudtolocalllm/bridge/keys/config-dir';
+import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
+import { machineNameFromHost, machineNameProblem } from '@cloudtolocalllm/bridge/connection/protocol';
 import { DEFAULT_OLLAMA_URL } from '@cloudtolocalllm/bridge/forward/ollama-target';
 import type { ManagementEndpoint } from '@cloudtolocalllm/bridge/ingress/ollama-routes';
 import { parseManagementList } from '@cloudtolocalllm/bridge/ingress/policy';
@@ -18,6 +20,8 @@ export interface HeadlessConfig {
   user: string;
   /** One JSON line on stdout instead of the human text. */
   json: boolean;
+  /** This computer's name on the endpoint (--name, else from the host name). */
+  name: string;
   /** Where the client keys are (CTLL_CONFIG_DIR, else the desktop's user data directory). */
   configDir: string;
 }
@@ -33,9 +37,13 @@ export function readHeadlessConfig(args: readonly string[] = process.argv.slice(
       allow: { type: 'string', default: '' },
       user: { type: 'string', default: 'local-user' },
       json: { type: 'boolean', default: false },
+      name: { type: 'string' },
     },
     strict: true,
   });
+  const name = values.name ?? machineNameFromHost(hostname());
+  const nameProblem = machineNameProblem(name);
+  if (nameProblem) throw new Error(`--name: ${nameProblem}`);
   const withoutAuth0 = Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('AUTH0_')));
   return {
     // A ConfigError names every bad setting.
@@ -44,6 +52,7 @@ export function readHeadlessConfig(args: readonly string[] = process.argv.slice(
     allowManagement: parseManagementList(values.allow),
     user: values.user,
     json: values.json,
+    name,
     configDir: configDir(env),
   };
 }

@@ -7,7 +7,7 @@
  * (`{"endpoint","token"}`) and every log on stderr. Ctrl-C or SIGTERM stops everything and
  * leaves no container or network behind.
  *
- *   npm run start:headless -- [--port N] [--ollama-url URL] [--runtime docker|process] [--allow pull,...] [--user NAME] [--json]
+ *   npm run start:headless -- [--port N] [--ollama-url URL] [--runtime docker|process] [--allow pull,...] [--user NAME] [--name COMPUTER] [--json]
  */
 import { Bridge } from '@cloudtolocalllm/bridge';
 import { onShutdownSignal } from '@cloudtolocalllm/bridge/shutdown-signals';
@@ -98,6 +98,7 @@ try {
     getToken: freshToken,
     ollamaUrl: options.ollamaUrl,
     policy: { allowManagement: options.allowManagement },
+    name: options.name,
   });
 } catch (e) {
   log.error((e as Error).message);

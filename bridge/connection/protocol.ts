@@ -66,6 +66,8 @@ export const TUNNEL_EXPIRES_HEADER = 'x-cloudtolocalllm-tunnel-expires';
 export const RENEW_PATH = '/api/tunnel/renew';
 /** The proxy's own endpoint for it (reached by the api-backend only). */
 export const PROXY_RENEW_PATH = '/tunnel/renew';
+/** The proxy's list of the user's connected computers (reached by the api-backend only, issue 10). */
+export const PROXY_COMPUTERS_PATH = '/computers';
 
 /** The close reason of a replaced bridge: who replaced it, readable by people and by the bridge. */
 export function replacedReason(address: string, at: number): string {
@@ -94,3 +96,37 @@ export const REFUSAL_HEADER = 'x-cloudtolocalllm-refusal';
  * without this trailer as broken, as gRPC treats a stream without its status trailer.
  */
 export const COMPLETE_TRAILER = 'x-cloudtolocalllm-complete';
+
+/**
+ * Several computers on one endpoint (issue 10). The bridge names its computer on the upgrade
+ * with this header; a client names one on a request with the same header to pin it there.
+ */
+export const MACHINE_HEADER = 'x-cloudtolocalllm-machine';
+/** The name a bridge that sends none (an older one) is known by. */
+export const DEFAULT_MACHINE_NAME = 'default';
+/**
+ * Set by the api-backend on the upgrade (with the proxy's secret, like the address): how many
+ * computers of this user may be connected at once (its CTLL_MAX_BRIDGES).
+ */
+export const MAX_MACHINES_HEADER = 'x-cloudtolocalllm-max-machines';
+export const MAX_MACHINE_NAME_LENGTH = 63;
+
+/**
+ * A computer's name as the cloud shows it and clients pin it: 1 to 63 letters, digits, dots,
+ * hyphens and underscores, starting with a letter or digit (a host name fits; nothing that
+ * could break a header, a log line or the web page). Returns the problem, or undefined.
+ */
+export function machineNameProblem(name: string): string | undefined {
+  if (name.length === 0) return 'the computer name is empty';
+  if (name.length > MAX_MACHINE_NAME_LENGTH) return `the computer name is ${name.length} characters long; at most ${MAX_MACHINE_NAME_LENGTH} are allowed`;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) {
+    return `the computer name "${name.replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_MACHINE_NAME_LENGTH)}" may hold only letters, digits, ".", "-" and "_", and must start with a letter or digit`;
+  }
+  return undefined;
+}
+
+/** A default name from the host name: the first label, with what the rule forbids replaced. */
+export function machineNameFromHost(hostname: string): string {
+  const cleaned = hostname.split('.')[0]!.replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, MAX_MACHINE_NAME_LENGTH);
+  return cleaned || DEFAULT_MACHINE_NAME;
+}

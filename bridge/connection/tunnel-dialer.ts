@@ -12,6 +12,7 @@ import { readSmallBody } from './small-body.js';
 import {
   BRIDGE_USER_AGENT,
   CloseCode,
+  MACHINE_HEADER,
   parseReplacedReason,
   subprotocolFor,
   TUNNEL_EXPIRES_HEADER,
@@ -61,6 +62,8 @@ export interface DialOptions {
   ca?: string | Buffer | Array<string | Buffer>;
   /** Advertised protocol version; only tests change it. */
   protocolVersion?: number;
+  /** This computer's name (MACHINE_HEADER); none makes the proxy use DEFAULT_MACHINE_NAME. */
+  machine?: string;
 }
 
 export interface TunnelConnection {
@@ -89,7 +92,11 @@ export function dialTunnel(options: DialOptions): Promise<TunnelConnection> {
   const version = options.protocolVersion ?? TUNNEL_PROTOCOL_VERSION;
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(options.proxyUrl, [subprotocolFor(version)], {
-      headers: { authorization: `Bearer ${options.token}`, 'user-agent': BRIDGE_USER_AGENT },
+      headers: {
+        authorization: `Bearer ${options.token}`,
+        'user-agent': BRIDGE_USER_AGENT,
+        ...(options.machine !== undefined ? { [MACHINE_HEADER]: options.machine } : {}),
+      },
       perMessageDeflate: false, // compression would buffer token lines and cost CPU
       handshakeTimeout: options.handshakeTimeoutMs ?? 15_000,
       maxPayload: 64 << 20,
@@ -193,7 +200,7 @@ export function dialTunnel(options: DialOptions): Promise<TunnelConnection> {
         if (code === CloseCode.Replaced) {
           const by = parseReplacedReason(reason);
           const who = by ? `from ${by.address} at ${new Date(by.at).toISOString()}` : reason;
-          return end(new TunnelError('replaced', `another bridge of this account connected ${who}; if that was not you, sign out everywhere and sign in again`, true, by));
+          return end(new TunnelError('replaced', `another bridge of this account with the same computer name connected ${who}; give each computer its own name (--name), and if that was not you, sign out everywhere and sign in again`, true, by));
         }
         if (code === CloseCode.CredentialExpired) return end(new TunnelError('credential-expired', `the tunnel's credential expired without renewal (${reason})`));
         if (code === CloseCode.ProxyStopping) return end(new TunnelError('closed', `the proxy is stopping: ${reason}`));

@@ -71,6 +71,12 @@ export const API_ERROR_STATUS = {
   'bad-answer': 502,
   'bridge-lost': 502,
   'upstream-reset': 502,
+  // Several computers on one endpoint (issue 10; server/src/proxy/dispatch.ts).
+  'machine-limit': 429,
+  'machine-name-invalid': 400,
+  'unknown-machine': 404,
+  'machine-required': 400,
+  'model-not-found': 404,
   // The request itself.
   'bad-request': 400,
   'not-http': 400,

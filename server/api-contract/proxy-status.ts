@@ -9,6 +9,22 @@ export interface ProxyStatus {
   /** A bridge of this user is connected to the proxy through this server. */
   bridgeConnected: boolean;
   runtime: 'docker' | 'process';
+  /** The user's computers connected to the proxy now (issue 10); empty while there is no proxy. */
+  computers: ComputerStatus[];
+}
+
+/** One of the user's computers on their endpoint. */
+export interface ComputerStatus {
+  /** Its name (the bridge's --name, the desktop's Settings; the host name by default). */
+  name: string;
+  /** Its models, as the proxy last read them: read only while two or more computers are connected, else empty. */
+  models: string[];
+  /** ISO 8601. */
+  connectedSince: string | null;
+  /** Requests relayed to it and not yet finished. */
+  inFlight: number;
+  /** The address the cloud saw it connect from. */
+  address: string | null;
 }
 
 /** POST /api/proxy/stop adds whether there was a proxy to stop. */

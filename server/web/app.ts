@@ -4,7 +4,7 @@
  * is kept on the server; the browser keeps it only when "Keep history in this browser" is on.
  */
 import { ApiProblem, CloudApi, isAbort, type ChatMessage, type ModelInfo } from './lib/api.js';
-import { CONFIG_PATH, OLLAMA_PREFIX, type ClientConfig } from '@cloudtolocalllm/api-contract';
+import { CONFIG_PATH, OLLAMA_PREFIX, type ClientConfig, type ComputerStatus } from '@cloudtolocalllm/api-contract';
 import { WebAuth, type User } from './lib/auth.js';
 import { byId, element } from '@cloudtolocalllm/dom';
 import { BrowserHistory, isChatMessage } from './lib/history.js';
@@ -35,6 +35,7 @@ function findUi() {
     bridge: byId('bridge', HTMLDivElement),
     bridgeStatus: byId('bridge-status', HTMLParagraphElement),
     bridgeHelp: byId('bridge-help', HTMLParagraphElement),
+    computers: byId('computers', HTMLUListElement),
     model: byId('model', HTMLSelectElement),
     reloadModels: byId('reload-models', HTMLButtonElement),
     modelsNote: byId('models-note', HTMLParagraphElement),
@@ -250,6 +251,28 @@ function setBridge(state: BridgeState, detail?: string): void {
   updateControls();
 }
 
+let shownComputers = '';
+
+/** The user's connected computers (issue 10): name, models, since when, requests in flight, address. */
+function showComputers(computers: readonly ComputerStatus[]): void {
+  const key = JSON.stringify(computers);
+  // Rebuilt only when something changed: polling must not churn the page.
+  if (key === shownComputers) return;
+  shownComputers = key;
+  ui.computers.hidden = computers.length === 0;
+  ui.computers.replaceChildren(
+    ...computers.map((c) => {
+      const since = c.connectedSince ? new Date(c.connectedSince).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }) : 'just now';
+      // The proxy lists models only while several computers are connected; one computer's are in the model picker.
+      const models = c.models.length ? [`${c.models.length} model${c.models.length === 1 ? '' : 's'}: ${c.models.join(', ')}`] : [];
+      const details = [...models, `connected since ${since}`, `${c.inFlight} request${c.inFlight === 1 ? '' : 's'} in flight`, ...(c.address ? [`from ${c.address}`] : [])];
+      const item = element('li', { attrs: { 'data-computer': c.name } });
+      item.append(element('strong', { text: c.name }), element('span', { text: ` — ${details.join(' · ')}` }));
+      return item;
+    }),
+  );
+}
+
 function stopPolling(): void {
   clearTimeout(pollTimer);
   pollTimer = undefined;
@@ -273,6 +296,7 @@ async function poll(): Promise<void> {
       setBridge('starting');
       status = await api.startProxy();
     }
+    showComputers(status.computers ?? []);
     if (status.bridgeConnected) setBridge('connected');
     else if (status.status === 'starting') setBridge('starting');
     else setBridge('not-connected');

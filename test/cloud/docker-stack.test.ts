@@ -128,6 +128,35 @@ describe('the cloud server on Docker', { skip, concurrency: false }, () => {
     }
   });
 
+  test('two computers of one user on one proxy container: both listed in the status, listings united, a pin reaches one (issue 10)', async () => {
+    const cloud = await startCloud({ runtime: 'docker' });
+    const owner = user('two-computers');
+    const second = new OllamaEmulator({ tokenIntervalMs: 5 });
+    await second.start();
+    second.models.add('mistral:7b');
+    try {
+      const token = await cloud.signIn(owner);
+      const desk = cloud.bridge(token, emulator.url, { name: 'desk' });
+      const lap = cloud.bridge(token, second.url, { name: 'lap' });
+      desk.start();
+      await waitForState(desk, 'connected', 60_000);
+      lap.start();
+      await waitForState(lap, 'connected', 60_000);
+      const status = async (): Promise<{ computers: Array<{ name: string; models: string[] }> }> =>
+        (await (await fetch(`${cloud.url}/api/proxy/status`, { headers: bearer(token) })).json()) as { computers: Array<{ name: string; models: string[] }> };
+      await waitUntil(async () => (await status()).computers.filter((c) => c.models.length > 0).length === 2, 'both computers listed with their models', 30_000);
+      assert.deepEqual((await status()).computers.map((c) => c.name), ['desk', 'lap']);
+      const union = (await (await fetch(`${cloud.url}/ollama/api/tags`, { headers: bearer(token) })).json()) as { models: Array<{ name: string }> };
+      assert.ok(union.models.some((m) => m.name === 'mistral:7b'));
+      const pinned = (await (await fetch(`${cloud.url}/ollama/api/tags`, { headers: { ...bearer(token), 'X-CloudToLocalLLM-Machine': 'desk' } })).json()) as { models: Array<{ name: string }> };
+      assert.ok(!pinned.models.some((m) => m.name === 'mistral:7b'), 'the pin reached the proxy in its container');
+    } finally {
+      await cloud.close();
+      await second.close();
+    }
+    assert.deepEqual(await leftovers([owner]), []);
+  });
+
   test('a proxy container killed from outside is reported, and the next start recovers', async () => {
     const cloud = await startCloud({ runtime: 'docker' });
     const victim = user('victim');

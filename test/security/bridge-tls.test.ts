@@ -138,7 +138,7 @@ describe('the bridge refuses a wss:// endpoint whose certificate does not verify
     assert.ok(status.reason?.endsWith(`(${code})`), `the reason names ${code}: ${status.reason}`);
     assert.ok(status.retryInMs !== undefined, 'a certificate problem is retried (its operator may fix it)');
     assert.equal(terminator.plaintextBytes, 0, 'the bridge sent data (its token) over a connection it did not trust');
-    assert.equal(proxy.link.connected, false);
+    assert.equal(proxy.links.connected, false);
   };
 
   test('a certificate for another name: refused, naming the names (even with its CA trusted)', async () => {

@@ -64,7 +64,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   if (!options.noBridge) {
     bridge.start();
     await waitForState(bridge, 'connected');
-    await waitUntil(() => proxy.link.connected, 'the proxy sees the bridge');
+    await waitUntil(() => proxy.links.connected, 'the proxy sees the bridge');
   }
   return {
     emulator,

@@ -147,7 +147,7 @@ describe('hostile input from the internet side', () => {
 
   test('garbage on the bridge WebSocket drops that connection only; the proxy survives and a good bridge works', async () => {
     await stack.bridge.stop();
-    await waitUntil(() => !stack.proxy.link.connected, 'the proxy saw the bridge leave');
+    await waitUntil(() => !stack.proxy.links.connected, 'the proxy saw the bridge leave');
     const ws = new WebSocket(`${stack.url.replace('http', 'ws')}${BRIDGE_PATH}`, [subprotocolFor(TUNNEL_PROTOCOL_VERSION)], {
       headers: stack.auth,
     });
@@ -160,7 +160,7 @@ describe('hostile input from the internet side', () => {
     const good = stack.newBridge();
     good.start();
     await waitForState(good, 'connected');
-    await waitUntil(() => stack.proxy.link.connected, 'the good bridge is in');
+    await waitUntil(() => stack.proxy.links.connected, 'the good bridge is in');
     assert.equal((await fetch(`${stack.url}/api/version`, { headers: stack.auth })).status, 200);
   });
 });

@@ -162,7 +162,7 @@ test(`the proxy answers every request, whatever the bridge sends (${MALICIOUS_BR
       endings.set(b.ending, (endings.get(b.ending) ?? 0) + 1);
       const bridge = await connectRawBridge(url, token, b.zeroStreams ? [[0x3, 0]] : [], (id, raw) => misbehave(b, id, raw));
       try {
-        await waitUntil(() => proxy.link.connected, 'the proxy took the bridge');
+        await waitUntil(() => proxy.links.connected, 'the proxy took the bridge');
         const answer = await ask(b);
         assert.deepEqual(crashes.map(String), [], 'nothing crashed');
         assert.ok(answer.status >= 200 && answer.status <= 599, `status ${answer.status}`);
@@ -204,7 +204,7 @@ test('Set-Cookie, Location and a status of 999 from a bridge never reach the cli
       else misbehave(b, id, raw);
     });
     try {
-      await waitUntil(() => proxy.link.connected, 'the proxy took the bridge');
+      await waitUntil(() => proxy.links.connected, 'the proxy took the bridge');
       const answer = await ask({ ...b, ending: 'trailer' });
       assert.equal(answer.status, expected, `bridge status ${status}`);
       assert.equal(answer.headers['set-cookie'], undefined);

@@ -47,7 +47,7 @@ describe('request bodies of every method reach the bridge', () => {
         });
       },
     });
-    await waitUntil(() => proxy.link.connected, 'the proxy sees the bridge');
+    await waitUntil(() => proxy.links.connected, 'the proxy sees the bridge');
   });
   after(async () => {
     tunnel.close();

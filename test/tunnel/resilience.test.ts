@@ -37,8 +37,8 @@ function unusedPort(): Promise<number> {
   });
 }
 
-function spawnBridgeCli(stack: Stack, proxyUrl = stack.url + BRIDGE_PATH): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', 'bridge/cli.ts', '--proxy-url', proxyUrl, '--ollama-url', stack.emulator.url, '--json'], {
+function spawnBridgeCli(stack: Stack, proxyUrl = stack.url + BRIDGE_PATH, name = 'cli-box'): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', 'bridge/cli.ts', '--proxy-url', proxyUrl, '--ollama-url', stack.emulator.url, '--name', name, '--json'], {
     cwd: ROOT,
     env: { ...process.env, CLOUDTOLOCALLLM_TOKEN: stack.token },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -119,7 +119,7 @@ describe('failures along the path', () => {
     const stack = await open({ noBridge: true, emulator: { tokenIntervalMs: 30 } });
     const child = spawnBridgeCli(stack);
     try {
-      await waitUntil(() => stack.proxy.link.connected, 'the bridge CLI connected', 30_000);
+      await waitUntil(() => stack.proxy.links.connected, 'the bridge CLI connected', 30_000);
       const res = await fetch(`${stack.url}/api/generate`, {
         method: 'POST',
         headers: stack.auth,
@@ -158,7 +158,7 @@ describe('failures along the path', () => {
     const stack = await open({ noBridge: true, emulator: { tokenIntervalMs: 30 } });
     const child = spawnBridgeCli(stack);
     try {
-      await waitUntil(() => stack.proxy.link.connected, 'the bridge CLI connected', 30_000);
+      await waitUntil(() => stack.proxy.links.connected, 'the bridge CLI connected', 30_000);
       const openai = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: stack.token, maxRetries: 0 });
       const stream = await openai.chat.completions.create({ model: 'llama3.2', messages: [{ role: 'user', content: 'x' }], stream: true, max_tokens: 500 });
       let chunks = 0;
@@ -192,7 +192,7 @@ describe('failures along the path', () => {
     await second.listen(port);
     try {
       await waitForState(stack.bridge, 'connected', 10_000);
-      await waitUntil(() => second.link.connected, 'the new proxy sees the bridge');
+      await waitUntil(() => second.links.connected, 'the new proxy sees the bridge');
       const res = await fetch(`${stack.url}/api/version`, { headers: stack.auth });
       assert.equal(res.status, 200);
     } finally {
@@ -207,12 +207,12 @@ describe('failures along the path', () => {
     try {
       bridge.start();
       await waitForState(bridge, 'connected');
-      await waitUntil(() => stack.proxy.link.connected, 'the proxy sees the bridge');
+      await waitUntil(() => stack.proxy.links.connected, 'the proxy sees the bridge');
       relay.freeze(true);
       // FAST_HEARTBEAT declares death after 3 s of silence; the waits below only bound a hang.
       const lost = await waitForState(bridge, 'disconnected', 60_000);
       assert.equal(lost.code, 'heartbeat-timeout');
-      await waitUntil(() => !stack.proxy.link.connected, 'the proxy dropped the dead bridge', 60_000);
+      await waitUntil(() => !stack.proxy.links.connected, 'the proxy dropped the dead bridge', 60_000);
       relay.freeze(false);
       await waitForState(bridge, 'connected', 60_000);
     } finally {
@@ -233,7 +233,7 @@ describe('failures along the path', () => {
       bridge = stack.newBridge({ proxyUrl: relay.url, heartbeat: DEFAULT_HEARTBEAT });
       bridge.start();
       await waitForState(bridge, 'connected');
-      await waitUntil(() => stack.proxy.link.connected, 'the proxy sees the bridge');
+      await waitUntil(() => stack.proxy.links.connected, 'the proxy sees the bridge');
       const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
       // The unluckiest moment for the line to die: a frame was heard just after a heartbeat tick,
       // so the next two ticks still find less than 20 s of silence.
@@ -251,7 +251,7 @@ describe('failures along the path', () => {
       for (const step of [DEFAULT_HEARTBEAT.intervalMs - 1, DEFAULT_HEARTBEAT.intervalMs, DEFAULT_HEARTBEAT.intervalMs]) {
         mock.timers.tick(step);
         await settle();
-        found.push([Date.now() - diedAt, lost !== undefined, !stack.proxy.link.connected]);
+        found.push([Date.now() - diedAt, lost !== undefined, !stack.proxy.links.connected]);
       }
       assert.deepEqual(found, [
         [9_999, false, false],
@@ -266,7 +266,7 @@ describe('failures along the path', () => {
     }
   });
 
-  test('a second bridge of the same user replaces the first, which stops instead of fighting back', async () => {
+  test('a second bridge of the same user and computer name replaces the first, which stops instead of fighting back', async () => {
     const stack = await open();
     const second = stack.newBridge();
     second.start();
@@ -298,7 +298,7 @@ describe('failures along the path', () => {
     assert.match(metrics, /ctll_proxy_bridge_connections_total\{result="version-mismatch"\} 2/);
   });
 
-  test('the bridge CLI exits with status 3 on "update required" (and 4 when another bridge took over), without retrying', async () => {
+  test('the bridge CLI exits with status 3 on "update required" (and 4 when another bridge of its computer name took over), without retrying', async () => {
     const stack = await open({ noBridge: true });
     // The CLI speaks this release's protocol; a relay turns its offer into a future version,
     // which the real proxy refuses as it would refuse a bridge from another release.
@@ -322,8 +322,9 @@ describe('failures along the path', () => {
 
     const cli = spawnBridgeCli(stack);
     const outcome = cliOutcome(cli);
-    await waitUntil(() => stack.proxy.link.connected, 'the bridge CLI connected', 30_000);
-    const second = stack.newBridge();
+    await waitUntil(() => stack.proxy.links.connected, 'the bridge CLI connected', 30_000);
+    // The same computer name replaces (a different one would join: test/tunnel/several-computers.test.ts).
+    const second = stack.newBridge({ name: 'cli-box' });
     second.start();
     await waitForState(second, 'connected');
     const replaced = await outcome;
@@ -375,10 +376,10 @@ describe('failures along the path', () => {
       /** Lets the connection last `ms` of faked time, drops it from the proxy and returns the bridge's next status. */
       const drop = async (ms: number): Promise<BridgeStatus> => {
         await waitForState(bridge, 'connected', 60_000);
-        await waitUntil(() => stack.proxy.link.connected, 'the proxy sees the bridge', 60_000);
+        await waitUntil(() => stack.proxy.links.connected, 'the proxy sees the bridge', 60_000);
         mock.timers.tick(ms);
         const lost = waitForState(bridge, 'disconnected', 60_000);
-        stack.proxy.link.close('dropped by the test');
+        stack.proxy.links.close('dropped by the test');
         return lost;
       };
       const short = await drop(9_999);
@@ -404,7 +405,7 @@ describe('failures along the path', () => {
     bridge.on('ollama', (o) => events.push(o.reachable));
     bridge.start();
     await waitForState(bridge, 'connected');
-    await waitUntil(() => stack.proxy.link.connected, 'connected');
+    await waitUntil(() => stack.proxy.links.connected, 'connected');
     const res = await fetch(`${stack.url}/api/tags`, { headers: stack.auth });
     assert.equal(res.status, 502);
     assert.match(((await res.json()) as { error: string }).error, /refused the connection: is Ollama running/);

@@ -156,6 +156,9 @@ describe('web client', { skip: unavailable }, () => {
     assert.equal(await page.textContent('#account-name'), USER);
     await waitInPage(page, `document.getElementById('bridge').dataset.state === 'connected'`, 20_000);
     assert.match(await page.textContent('#bridge-status') ?? '', /Your computer is connected/);
+    // The connected computers (issue 10): this bridge sends no name, so it is "default".
+    await waitInPage(page, `document.querySelectorAll('#computers li').length === 1`);
+    assert.match(await page.textContent('#computers li[data-computer="default"]') ?? '', /^default — connected since .+ · 0 requests in flight · from 127\.0\.0\.1$/);
     await waitInPage(page, `document.querySelectorAll('#model option[value]:not([value=""])').length > 0`);
     const models = await inPage<string[]>(page, `[...document.querySelectorAll('#model option')].map((o) => o.value)`);
     assert.deepEqual(models.sort(), stack.emulator.models.list().map((m) => m.name).sort());

@@ -18,7 +18,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { authCode, ERROR_STATUS, ServerError, type AuthReason, type ErrorCode } from '../errors.js';
 import type { ProxyManager, ProxyRecord } from '../manager/proxy-manager.js';
 import { CONFIG_PATH, HEALTH_PATH, OLLAMA_PREFIX, PROXY_START_PATH, PROXY_STATUS_PATH, PROXY_STOP_PATH, type ClientConfig, type ProxyStopAnswer } from '@cloudtolocalllm/api-contract';
-import { RENEW_PATH } from '@cloudtolocalllm/bridge/connection/protocol';
+import { DEFAULT_MACHINE_NAME, MACHINE_HEADER, MAX_MACHINE_NAME_LENGTH, RENEW_PATH } from '@cloudtolocalllm/bridge/connection/protocol';
 import { CLIENT_KEY_HEADER, isClientKey, parseClientKey, routeOf } from '@cloudtolocalllm/bridge/connection/client-key';
 import { bearerToken } from '../proxy/auth.js';
 import { findRoute } from '@cloudtolocalllm/bridge/ingress/ollama-routes';
@@ -28,6 +28,7 @@ import { endSocket, rawHttpError, sendOllamaError } from '../proxy/ollama-errors
 import { userHash, type UserHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { AuthFailureLimiter, DEFAULT_AUTH_FAILURES, DEFAULT_KEY_FAILURES, type AuthFailureOptions } from './auth-failures.js';
 import { forwardBridgeUpgrade, renewOnProxy } from './bridge-forward.js';
+import { computersOnProxy } from './proxy-computers.js';
 import { clientAddress } from './client-address.js';
 import { answerPreflight, applyCors, type CorsOptions } from './cors.js';
 import { readJsonBody } from './json-body.js';
@@ -140,6 +141,8 @@ export class ApiServer {
    * usable while it is): in memory, so a restarted server knows a user again at the reconnect.
    */
   private readonly keyRoutes = new Map<string, UserHash>();
+  /** The computer names of each user's open bridge sockets, with how many sockets carry each. */
+  private readonly bridgeNames = new Map<UserHash, Map<string, number>>();
   private readonly cors: CorsOptions;
   private readonly startedAt = Date.now();
   private readonly destroySockets: () => void;
@@ -340,7 +343,14 @@ export class ApiServer {
       if (!body.ok) return this.sendApiError(res, new ServerError(body.code, body.message));
     }
     const { manager } = this.options;
-    if (path === PROXY_STATUS_PATH) return sendJson(res, 200, manager.view(subject));
+    if (path === PROXY_STATUS_PATH) {
+      const view = manager.view(subject);
+      const record = manager.record(user);
+      if (record?.state === 'running' && record.instance && view.bridgeConnected) {
+        view.computers = await computersOnProxy({ endpoint: record.instance.endpoint, secret: record.secret });
+      }
+      return sendJson(res, 200, view);
+    }
     if (path === PROXY_STOP_PATH) {
       const stopped = await manager.stop(subject);
       return sendJson(res, 200, { ...manager.view(subject), stopped } satisfies ProxyStopAnswer);
@@ -495,8 +505,23 @@ export class ApiServer {
     if (!admission.ok) return this.refuseUpgrade(socket, admission.error);
     const { subject, user, expiresAt } = admission.caller;
     this.keyRoutes.set(routeOf(user), user);
-    // Held until the bridge's socket closes, whichever way this upgrade ends.
-    const slot = this.limits.acquire('bridge', user, socket);
+    // Held until the bridge's socket closes, whichever way this upgrade ends. A computer coming
+    // back under a name that is still connected replaces that link: it may take one slot over the
+    // limit for the moment the proxy takes to drop the older one.
+    const machineHeader = req.headers[MACHINE_HEADER];
+    const machine = typeof machineHeader === 'string' ? machineHeader.slice(0, MAX_MACHINE_NAME_LENGTH + 1) : DEFAULT_MACHINE_NAME;
+    const names = this.bridgeNames.get(user) ?? new Map<string, number>();
+    const slot = this.limits.acquire('bridge', user, socket, {}, (names.get(machine) ?? 0) > 0 ? 1 : 0);
+    if (slot.ok) {
+      this.bridgeNames.set(user, names);
+      names.set(machine, (names.get(machine) ?? 0) + 1);
+      socket.once('close', () => {
+        const left = (names.get(machine) ?? 1) - 1;
+        if (left > 0) names.set(machine, left);
+        else names.delete(machine);
+        if (names.size === 0 && this.bridgeNames.get(user) === names) this.bridgeNames.delete(user);
+      });
+    }
     if (!slot.ok) {
       this.options.metrics.limitRefusals.inc({ limit: slot.limit });
       return this.refuseUpgrade(socket, new ServerError('bridge-limit', slot.message));
@@ -515,7 +540,7 @@ export class ApiServer {
     const { manager, metrics, audit } = this.options;
     const address = clientAddress(req, this.options.trustRealIp ?? false);
     const client = String(req.headers['user-agent'] ?? 'unknown').slice(0, 120);
-    const terms = { address, ...(expiresAt !== undefined ? { expiresAt: expiresAt * 1000 } : {}) };
+    const terms = { address, maxMachines: this.limits.options.maxBridgeConnections, ...(expiresAt !== undefined ? { expiresAt: expiresAt * 1000 } : {}) };
     forwardBridgeUpgrade(req, socket, head, { endpoint: record.instance.endpoint, secret: record.secret }, terms, {
       opened: () => {
         manager.bridgeOpened(user);

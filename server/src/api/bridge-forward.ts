@@ -5,12 +5,21 @@
  */
 import http, { type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { BRIDGE_PATH, CLIENT_ADDRESS_HEADER, CREDENTIAL_EXPIRES_HEADER, PROXY_RENEW_PATH } from '@cloudtolocalllm/bridge/connection/protocol';
+import {
+  BRIDGE_PATH,
+  CLIENT_ADDRESS_HEADER,
+  CREDENTIAL_EXPIRES_HEADER,
+  MACHINE_HEADER,
+  MAX_MACHINES_HEADER,
+  PROXY_RENEW_PATH,
+} from '@cloudtolocalllm/bridge/connection/protocol';
 import { readSmallBody } from '@cloudtolocalllm/bridge/connection/small-body';
 import { endSocket, rawHttpError } from '../proxy/ollama-errors.js';
 import type { ForwardTarget } from './ollama-forward.js';
 
-const PASSED_HEADERS = ['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol', 'sec-websocket-extensions', 'user-agent'];
+// MACHINE_HEADER: the bridge's own claim of its computer's name, checked by the proxy (a name is
+// no credential: it only chooses which of the user's own links a new one replaces).
+const PASSED_HEADERS = ['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol', 'sec-websocket-extensions', 'user-agent', MACHINE_HEADER];
 
 function responseHead(statusCode: number, statusMessage: string, rawHeaders: string[]): string {
   let head = `HTTP/1.1 ${statusCode} ${statusMessage}\r\n`;
@@ -23,8 +32,11 @@ export function forwardBridgeUpgrade(
   socket: Duplex,
   head: Buffer,
   target: ForwardTarget,
-  /** What the api-backend verified: the credential's expiry (ms) and where the bridge connected from. */
-  terms: { expiresAt?: number; address: string },
+  /**
+   * What the api-backend verified: the credential's expiry (ms), where the bridge connected from,
+   * and how many computers the user may connect (CTLL_MAX_BRIDGES).
+   */
+  terms: { expiresAt?: number; address: string; maxMachines: number },
   events: { opened(): void; closed(): void; activity(bytes: number): void },
 ): void {
   const url = new URL(target.endpoint);
@@ -33,6 +45,7 @@ export function forwardBridgeUpgrade(
     upgrade: 'websocket',
     authorization: `Bearer ${target.secret}`,
     [CLIENT_ADDRESS_HEADER]: terms.address,
+    [MAX_MACHINES_HEADER]: String(terms.maxMachines),
     ...(terms.expiresAt !== undefined ? { [CREDENTIAL_EXPIRES_HEADER]: String(terms.expiresAt) } : {}),
   };
   for (const name of PASSED_HEADERS) {

@@ -109,10 +109,12 @@ export class UserLimits {
    * refused bridge upgrades kept theirs until the server restarted). `hooks` keep the caller's
    * own counters in step: `taken` runs when the slot is taken, `released` once when it comes back.
    */
-  acquire(kind: SlotKind, user: string, holder: SlotHolder, hooks: { taken?(): void; released?(): void } = {}): LimitDecision {
+  acquire(kind: SlotKind, user: string, holder: SlotHolder, hooks: { taken?(): void; released?(): void } = {}, allowance = 0): LimitDecision {
     const slot = SLOTS[kind];
     const map = this.held[kind];
-    const max = this.options[slot.option];
+    // `allowance`: slots over the limit this call may take (a computer reconnecting under its own
+    // name, whose older connection the proxy is about to drop).
+    const max = this.options[slot.option] + allowance;
     const n = map.get(user) ?? 0;
     if (n >= max) return { ok: false, limit: slot.limit, message: slot.message(n, max), retryAfterSec: 1 };
     map.set(user, n + 1);
@@ -158,6 +160,7 @@ const SLOTS: Record<SlotKind, { option: 'maxConcurrentRequests' | 'maxBridgeConn
   bridge: {
     option: 'maxBridgeConnections',
     limit: 'bridges',
-    message: (n, max) => `too many bridge connections: ${n} are open for this account (limit ${max}); close other CloudToLocalLLM instances`,
+    message: (n, max) =>
+      `too many bridge connections: ${n} are open for this account (limit ${max}: CTLL_MAX_BRIDGES computers at once); disconnect one of your computers, or reconnect one under a name already connected to replace it`,
   },
 };

@@ -6,6 +6,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { copyWithBackpressure } from '@cloudtolocalllm/bridge/connection/backpressure';
 import { relayableRequestHeaders } from '@cloudtolocalllm/bridge/connection/headers';
+import { MACHINE_HEADER, MAX_MACHINE_NAME_LENGTH } from '@cloudtolocalllm/bridge/connection/protocol';
 import { REFUSAL_HEADER } from '@cloudtolocalllm/bridge/connection/protocol';
 import { sendOllamaError } from '../proxy/ollama-errors.js';
 import { hasBody } from '../proxy/relay.js';
@@ -40,6 +41,10 @@ export function forwardOllamaRequest(
 ): void {
   const url = new URL(target.endpoint);
   const headers = { ...relayableRequestHeaders(req.headers), ...extra.headers };
+  // The client's pin to one of the user's computers (docs/clients.md): the one header of ours a
+  // client may send, checked by the proxy against the computers connected.
+  const machine = req.headers[MACHINE_HEADER];
+  if (typeof machine === 'string') headers[MACHINE_HEADER] = machine.slice(0, MAX_MACHINE_NAME_LENGTH + 1);
   headers['authorization'] = `Bearer ${target.secret}`;
   const withBody = hasBody(req.headers);
   // Node frames a GET, HEAD or DELETE body only when told to; the client's own framing is hop-by-hop.

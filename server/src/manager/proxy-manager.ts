@@ -224,7 +224,7 @@ export class ProxyManager {
   view<T extends string>(userId: UserId<T>): ProxyStatus {
     const r = this.records.get(hashOf(userId));
     if (!r) {
-      return { status: 'stopped', proxyId: null, createdAt: null, lastActivity: null, health: null, bridgeConnected: false, runtime: this.runtimeKind };
+      return { status: 'stopped', proxyId: null, createdAt: null, lastActivity: null, health: null, bridgeConnected: false, runtime: this.runtimeKind, computers: [] };
     }
     return {
       status: r.state,
@@ -234,6 +234,8 @@ export class ProxyManager {
       health: { ok: r.health.ok, checkedAt: new Date(r.health.checkedAt).toISOString(), ...(r.health.error ? { error: r.health.error } : {}) },
       bridgeConnected: r.bridges > 0,
       runtime: this.runtimeKind,
+      // Filled in by the api-backend's /api/proxy/status, which asks the proxy (proxy-computers.ts).
+      computers: [],
     };
   }
 

@@ -1,6 +1,7 @@
 /**
- * The proxy's end of the wire: the one bridge WebSocket of this proxy's user, with an HTTP/2
- * client session running over it. Each relayed request is one HTTP/2 stream on that session.
+ * The proxy's end of the wire to one of the user's computers: that computer's bridge WebSocket,
+ * with an HTTP/2 client session running over it. Each relayed request is one HTTP/2 stream on
+ * that session. The user's computers together are BridgeLinks (bridge-links.ts), one link each.
  */
 import { EventEmitter } from 'node:events';
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
@@ -42,12 +43,21 @@ export interface BridgeLinkEvents {
 
 export class BridgeLink extends EventEmitter<BridgeLinkEvents> {
   private link: Link | undefined;
+  /** Requests relayed on this link and not yet finished (relay.ts counts them; routing reads them). */
+  inFlight = 0;
 
   constructor(
+    /** The computer's name (MACHINE_HEADER), which this link keeps across reconnections. */
+    readonly name: string,
     private readonly heartbeat: HeartbeatOptions,
     private readonly log: Logger,
   ) {
     super();
+  }
+
+  /** The address the cloud saw this computer's bridge connect from. */
+  get address(): string | undefined {
+    return this.link?.address;
   }
 
   get connected(): boolean {
@@ -74,7 +84,7 @@ export class BridgeLink extends EventEmitter<BridgeLinkEvents> {
     return link.expiresAt;
   }
 
-  /** Takes a freshly upgraded bridge WebSocket; a previous bridge of the same user is replaced. */
+  /** Takes a freshly upgraded bridge WebSocket; a previous bridge of the same computer name is replaced. */
   attach(ws: WebSocket, id: string, terms: TunnelTerms): void {
     // Created synchronously: a frame arriving before the stream exists would be lost.
     const duplex = createWebSocketStream(ws);
@@ -106,7 +116,7 @@ export class BridgeLink extends EventEmitter<BridgeLinkEvents> {
     link.stopHeartbeat = startHeartbeat(ws, this.heartbeat, (silent) => {
       this.drop(link, `the bridge stopped answering heartbeats (silent for ${Math.round(silent / 1000)} s)`, CloseCode.HeartbeatTimeout);
     });
-    this.log.info('bridge connected');
+    this.log.info('bridge connected', { machine: this.name });
     this.emit('connected');
   }
 
@@ -159,7 +169,7 @@ export class BridgeLink extends EventEmitter<BridgeLinkEvents> {
     } else {
       link.ws.terminate();
     }
-    this.log.info('bridge disconnected', { reason });
+    this.log.info('bridge disconnected', { machine: this.name, reason });
     this.emit('disconnected', reason);
   }
 }

@@ -22,7 +22,7 @@ export class ProxyMetrics {
   });
   readonly bridgeConnected = new Gauge({
     name: 'ctll_proxy_bridge_connected',
-    help: '1 while the desktop bridge is connected',
+    help: 'How many of the user\'s computers (bridges) are connected: 0 when none',
     registers: [this.registry],
   });
   readonly bridgeConnections = new Counter({

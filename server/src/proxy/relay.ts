@@ -48,19 +48,27 @@ function isLineStream(contentType: string | undefined): 'ndjson' | 'sse' | undef
   return undefined;
 }
 
+/** What a caller learns of a relayed request: the answer's status once its head came. */
+export interface RelayHooks {
+  onHead?(status: number): void;
+}
+
 export class Relay {
   active = 0;
 
   constructor(
-    private readonly link: BridgeLink,
     private readonly metrics: ProxyMetrics,
     private readonly responseHeadTimeoutMs = DEFAULT_RESPONSE_HEAD_TIMEOUT_MS,
   ) {}
 
-  /** `own`: headers this proxy adds for its bridge (a client key's id), after the client's are filtered. */
-  handle(req: IncomingMessage, res: ServerResponse, own: Record<string, string> = {}): void {
-    const withBody = hasBody(req.headers);
-    const stream = this.link.request(
+  /**
+   * Relays the request over `link` (undefined: no computer connected, 503). `own`: headers this
+   * proxy adds for its bridge (a client key's id), after the client's are filtered. `body`: the
+   * request body when the proxy read it already (to route by its model), else it is streamed.
+   */
+  handle(req: IncomingMessage, res: ServerResponse, link: BridgeLink | undefined, own: Record<string, string> = {}, body?: Buffer, hooks: RelayHooks = {}): void {
+    const withBody = body !== undefined ? body.length > 0 : hasBody(req.headers);
+    const stream = link?.request(
       {
         ':method': req.method ?? 'GET',
         ':path': req.url ?? '/',
@@ -69,17 +77,18 @@ export class Relay {
       },
       { endStream: !withBody },
     );
-    if (!stream) {
+    if (!link || !stream) {
       this.metrics.requests.inc({ outcome: 'no-bridge' });
       sendOllamaError(res, 'no-bridge', NO_BRIDGE_MESSAGE, { 'retry-after': '5' });
       req.resume();
       return;
     }
-    this.track(req, res, stream, withBody);
+    this.track(req, res, link, stream, withBody, body, hooks);
   }
 
-  private track(req: IncomingMessage, res: ServerResponse, stream: ClientHttp2Stream, withBody: boolean): void {
+  private track(req: IncomingMessage, res: ServerResponse, link: BridgeLink, stream: ClientHttp2Stream, withBody: boolean, body: Buffer | undefined, hooks: RelayHooks): void {
     this.active += 1;
+    link.inFlight += 1;
     this.metrics.activeStreams.inc();
     let complete = false;
     let done = false;
@@ -90,6 +99,7 @@ export class Relay {
       done = true;
       clearTimeout(headDeadline);
       this.active -= 1;
+      link.inFlight -= 1;
       this.metrics.activeStreams.dec();
       this.metrics.requests.inc({ outcome });
     };
@@ -103,7 +113,10 @@ export class Relay {
     headDeadline.unref();
 
     // Request body: streamed up with backpressure from HTTP/2 flow control.
-    if (withBody) {
+    if (body !== undefined) {
+      this.metrics.bytes.inc({ direction: 'up' }, body.length);
+      if (withBody) stream.end(body);
+    } else if (withBody) {
       req.on('data', (chunk: Buffer) => this.metrics.bytes.inc({ direction: 'up' }, chunk.length));
       req.pipe(stream);
     } else {
@@ -129,6 +142,7 @@ export class Relay {
       // A head that ends the stream (HEAD, 204, 304) is the whole answer: no torn-down tunnel makes one.
       if (flags & NGHTTP2_FLAG_END_STREAM) complete = true;
       lineKind = isLineStream(typeof headers['content-type'] === 'string' ? headers['content-type'] : undefined);
+      hooks.onHead?.(status);
       res.writeHead(status, relayedResponseHeaders(headers as IncomingHttpHeaders));
       // Headers now, so a client waiting on a slow model load sees the request was accepted.
       res.flushHeaders();
@@ -152,7 +166,8 @@ export class Relay {
         return;
       }
       // The stream ended without its END_STREAM: the bridge reset it, or the tunnel died.
-      const lost = !this.link.connected;
+      // A computer that left (or was replaced under its name) ends this link's streams.
+      const lost = !link.connected;
       const what = lost
         ? 'the connection to your computer was lost'
         : 'Ollama on your computer stopped answering';

@@ -9,7 +9,12 @@ import { DEFAULT_HEARTBEAT, type HeartbeatOptions } from '@cloudtolocalllm/bridg
 import {
   BRIDGE_PATH,
   CLIENT_ADDRESS_HEADER,
+  DEFAULT_MACHINE_NAME,
+  MACHINE_HEADER,
+  machineNameProblem,
+  MAX_MACHINES_HEADER,
   CREDENTIAL_EXPIRES_HEADER,
+  PROXY_COMPUTERS_PATH,
   PROXY_RENEW_PATH,
   subprotocolFor,
   TUNNEL_EXPIRES_HEADER,
@@ -22,12 +27,16 @@ import { silentLogger, type Logger } from '../log.js';
 import type { Authenticator } from './auth.js';
 import { readJsonBody } from '../api/json-body.js';
 import { BridgeLink, type TunnelTerms } from './bridge-link.js';
+import { BridgeLinks, type Computer } from './bridge-links.js';
+import { Dispatcher } from './dispatch.js';
 import { authCode, type ErrorCode } from '../errors.js';
 import { rawHttpError, sendOllamaError } from './ollama-errors.js';
 import { ProxyMetrics } from './proxy-metrics.js';
 import { Relay } from './relay.js';
-import { KeySet } from './key-set.js';
 import { CLIENT_KEY_HEADER, KEY_ID_HEADER } from '@cloudtolocalllm/bridge/connection/client-key';
+import type { KeyCheck } from './key-set.js';
+
+type KeyCheckOnComputers = { ok: true; id: string; holders: Computer[] } | Exclude<KeyCheck, { ok: true }>;
 
 export interface StreamingProxyOptions {
   authenticator: Authenticator;
@@ -39,6 +48,25 @@ export interface StreamingProxyOptions {
   processMetrics?: boolean;
   /** How long a request waits for the bridge's answer head before a 504 (relay.ts). */
   responseHeadTimeoutMs?: number;
+  /**
+   * How many computers may be connected at once when the api-backend does not say (a proxy run
+   * alone); behind it, its CTLL_MAX_BRIDGES comes on each upgrade (MAX_MACHINES_HEADER).
+   */
+  maxMachines?: number;
+}
+
+/** A proxy run alone allows as many computers as the api-backend does by default (limits.ts). */
+export const DEFAULT_MAX_MACHINES = 4;
+
+/** One connected computer, as /health and the api-backend's /api/proxy/status show it. */
+export interface ComputerHealth {
+  name: string;
+  /** ISO 8601. */
+  connectedSince: string | null;
+  address: string | null;
+  inFlight: number;
+  /** Its models as last read (only while several computers are connected; else empty). */
+  models: string[];
 }
 
 export interface ProxyHealth {
@@ -56,27 +84,28 @@ export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
 export class StreamingProxy {
   readonly server: http.Server;
   readonly metrics: ProxyMetrics;
-  readonly link: BridgeLink;
-  /** The client keys the bridge sent (issue 9), in memory only. */
-  readonly keySet: KeySet;
+  /** The user's connected computers, one link each (issue 10). */
+  readonly links: BridgeLinks;
   private readonly relay: Relay;
+  private readonly dispatcher: Dispatcher;
   private readonly wss: WebSocketServer;
   private readonly log: Logger;
   private readonly startedAt = Date.now();
   private lastActivityAt = Date.now();
   private readonly destroySockets: () => void;
   /** Upgrades being accepted: what their 101 answer tells the bridge. */
-  private readonly pendingTunnels = new WeakMap<IncomingMessage, { id: string; terms: TunnelTerms }>();
+  private readonly pendingTunnels = new WeakMap<IncomingMessage, { id: string; terms: TunnelTerms; name: string }>();
 
   constructor(private readonly options: StreamingProxyOptions) {
     this.log = options.log ?? silentLogger;
     this.metrics = new ProxyMetrics(options.processMetrics ?? false);
-    this.link = new BridgeLink(options.heartbeat ?? DEFAULT_HEARTBEAT, this.log);
-    this.relay = new Relay(this.link, this.metrics, options.responseHeadTimeoutMs);
-    this.keySet = new KeySet(this.link, this.log);
-    this.link.on('activity', () => this.touch());
-    this.link.on('connected', () => this.metrics.bridgeConnected.set(1));
-    this.link.on('disconnected', () => this.metrics.bridgeConnected.set(0));
+    this.links = new BridgeLinks(options.heartbeat ?? DEFAULT_HEARTBEAT, this.log);
+    this.relay = new Relay(this.metrics, options.responseHeadTimeoutMs);
+    this.dispatcher = new Dispatcher(this.links, this.relay);
+    this.links.on('activity', () => this.touch());
+    this.links.on('connected', () => this.metrics.bridgeConnected.set(this.links.list().length));
+    // Counted once the leaving link is out of the list.
+    this.links.on('disconnected', () => queueMicrotask(() => this.metrics.bridgeConnected.set(this.links.list().length)));
     this.wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -108,10 +137,10 @@ export class StreamingProxy {
   }
 
   health(): ProxyHealth {
-    const since = this.link.connectedSince;
+    const since = this.links.connectedSince;
     return {
       status: 'ok',
-      bridgeConnected: this.link.connected,
+      bridgeConnected: this.links.connected,
       bridgeConnectedSince: since === undefined ? null : new Date(since).toISOString(),
       activeStreams: this.relay.active,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
@@ -120,14 +149,28 @@ export class StreamingProxy {
     };
   }
 
+  /**
+   * The connected computers (issue 10), for the api-backend's /api/proxy/status only: names,
+   * models and addresses are the user's, so not in the unauthenticated /health.
+   */
+  computers(): ComputerHealth[] {
+    const iso = (t: number | undefined): string | null => (t === undefined ? null : new Date(t).toISOString());
+    return this.links.list().map((c) => ({
+      name: c.name,
+      connectedSince: iso(c.link.connectedSince),
+      address: c.link.address ?? null,
+      inFlight: c.link.inFlight,
+      models: [...c.catalog.models].sort(),
+    }));
+  }
+
   listen(port = 0, host = '127.0.0.1'): Promise<string> {
     return listenUrl(this.server, port, host);
   }
 
   /** Closes the bridge (telling it the proxy is stopping) and every client connection. */
   async close(): Promise<void> {
-    this.keySet.close();
-    this.link.close();
+    this.links.stop();
     this.wss.close();
     await closeNow(this.server, this.destroySockets);
   }
@@ -151,6 +194,7 @@ export class StreamingProxy {
       return;
     }
     if (path === PROXY_RENEW_PATH) return this.onRenew(req, res);
+    if (path === PROXY_COMPUTERS_PATH) return this.onComputers(req, res);
     if (path === BRIDGE_PATH) {
       sendOllamaError(res, 'websocket-required', `${BRIDGE_PATH} is the bridge's WebSocket endpoint; it needs a WebSocket upgrade`, {
         upgrade: 'websocket',
@@ -174,19 +218,37 @@ export class StreamingProxy {
       return;
     }
     // A client key, passed on by the api-backend (whose hop carries this proxy's secret): checked
-    // against the bridge's set here, then relayed with its id so the bridge applies its scopes.
+    // against the key sets of the connected computers here, then relayed with its id so the
+    // computer that serves it applies its scopes (and counts its use). A key is valid on the
+    // computers whose set holds it, and the request goes only to those.
     const presented = req.headers[CLIENT_KEY_HEADER];
-    if (presented !== undefined && this.link.connected) {
-      const check = await this.keySet.check(String(presented));
+    const computers = this.links.list();
+    if (presented !== undefined && computers.length > 0) {
+      const check = await this.checkKey(String(presented), computers);
       if (!check.ok) {
         this.metrics.authFailures.inc({ reason: check.reason });
         sendOllamaError(res, check.reason, check.message, { 'www-authenticate': `Bearer realm="CloudToLocalLLM", error="invalid_token"` });
         req.resume();
         return;
       }
-      return this.relay.handle(req, res, { [KEY_ID_HEADER]: check.id });
+      return this.dispatcher.handle(req, res, check.holders, { [KEY_ID_HEADER]: check.id });
     }
-    this.relay.handle(req, res);
+    return this.dispatcher.handle(req, res, computers);
+  }
+
+  /**
+   * Which computers hold the key: first without waiting (the usual case: a known key), then, if
+   * none does yet, with each set's short wait for a key made a moment ago.
+   */
+  private async checkKey(presented: string, computers: readonly Computer[]): Promise<KeyCheckOnComputers> {
+    const quick = await Promise.all(computers.map((c) => c.keySet.check(presented, undefined, 0)));
+    const checks = quick.some((c) => c.ok) ? quick : await Promise.all(computers.map((c) => c.keySet.check(presented)));
+    const holders = computers.filter((_, i) => checks[i]!.ok);
+    const first = checks.find((c) => c.ok);
+    if (first?.ok) return { ok: true, id: first.id, holders };
+    // The most telling refusal: an expired key over an unknown one.
+    const refused = checks.find((c) => !c.ok && c.reason === 'key-expired') ?? checks[0]!;
+    return refused as Exclude<KeyCheck, { ok: true }>;
   }
 
   private async onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
@@ -228,6 +290,23 @@ export class StreamingProxy {
     if (socket.destroyed) return;
     // Set by the api-backend, which verified the user's token; the request carries this proxy's
     // secret, so a bridge cannot set them itself (the api-backend passes none of its headers on).
+    // The computer's name: the same name replaces its older link, another joins (up to the
+    // user's limit, which the api-backend tells with its secret; a proxy alone has its own).
+    const named = req.headers[MACHINE_HEADER];
+    const name = typeof named === 'string' ? named : DEFAULT_MACHINE_NAME;
+    const nameProblem = machineNameProblem(name);
+    if (nameProblem) {
+      refuse('machine-name-invalid', `${nameProblem}; start the bridge with --name NAME`, 'machine-name-invalid');
+      return;
+    }
+    const maxHeader = Number(req.headers[MAX_MACHINES_HEADER]);
+    const max = Number.isInteger(maxHeader) && maxHeader > 0 ? maxHeader : (this.options.maxMachines ?? DEFAULT_MAX_MACHINES);
+    const full = this.links.refusal(name, max);
+    if (full) {
+      this.log.warn('bridge refused: too many computers', { max });
+      refuse('machine-limit', full, 'machine-limit');
+      return;
+    }
     const expires = Number(req.headers[CREDENTIAL_EXPIRES_HEADER]);
     const address = req.headers[CLIENT_ADDRESS_HEADER];
     const terms: TunnelTerms = {
@@ -235,12 +314,32 @@ export class StreamingProxy {
       ...(Number.isFinite(expires) && expires > 0 ? { expiresAt: expires } : {}),
     };
     const id = BridgeLink.newTunnelId();
-    this.pendingTunnels.set(req, { id, terms });
+    this.pendingTunnels.set(req, { id, terms, name });
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       this.metrics.bridgeConnections.inc({ result: 'accepted' });
       this.touch();
-      this.link.attach(ws, id, terms);
+      // Checked again: another computer may have joined while this one was being accepted.
+      const late = this.links.refusal(name, max);
+      if (late) {
+        ws.close(1008, late.slice(0, 120));
+        return;
+      }
+      this.links.attach(ws, id, terms, name);
     });
+  }
+
+  /** GET /computers: the connected computers, for the api-backend (with this proxy's secret). */
+  private async onComputers(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    req.resume();
+    if (req.method !== 'GET') return sendOllamaError(res, 'method-not-allowed', 'use GET', { allow: 'GET' });
+    const auth = await this.options.authenticator.authenticate(req.headers, 'bridge');
+    if (!auth.ok) {
+      this.metrics.authFailures.inc({ reason: auth.reason });
+      return sendOllamaError(res, authCode(auth.reason), auth.message);
+    }
+    const text = JSON.stringify({ computers: this.computers() });
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
   }
 
   /** POST /tunnel/renew {tunnel, expiresAt}: the api-backend verified a fresh credential of this user. */
@@ -258,7 +357,7 @@ export class StreamingProxy {
     if (typeof tunnel !== 'string' || typeof expiresAt !== 'number') {
       return sendOllamaError(res, 'bad-request', 'expected {"tunnel": "<id>", "expiresAt": <ms>}');
     }
-    const deadline = this.link.renew(tunnel, expiresAt);
+    const deadline = this.links.renew(tunnel, expiresAt);
     if (deadline === undefined) return sendOllamaError(res, 'no-such-tunnel', 'this tunnel is not open on your proxy any more; the bridge reconnects');
     const text = JSON.stringify({ expiresAt: deadline });
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
