@@ -400,8 +400,8 @@ async function serverMetrics(): Promise<{ running: number; unhealthy: number; ex
     const zero = (v: number): number => (Number.isNaN(v) ? 0 : v);
     return {
       running: zero(metricValue(text, 'ctll_proxies_running')),
-      unhealthy: zero(metricValue(text, 'ctll_proxy_stops_total', 'reason="unhealthy"')),
-      exited: zero(metricValue(text, 'ctll_proxy_stops_total', 'reason="exited"')),
+      unhealthy: zero(metricValue(text, 'ctll_proxy_stops_total', 'reason="replaced"')),
+      exited: zero(metricValue(text, 'ctll_proxy_stops_total', 'reason="died"')),
     };
   } catch {
     return { running: Number.NaN, unhealthy: Number.NaN, exited: Number.NaN };

@@ -84,7 +84,7 @@ test('a proxy that stops answering health checks is removed after three failures
     assert.equal(m.view('flaky').health?.ok, false);
     await m.checkAll();
     assert.equal(m.view('flaky').status, 'stopped');
-    assert.match(await metrics.registry.metrics(), /ctll_proxy_stops_total\{reason="unhealthy"\} 1/);
+    assert.match(await metrics.registry.metrics(), /ctll_proxy_stops_total\{reason="replaced"\} 1/);
     const again = await m.ensure('flaky');
     assert.equal((await checkProxyHealth(again.instance!.endpoint)).ok, true, 'the next start recovers');
   } finally {

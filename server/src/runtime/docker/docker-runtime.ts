@@ -18,6 +18,7 @@ import { silentLogger, type Logger } from '../../log.js';
 import { userHash as hashOf } from '@cloudtolocalllm/proxy-spec/user-hash';
 import type { ProxyInstance, ProxyRuntime, ProxyRuntimeEvents, ProxySpec } from '../runtime.js';
 import {
+  bridgeName,
   containerCreateOptions,
   DEFAULT_LIMITS,
   networkCreateOptions,
@@ -29,7 +30,9 @@ import { engineMessage, ignoring, statusOf } from './docker-errors.js';
 import { EventWatcher, type EngineEvent } from './event-watcher.js';
 import { OutputTail, waitForHealth } from './health.js';
 import { BRIDGE_INTERFACES, ensureIsolationFirewall, FIREWALL_MODES, ISOLATION_CHAIN, type FirewallMode, type FirewallResult } from '../../firewall/isolation-firewall.js';
-import { readFirewallStatus } from '../../firewall/firewall-status.js';
+import { readFirewallCounters, readFirewallStatus } from '../../firewall/firewall-status.js';
+import { syncAndReadCounters, type FirewallCounters } from '../../firewall/firewall-counters.js';
+import { formatCidr, parseCidr } from '@cloudtolocalllm/proxy-spec/cidr';
 import { assertStackName, assertUserHash, containerName, inStack, LABEL_OWNER, LABEL_STACK, labelFilters, networkName, ownerOf } from '@cloudtolocalllm/proxy-spec/naming';
 import { DEFAULT_IMAGE } from './proxy-image.js';
 import { DEFAULT_SUBNET_PREFIX, DEFAULT_SUBNET_RANGE, DockerSubnetAllocator } from './subnet-allocator.js';
@@ -221,6 +224,17 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
   }
 
   /**
+   * What the isolation firewall refused (firewall-counters.ts): from the keeper's status file when
+   * there is one, else read here (this process keeps the rules itself, so it is root). Undefined
+   * when the firewall is off or its counters cannot be read.
+   */
+  async firewallCounters(): Promise<FirewallCounters | undefined> {
+    if (this.firewallMode === 'off') return undefined;
+    if (this.firewallStatusFile) return readFirewallCounters(this.firewallStatusFile);
+    return syncAndReadCounters().catch(() => undefined);
+  }
+
+  /**
    * Installs (or re-checks) the isolation firewall, as every start does first; rejects with what
    * to do when the mode is 'enforce' and it cannot be installed. See DockerRuntimeOptions.firewall.
    */
@@ -324,7 +338,7 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
       // From here on, a death is news for the manager.
       this.expectedExits.delete(container.id);
       this.log.info('proxy started', { user: hash.slice(0, 12), endpoint, subnet });
-      return { id: containerName(hash, this.stack), userHash: hash, endpoint, createdAt, secret: spec.secret };
+      return { id: containerName(hash, this.stack), userHash: hash, endpoint, createdAt, secret: spec.secret, containerId: container.id, bridge: bridgeName(subnet) };
     } catch (e) {
       // Give a crashing proxy's last words a moment to arrive through the attach stream.
       await Promise.race([exited, sleep(200)]);
@@ -400,14 +414,18 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
         // The summary lacks the environment (the secret), so inspect each one.
         const info = await ignoring([404], () => this.docker.getContainer(summary.Id).inspect());
         if (!info?.State.Running) return undefined;
-        const ip = info.NetworkSettings.Networks[networkName(owner, this.stack)]?.IPAddress;
+        const attached = info.NetworkSettings.Networks[networkName(owner, this.stack)];
+        const ip = attached?.IPAddress;
         if (!ip) return undefined;
+        const network = parseCidr(`${ip}/${attached.IPPrefixLen}`, { strict: false });
         const token = info.Config.Env?.find((e) => e.startsWith('PROXY_TOKEN='));
         return {
           id: info.Name.replace(/^\//, ''),
           userHash: owner,
           endpoint: proxyEndpoint(ip),
           createdAt: Date.parse(info.Created),
+          containerId: info.Id,
+          bridge: bridgeName(formatCidr(network)),
           ...(token ? { secret: token.slice('PROXY_TOKEN='.length) } : {}),
         };
       }),
