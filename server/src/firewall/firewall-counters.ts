@@ -74,9 +74,10 @@ export function userBridges(list: () => string[] = () => readdirSync('/sys/class
   }
 }
 
+class RestoreMissing extends Error {}
+
 /** `iptables-restore --noflush` with `rules` on its input (the same places as iptables is looked for). */
 async function iptablesRestore(rules: string): Promise<void> {
-  let missing: Error | undefined;
   for (const command of ['iptables-restore', '/usr/sbin/iptables-restore', '/sbin/iptables-restore']) {
     const failure = await new Promise<Error | undefined>((resolve) => {
       const child = execFile(command, ['-w', '10', '--noflush'], { timeout: 20_000, env: { ...process.env, LC_ALL: 'C' } }, (error, _stdout, stderr) => {
@@ -89,9 +90,8 @@ async function iptablesRestore(rules: string): Promise<void> {
     });
     if (!failure) return;
     if (!(failure as Error & { missing?: boolean }).missing) throw failure;
-    missing = failure;
   }
-  throw missing ?? new Error('iptables-restore is not installed');
+  throw new RestoreMissing('iptables-restore is not installed (looked on PATH and in /usr/sbin, /sbin)');
 }
 
 /**
@@ -111,7 +111,15 @@ export async function syncAndReadCounters(bridges: readonly string[] = userBridg
   ];
   // One iptables-restore for all of them: 1,000 new bridges (a server's first scrape) would
   // otherwise be 1,000 iptables calls of some 10 ms each. Names are BRIDGE_NAME_PATTERN's only.
-  if (changes.length) await iptablesRestore(`*mangle\n${changes.join('\n')}\nCOMMIT\n`);
+  if (changes.length) {
+    try {
+      await iptablesRestore(`*mangle\n${changes.join('\n')}\nCOMMIT\n`);
+    } catch (e) {
+      if (!(e instanceof RestoreMissing)) throw e;
+      // An image or host without iptables-restore: one call per change, slower, the same rules.
+      for (const change of changes) await iptables([...mangle, ...change.split(' ')], change.startsWith('-D') ? [0, 1] : [0]);
+    }
+  }
   const [chain, accounting] = await Promise.all([iptables(['-S', ISOLATION_CHAIN, '-v'], [0, 1]), iptables([...mangle, '-S', REFUSALS_CHAIN, '-v'])]);
   return { readAt: now(), refused: refusedByRule(chain.stdout), byBridge: refusedByBridge(accounting.stdout) };
 }
