@@ -250,6 +250,9 @@ interface StepResult {
   serverRunningGauge: number;
   serverStopsUnhealthy: number;
   serverStopsExited: number;
+  metricsScrapeMs: number;
+  metricsScrapeSteadyMs: number;
+  metricsScrapeProxies: number;
   stepWallMs: number;
 }
 
@@ -392,19 +395,41 @@ async function probeNetworkCreate(): Promise<{ listMs: number; createMs: number;
   return { listMs: quantile(lists, 0.5), createMs: quantile(creates, 0.5), removeMs: quantile(removes, 0.5) };
 }
 
-async function serverMetrics(): Promise<{ running: number; unhealthy: number; exited: number }> {
-  if (!server || !serverAlive()) return { running: Number.NaN, unhealthy: Number.NaN, exited: Number.NaN };
+interface ServerFigures {
+  running: number;
+  unhealthy: number;
+  exited: number;
+  /** GET /metrics after the idle wait: every proxy's cgroup files read and the firewall counters synced. */
+  scrapeMs: number;
+  /** Again 2.1 s later (past the sampler's cache): the steady cost of one Prometheus scrape. */
+  scrapeSteadyMs: number;
+  /** Proxies the scrape had resource figures for (ctll_proxy_memory_bytes count). */
+  scrapeProxies: number;
+}
+
+async function serverMetrics(): Promise<ServerFigures> {
+  const none = { running: Number.NaN, unhealthy: Number.NaN, exited: Number.NaN, scrapeMs: Number.NaN, scrapeSteadyMs: Number.NaN, scrapeProxies: Number.NaN };
+  if (!server || !serverAlive()) return none;
   try {
+    let began = performance.now();
     const text = await getText(server.url, '/metrics');
+    const scrapeMs = performance.now() - began;
+    await sleep(2_100);
+    began = performance.now();
+    await getText(server.url, '/metrics');
+    const scrapeSteadyMs = performance.now() - began;
     // A labelled counter with no observation has no sample at all: that is 0.
     const zero = (v: number): number => (Number.isNaN(v) ? 0 : v);
     return {
       running: zero(metricValue(text, 'ctll_proxies_running')),
-      unhealthy: zero(metricValue(text, 'ctll_proxy_stops_total', 'reason="unhealthy"')),
-      exited: zero(metricValue(text, 'ctll_proxy_stops_total', 'reason="exited"')),
+      unhealthy: zero(metricValue(text, 'ctll_proxy_stops_total', 'reason="replaced"')),
+      exited: zero(metricValue(text, 'ctll_proxy_stops_total', 'reason="died"')),
+      scrapeMs,
+      scrapeSteadyMs,
+      scrapeProxies: zero(metricValue(text, 'ctll_proxy_memory_bytes', 'stat="count"')),
     };
   } catch {
-    return { running: Number.NaN, unhealthy: Number.NaN, exited: Number.NaN };
+    return none;
   }
 }
 
@@ -768,6 +793,9 @@ async function runStep(target: number): Promise<StepResult | undefined> {
     serverRunningGauge: metrics.running,
     serverStopsUnhealthy: metrics.unhealthy,
     serverStopsExited: metrics.exited,
+    metricsScrapeMs: metrics.scrapeMs,
+    metricsScrapeSteadyMs: metrics.scrapeSteadyMs,
+    metricsScrapeProxies: metrics.scrapeProxies,
     stepWallMs: Date.now() - stepBegan,
   };
   previousStep = { memAvailable, running: runningNow };
@@ -775,6 +803,7 @@ async function runStep(target: number): Promise<StepResult | undefined> {
     `step ${target}: ${runningNow} running; cold p50/p95 ${fmt(quantile(samples.cold, 0.5))}/${fmt(quantile(samples.cold, 0.95))} ms, ` +
       `warm p50 ${fmt(quantile(samples.warm, 0.5))} ms, restart p50 ${fmt(quantile(samples.restart, 0.5))} ms; ` +
       `docker stats mean ${fmt(mean(stats.mib))} MiB, host ${fmt(result.hostDeltaPerProxyMiB)} MiB/proxy; ` +
+      `/metrics ${fmt(result.metricsScrapeMs)} ms first, ${fmt(result.metricsScrapeSteadyMs)} ms steady (${result.metricsScrapeProxies} proxies read); ` +
       `idle host CPU ${fmt(result.idleHostBusyPct)}% (other processes ${fmt(result.idleOtherCpuPct)}%); server RSS ${fmt(result.serverRssMiB)} MiB; MemAvailable ${fmt(result.memAvailableMiB)} MiB` +
       (result.lost ? `; ${result.lost} proxies died or were removed from outside (server: ${result.serverStopsExited} exited, ${result.serverStopsUnhealthy} unhealthy so far)` : ''),
   );
@@ -983,6 +1012,15 @@ function report(): void {
         `${s.lost} / ${s.reprovisioned}${s.warmNotRunning ? ` (+${s.warmNotRunning} found gone by warm starts)` : ''}`,
         `${s.serverStopsExited} / ${s.serverStopsUnhealthy}`,
       ]),
+    ),
+  );
+  out();
+  out('## /metrics scrape time (per-proxy cgroup reads and firewall counters included)');
+  out();
+  out(
+    table(
+      ['proxies', 'proxies with figures', 'first scrape after the idle wait (ms)', 'steady scrape, 2.1 s later (ms)'],
+      steps.map((s) => [String(s.running), String(s.metricsScrapeProxies), fmt(s.metricsScrapeMs), fmt(s.metricsScrapeSteadyMs)]),
     ),
   );
   out();

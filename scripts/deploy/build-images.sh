@@ -194,11 +194,12 @@ if want api-backend; then
     rt="$ctx/runtime"
     node_runtime "$rt"
     # iptables as this host has it (xtables-nft-multi or xtables-legacy-multi), under the names the
-    # runtime calls, with the extension modules it loads (conntrack, addrtype, REJECT, tcp).
+    # runtime calls, with the extension modules it loads (conntrack, addrtype, REJECT, tcp);
+    # iptables-restore adds the firewall's per-bridge counting rules in one call (firewall-counters.ts).
     ipt="$(readlink -f "$(command -v iptables || echo /usr/sbin/iptables)")"
     copy_with_libs "$ipt" "$rt"
     multi="$(basename "$ipt")"
-    for name in iptables ip6tables; do
+    for name in iptables ip6tables iptables-restore; do
       [ "$ipt" = "/usr/sbin/$multi" ] || { mkdir -p "$rt/usr/sbin"; cp -L "$ipt" "$rt/usr/sbin/$multi"; }
       ln -sf "$multi" "$rt/usr/sbin/$name"
     done

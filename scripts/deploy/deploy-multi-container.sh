@@ -105,9 +105,26 @@ networks_of_stack() {
   docker network ls -q --filter "label=cloudtolocalllm.stack=$STACK" --filter "label=cloudtolocalllm.type=user-network"
 }
 
+# The operator's summaries from the api-backend's /metrics (the same figures Prometheus scrapes):
+# proxies, their memory and CPU, the top users, firewall refusals, authentications, host limits.
+# The token goes to curl on its standard input, never on its command line (ps shows that).
+print_metrics_summary() {
+  local port="${PORT:-8080}" text
+  if [ -z "${METRICS_TOKEN:-}" ]; then warn "no METRICS_TOKEN in $env_file: no metrics summary"; return 0; fi
+  if ! text="$(printf 'header = "Authorization: Bearer %s"\n' "$METRICS_TOKEN" | curl -sf --max-time 10 -K - "http://127.0.0.1:$port/metrics")"; then
+    warn "the api-backend's /metrics on 127.0.0.1:$port does not answer: no metrics summary"
+    return 0
+  fi
+  say "metrics (127.0.0.1:$port/metrics):"
+  printf '%s\n' "$text" | awk '
+    /^#/ { next }
+    /^ctll_(proxies_running|proxies_unhealthy|proxies_max|proxy_memory_bytes|proxy_cpu_cores|proxy_top_memory_bytes|proxy_top_cpu_cores|proxies_near_limit|proxy_limit|proxy_resources_unreadable|firewall_refused_packets|firewall_refused_packets_by_user|proxy_starts_total|proxy_stops_total|auth_total|host_limit|host_limit_used)[{ ]/ { print "  " $0 }'
+}
+
 if [ "$action" = status ]; then
   compose ps
   say "proxies of stack $STACK: $(proxies_of_stack | wc -l) container(s), $(networks_of_stack | wc -l) network(s)"
+  print_metrics_summary
   exit 0
 fi
 

@@ -11,6 +11,9 @@ import type { ClientConfig } from '@cloudtolocalllm/api-contract';
 import { ApiServer } from './api/api-server.js';
 import { staticSite } from './api/static-files.js';
 import { ServerMetrics } from './api/server-metrics.js';
+import { registerFirewallMetrics, registerHostLimitMetrics, registerResourceMetrics } from './api/operator-metrics.js';
+import { ResourceSampler } from './manager/proxy-resources.js';
+import { CgroupReader } from './runtime/docker/cgroup-usage.js';
 import { JwtAuthenticator } from './auth/jwt-authenticator.js';
 import { JwtVerifier } from './auth/jwt-verifier.js';
 import type { ServerConfig } from './config.js';
@@ -122,6 +125,19 @@ export async function startCloudServer(config: ServerConfig, extras: CloudServer
   });
   await manager.reconcile();
   manager.startTimers();
+  if (runtime instanceof DockerRuntime) {
+    const cgroups = new CgroupReader(config.cgroupRoot);
+    const sampler = new ResourceSampler({
+      containers: () => manager.containers(),
+      read: (id) => cgroups.read(id),
+      retain: (ids) => cgroups.retain(ids),
+      limits: { memoryBytes: runtime.limits.memoryBytes, cpus: runtime.limits.nanoCpus / 1e9 },
+    });
+    registerResourceMetrics(metrics.registry, () => sampler.report());
+    registerFirewallMetrics(metrics.registry, () => runtime.firewallCounters(), () => manager.bridges());
+    const subnetCapacity = capacity(runtime.subnets.plan);
+    registerHostLimitMetrics(metrics.registry, () => ({ used: manager.size, capacity: subnetCapacity }));
+  }
 
   // The API listens before the embedded issuer starts, because the issuer's web client must
   // know the API's own origin (its redirect URI). Until sign-in is ready, calls get 503.

@@ -54,6 +54,8 @@ export interface ServerConfig {
   firewallStatusFile?: string;
   /** The server deployment's name on a shared Docker engine: it sees only its own proxies. */
   stack?: string;
+  /** Where the host's cgroup tree is, for each proxy's memory and CPU (cgroup-usage.ts). */
+  cgroupRoot: string;
   healthIntervalMs: number;
   /** The Docker engine's own HEALTHCHECK interval in each proxy container; 0 = off. */
   engineHealthIntervalMs: number;
@@ -166,6 +168,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
     firewall: read.choice('CTLL_FIREWALL', FIREWALL_MODES, { default: 'enforce' }),
     ...(firewallStatusFile ? { firewallStatusFile } : {}),
     ...(stack ? { stack } : {}),
+    cgroupRoot: read.word('CTLL_CGROUP_ROOT', { default: '/sys/fs/cgroup', valid: /^\//, expected: 'an absolute path like /sys/fs/cgroup' }),
     engineHealthIntervalMs: read.int('CTLL_ENGINE_HEALTH_INTERVAL_MS', { default: 0, min: 0, max: 3_600_000 }),
     healthIntervalMs: read.int('CTLL_HEALTH_INTERVAL_MS', { default: DEFAULT_MANAGER_TIMING.healthIntervalMs, min: 100, max: 3_600_000 }),
     idleTimeoutMs: read.int('CTLL_IDLE_TIMEOUT_MS', { default: DEFAULT_MANAGER_TIMING.idleTimeoutMs, min: 100, max: 86_400_000 }),

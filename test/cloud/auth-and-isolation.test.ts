@@ -97,6 +97,10 @@ describe('authentication and isolation on the cloud server', () => {
     const metrics = await (await fetch(`${cloud.url}/metrics`)).text();
     for (const reason of ['algorithm', 'signature', 'unknown-key', 'malformed']) {
       assert.match(metrics, new RegExp(`ctll_auth_failures_total\\{reason="${reason}"\\} [1-9]`), `auth failures counted by reason ${reason}`);
+      // And by route: the JSON API, Ollama's API and the bridge's WebSocket each counted theirs.
+      for (const route of ['api', 'ollama', 'bridge']) {
+        assert.match(metrics, new RegExp(`ctll_auth_total\\{route="${route}",outcome="${reason}"\\} [1-9]`), `auth outcome ${reason} counted on route ${route}`);
+      }
     }
     // One audit line for the address and window, naming every route family that was refused.
     cloud.server.api.authFailures.flush(true);
@@ -139,6 +143,9 @@ describe('authentication and isolation on the cloud server', () => {
     }
     assert.equal(emuB.requests.length, seenB, 'not one of alice\'s requests reached bob\'s Ollama');
     assert.ok(emuA.requests.length > 0);
+    // Successes are counted next to the failures, by route: the six accepted requests above at least.
+    const ok = Number(/^ctll_auth_total\{route="ollama",outcome="ok"\} (\d+)$/m.exec(await (await fetch(`${cloud.url}/metrics`)).text())?.[1]);
+    assert.ok(ok >= tricks.length, `ollama successes counted (${ok})`);
   });
 
   test('a second Authorization header cannot smuggle another user in', async () => {

@@ -101,7 +101,7 @@ describe('full flow on the cloud server (in-process runtime)', () => {
     const text = await (await fetch(`${cloud.url}/metrics`)).text();
     assert.match(text, /ctll_proxies_running 1/);
     assert.match(text, /ctll_proxy_starts_total\{result="ok"\} 2/);
-    assert.match(text, /ctll_proxy_stops_total\{reason="requested"\} 1/);
+    assert.match(text, /ctll_proxy_stops_total\{reason="user"\} 1/);
     assert.match(text, /ctll_proxy_provisioning_seconds_count 2/);
     assert.match(text, /ctll_bytes_relayed_total\{direction="down"\} [1-9]/);
   });

@@ -62,7 +62,7 @@ function firewallEnvVars(): Set<string> {
 describe('docker-compose.multi.yml', { skip: skipCompose }, () => {
   test('validates with docker-compose config, with .env.example as the settings', async () => {
     const config = await composeConfig(ENV_EXAMPLE);
-    assert.deepEqual(Object.keys(config.services).sort(), ['api-backend', 'docker-api-filter', 'isolation-firewall', 'nginx-proxy', 'streaming-proxy-base']);
+    assert.deepEqual(Object.keys(config.services).sort(), ['api-backend', 'docker-api-filter', 'isolation-firewall', 'nginx-proxy', 'prometheus', 'streaming-proxy-base']);
   });
 
   test('long-lived services: restart unless-stopped, health checks, limits, hardening', async () => {
@@ -138,7 +138,7 @@ describe('docker-compose.multi.yml', { skip: skipCompose }, () => {
     const { services } = await composeConfig(ENV_EXAMPLE);
     const env = services['api-backend']!['environment'] as Record<string, string>;
     // Set by the design (compose file or image), not settings.
-    const fixed: Record<string, string> = { HOST: 'compose', CTLL_RUNTIME: 'compose', CTLL_FIREWALL_STATUS_FILE: 'compose', CTLL_WEB_ROOT: 'image' };
+    const fixed: Record<string, string> = { HOST: 'compose', CTLL_RUNTIME: 'compose', CTLL_FIREWALL_STATUS_FILE: 'compose', CTLL_CGROUP_ROOT: 'compose', CTLL_WEB_ROOT: 'image' };
     const problems: string[] = [];
     for (const name of [...serverEnvVars()].sort()) {
       if (name.startsWith('PROXY_')) continue; // the per-user proxy's own, set by the runtime

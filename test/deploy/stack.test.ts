@@ -314,6 +314,42 @@ describe('the multi-container stack, deployed by the deploy script', { skip, con
     assert.match(metrics.body, /^ctll_/m);
   });
 
+  test('the operator\'s figures from the unprivileged api-backend: its proxy\'s memory, the firewall\'s refusals by user (from the keeper), and --status prints them', { timeout: 120_000 }, async () => {
+    const metricsToken = /^METRICS_TOKEN=(.+)$/m.exec(readFileSync(envFile, 'utf8'))![1]!;
+    const user = userHash(username);
+    const scrape = async (): Promise<string> => (await httpsRequest({ port: ports.https, path: '/metrics', ca, headers: { authorization: `Bearer ${metricsToken}` } })).body;
+    const series = (text: string, line: string): number | undefined => {
+      const found = text.split('\n').find((l) => l.startsWith(`${line} `));
+      return found === undefined ? undefined : Number(found.slice(line.length + 1));
+    };
+    const byUser = `ctll_firewall_refused_packets_by_user{user_hash="${user}"}`;
+    // Twice a second at most: every scrape goes through nginx and its per-address limits.
+    const waitUntil = async (predicate: () => Promise<boolean>, what: string, timeoutMs: number): Promise<void> => {
+      const deadline = Date.now() + timeoutMs;
+      while (!(await predicate())) {
+        if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    };
+    // The keeper counts a new bridge from its next check on (CTLL_FIREWALL_INTERVAL_MS) and publishes the counts in its status file.
+    let text = '';
+    await waitUntil(async () => series((text = await scrape()), byUser) !== undefined, 'the keeper publishes a counter for the user\'s bridge', 60_000);
+    const before = series(text, byUser)!;
+    // The cgroup tree reaches the api-backend read-only: the proxy's memory is there, none unreadable.
+    assert.equal(series(text, 'ctll_proxy_memory_bytes{stat="count"}'), 1, text.split('\n').filter((l) => l.startsWith('ctll_proxy')).join('\n'));
+    assert.equal(series(text, 'ctll_proxy_resources_unreadable'), 0);
+    assert.ok(series(text, `ctll_proxy_top_memory_bytes{user_hash="${user}"}`)! > 1024 * 1024);
+    const name = `ctll-${stack}-proxy-${userHash(username)}`;
+    const gateway = await docker('network', 'inspect', '--format', '{{(index .IPAM.Config 0).Gateway}}', `ctll-${stack}-net-${userHash(username)}`);
+    const connect = `require('node:net').connect(${ports.api}, ${JSON.stringify(gateway)}).on('connect', () => { console.log('connected'); process.exit(0); }).on('error', (e) => { console.log(e.code); process.exit(0); })`;
+    assert.equal(await docker('exec', name, 'node', '-e', connect), 'ECONNREFUSED');
+    await waitUntil(async () => (series(await scrape(), byUser) ?? 0) > before, 'the refusal shows for the user\'s hash', 60_000);
+    const status = await deploy(['--status']);
+    assert.match(status, /ctll_proxy_memory_bytes\{stat="count"\} 1/);
+    assert.match(status, new RegExp(`ctll_firewall_refused_packets_by_user\\{user_hash="${user}"\\} [1-9]`));
+    assert.ok(!status.includes(metricsToken), 'the token is not printed');
+  });
+
   test('the api-backend has no engine socket; through the filter it cannot start anything but a hardened proxy', async () => {
     const api = await containerOf('api-backend');
     const probe = `

@@ -205,12 +205,16 @@ export class ApiServer {
     const { metrics } = this.options;
     const address = clientAddress(req, this.options.trustRealIp ?? false);
     const screened = this.screen(req, address, route);
-    if (screened?.reason === 'too-many-failures') return { ok: false, error: screened };
+    if (screened?.reason === 'too-many-failures') {
+      metrics.authOutcomes.inc({ route, outcome: screened.reason });
+      return { ok: false, error: screened };
+    }
     const v: Verification = screened
       ? { ok: false, reason: screened.reason, message: screened.message }
       : await this.options.verifier.verifyRequest(req.headers);
     if (!v.ok) {
       metrics.authFailures.inc({ reason: v.reason });
+      metrics.authOutcomes.inc({ route, outcome: v.reason });
       // The issuer's keys being unreachable is not the caller's failure.
       if (v.reason !== 'jwks-unavailable') this.authFailures.failed(address, v.reason, route);
       return { ok: false, error: new CredentialRefusal(v.reason, v.message) };
@@ -221,10 +225,13 @@ export class ApiServer {
       // within the clock tolerance) would be a tunnel of no length, reconnecting for ever.
       if (v.expiresAt !== undefined && v.expiresAt * 1000 <= Date.now()) {
         metrics.authFailures.inc({ reason: 'expired' });
+        metrics.authOutcomes.inc({ route, outcome: 'expired' });
         return { ok: false, error: new CredentialRefusal('expired', 'the token has expired; a tunnel needs a token that is valid now (sign in again)') };
       }
+      metrics.authOutcomes.inc({ route, outcome: 'ok' });
       return { ok: true, caller };
     }
+    metrics.authOutcomes.inc({ route, outcome: 'ok' });
     const rate = this.limits.takeRequest(caller.user);
     if (!rate.ok) {
       metrics.limitRefusals.inc({ limit: rate.limit });
@@ -419,11 +426,15 @@ export class ApiServer {
     };
     const failed = (reason: string, route?: string): void => {
       metrics.authFailures.inc({ reason });
+      metrics.authOutcomes.inc({ route: 'key', outcome: reason });
       this.authFailures.failed(address, reason, 'ollama-key');
       if (route) this.keyFailures.failed(`keys:${route}`, reason, 'ollama-key');
     };
     const screened = this.screen(req, address, 'ollama-key');
-    if (screened) return refuse(screened);
+    if (screened) {
+      metrics.authOutcomes.inc({ route: 'key', outcome: screened.reason });
+      return refuse(screened);
+    }
     const key = parseClientKey(presented);
     if (!key.ok) {
       failed(key.reason);
@@ -432,6 +443,7 @@ export class ApiServer {
     const userWait = this.keyFailures.blocked(`keys:${key.route}`, 'ollama-key');
     if (userWait !== undefined) {
       metrics.limitRefusals.inc({ limit: 'key-failures' });
+      metrics.authOutcomes.inc({ route: 'key', outcome: 'too-many-failures' });
       return refuse(new CredentialRefusal('too-many-failures', `too many failed attempts with keys of this endpoint; retry in ${userWait} s`, userWait));
     }
     const user = this.keyRoutes.get(key.route);
@@ -448,7 +460,11 @@ export class ApiServer {
       headers: { [CLIENT_KEY_HEADER]: presented },
       answered: (status, refusal) => {
         // Only the refusals the proxy and bridge make: a bridge's answer must not pick metric labels.
-        if (status !== 401 || refusal === undefined || !KEY_REFUSALS.has(refusal)) return undefined;
+        if (status !== 401 || refusal === undefined || !KEY_REFUSALS.has(refusal)) {
+          // The proxy checked the key's secret and let the request through.
+          if (status !== 401) metrics.authOutcomes.inc({ route: 'key', outcome: 'ok' });
+          return undefined;
+        }
         failed(refusal, key.route);
         const why = refusal === 'key-expired' ? 'the key has expired' : 'the key is not valid for this endpoint';
         return { 'www-authenticate': wwwAuthenticate({ reason: refusal, message: why }) };

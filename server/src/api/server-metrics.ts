@@ -13,14 +13,37 @@ export class ServerMetrics {
   });
   readonly proxyStops = new Counter({
     name: 'ctll_proxy_stops_total',
-    help: 'Proxy stops, by reason (requested, idle, unhealthy, exited, shutdown, reconcile)',
+    help: 'Proxy stops, by reason (user: asked by its user, idle, died: ended on its own, replaced: failed its health checks, shutdown, reconcile: left by an earlier server)',
     labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly proxyStopSeconds = new Histogram({
+    name: 'ctll_proxy_stop_seconds',
+    help: 'Time to stop and remove a proxy (container and network), by reason',
+    labelNames: ['reason'] as const,
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly healthFailures = new Counter({
+    name: 'ctll_proxy_health_failures_total',
+    help: 'Failed proxy health checks (three in a row replace the proxy)',
+    registers: [this.registry],
+  });
+  readonly proxiesUnhealthy = new Gauge({
+    name: 'ctll_proxies_unhealthy',
+    help: 'Running proxies whose last health check failed',
     registers: [this.registry],
   });
   readonly provisioningSeconds = new Histogram({
     name: 'ctll_proxy_provisioning_seconds',
     help: 'Time from start request to a healthy proxy',
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly authOutcomes = new Counter({
+    name: 'ctll_auth_total',
+    help: 'Authentications by route (api, ollama, bridge, key) and outcome (ok, or the reason of the refusal)',
+    labelNames: ['route', 'outcome'] as const,
     registers: [this.registry],
   });
   readonly authFailures = new Counter({

@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FirewallKeeper, VALID_FOR_INTERVALS } from './firewall-keeper.js';
-import { readFirewallStatus, writeFirewallStatus, type FirewallStatus } from './firewall-status.js';
+import { readFirewallCounters, readFirewallStatus, writeFirewallStatus, type FirewallStatus } from './firewall-status.js';
+import type { FirewallCounters } from './firewall-counters.js';
 import type { FirewallResult } from './isolation-firewall.js';
 
 function tempDir(t: { after: (fn: () => void) => void }): string {
@@ -39,7 +40,9 @@ describe('the firewall keeper', () => {
     const file = join(tempDir(t), 'run', 'status.json');
     const outcomes: FirewallResult[] = [{ ok: true }, { ok: false, error: 'DOCKER-USER was rebuilt and the jump is gone' }, { ok: true }];
     let calls = 0;
-    const keeper = new FirewallKeeper({ statusFile: file, intervalMs: 100, ensure: async () => outcomes[Math.min(calls++, outcomes.length - 1)]! });
+    let reads = 0;
+    const counters = async (): Promise<FirewallCounters> => ({ readAt: ++reads, refused: { tcp: reads, host: 0, beyond: 0 }, byBridge: { 'ctll-0ac80000': 2 * reads } });
+    const keeper = new FirewallKeeper({ statusFile: file, intervalMs: 100, ensure: async () => outcomes[Math.min(calls++, outcomes.length - 1)]!, counters });
     const seen: FirewallStatus[] = [];
     keeper.on('checked', (s) => seen.push(s));
     keeper.start();
@@ -55,11 +58,33 @@ describe('the firewall keeper', () => {
       ],
     );
     for (const s of seen) assert.equal(s.validUntil - s.checkedAt, VALID_FOR_INTERVALS * 100);
+    // Counters go with a check that found the rules, never with a failed one.
+    assert.deepEqual(seen.slice(0, 3).map((s) => s.counters?.refused.tcp), [1, undefined, 2]);
     // What the api-backend reads is the last check's.
     assert.deepEqual(readFirewallStatus(file, seen.at(-1)!.checkedAt), { ok: seen.at(-1)!.ok } as FirewallResult);
     // Stopped means stopped: no check after stop() resolved.
     await new Promise((resolve) => setTimeout(resolve, 250));
     assert.equal(calls, after);
+  });
+
+  test('counters that cannot be read leave the status ok, without counters', async (t) => {
+    const file = join(tempDir(t), 'status.json');
+    const keeper = new FirewallKeeper({ statusFile: file, intervalMs: 1000, ensure: async () => ({ ok: true }), counters: () => Promise.reject(new Error('mangle table missing')) });
+    const checked = once(keeper, 'checked');
+    keeper.start();
+    const [status] = (await checked) as [FirewallStatus];
+    await keeper.stop();
+    assert.equal(status.ok, true);
+    assert.equal(status.counters, undefined);
+    assert.equal(readFirewallCounters(file, status.checkedAt), undefined);
+  });
+
+  test('published counters are read back, and not once the status is stale', (t) => {
+    const file = join(tempDir(t), 'status.json');
+    const counters: FirewallCounters = { readAt: 5, refused: { tcp: 3, host: 1, beyond: 0 }, byBridge: { 'ctll-0ac80010': 4 } };
+    const status = writeFirewallStatus(file, { ok: true }, 1000, 10_000, counters);
+    assert.deepEqual(readFirewallCounters(file, status.checkedAt + 999), counters);
+    assert.equal(readFirewallCounters(file, status.checkedAt + 1001), undefined);
   });
 
   test('a check that throws is published as a failure, not a crash', async (t) => {

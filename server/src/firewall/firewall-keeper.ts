@@ -10,6 +10,7 @@ import { EventEmitter } from 'node:events';
 import { silentLogger, type Logger } from '../log.js';
 import { writeFirewallStatus, type FirewallStatus } from './firewall-status.js';
 import { ensureIsolationFirewall, type FirewallResult } from './isolation-firewall.js';
+import { syncAndReadCounters, type FirewallCounters } from './firewall-counters.js';
 
 export interface KeeperOptions {
   /** Where the status goes (a volume shared read-only with the api-backend). */
@@ -19,6 +20,8 @@ export interface KeeperOptions {
   log?: Logger;
   /** Installs or confirms the rules; only tests replace it. */
   ensure?: (log: Logger) => Promise<FirewallResult>;
+  /** Reads the refusal counters after each successful check; only tests replace it. */
+  counters?: () => Promise<FirewallCounters>;
 }
 
 /** A status stays believable for this many intervals: one late check is no outage. */
@@ -31,6 +34,7 @@ export class FirewallKeeper extends EventEmitter<{ checked: [FirewallStatus] }> 
   private running: Promise<void> | undefined;
   private stopped = false;
   private lastOk: boolean | undefined;
+  private countersFailing = false;
 
   constructor(private readonly options: KeeperOptions) {
     super();
@@ -59,9 +63,20 @@ export class FirewallKeeper extends EventEmitter<{ checked: [FirewallStatus] }> 
     } catch (e) {
       result = { ok: false, error: e instanceof Error ? e.message : String(e) };
     }
+    let counters: FirewallCounters | undefined;
+    if (result.ok) {
+      try {
+        counters = await (this.options.counters ?? syncAndReadCounters)();
+        this.countersFailing = false;
+      } catch (e) {
+        // The rules are in place all the same: say once that their counts are missing.
+        if (!this.countersFailing) this.log.warn('the firewall refusal counters cannot be read', { error: (e as Error).message });
+        this.countersFailing = true;
+      }
+    }
     let status: FirewallStatus;
     try {
-      status = writeFirewallStatus(this.options.statusFile, result, VALID_FOR_INTERVALS * this.options.intervalMs);
+      status = writeFirewallStatus(this.options.statusFile, result, VALID_FOR_INTERVALS * this.options.intervalMs, Date.now(), counters);
     } catch (e) {
       // Without its status the api-backend refuses proxies when the old one goes stale: say why.
       this.log.error('the status file cannot be written', { file: this.options.statusFile, error: (e as Error).message });

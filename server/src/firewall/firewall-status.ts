@@ -7,6 +7,7 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import type { FirewallCounters } from './firewall-counters.js';
 import { BRIDGE_INTERFACES, ISOLATION_CHAIN, type FirewallResult } from './isolation-firewall.js';
 
 export interface FirewallStatus {
@@ -19,10 +20,12 @@ export interface FirewallStatus {
   checkedAt: number;
   /** Past this the status is stale: the keeper should have checked again well before. */
   validUntil: number;
+  /** What the rules refused so far (firewall-counters.ts), when they could be read. */
+  counters?: FirewallCounters;
 }
 
 /** Writes the status so a reader never sees half a file (write aside, then rename). */
-export function writeFirewallStatus(file: string, result: FirewallResult, validForMs: number, now = Date.now()): FirewallStatus {
+export function writeFirewallStatus(file: string, result: FirewallResult, validForMs: number, now = Date.now(), counters?: FirewallCounters): FirewallStatus {
   const status: FirewallStatus = {
     ok: result.ok,
     ...(result.ok ? {} : { error: result.error }),
@@ -30,6 +33,7 @@ export function writeFirewallStatus(file: string, result: FirewallResult, validF
     interfaces: BRIDGE_INTERFACES,
     checkedAt: now,
     validUntil: now + validForMs,
+    ...(counters ? { counters } : {}),
   };
   // eslint-disable-next-line security/detect-non-literal-fs-filename -- the status file of the configuration (CTLL_FIREWALL_STATUS_FILE), never a request's
   mkdirSync(dirname(file), { recursive: true });
@@ -68,4 +72,23 @@ export function readFirewallStatus(file: string, now = Date.now()): FirewallResu
     return { ok: false, error: `the isolation firewall's keeper last confirmed the rules ${Math.round((now - status.checkedAt) / 1000)} s ago and has not since (is the isolation-firewall service running?)` };
   }
   return { ok: true };
+}
+
+/**
+ * The refusal counters the keeper published with its status, or undefined when there are none
+ * (no file yet, a keeper that could not read them, or a stale status: old counts are no news).
+ */
+export function readFirewallCounters(file: string, now = Date.now()): FirewallCounters | undefined {
+  try {
+    // eslint-disable-next-line security/detect-non-literal-fs-filename -- the status file of the configuration (CTLL_FIREWALL_STATUS_FILE), never a request's
+    const status = JSON.parse(readFileSync(file, 'utf8')) as Partial<FirewallStatus>;
+    const c = status.counters;
+    if (typeof status.validUntil !== 'number' || now > status.validUntil || !c || typeof c.readAt !== 'number') return undefined;
+    const count = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : 0);
+    const byBridge: Record<string, number> = {};
+    for (const [bridge, packets] of Object.entries(c.byBridge ?? {})) byBridge[bridge] = count(packets);
+    return { readAt: c.readAt, refused: { tcp: count(c.refused?.tcp), host: count(c.refused?.host), beyond: count(c.refused?.beyond) }, byBridge };
+  } catch {
+    return undefined;
+  }
 }

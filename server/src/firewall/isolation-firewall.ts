@@ -200,6 +200,24 @@ class Tables {
   }
 }
 
+/** The mangle table's chain that counts refused packets per user network (firewall-counters.ts). */
+export const REFUSALS_CHAIN = 'CTLL-REFUSALS';
+/**
+ * The jump into it: every packet from a user network that is not part of a connection the host
+ * opened, exactly the packets CTLL-ISOLATION refuses (in INPUT or DOCKER-USER, later).
+ */
+export const REFUSALS_JUMP = ['-i', BRIDGE_INTERFACES, '-m', 'conntrack', '!', '--ctstate', 'RELATED,ESTABLISHED', '-j', REFUSALS_CHAIN] as const;
+
+async function removeAccounting(tables: Tables): Promise<void> {
+  for (let i = 0; i < 100 && (await tables.run(['-t', 'mangle', '-C', 'PREROUTING', ...REFUSALS_JUMP], [0, 1, 2])).code === 0; i++) {
+    await tables.run(['-t', 'mangle', '-D', 'PREROUTING', ...REFUSALS_JUMP]);
+  }
+  if ((await tables.run(['-t', 'mangle', '-S', REFUSALS_CHAIN], [0, 1])).code === 0) {
+    await tables.run(['-t', 'mangle', '-F', REFUSALS_CHAIN]);
+    await tables.run(['-t', 'mangle', '-X', REFUSALS_CHAIN]);
+  }
+}
+
 type FamilyState = 'installed' | 'present' | 'skipped';
 
 async function ensureFamily(tables: Tables): Promise<FamilyState> {
@@ -218,6 +236,10 @@ async function ensureFamily(tables: Tables): Promise<FamilyState> {
 }
 
 const ipv4 = new Tables(IPV4);
+/** IPv4's iptables, for the refusal counters (firewall-counters.ts); calls are serialized with the rest. */
+export function iptables(args: readonly string[], allowed: readonly number[] = [0]): Promise<{ code: number; stdout: string }> {
+  return serialized(() => ipv4.run(args, allowed));
+}
 const ipv6 = new Tables(IPV6);
 const kernelHasIpv6 = (): boolean => existsSync('/proc/net/if_inet6');
 
@@ -270,6 +292,7 @@ export function removeIsolationFirewall(): Promise<FirewallResult> {
     for (const tables of kernelHasIpv6() ? [ipv4, ipv6] : [ipv4]) {
       try {
         for (const parent of PARENTS) await tables.removeAll(parent, JUMP);
+        if (tables === ipv4) await removeAccounting(tables);
         if ((await tables.rules(ISOLATION_CHAIN)) !== undefined) {
           await tables.run(['-F', ISOLATION_CHAIN]);
           await tables.run(['-X', ISOLATION_CHAIN]);

@@ -82,9 +82,14 @@ test('a proxy that stops answering health checks is removed after three failures
     await m.checkAll();
     assert.equal(m.view('flaky').status, 'running', 'two failures are tolerated');
     assert.equal(m.view('flaky').health?.ok, false);
+    assert.match(await metrics.registry.metrics(), /^ctll_proxies_unhealthy 1$/m, 'failing, not yet replaced');
+    assert.match(await metrics.registry.metrics(), /^ctll_proxy_health_failures_total 2$/m);
     await m.checkAll();
     assert.equal(m.view('flaky').status, 'stopped');
-    assert.match(await metrics.registry.metrics(), /ctll_proxy_stops_total\{reason="unhealthy"\} 1/);
+    const text = await metrics.registry.metrics();
+    assert.match(text, /ctll_proxy_stops_total\{reason="replaced"\} 1/);
+    assert.match(text, /^ctll_proxy_stop_seconds_count\{reason="replaced"\} 1$/m, 'the stop\'s duration is observed under its reason');
+    assert.match(text, /^ctll_proxies_unhealthy 0$/m);
     const again = await m.ensure('flaky');
     assert.equal((await checkProxyHealth(again.instance!.endpoint)).ok, true, 'the next start recovers');
   } finally {

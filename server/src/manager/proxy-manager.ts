@@ -53,6 +53,12 @@ export class ProxyStartRefused extends ServerError {
 
 export type ProxyState = 'starting' | 'running' | 'stopping';
 
+/**
+ * Why a proxy stopped (ctll_proxy_stops_total): its user asked, it was idle, it died on its own,
+ * it was replaced after failing its health checks, the server shut down, or an earlier server left it.
+ */
+export type StopReason = 'user' | 'idle' | 'died' | 'replaced' | 'shutdown' | 'reconcile';
+
 export interface ProxyRecord {
   userHash: UserHash;
   state: ProxyState;
@@ -193,10 +199,10 @@ export class ProxyManager {
 
   /** Stops the user's proxy, if any. */
   async stop<T extends string>(userId: UserId<T>): Promise<boolean> {
-    return this.stopHash(hashOf(userId), 'requested');
+    return this.stopHash(hashOf(userId), 'user');
   }
 
-  private async stopHash(userHash: UserHash, reason: 'requested' | 'idle' | 'unhealthy' | 'shutdown'): Promise<boolean> {
+  private async stopHash(userHash: UserHash, reason: Exclude<StopReason, 'died' | 'reconcile'>): Promise<boolean> {
     await this.starting.get(userHash)?.catch(() => undefined);
     const record = this.records.get(userHash);
     if (!record || record.state === 'stopping') return false;
@@ -215,7 +221,9 @@ export class ProxyManager {
       if (this.stopping.get(userHash) === removal) this.stopping.delete(userHash);
       if (this.records.get(userHash) === record) this.records.delete(userHash);
       this.options.metrics.proxyStops.inc({ reason });
+      this.options.metrics.proxyStopSeconds.observe({ reason }, (Date.now() - began) / 1000);
       this.options.metrics.proxiesRunning.set(this.runningCount());
+      this.options.metrics.proxiesUnhealthy.set(this.unhealthyCount());
     }
     return true;
   }
@@ -271,6 +279,14 @@ export class ProxyManager {
 
   /** One round of health checks; a proxy failing `unhealthyAfter` in a row is removed. */
   async checkAll(): Promise<void> {
+    try {
+      await this.checkEach();
+    } finally {
+      this.options.metrics.proxiesUnhealthy.set(this.unhealthyCount());
+    }
+  }
+
+  private async checkEach(): Promise<void> {
     await Promise.all(
       [...this.records.values()]
         .filter((r) => r.state === 'running' && r.instance)
@@ -289,11 +305,12 @@ export class ProxyManager {
             if (Number.isFinite(reported) && reported > r.lastActivity) r.lastActivity = reported;
           } else {
             r.failedChecks += 1;
+            this.options.metrics.healthFailures.inc();
             r.health = { ok: false, checkedAt: Date.now(), error: result.error };
             this.log.warn('proxy health check failed', { user: r.userHash.slice(0, 12), error: result.error, inARow: r.failedChecks });
             if (r.failedChecks >= (this.options.unhealthyAfter ?? 3)) {
               this.options.audit.record({ action: 'proxy.unhealthy', result: 'error', userHash: r.userHash, reason: result.error.slice(0, 200) });
-              await this.stopHash(r.userHash, 'unhealthy');
+              await this.stopHash(r.userHash, 'replaced');
             }
           }
         }),
@@ -340,7 +357,9 @@ export class ProxyManager {
         adopted += 1;
         this.options.audit.record({ action: 'proxy.adopt', result: 'ok', userHash: instance.userHash });
       } else {
+        const began = Date.now();
         await this.options.runtime.stop(instance.userHash);
+        this.options.metrics.proxyStopSeconds.observe({ reason: 'reconcile' }, (Date.now() - began) / 1000);
         removed += 1;
         this.options.metrics.proxyStops.inc({ reason: 'reconcile' });
         this.options.audit.record({ action: 'proxy.remove', result: 'ok', userHash: instance.userHash, reason: health.ok ? 'no-secret' : 'unhealthy' });
@@ -375,16 +394,40 @@ export class ProxyManager {
     const r = this.records.get(userHash);
     if (!r || r.state === 'stopping') return;
     this.records.delete(userHash);
-    this.options.metrics.proxyStops.inc({ reason: 'exited' });
+    this.options.metrics.proxyStops.inc({ reason: 'died' });
     this.options.metrics.proxiesRunning.set(this.runningCount());
     this.options.audit.record({ action: 'proxy.exit', result: 'error', userHash, reason: reason.slice(0, 200) });
     this.log.warn('proxy exited on its own', { user: userHash.slice(0, 12), reason });
     // Clean up its network and leftovers; the next start waits for this, then recovers.
-    const removal = this.options.runtime.stop(userHash).catch(() => undefined);
+    const began = Date.now();
+    const removal = this.options.runtime
+      .stop(userHash)
+      .catch(() => undefined)
+      .finally(() => this.options.metrics.proxyStopSeconds.observe({ reason: 'died' }, (Date.now() - began) / 1000));
     this.stopping.set(userHash, removal);
     void removal.finally(() => {
       if (this.stopping.get(userHash) === removal) this.stopping.delete(userHash);
     });
+  }
+
+  /** The running proxies' containers, for their resource use (proxy-resources.ts). */
+  containers(): Array<{ userHash: UserHash; containerId: string }> {
+    const out: Array<{ userHash: UserHash; containerId: string }> = [];
+    for (const r of this.records.values()) if (r.state === 'running' && r.instance?.containerId) out.push({ userHash: r.userHash, containerId: r.instance.containerId });
+    return out;
+  }
+
+  /** Each running proxy's network bridge and its user, for the firewall's refusals per user. */
+  bridges(): Map<string, UserHash> {
+    const out = new Map<string, UserHash>();
+    for (const r of this.records.values()) if (r.instance?.bridge) out.set(r.instance.bridge, r.userHash);
+    return out;
+  }
+
+  private unhealthyCount(): number {
+    let n = 0;
+    for (const r of this.records.values()) if (r.state === 'running' && !r.health.ok) n += 1;
+    return n;
   }
 
   private runningCount(): number {

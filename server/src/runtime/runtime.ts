@@ -34,6 +34,10 @@ export interface ProxyInstance {
    * runtime that did not keep it, so `secret` is present only when the runtime knows it.
    */
   secret?: string;
+  /** The engine's full container id (the Docker runtime): where its cgroup is (cgroup-usage.ts). */
+  containerId?: string;
+  /** The host's bridge of its network (`ctll-<subnet hex>`): how firewall refusals are told apart by user. */
+  bridge?: string;
 }
 
 export interface ProxyRuntimeEvents {
