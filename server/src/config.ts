@@ -94,7 +94,10 @@ export const DEFAULT_CLUSTER_PORT = 8443;
 
 /** CTLL_CLUSTER_*: none set is a single node; a static list or a Swarm service, with the peer TLS files. */
 function readCluster(read: Settings): ClusterConfig | undefined {
-  const members = read.list('CTLL_CLUSTER_MEMBERS', { default: [], check: checkMember });
+  const before = read.problems.length;
+  // A list with a wrong entry is reported as that, not again as a cluster missing its settings.
+  const listed = read.list('CTLL_CLUSTER_MEMBERS', { default: [], check: checkMember });
+  const members = read.problems.length > before ? [] : listed;
   const service = read.word('CTLL_CLUSTER_SERVICE', { valid: /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, expected: 'a Swarm service name like ctll_api-backend' });
   const self = read.word('CTLL_NODE_ADDRESS', { valid: (v) => checkMember(v) === undefined, expected: "this node's peer address as host:port, as the other members reach it" });
   const port = read.int('CTLL_CLUSTER_PORT', { default: DEFAULT_CLUSTER_PORT, min: 1, max: 65535 });

@@ -34,9 +34,9 @@ const sameMembers = (a: readonly Member[], b: readonly Member[]): boolean => a.l
 /** `host:port` with a port of 1-65535 and a host without spaces or slashes. */
 export function checkMember(value: string): string | undefined {
   const m = /^(\[[0-9a-f:]+\]|[^\s/:[\]]+):(\d{1,5})$/i.exec(value);
-  if (!m) return `"${value}" is not host:port`;
+  if (!m) return 'is not host:port';
   const port = Number(m[2]);
-  if (port < 1 || port > 65535) return `"${value}" has port ${port}, outside 1-65535`;
+  if (port < 1 || port > 65535) return `has port ${port}, outside 1-65535`;
   return undefined;
 }
 
@@ -51,7 +51,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     if (source.kind === 'static') {
       for (const m of source.members) {
         const problem = checkMember(m);
-        if (problem) throw new RangeError(`cluster member ${problem}`);
+        if (problem) throw new RangeError(`cluster member "${m}" ${problem}`);
       }
     }
     this.current = source.kind === 'static' ? [...new Set(source.members)].sort() : [];
@@ -67,7 +67,7 @@ export class Membership extends EventEmitter<MembershipEvents> {
     if (this.source.kind !== 'static') throw new Error('the members come from DNS here; setStatic applies to a static list only');
     for (const m of members) {
       const problem = checkMember(m);
-      if (problem) throw new RangeError(`cluster member ${problem}`);
+      if (problem) throw new RangeError(`cluster member "${m}" ${problem}`);
     }
     this.update([...new Set(members)].sort());
   }
