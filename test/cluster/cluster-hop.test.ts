@@ -7,10 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import https from 'node:https';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { Bridge } from '@cloudtolocalllm/bridge';
+import { KeyRing } from '@cloudtolocalllm/bridge/keys/key-ring';
+import { KeyStore } from '@cloudtolocalllm/bridge/keys/key-store';
 import type { BridgeStatus } from '@cloudtolocalllm/bridge/supervisor/status';
 import { routeOf } from '@cloudtolocalllm/bridge/connection/client-key';
 import { REFUSAL_HEADER } from '@cloudtolocalllm/bridge/connection/protocol';
@@ -20,6 +24,7 @@ import { DEFAULT_AUDIENCE } from '@cloudtolocalllm/server/config';
 import { startEmbeddedIssuer, type EmbeddedIssuer } from '@cloudtolocalllm/server/issuer/embedded-issuer';
 import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { headlessSignIn } from '../../scripts/headless-login.js';
+import { reforge } from '../keys/keys-harness.js';
 import { FAST_BACKOFF, FAST_HEARTBEAT, waitUntil } from '../tunnel/harness.js';
 import { freePortOn, makeClusterCa, spawnNode, type NodeProcess } from './cluster-harness.js';
 import { startDnsStub, type DnsStub } from './dns-stub.js';
@@ -36,6 +41,9 @@ describe('three api-backends: ownership, the authenticated hop, a membership cha
   let nodes: NodeProcess[] = [];
   let port: number;
   const bridges: Bridge[] = [];
+  const keyDir = mkdtempSync(join(tmpdir(), 'ctll-cluster-keys-'));
+  let keyRing: KeyRing | undefined;
+  let clientKey: string;
 
   const node = (member: string): NodeProcess => nodes.find((n) => n.member === member)!;
   const members = (hosts: string[]): string[] => hosts.map((h) => `${h}:${port}`);
@@ -79,6 +87,8 @@ describe('three api-backends: ownership, the authenticated hop, a membership cha
   });
   after(async () => {
     await Promise.all(bridges.map((b) => b.stop()));
+    keyRing?.close();
+    rmSync(keyDir, { recursive: true, force: true });
     await Promise.all(nodes.map((n) => n.stop()));
     await emulator?.close();
     await issuer?.close();
@@ -107,7 +117,13 @@ describe('three api-backends: ownership, the authenticated hop, a membership cha
   test('a bridge landing on a node that does not own its user reaches the owner\'s streaming proxy', async () => {
     u = user();
     token = await signIn(u.name);
+    const store = new KeyStore(keyDir);
+    store.recordSignIn(userHash(u.name));
+    clientKey = store.create({ name: 'laptop' }).key;
+    keyRing = new KeyRing(store);
+    keyRing.start();
     const bridge = new Bridge({
+      keys: keyRing,
       proxyUrl: `${node(u.entry).url.replace(/^http/, 'ws')}/ws/bridge`,
       getToken: () => token,
       ollamaUrl: emulator.url,
@@ -130,6 +146,13 @@ describe('three api-backends: ownership, the authenticated hop, a membership cha
       assert.ok(answer.lines.length >= 20, `streamed line by line through ${at}: ${answer.lines.length} lines`);
       assert.equal((JSON.parse(answer.lines.at(-1)!) as { done: boolean }).done, true);
     }
+    // A client key names only its user's routing part: every node finds the owner from it.
+    const keyed = await fetch(`${node(u.next).url}/ollama/api/tags`, { headers: { authorization: `Bearer ${clientKey}` } });
+    assert.equal(keyed.status, 200, 'a client key through a non-owner');
+    const wrong = await fetch(`${node(u.entry).url}/ollama/api/tags`, { headers: { authorization: `Bearer ${reforge(clientKey, { secret: Buffer.alloc(32, 9) })}` } });
+    assert.equal(wrong.status, 401, "a wrong secret is refused by the owner's proxy");
+    assert.equal(wrong.headers.get(REFUSAL_HEADER), 'key-invalid');
+    assert.match(wrong.headers.get('www-authenticate') ?? '', /invalid_token/, 'the owner\'s challenge comes back through the hop');
     const status = await fetch(`${node(u.next).url}/api/proxy/status`, { headers: { authorization: `Bearer ${token}` } });
     assert.equal(((await status.json()) as { bridgeConnected: boolean }).bridgeConnected, true, 'the JSON API hops too');
   });
