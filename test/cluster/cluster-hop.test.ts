@@ -137,6 +137,8 @@ describe('three api-backends: ownership, the authenticated hop, a membership cha
     assert.equal((await health(node(u.owner))).proxies, 1, 'the owner runs the user\'s proxy');
     assert.equal((await health(node(u.entry))).proxies, 0, 'the entry node runs none');
     assert.equal((await health(node(u.next))).proxies, 0);
+    const view = (await (await fetch(`${node(u.entry).url}/health`)).json()) as { cluster: { self: string; members: string[] } };
+    assert.deepEqual(view.cluster, { self: u.entry, members: members(HOSTS) }, '/health names the node and the members it sees');
   });
 
   test('an Ollama request landing on a non-owner is streamed from the owner\'s proxy, both ways', async () => {
@@ -173,6 +175,35 @@ describe('three api-backends: ownership, the authenticated hop, a membership cha
     await assert.rejects(ask({ cert: readFileSync(outsider.file('stranger.pem')), key: readFileSync(outsider.file('stranger-key.pem')) }), /unknown ca|ECONNRESET|socket hang up/i, 'another CA\'s certificate');
   });
 
+  test('a peer\'s identity is believed by the owner only; another node answers owner-moving, never forwards it on', async () => {
+    const asPeer = (member: string, path: string): Promise<{ status: number; refusal: string | undefined }> =>
+      new Promise((resolve, reject) => {
+        const [host, p] = member.split(':');
+        const req = https.request(
+          {
+            host,
+            port: Number(p),
+            path,
+            ca: readFileSync(ca.file('ca.pem')),
+            cert: readFileSync(ca.file('n1.pem')),
+            key: readFileSync(ca.file('n1-key.pem')),
+            checkServerIdentity: () => undefined,
+            headers: { 'x-cloudtolocalllm-cluster-subject': encodeURIComponent(u.name), 'x-cloudtolocalllm-cluster-address': '198.51.100.7' },
+          },
+          (res) => {
+            res.resume();
+            const refusal = res.headers[REFUSAL_HEADER];
+            resolve({ status: res.statusCode ?? 0, refusal: typeof refusal === 'string' ? refusal : undefined });
+          },
+        );
+        req.on('error', reject);
+        req.end();
+      });
+    // No token at all: the peer's word names the user, and the owner serves them.
+    assert.equal((await asPeer(u.owner, '/ollama/api/tags')).status, 200);
+    assert.deepEqual(await asPeer(u.next, '/ollama/api/tags'), { status: 503, refusal: 'owner-moving' });
+  });
+
   test('a client cannot claim an identity: the cluster headers are refused on the public listener', async () => {
     const other = await signIn('swarm-intruder');
     for (const headers of [{ 'x-cloudtolocalllm-cluster-subject': u.name }, { 'x-cloudtolocalllm-cluster-subject': u.name, authorization: `Bearer ${other}` }] as Array<Record<string, string>>) {
@@ -199,6 +230,9 @@ describe('three api-backends: ownership, the authenticated hop, a membership cha
     await waitUntil(async () => (await health(node(u.next))).proxies === 1, 'the new owner runs the proxy', 20_000);
     const answer = await generate(node(u.owner), token);
     assert.equal(answer.status, 200, 'the old owner, now a plain entry, forwards to the new owner');
+    const metrics = await (await fetch(`${node(u.owner).url}/metrics`)).text();
+    assert.match(metrics, /^ctll_cluster_bridges_moved_total 1$/m, 'the old owner counts the bridge it moved');
+    assert.match(metrics, /^ctll_cluster_members 2$/m);
     assert.equal((await generate(node(u.entry), token)).status, 200);
   });
 

@@ -108,6 +108,8 @@ export interface ClusterHooks {
   placement(req: IncomingMessage, route: string): 'here' | 'not-here' | { owner: string };
   forwardRequest(req: IncomingMessage, res: ServerResponse, owner: string, identity: PeerIdentity, authorization: string | undefined, refuse: (message: string) => void): void;
   forwardUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, owner: string, identity: PeerIdentity, events: SpliceEvents): BridgeSplice;
+  /** This node and the members as it sees them, for /health. */
+  view(): { self: string | undefined; members: readonly string[] };
 }
 
 export interface ApiServerOptions {
@@ -389,6 +391,7 @@ export class ApiServer {
       status: 'ok',
       runtime: this.options.manager.runtimeKind,
       proxies: this.options.manager.size,
+      ...(this.options.cluster ? { cluster: this.options.cluster.view() } : {}),
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
     });
   }
@@ -614,16 +617,19 @@ export class ApiServer {
     const address = this.address(req);
     const client = String(req.headers['user-agent'] ?? 'unknown').slice(0, 120);
     const terms = { address, ...(expiresAt !== undefined ? { expiresAt: expiresAt * 1000 } : {}) };
-    let splices = this.localBridges.get(user);
-    const splice = forwardBridgeUpgrade(req, socket, head, { endpoint: record.instance.endpoint, secret: record.secret }, terms, {
+    // Known from the 101 on (an upgrade the proxy refuses never opens, nor stays listed).
+    const splice: BridgeSplice = forwardBridgeUpgrade(req, socket, head, { endpoint: record.instance.endpoint, secret: record.secret }, terms, {
       opened: () => {
+        const splices = this.localBridges.get(user) ?? new Set<BridgeSplice>();
+        this.localBridges.set(user, splices.add(splice));
         manager.bridgeOpened(user);
         metrics.bridgesConnected.inc();
         audit.record({ action: 'bridge.connect', result: 'ok', userHash: user, address, client });
       },
       closed: () => {
+        const splices = this.localBridges.get(user);
         splices?.delete(splice);
-        if (splices?.size === 0 && this.localBridges.get(user) === splices) this.localBridges.delete(user);
+        if (splices?.size === 0) this.localBridges.delete(user);
         manager.bridgeClosed(user);
         metrics.bridgesConnected.dec();
         audit.record({ action: 'bridge.disconnect', result: 'ok', userHash: user, address });
@@ -633,8 +639,6 @@ export class ApiServer {
         metrics.bytesRelayed.inc({ direction: 'bridge' }, bytes);
       },
     });
-    if (!splices) this.localBridges.set(user, (splices = new Set()));
-    splices.add(splice);
   }
 
   /** Cluster: a bridge of a user another api-backend owns is spliced to that node's gateway. */

@@ -14,6 +14,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { networkInterfaces } from 'node:os';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ApiServer, ClusterHooks, PeerIdentity } from '../api/api-server.js';
 import type { BridgeSplice, SpliceEvents } from '../api/bridge-forward.js';
 import { closeNow, trackSockets } from '../http-lifecycle.js';
@@ -39,6 +40,8 @@ export interface ClusterNodeOptions {
   /** Where the peer listener binds. */
   listen: { host: string; port: number };
   log?: Logger;
+  /** The server's metrics registry: the cluster's own series go beside the others on /metrics. */
+  registry?: Registry;
 }
 
 export interface ClusterNodeEvents {
@@ -61,10 +64,18 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
   private readonly log: Logger;
   private api: ApiServer | undefined;
   private selfMember: Member | undefined;
+  private readonly metrics: { members: Gauge; changes: Counter; moved: Counter; hops: Counter<'kind'> };
 
   constructor(private readonly options: ClusterNodeOptions) {
     super();
     this.log = options.log ?? silentLogger;
+    const registers = options.registry ? [options.registry] : [];
+    this.metrics = {
+      members: new Gauge({ name: 'ctll_cluster_members', help: 'Live api-backends of the cluster, as this node sees them', registers }),
+      changes: new Counter({ name: 'ctll_cluster_member_changes_total', help: 'Changes of the members seen by this node', registers }),
+      moved: new Counter({ name: 'ctll_cluster_bridges_moved_total', help: "This node's bridges told to reconnect (4005) because their user's owner changed", registers }),
+      hops: new Counter({ name: 'ctll_cluster_hops_total', help: 'Requests and bridges forwarded to the owning api-backend, by kind', labelNames: ['kind'] as const, registers }),
+    };
     this.selfMember = options.self;
     this.peerServer = https.createServer({ ...options.tls.server, requestTimeout: 0, headersTimeout: 60_000, noDelay: true });
     this.peerServer.on('secureConnection', (socket: TLSSocket) => this.peerSockets.add(socket));
@@ -85,6 +96,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
   async start(): Promise<void> {
     await this.options.membership.start();
     this.findSelf(this.options.membership.members);
+    this.metrics.members.set(this.options.membership.members.length);
     await new Promise<void>((resolve, reject) => {
       this.peerServer.once('error', reject);
       this.peerServer.listen(this.options.listen.port, this.options.listen.host, () => {
@@ -107,6 +119,10 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
 
   get members(): readonly Member[] {
     return this.options.membership.members;
+  }
+
+  view(): { self: Member | undefined; members: readonly Member[] } {
+    return { self: this.selfMember, members: this.options.membership.members };
   }
 
   /** The owner of a routing key among the live members. */
@@ -158,11 +174,13 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
   }
 
   forwardRequest(req: IncomingMessage, res: ServerResponse, owner: Member, identity: PeerIdentity, authorization: string | undefined, refuse: (message: string) => void): void {
+    this.metrics.hops.inc({ kind: 'request' });
     const headers = { ...this.identityHeaders(identity), ...(authorization !== undefined ? { authorization } : {}) };
     forwardRequestToPeer(req, res, { owner, agent: this.options.tls.agent, headers }, refuse);
   }
 
   forwardUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, owner: Member, identity: PeerIdentity, events: SpliceEvents): BridgeSplice {
+    this.metrics.hops.inc({ kind: 'bridge' });
     return forwardUpgradeToPeer(req, socket, head, { owner, agent: this.options.tls.agent, headers: this.identityHeaders(identity) }, events);
   }
 
@@ -176,6 +194,9 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
   private membersChanged(members: readonly Member[]): void {
     this.findSelf(members);
     const moved = this.api?.cutBridges((route) => this.ownerOf(route) === this.selfMember) ?? 0;
+    this.metrics.members.set(members.length);
+    this.metrics.changes.inc();
+    this.metrics.moved.inc(moved);
     this.log.info('cluster members changed', { members: members.length, bridgesMoved: moved });
     this.emit('change', members, moved);
   }
