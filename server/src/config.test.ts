@@ -131,5 +131,13 @@ describe('cluster settings (docs/scaling.md)', () => {
     assert.match(problems({ ...TLS, CTLL_CLUSTER_MEMBERS: '10.0.0.2:8443', CTLL_CLUSTER_SERVICE: 'api', CTLL_NODE_ADDRESS: '10.0.0.2:8443' }).join('\n'), /not both/);
     assert.match(problems({ ...TLS, CTLL_CLUSTER_SERVICE: 'api', CTLL_NODE_ADDRESS: '10.0.0.2:9000' }).join('\n'), /must use the port of CTLL_CLUSTER_PORT \(8443\)/);
     assert.match(problems({ CTLL_CLUSTER_TLS_CA: '/ca' }).join('\n'), /apply to a cluster/);
+    assert.match(problems({ ...TLS, CTLL_CLUSTER_SERVICE: 'api', CTLL_CLUSTER_DNS_SERVERS: 'dns.local:53' }).join('\n'), /CTLL_CLUSTER_DNS_SERVERS entry "dns.local:53" must be an IP address/);
+    assert.deepEqual(loadConfig({ ...TLS, CTLL_CLUSTER_SERVICE: 'api', CTLL_CLUSTER_DNS_SERVERS: '127.0.0.11, 10.0.0.1:5353' }, []).cluster?.source, {
+      kind: 'dns',
+      service: 'api',
+      port: 8443,
+      intervalMs: 5000,
+      servers: ['127.0.0.11', '10.0.0.1:5353'],
+    });
   });
 });

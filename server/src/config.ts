@@ -101,7 +101,9 @@ function readCluster(read: Settings): ClusterConfig | undefined {
   const service = read.word('CTLL_CLUSTER_SERVICE', { valid: /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, expected: 'a Swarm service name like ctll_api-backend' });
   const self = read.word('CTLL_NODE_ADDRESS', { valid: (v) => checkMember(v) === undefined, expected: "this node's peer address as host:port, as the other members reach it" });
   const port = read.int('CTLL_CLUSTER_PORT', { default: DEFAULT_CLUSTER_PORT, min: 1, max: 65535 });
-  const dnsServers = read.list('CTLL_CLUSTER_DNS_SERVERS', { default: [], check: (v) => (isIP(v) !== 0 || checkMember(v) === undefined ? undefined : 'must be an IP address or address:port') });
+  // node:dns takes addresses only (no names), with an optional port.
+  const dnsServer = (v: string): boolean => isIP(v) !== 0 || (checkMember(v) === undefined && isIP(v.slice(0, v.lastIndexOf(':')).replace(/^\[|\]$/g, '')) !== 0);
+  const dnsServers = read.list('CTLL_CLUSTER_DNS_SERVERS', { default: [], check: (v) => (dnsServer(v) ? undefined : 'must be an IP address or address:port') });
   const intervalMs = read.int('CTLL_CLUSTER_INTERVAL_MS', { default: DEFAULT_MEMBERSHIP_INTERVAL_MS, min: 100, max: 3_600_000 });
   const ca = read.word('CTLL_CLUSTER_TLS_CA', { valid: /^\//, expected: 'an absolute path like /run/secrets/ctll-cluster-ca' });
   const cert = read.word('CTLL_CLUSTER_TLS_CERT', { valid: /^\//, expected: 'an absolute path like /run/secrets/ctll-cluster-cert' });
