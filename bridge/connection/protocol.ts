@@ -49,6 +49,11 @@ export const CloseCode = {
   HeartbeatTimeout: 4003,
   /** The credential the tunnel was opened with expired and was not renewed; reconnect with a fresh one. */
   CredentialExpired: 4004,
+  /**
+   * The cloud's members changed and another api-backend owns this account now (docs/scaling.md):
+   * reconnect at once; the new connection lands on the new owner, whichever node it reaches.
+   */
+  OwnerMoved: 4005,
 } as const;
 
 /**

@@ -204,6 +204,7 @@ export function dialTunnel(options: DialOptions): Promise<TunnelConnection> {
         }
         if (code === CloseCode.CredentialExpired) return end(new TunnelError('credential-expired', `the tunnel's credential expired without renewal (${reason})`));
         if (code === CloseCode.ProxyStopping) return end(new TunnelError('closed', `the proxy is stopping: ${reason}`));
+        if (code === CloseCode.OwnerMoved) return end(new TunnelError('closed', `the cloud moved this account to another of its nodes: ${reason}`));
         setImmediate(() => end(protocolError ?? new TunnelError('closed', `the connection to the proxy closed (code ${code}: ${reason})`)));
       });
       ws.on('error', (e: Error) => end(new TunnelError('network', `the connection to the proxy failed: ${e.message}`)));

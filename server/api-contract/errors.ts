@@ -95,6 +95,10 @@ export const API_ERROR_STATUS = {
   'internal-error': 500,
   'metrics-off': 403,
   'metrics-unauthorized': 401,
+  // Several api-backends (docs/scaling.md): identity headers only a peer may send; the owner gone.
+  'peer-only': 403,
+  'peer-unreachable': 502,
+  'owner-moving': 503,
 } as const satisfies Record<`auth-${AuthReason}`, number> & Record<string, number>;
 
 export type ApiErrorCode = keyof typeof API_ERROR_STATUS;

@@ -16,6 +16,9 @@ import { ResourceSampler } from './manager/proxy-resources.js';
 import { CgroupReader } from './runtime/docker/cgroup-usage.js';
 import { JwtAuthenticator } from './auth/jwt-authenticator.js';
 import { JwtVerifier } from './auth/jwt-verifier.js';
+import { ClusterNode } from './cluster/cluster-node.js';
+import { Membership } from './cluster/membership.js';
+import { loadPeerTls } from './cluster/peer-tls.js';
 import type { ServerConfig } from './config.js';
 import { startEmbeddedIssuer, type EmbeddedIssuer } from './issuer/embedded-issuer.js';
 import { createLogger, type Logger } from './log.js';
@@ -38,6 +41,8 @@ export interface CloudServer {
   manager: ProxyManager;
   api: ApiServer;
   metrics: ServerMetrics;
+  /** This node in a cluster of api-backends (config.cluster); undefined on a single node. */
+  cluster?: ClusterNode;
   close(): Promise<void>;
 }
 
@@ -139,6 +144,19 @@ export async function startCloudServer(config: ServerConfig, extras: CloudServer
     registerHostLimitMetrics(metrics.registry, () => ({ used: manager.size, capacity: subnetCapacity }));
   }
 
+  // Several api-backends (docs/scaling.md): the peer TLS files are read now, so a wrong path
+  // stops the start with its variable named, before anything listens.
+  let cluster: ClusterNode | undefined;
+  if (config.cluster) {
+    try {
+      const c = config.cluster;
+      cluster = new ClusterNode({ membership: new Membership(c.source), tls: loadPeerTls(c.tls), ...(c.self ? { self: c.self } : {}), listen: c.listen, log, registry: metrics.registry });
+    } catch (e) {
+      await manager.close({ keepProxies: true });
+      throw e;
+    }
+  }
+
   // The API listens before the embedded issuer starts, because the issuer's web client must
   // know the API's own origin (its redirect URI). Until sign-in is ready, calls get 503.
   let authenticator: JwtAuthenticator | undefined;
@@ -164,6 +182,7 @@ export async function startCloudServer(config: ServerConfig, extras: CloudServer
     authFailures: { limit: config.guard.authFailureLimit, windowMs: config.guard.authFailureWindowMs },
     keyFailures: { limit: config.guard.keyFailureLimit, windowMs: config.guard.authFailureWindowMs },
     trustRealIp: config.guard.trustRealIp,
+    ...(cluster ? { cluster } : {}),
   });
   let url: string;
   try {
@@ -171,6 +190,16 @@ export async function startCloudServer(config: ServerConfig, extras: CloudServer
   } catch (e) {
     await manager.close({ keepProxies: true });
     throw new Error(`cannot listen on ${config.host}:${config.port}: ${(e as Error).message}`);
+  }
+  if (cluster) {
+    cluster.attach(api);
+    try {
+      await cluster.start();
+    } catch (e) {
+      await api.close();
+      await manager.close({ keepProxies: true });
+      throw new Error(`cannot start the cluster's peer listener on ${config.cluster!.listen.host}:${config.cluster!.listen.port}: ${(e as Error).message}`);
+    }
   }
   const publicUrl = (config.publicUrl ?? url).replace(/\/+$/, '');
 
@@ -195,6 +224,7 @@ export async function startCloudServer(config: ServerConfig, extras: CloudServer
       log.warn('no AUTH0_DOMAIN configured: using the embedded sign-in issuer (user name only, for local use)', { issuer });
     }
   } catch (e) {
+    await cluster?.close();
     await api.close();
     await manager.close({ keepProxies: true });
     throw e;
@@ -213,7 +243,7 @@ export async function startCloudServer(config: ServerConfig, extras: CloudServer
   } else if (webRoot) {
     log.info('no web client to serve (build it with scripts/build-web.ts)', { webRoot });
   }
-  log.info('cloud server listening', { url, runtime: runtime.kind, issuer });
+  log.info('cloud server listening', { url, runtime: runtime.kind, issuer, ...(cluster ? { clusterSelf: cluster.self ?? 'unknown', clusterMembers: cluster.members.length } : {}) });
 
   return {
     url,
@@ -224,7 +254,9 @@ export async function startCloudServer(config: ServerConfig, extras: CloudServer
     manager,
     api,
     metrics,
+    ...(cluster ? { cluster } : {}),
     async close() {
+      await cluster?.close();
       await api.close();
       await manager.close({ keepProxies: config.keepProxiesOnExit });
       await embeddedIssuer?.close();

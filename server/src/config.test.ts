@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError, DEFAULT_AUDIENCE, loadConfig } from './config.js';
 
@@ -103,4 +103,41 @@ test('blank values count as unset (Compose passes unset variables as empty strin
 test('unknown flags are refused', () => {
   assert.deepEqual(problems({}, ['--prot', '1']).length, 1);
   assert.match(problems({}, ['--prot', '1'])[0]!, /--prot/);
+});
+
+describe('cluster settings (docs/scaling.md)', () => {
+  const TLS = { CTLL_CLUSTER_TLS_CA: '/run/secrets/ca', CTLL_CLUSTER_TLS_CERT: '/run/secrets/cert', CTLL_CLUSTER_TLS_KEY: '/run/secrets/key' };
+  test('none set: a single node, no cluster at all', () => {
+    assert.equal(loadConfig({}, []).cluster, undefined);
+  });
+
+  test('a static list: this node named among them, listening on its own address', () => {
+    const c = loadConfig({ ...TLS, CTLL_CLUSTER_MEMBERS: '10.0.0.2:8443, 10.0.0.3:8443', CTLL_NODE_ADDRESS: '10.0.0.3:8443' }, []).cluster;
+    assert.deepEqual(c?.source, { kind: 'static', members: ['10.0.0.2:8443', '10.0.0.3:8443'] });
+    assert.deepEqual(c?.listen, { host: '10.0.0.3', port: 8443 });
+  });
+
+  test('a Swarm service: resolved from DNS, listening on every interface at the cluster port', () => {
+    const c = loadConfig({ ...TLS, CTLL_CLUSTER_SERVICE: 'ctll_api-backend', CTLL_CLUSTER_PORT: '9443' }, []).cluster;
+    assert.deepEqual(c?.source, { kind: 'dns', service: 'ctll_api-backend', port: 9443, intervalMs: 5000 });
+    assert.deepEqual(c?.listen, { host: '0.0.0.0', port: 9443 });
+    assert.equal(c?.self, undefined);
+  });
+
+  test('what a cluster lacks is named: TLS files, this node, both sources, a node outside the list', () => {
+    assert.match(problems({ CTLL_CLUSTER_SERVICE: 'api' }).join('\n'), /a cluster needs CTLL_CLUSTER_TLS_CA, CTLL_CLUSTER_TLS_CERT and CTLL_CLUSTER_TLS_KEY/);
+    assert.match(problems({ ...TLS, CTLL_CLUSTER_MEMBERS: '10.0.0.2:8443' }).join('\n'), /CTLL_NODE_ADDRESS must name this node/);
+    assert.match(problems({ ...TLS, CTLL_CLUSTER_MEMBERS: '10.0.0.2:8443', CTLL_NODE_ADDRESS: '10.0.0.9:8443' }).join('\n'), /CTLL_NODE_ADDRESS=10.0.0.9:8443 is not one of CTLL_CLUSTER_MEMBERS/);
+    assert.match(problems({ ...TLS, CTLL_CLUSTER_MEMBERS: '10.0.0.2:8443', CTLL_CLUSTER_SERVICE: 'api', CTLL_NODE_ADDRESS: '10.0.0.2:8443' }).join('\n'), /not both/);
+    assert.match(problems({ ...TLS, CTLL_CLUSTER_SERVICE: 'api', CTLL_NODE_ADDRESS: '10.0.0.2:9000' }).join('\n'), /must use the port of CTLL_CLUSTER_PORT \(8443\)/);
+    assert.match(problems({ CTLL_CLUSTER_TLS_CA: '/ca' }).join('\n'), /apply to a cluster/);
+    assert.match(problems({ ...TLS, CTLL_CLUSTER_SERVICE: 'api', CTLL_CLUSTER_DNS_SERVERS: 'dns.local:53' }).join('\n'), /CTLL_CLUSTER_DNS_SERVERS entry "dns.local:53" must be an IP address/);
+    assert.deepEqual(loadConfig({ ...TLS, CTLL_CLUSTER_SERVICE: 'api', CTLL_CLUSTER_DNS_SERVERS: '127.0.0.11, 10.0.0.1:5353' }, []).cluster?.source, {
+      kind: 'dns',
+      service: 'api',
+      port: 8443,
+      intervalMs: 5000,
+      servers: ['127.0.0.11', '10.0.0.1:5353'],
+    });
+  });
 });

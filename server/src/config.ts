@@ -28,6 +28,8 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_AUTH_FAILURES, DEFAULT_KEY_FAILURES } from './api/auth-failures.js';
 import { DEFAULT_LIMITS, type LimitOptions } from './api/limits.js';
 import { jwtOptionsFromEnv } from './auth/jwt-verifier.js';
+import { checkMember, DEFAULT_MEMBERSHIP_INTERVAL_MS, type MembershipSource } from './cluster/membership.js';
+import type { PeerTlsFiles } from './cluster/peer-tls.js';
 import { logLevelFromEnv, type Level } from './log.js';
 import { FIREWALL_MODES, type FirewallMode } from './firewall/isolation-firewall.js';
 import { DEFAULT_MANAGER_TIMING } from './manager/proxy-manager.js';
@@ -76,7 +78,54 @@ export interface ServerConfig {
   webRoot?: string;
   /** Hardening limits and deadlines (docs/cloud-server.md, configuration). */
   guard: GuardConfig;
+  /** Several api-backends (docs/scaling.md); unset, the server is a single node as it always was. */
+  cluster?: ClusterConfig;
   logLevel: Level;
+}
+
+export interface ClusterConfig {
+  source: MembershipSource;
+  /** This node's member address; undefined with Swarm's DNS: found among the members. */
+  self?: string;
+  /** Where the peer listener binds. */
+  listen: { host: string; port: number };
+  tls: PeerTlsFiles;
+}
+
+export const DEFAULT_CLUSTER_PORT = 8443;
+
+/** CTLL_CLUSTER_*: none set is a single node; a static list or a Swarm service, with the peer TLS files. */
+function readCluster(read: Settings): ClusterConfig | undefined {
+  const before = read.problems.length;
+  // A list with a wrong entry is reported as that, not again as a cluster missing its settings.
+  const listed = read.list('CTLL_CLUSTER_MEMBERS', { default: [], check: checkMember });
+  const members = read.problems.length > before ? [] : listed;
+  const service = read.word('CTLL_CLUSTER_SERVICE', { valid: /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, expected: 'a Swarm service name like ctll_api-backend' });
+  const self = read.word('CTLL_NODE_ADDRESS', { valid: (v) => checkMember(v) === undefined, expected: "this node's peer address as host:port, as the other members reach it" });
+  const port = read.int('CTLL_CLUSTER_PORT', { default: DEFAULT_CLUSTER_PORT, min: 1, max: 65535 });
+  // node:dns takes addresses only (no names), with an optional port.
+  const dnsServer = (v: string): boolean => isIP(v) !== 0 || (checkMember(v) === undefined && isIP(v.slice(0, v.lastIndexOf(':')).replace(/^\[|\]$/g, '')) !== 0);
+  const dnsServers = read.list('CTLL_CLUSTER_DNS_SERVERS', { default: [], check: (v) => (dnsServer(v) ? undefined : 'must be an IP address or address:port') });
+  const intervalMs = read.int('CTLL_CLUSTER_INTERVAL_MS', { default: DEFAULT_MEMBERSHIP_INTERVAL_MS, min: 100, max: 3_600_000 });
+  const ca = read.word('CTLL_CLUSTER_TLS_CA', { valid: /^\//, expected: 'an absolute path like /run/secrets/ctll-cluster-ca' });
+  const cert = read.word('CTLL_CLUSTER_TLS_CERT', { valid: /^\//, expected: 'an absolute path like /run/secrets/ctll-cluster-cert' });
+  const key = read.word('CTLL_CLUSTER_TLS_KEY', { valid: /^\//, expected: 'an absolute path like /run/secrets/ctll-cluster-key' });
+  if (members.length === 0 && service === undefined) {
+    if (self || ca || cert || key) read.problem('CTLL_NODE_ADDRESS and CTLL_CLUSTER_TLS_* apply to a cluster: set CTLL_CLUSTER_MEMBERS or CTLL_CLUSTER_SERVICE too, or none of them for a single node');
+    return undefined;
+  }
+  if (members.length > 0 && service !== undefined) read.problem('set CTLL_CLUSTER_MEMBERS (a static list) or CTLL_CLUSTER_SERVICE (Swarm DNS), not both');
+  if (!ca || !cert || !key) read.problem('a cluster needs CTLL_CLUSTER_TLS_CA, CTLL_CLUSTER_TLS_CERT and CTLL_CLUSTER_TLS_KEY (the hop between nodes is mutual TLS; scripts/deploy/make-cluster-ca.sh makes them)');
+  if (members.length > 0 && self === undefined) read.problem('CTLL_NODE_ADDRESS must name this node (one of CTLL_CLUSTER_MEMBERS) when the members are a static list');
+  if (members.length > 0 && self !== undefined && !members.includes(self)) read.problem(`CTLL_NODE_ADDRESS=${self} is not one of CTLL_CLUSTER_MEMBERS`);
+  const at = self?.lastIndexOf(':') ?? -1;
+  // Named, the node listens on its own address (several nodes on one host, each on its own IP);
+  // on a Swarm, where a task does not know its address, on every interface.
+  const listen = self !== undefined ? { host: self.slice(0, at).replace(/^\[|\]$/g, ''), port: Number(self.slice(at + 1)) } : { host: '0.0.0.0', port };
+  if (service !== undefined && self !== undefined && listen.port !== port) read.problem(`CTLL_NODE_ADDRESS=${self} must use the port of CTLL_CLUSTER_PORT (${port}): the other members find this node by its address and that port`);
+  const source: MembershipSource =
+    members.length > 0 ? { kind: 'static', members } : { kind: 'dns', service: service ?? '', port, intervalMs, ...(dnsServers.length ? { servers: dnsServers } : {}) };
+  return { source, ...(self !== undefined ? { self } : {}), listen, tls: { ca: ca ?? '', cert: cert ?? '', key: key ?? '' } };
 }
 
 export interface GuardConfig {
@@ -153,6 +202,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
   const metricsToken = read.word('METRICS_TOKEN', { valid: /^.{16,}$/, expected: 'at least 16 characters (scripts/deploy generates 64 hex digits)' });
   const webClientId = read.word('AUTH0_WEB_CLIENT_ID', {});
   const desktopClientId = read.word('AUTH0_DESKTOP_CLIENT_ID', {});
+  const cluster = readCluster(read);
   if (read.raw('AUTH0_DOMAIN') && !read.raw('AUTH0_DESKTOP_CLIENT_ID')) {
     read.problem('AUTH0_DESKTOP_CLIENT_ID (the client id of the Auth0 native application the desktop app signs in with) must be set when AUTH0_DOMAIN is');
   }
@@ -202,6 +252,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
     ...(publicUrl ? { publicUrl } : {}),
     webRoot: read.text('CTLL_WEB_ROOT', { default: DEFAULT_WEB_ROOT }),
     ...(webClientId ? { webClientId } : {}),
+    ...(cluster ? { cluster } : {}),
     logLevel: read.checked(() => logLevelFromEnv(env), 'info'),
   };
   if (read.problems.length) throw new ConfigError(read.problems);

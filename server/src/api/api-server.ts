@@ -18,7 +18,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { authCode, ERROR_STATUS, ServerError, type AuthReason, type ErrorCode } from '../errors.js';
 import type { ProxyManager, ProxyRecord } from '../manager/proxy-manager.js';
 import { CONFIG_PATH, HEALTH_PATH, OLLAMA_PREFIX, PROXY_START_PATH, PROXY_STATUS_PATH, PROXY_STOP_PATH, type ClientConfig, type ProxyStopAnswer } from '@cloudtolocalllm/api-contract';
-import { DEFAULT_MACHINE_NAME, MACHINE_HEADER, MAX_MACHINE_NAME_LENGTH, RENEW_PATH } from '@cloudtolocalllm/bridge/connection/protocol';
+import { CloseCode, DEFAULT_MACHINE_NAME, MACHINE_HEADER, MAX_MACHINE_NAME_LENGTH, RENEW_PATH } from '@cloudtolocalllm/bridge/connection/protocol';
 import { CLIENT_KEY_HEADER, isClientKey, parseClientKey, routeOf } from '@cloudtolocalllm/bridge/connection/client-key';
 import { bearerToken } from '../proxy/auth.js';
 import { findRoute } from '@cloudtolocalllm/bridge/ingress/ollama-routes';
@@ -27,7 +27,7 @@ import { NO_BRIDGE_MESSAGE } from '../proxy/relay.js';
 import { endSocket, rawHttpError, sendOllamaError } from '../proxy/ollama-errors.js';
 import { userHash, type UserHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { AuthFailureLimiter, DEFAULT_AUTH_FAILURES, DEFAULT_KEY_FAILURES, type AuthFailureOptions } from './auth-failures.js';
-import { forwardBridgeUpgrade, renewOnProxy } from './bridge-forward.js';
+import { forwardBridgeUpgrade, renewOnProxy, type BridgeSplice, type SpliceEvents } from './bridge-forward.js';
 import { computersOnProxy } from './proxy-computers.js';
 import { clientAddress } from './client-address.js';
 import { answerPreflight, applyCors, type CorsOptions } from './cors.js';
@@ -84,6 +84,35 @@ export interface RequestVerifier {
   verifyRequest(headers: IncomingHttpHeaders): Promise<Verification>;
 }
 
+/** What a peer api-backend vouches for on a hopped request (server/src/cluster/, docs/scaling.md). */
+export interface PeerIdentity {
+  /** The client's address as the first api-backend saw it. */
+  address: string;
+  /** The verified token's subject; absent on a client-key request (the key itself travels). */
+  subject?: string;
+  /** The token's expiry, seconds since the epoch. */
+  expiresAt?: number;
+}
+
+/**
+ * The cluster's part in the gateway (server/src/cluster/cluster-node.ts); absent on a single node.
+ * A request for a user another api-backend owns is forwarded there after its credential is checked.
+ */
+export interface ClusterHooks {
+  /** The identity a peer vouches for; 'forged' when a non-peer sent identity headers; undefined otherwise. */
+  vouched(req: IncomingMessage): PeerIdentity | 'forged' | undefined;
+  /**
+   * Where this routing key is served: here, at another member (forwarded), or nowhere yet (a
+   * peer sent it here while this node thinks another owns it: the two see the members a lookup
+   * apart; the client retries in a moment rather than be served by a node that will not keep it).
+   */
+  placement(req: IncomingMessage, route: string): 'here' | 'not-here' | { owner: string };
+  forwardRequest(req: IncomingMessage, res: ServerResponse, owner: string, identity: PeerIdentity, authorization: string | undefined, refuse: (message: string) => void): void;
+  forwardUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, owner: string, identity: PeerIdentity, events: SpliceEvents): BridgeSplice;
+  /** This node and the members as it sees them, for /health. */
+  view(): { self: string | undefined; members: readonly string[] };
+}
+
 export interface ApiServerOptions {
   verifier: RequestVerifier;
   manager: ProxyManager;
@@ -110,9 +139,13 @@ export interface ApiServerOptions {
   clientConfig?: () => ClientConfig | undefined;
   /** Extra routes served before the API's own (the embedded issuer, static pages). */
   fallback?: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /** Several api-backends (docs/scaling.md); unset on a single node. */
+  cluster?: ClusterHooks;
 }
 
 const BRIDGE_ROUTE = '/ws/bridge';
+const PEER_ONLY = 'the x-cloudtolocalllm-cluster-* headers are for the cloud nodes among themselves; remove them';
+const OWNER_MOVING = 'the cloud nodes are changing which of them serves your account; retry in a second';
 
 /** A key's 401s from the proxy (key-set.ts) and the bridge (key-scope.ts): counted as failed attempts. */
 const KEY_REFUSALS: ReadonlySet<string> = new Set(['key-invalid', 'key-expired', 'key-unknown']);
@@ -143,6 +176,8 @@ export class ApiServer {
   private readonly keyRoutes = new Map<string, UserHash>();
   /** The computer names of each user's open bridge sockets, with how many sockets carry each. */
   private readonly bridgeNames = new Map<UserHash, Map<string, number>>();
+  /** The bridges this node splices to its own proxies, by user: cut when their owner moves (cluster). */
+  private readonly localBridges = new Map<UserHash, Set<BridgeSplice>>();
   private readonly cors: CorsOptions;
   private readonly startedAt = Date.now();
   private readonly destroySockets: () => void;
@@ -203,7 +238,13 @@ export class ApiServer {
    */
   private async admit(req: IncomingMessage, route: 'api' | 'ollama' | 'bridge', call: 'request' | 'tunnel' = 'request'): Promise<Admission> {
     const { metrics } = this.options;
-    const address = clientAddress(req, this.options.trustRealIp ?? false);
+    const address = this.address(req);
+    const vouched = this.options.cluster?.vouched(req);
+    if (typeof vouched === 'object' && vouched.subject !== undefined) {
+      // A peer checked the token already (and counted its outcome); this node, the owner, still
+      // applies the user's limits.
+      return this.admitted({ subject: vouched.subject, user: userHash(vouched.subject), ...(vouched.expiresAt !== undefined ? { expiresAt: vouched.expiresAt } : {}) }, call);
+    }
     const screened = this.screen(req, address, route);
     if (screened?.reason === 'too-many-failures') {
       metrics.authOutcomes.inc({ route, outcome: screened.reason });
@@ -219,25 +260,74 @@ export class ApiServer {
       if (v.reason !== 'jwks-unavailable') this.authFailures.failed(address, v.reason, route);
       return { ok: false, error: new CredentialRefusal(v.reason, v.message) };
     }
-    const caller: Caller = { subject: v.subject, user: userHash(v.subject), ...(v.expiresAt !== undefined ? { expiresAt: v.expiresAt } : {}) };
+    return this.admitted({ subject: v.subject, user: userHash(v.subject), ...(v.expiresAt !== undefined ? { expiresAt: v.expiresAt } : {}) }, call, route);
+  }
+
+  /**
+   * The checks after the credential: a tunnel's token valid now, or one request from the user's
+   * rate. `route` names where the outcome is counted; none for a hopped call, counted where it landed.
+   */
+  private admitted(caller: Caller, call: 'request' | 'tunnel', route?: 'api' | 'ollama' | 'bridge'): Admission {
+    const { metrics } = this.options;
+    const outcome = (value: string): void => {
+      if (route) metrics.authOutcomes.inc({ route, outcome: value });
+    };
     if (call === 'tunnel') {
       // A tunnel lives until its credential expires: one past its expiry on our clock (accepted
       // within the clock tolerance) would be a tunnel of no length, reconnecting for ever.
-      if (v.expiresAt !== undefined && v.expiresAt * 1000 <= Date.now()) {
+      if (caller.expiresAt !== undefined && caller.expiresAt * 1000 <= Date.now()) {
         metrics.authFailures.inc({ reason: 'expired' });
-        metrics.authOutcomes.inc({ route, outcome: 'expired' });
+        outcome('expired');
         return { ok: false, error: new CredentialRefusal('expired', 'the token has expired; a tunnel needs a token that is valid now (sign in again)') };
       }
-      metrics.authOutcomes.inc({ route, outcome: 'ok' });
+      outcome('ok');
       return { ok: true, caller };
     }
-    metrics.authOutcomes.inc({ route, outcome: 'ok' });
+    outcome('ok');
     const rate = this.limits.takeRequest(caller.user);
     if (!rate.ok) {
       metrics.limitRefusals.inc({ limit: rate.limit });
       return { ok: false, error: new ServerError('rate-limit', rate.message, rate.retryAfterSec) };
     }
     return { ok: true, caller };
+  }
+
+  /** Where the request came from: the client's address, which a peer states for a hopped request. */
+  private address(req: IncomingMessage): string {
+    const vouched = this.options.cluster?.vouched(req);
+    return typeof vouched === 'object' ? vouched.address : clientAddress(req, this.options.trustRealIp ?? false);
+  }
+
+  /**
+   * Cluster (docs/scaling.md): a user another api-backend owns is served there, over the
+   * authenticated hop; the caller's credential was checked here. True when forwarded.
+   */
+  private hopped(req: IncomingMessage, res: ServerResponse, route: string, identity: Omit<PeerIdentity, 'address'>, shape: 'ollama' | 'api', authorization?: string): boolean {
+    const cluster = this.options.cluster;
+    const placement = cluster?.placement(req, route) ?? 'here';
+    if (placement === 'here') return false;
+    const refuse = (code: 'peer-unreachable' | 'owner-moving', message: string, retry: string): void =>
+      shape === 'ollama' ? sendOllamaError(res, code, message, { 'retry-after': retry }) : sendRefusal(res, code, message, { 'retry-after': retry });
+    if (placement === 'not-here') {
+      req.resume();
+      refuse('owner-moving', OWNER_MOVING, '1');
+      return true;
+    }
+    cluster!.forwardRequest(req, res, placement.owner, { ...identity, address: this.address(req) }, authorization, (message) => refuse('peer-unreachable', message, '2'));
+    return true;
+  }
+
+  /** Cluster: cuts this node's bridges of users it no longer owns; each reconnects to the new owner. */
+  cutBridges(stillOwned: (route: string) => boolean): number {
+    let cut = 0;
+    for (const [user, splices] of this.localBridges) {
+      if (stillOwned(routeOf(user))) continue;
+      for (const s of splices) {
+        s.cut(CloseCode.OwnerMoved, 'another cloud node owns this account now; reconnect');
+        cut += 1;
+      }
+    }
+    return cut;
   }
 
   /**
@@ -285,6 +375,11 @@ export class ApiServer {
     if (!rawUrl.startsWith('/')) return sendRefusal(res, 'absolute-form', 'absolute-form request targets are refused');
     const path = rawUrl.split('?')[0] ?? '/';
     const isOllama = path === OLLAMA_PREFIX || path.startsWith(OLLAMA_PREFIX + '/');
+    if (this.options.cluster?.vouched(req) === 'forged') {
+      // Cluster: only an authenticated peer may say who the user is (cluster/cluster-node.ts).
+      req.resume();
+      return isOllama ? sendOllamaError(res, 'peer-only', PEER_ONLY) : sendRefusal(res, 'peer-only', PEER_ONLY);
+    }
     if (isOllama || path.startsWith('/api/')) {
       if (answerPreflight(req, res, this.cors)) return;
       applyCors(req, res, this.cors);
@@ -313,6 +408,7 @@ export class ApiServer {
       status: 'ok',
       runtime: this.options.manager.runtimeKind,
       proxies: this.options.manager.size,
+      ...(this.options.cluster ? { cluster: this.options.cluster.view() } : {}),
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
     });
   }
@@ -345,6 +441,7 @@ export class ApiServer {
       return this.sendApiError(res, admission.error);
     }
     const { subject, user } = admission.caller;
+    if (this.hopped(req, res, routeOf(user), { subject }, 'api')) return;
     if (method === 'POST') {
       const body = await readJsonBody(req, 16 * 1024);
       if (!body.ok) return this.sendApiError(res, new ServerError(body.code, body.message));
@@ -388,6 +485,7 @@ export class ApiServer {
       return this.sendApiError(res, admission.error);
     }
     const { user, expiresAt } = admission.caller;
+    if (this.hopped(req, res, routeOf(user), { subject: admission.caller.subject, ...(expiresAt !== undefined ? { expiresAt } : {}) }, 'api')) return;
     const body = await readJsonBody(req, 4096);
     if (!body.ok) return this.sendApiError(res, new ServerError(body.code, body.message));
     const tunnel = body.value['tunnel'];
@@ -397,7 +495,7 @@ export class ApiServer {
       return this.sendApiError(res, new ServerError('no-tunnel', 'no tunnel of yours is open on this server; the bridge reconnects'));
     }
     const answer = await renewOnProxy({ endpoint: record.instance.endpoint, secret: record.secret }, tunnel, expiresAt * 1000);
-    this.options.audit.record({ action: 'bridge.renew', result: answer.status === 200 ? 'ok' : 'refused', userHash: user, address: clientAddress(req, this.options.trustRealIp ?? false) });
+    this.options.audit.record({ action: 'bridge.renew', result: answer.status === 200 ? 'ok' : 'refused', userHash: user, address: this.address(req) });
     sendJson(res, answer.status, answer.body);
   }
 
@@ -409,7 +507,9 @@ export class ApiServer {
       req.resume();
       return this.sendOllamaRefusal(res, admission.error);
     }
-    this.forwardToProxy(req, res, path, admission.caller.user);
+    const { subject, user } = admission.caller;
+    if (this.hopped(req, res, routeOf(user), { subject }, 'ollama')) return;
+    this.forwardToProxy(req, res, path, user);
   }
 
   /**
@@ -419,7 +519,7 @@ export class ApiServer {
    */
   private ollamaWithKey(req: IncomingMessage, res: ServerResponse, path: string, presented: string): void {
     const { metrics } = this.options;
-    const address = clientAddress(req, this.options.trustRealIp ?? false);
+    const address = this.address(req);
     const refuse = (e: ServerError): void => {
       req.resume();
       this.sendOllamaRefusal(res, e);
@@ -446,6 +546,8 @@ export class ApiServer {
       metrics.authOutcomes.inc({ route: 'key', outcome: 'too-many-failures' });
       return refuse(new CredentialRefusal('too-many-failures', `too many failed attempts with keys of this endpoint; retry in ${userWait} s`, userWait));
     }
+    // The key names its user's routing part, so any node finds the owner; the key goes with it.
+    if (this.hopped(req, res, key.route, {}, 'ollama', `Bearer ${presented}`)) return;
     const user = this.keyRoutes.get(key.route);
     if (user === undefined) {
       req.resume();
@@ -517,9 +619,15 @@ export class ApiServer {
       endSocket(socket, rawHttpError('not-found', `WebSocket connections are only accepted on ${BRIDGE_ROUTE}`));
       return;
     }
+    if (this.options.cluster?.vouched(req) === 'forged') {
+      return this.refuseUpgrade(socket, new ServerError('peer-only', PEER_ONLY));
+    }
     const admission = await this.admit(req, 'bridge', 'tunnel');
     if (!admission.ok) return this.refuseUpgrade(socket, admission.error);
     const { subject, user, expiresAt } = admission.caller;
+    const placement = this.options.cluster?.placement(req, routeOf(user)) ?? 'here';
+    if (placement === 'not-here') return this.refuseUpgrade(socket, new ServerError('owner-moving', OWNER_MOVING, 1));
+    if (placement !== 'here') return this.hopUpgrade(req, socket, head, placement.owner, admission.caller);
     this.keyRoutes.set(routeOf(user), user);
     // Held until the bridge's socket closes, whichever way this upgrade ends. A computer coming
     // back under a name that is still connected replaces that link: it may take one slot over the
@@ -554,16 +662,22 @@ export class ApiServer {
       return;
     }
     const { manager, metrics, audit } = this.options;
-    const address = clientAddress(req, this.options.trustRealIp ?? false);
+    const address = this.address(req);
     const client = String(req.headers['user-agent'] ?? 'unknown').slice(0, 120);
     const terms = { address, maxMachines: this.limits.options.maxBridgeConnections, ...(expiresAt !== undefined ? { expiresAt: expiresAt * 1000 } : {}) };
-    forwardBridgeUpgrade(req, socket, head, { endpoint: record.instance.endpoint, secret: record.secret }, terms, {
+    // Known from the 101 on (an upgrade the proxy refuses never opens, nor stays listed).
+    const splice: BridgeSplice = forwardBridgeUpgrade(req, socket, head, { endpoint: record.instance.endpoint, secret: record.secret }, terms, {
       opened: () => {
+        const splices = this.localBridges.get(user) ?? new Set<BridgeSplice>();
+        this.localBridges.set(user, splices.add(splice));
         manager.bridgeOpened(user);
         metrics.bridgesConnected.inc();
         audit.record({ action: 'bridge.connect', result: 'ok', userHash: user, address, client });
       },
       closed: () => {
+        const splices = this.localBridges.get(user);
+        splices?.delete(splice);
+        if (splices?.size === 0) this.localBridges.delete(user);
         manager.bridgeClosed(user);
         metrics.bridgesConnected.dec();
         audit.record({ action: 'bridge.disconnect', result: 'ok', userHash: user, address });
@@ -572,6 +686,18 @@ export class ApiServer {
         manager.touch(user);
         metrics.bytesRelayed.inc({ direction: 'bridge' }, bytes);
       },
+    });
+  }
+
+  /** Cluster: a bridge of a user another api-backend owns is spliced to that node's gateway. */
+  private hopUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, owner: string, caller: Caller): void {
+    const { metrics } = this.options;
+    const identity: PeerIdentity = { address: this.address(req), subject: caller.subject, ...(caller.expiresAt !== undefined ? { expiresAt: caller.expiresAt } : {}) };
+    this.options.cluster!.forwardUpgrade(req, socket, head, owner, identity, {
+      // Counted as connected by the owner, which serves it: once in the cluster's sum.
+      opened: () => undefined,
+      closed: () => undefined,
+      activity: (bytes) => metrics.bytesRelayed.inc({ direction: 'bridge' }, bytes),
     });
   }
 }

@@ -16,12 +16,13 @@ import {
 import { readSmallBody } from '@cloudtolocalllm/bridge/connection/small-body';
 import { endSocket, rawHttpError } from '../proxy/ollama-errors.js';
 import type { ForwardTarget } from './ollama-forward.js';
+import { WebSocketCut } from './websocket-cut.js';
 
 // MACHINE_HEADER: the bridge's own claim of its computer's name, checked by the proxy (a name is
 // no credential: it only chooses which of the user's own links a new one replaces).
-const PASSED_HEADERS = ['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol', 'sec-websocket-extensions', 'user-agent', MACHINE_HEADER];
+export const PASSED_HEADERS = ['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol', 'sec-websocket-extensions', 'user-agent', MACHINE_HEADER];
 
-function responseHead(statusCode: number, statusMessage: string, rawHeaders: string[]): string {
+export function responseHead(statusCode: number, statusMessage: string, rawHeaders: string[]): string {
   let head = `HTTP/1.1 ${statusCode} ${statusMessage}\r\n`;
   for (let i = 0; i < rawHeaders.length; i += 2) head += `${rawHeaders[i]}: ${rawHeaders[i + 1]}\r\n`;
   return head + '\r\n';
@@ -37,8 +38,8 @@ export function forwardBridgeUpgrade(
    * and how many computers the user may connect (CTLL_MAX_BRIDGES).
    */
   terms: { expiresAt?: number; address: string; maxMachines: number },
-  events: { opened(): void; closed(): void; activity(bytes: number): void },
-): void {
+  events: SpliceEvents,
+): BridgeSplice {
   const url = new URL(target.endpoint);
   const headers: Record<string, string> = {
     connection: 'Upgrade',
@@ -54,6 +55,7 @@ export function forwardBridgeUpgrade(
   }
   const upstreamReq = http.request({ hostname: url.hostname, port: url.port, path: BRIDGE_PATH, method: 'GET', headers });
   let upgraded = false;
+  let spliced: BridgeSplice | undefined;
   upstreamReq.on('upgrade', (res, upstream, upstreamHead) => {
     upgraded = true;
     if (socket.destroyed) {
@@ -61,25 +63,7 @@ export function forwardBridgeUpgrade(
       return;
     }
     socket.write(responseHead(res.statusCode ?? 101, res.statusMessage ?? 'Switching Protocols', res.rawHeaders));
-    if (upstreamHead.length) socket.write(upstreamHead);
-    if (head.length) upstream.write(head);
-    events.opened();
-    let closed = false;
-    const close = (): void => {
-      if (closed) return;
-      closed = true;
-      upstream.destroy();
-      socket.destroy();
-      events.closed();
-    };
-    upstream.on('data', (c: Buffer) => events.activity(c.length));
-    socket.on('data', (c: Buffer) => events.activity(c.length));
-    upstream.pipe(socket);
-    socket.pipe(upstream);
-    upstream.on('close', close);
-    socket.on('close', close);
-    upstream.on('error', close);
-    socket.on('error', close);
+    spliced = splice(socket, upstream, head, upstreamHead, events);
   });
   // A refusal from the proxy (426 version mismatch, ...) goes back to the bridge as it was.
   upstreamReq.on('response', (res) => {
@@ -102,6 +86,69 @@ export function forwardBridgeUpgrade(
     if (!upgraded) upstreamReq.destroy();
   });
   upstreamReq.end();
+  return {
+    cut(code, reason) {
+      if (spliced) spliced.cut(code, reason);
+      else socket.destroy();
+    },
+  };
+}
+
+export interface SpliceEvents {
+  opened(): void;
+  closed(): void;
+  activity(bytes: number): void;
+}
+
+/** A bridge's WebSocket passing through the gateway, which may end it with a close code of its own. */
+export interface BridgeSplice {
+  /** Ends the WebSocket with `code` (a CloseCode) between two frames, and the upstream with it. */
+  cut(code: number, reason: string): void;
+}
+
+/**
+ * Joins an upgraded bridge socket to its upstream (the proxy, or the owner's api-backend),
+ * byte for byte both ways with pipe()'s backpressure; the upstream's frames pass a WebSocketCut
+ * so the gateway can end the WebSocket with a close code of its own.
+ */
+export function splice(socket: Duplex, upstream: Duplex, head: Buffer, upstreamHead: Buffer, events: SpliceEvents): BridgeSplice {
+  const cutter = new WebSocketCut();
+  if (head.length) upstream.write(head);
+  events.opened();
+  let closed = false;
+  let cutting = false;
+  const close = (): void => {
+    if (closed) return;
+    closed = true;
+    upstream.destroy();
+    // After a cut the pipe has written the close frame and ended the socket: let it flush.
+    if (cutting) setTimeout(() => socket.destroy(), 5_000).unref();
+    else socket.destroy();
+    events.closed();
+  };
+  upstream.on('data', (c: Buffer) => events.activity(c.length));
+  socket.on('data', (c: Buffer) => events.activity(c.length));
+  upstream.pipe(cutter).pipe(socket);
+  if (upstreamHead.length) cutter.write(upstreamHead);
+  socket.pipe(upstream);
+  // The close frame went out: nothing more goes up, and the bridge is left to close its end.
+  cutter.on('end', () => upstream.destroy());
+  upstream.on('close', close);
+  socket.on('close', close);
+  upstream.on('error', close);
+  socket.on('error', close);
+  return {
+    cut: (code, reason) => {
+      cutting = true;
+      cutter.cut(code, reason);
+      // A proxy stuck in the middle of a frame would hold the cut for ever.
+      setTimeout(() => {
+        cutting = false;
+        close();
+        socket.destroy();
+      }, 5_000).unref();
+    },
+  };
 }
 
 /** Tells the proxy a renewed credential's expiry for the tunnel named; answers what it answered. */
