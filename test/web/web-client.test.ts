@@ -174,6 +174,7 @@ describe('web client', { skip: unavailable }, () => {
     assert.equal(await page.textContent('#ollama-base-url'), `${stack.origin}/ollama`);
     assert.equal(await page.textContent('#openai-base-url'), `${stack.origin}/ollama/v1`);
     assert.match(await page.textContent('#other-apps') ?? '', /npm run keys -- create --name NAME/);
+    assert.match(await page.textContent('#other-apps') ?? '', /Settings, "Use from other apps"/);
     await screenshot(page, 'signed-in.png');
   });
 
