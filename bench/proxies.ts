@@ -278,6 +278,9 @@ async function startServer(): Promise<{ child: Child; url: string; issuer: Issue
       // at exit; this run stops its own users' proxies through the API itself.
       CTLL_KEEP_PROXIES_ON_EXIT: '1',
       CTLL_STACK_NAME: STACK,
+      // The server refuses starts past CTLL_MAX_PROXIES (500 by default, what a stock kernel's
+      // neighbour table holds); the run measures up to its last step, so that is its ceiling.
+      CTLL_MAX_PROXIES: String(Math.max(...STEPS)),
     },
   });
   // Count the server's warnings and errors and keep the last few (the child keeps only a short tail).
