@@ -209,9 +209,30 @@ describe('the operator\'s view on Docker', { skip, concurrency: false }, () => {
         const q = await api(`/api/v1/query?query=${encodeURIComponent('ctll_proxy_memory_bytes{stat="count"}')}`);
         return q?.data?.result?.[0]?.value?.[1] === '2';
       }, 'a series of ours is scraped', 30_000);
+      // A stop for the stop panels: the idle user's proxy, stopped as a user stops it.
+      const stopped = await fetch(`${cloud.url}/api/proxy/stop`, { method: 'POST', headers: bearer(await cloud.signIn(idler)) });
+      assert.equal(stopped.status, 200, await stopped.text());
       const rules = await api('/api/v1/rules');
       const loaded = (rules.data.groups as Array<{ rules: unknown[] }>).reduce((n, g) => n + g.rules.length, 0);
       assert.equal(loaded, 7, 'the alert rules are loaded');
+      // The dashboard's queries, evaluated by this Prometheus on what it scraped: each is valid
+      // PromQL and finds series (a renamed metric or label would leave a panel empty, not fail).
+      const dashboard = JSON.parse(readFileSync(join(MONITORING, 'grafana-dashboard.json'), 'utf8')) as { panels: Array<{ title: string; targets: Array<{ expr: string }> }> };
+      const empty: string[] = [];
+      await waitUntil(async () => {
+        empty.length = 0;
+        for (const panel of dashboard.panels) {
+          for (const { expr } of panel.targets) {
+            const q = await api(`/api/v1/query?query=${encodeURIComponent(expr)}`);
+            assert.equal(q.status, 'success', `panel "${panel.title}": ${expr}: ${q.error}`);
+            if (q.data.result.length === 0) empty.push(`${panel.title}: ${expr}`);
+          }
+        }
+        if (empty.length > 0) await new Promise((r) => setTimeout(r, 500));
+        return empty.length === 0;
+      }, 'every dashboard query finds series', 30_000).catch((e: Error) => {
+        throw new Error(`${e.message}; empty: ${empty.join('; ')}`);
+      });
     } catch (e) {
       t.diagnostic(`prometheus said: ${log}`);
       throw e;
