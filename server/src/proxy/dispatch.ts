@@ -57,8 +57,11 @@ export interface Access {
   own?: Record<string, string>;
   /** The key's model allow-list: a union listing shows only these. */
   models?: readonly string[];
-  /** Which computer served the request, with its bridge's trailers once the answer is complete. */
-  served?(computer: Computer, trailers: Record<string, unknown>): void;
+  /**
+   * Which computer served the request, with its bridge's trailers once the answer is complete;
+   * undefined: the proxy answered from several computers (a union listing).
+   */
+  served?(computer: Computer | undefined, trailers: Record<string, unknown>): void;
 }
 
 export class Dispatcher {
@@ -102,7 +105,11 @@ export class Dispatcher {
       req.resume();
       return sendOllamaError(res, 'machine-required', `model management goes to one computer, and ${all.length} are connected (${listNames(all)}): ${PIN_HINT}`);
     }
-    if (route.kind === 'union') return this.union(req, res, pool, route.what, access.models);
+    if (route.kind === 'union') {
+      await this.union(req, res, pool, route.what, access.models);
+      if (res.statusCode === 200) access.served?.(undefined, {});
+      return;
+    }
     if (route.kind === 'any') return this.relayTo(req, res, pickLeastBusy(pool.map(candidateOf), this.turn++)?.computer, access, false);
     let body: Buffer | undefined;
     let model = route.fromPath;

@@ -82,11 +82,12 @@ export function refuseOutsideMachines(res: ServerResponse, access: Extract<KeyAc
 /**
  * A request another computer served with this key: its tokens (the serving bridge's trailer)
  * are taken to the key's own computer, which counts usage. Only answers the bridge relayed
- * carry the trailer; refusals are not counted, as on the key's own computer.
+ * carry the trailer; refusals are not counted, as on the key's own computer. `served`
+ * undefined: a listing the proxy answered from several computers, one request without tokens.
  */
-export function reportUsage(access: Extract<KeyAccess, { ok: true }>, served: Computer, trailer: unknown): void {
-  if (access.holders.includes(served)) return;
-  const tokens = parseKeyTokens(trailer);
+export function reportUsage(access: Extract<KeyAccess, { ok: true }>, served: Computer | undefined, trailer: unknown): void {
+  if (served && access.holders.includes(served)) return;
+  const tokens = served ? parseKeyTokens(trailer) : { tokensIn: 0, tokensOut: 0 };
   const holder = access.holders.find((c) => c.link.connected);
   if (!tokens || !holder) return;
   const stream = holder.link.request({ ':method': 'POST', ':path': KEY_USAGE_PATH, ':authority': CONTROL_AUTHORITY, 'content-type': 'application/json' }, { endStream: false });
