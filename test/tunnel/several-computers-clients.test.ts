@@ -250,6 +250,18 @@ describe('three computers, one endpoint, through the official clients', () => {
     assert.equal(pulled.body['status'], 'success');
   });
 
+  test('a key revoked on alpha stops working on bravo too, within 2 s', async () => {
+    const made = create(dirs.alpha, ['--name', 'short-lived']);
+    const chatOnBravo = (): ReturnType<typeof get> =>
+      get(`${endpoint}/api/chat`, made.key, { method: 'POST', body: JSON.stringify({ model: 'mistral:7b', messages: [{ role: 'user', content: 'hi' }], stream: false, options: { num_predict: 1 } }) });
+    await waitUntil(async () => (await chatOnBravo()).status === 200, 'the new key works on bravo');
+    const revoked = await keysCli(['revoke', 'short-lived']);
+    assert.equal(revoked.status, 0, revoked.stderr);
+    const at = Date.now();
+    await waitUntil(async () => (await chatOnBravo()).status === 401, 'bravo refuses the revoked key', 2_000);
+    assert.ok(Date.now() - at < 2_000);
+  });
+
   test('a client cannot bring a scope of its own: the scope and key-id headers it sends are dropped', async () => {
     const forged = encodeKeyScope({ name: 'desk-and-lab', allow: ['pull'], models: ['qwen2.5:0.5b'] });
     // The limited key with a forged scope that lifts its computer list: still refused.

@@ -53,8 +53,8 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | 'too-la
 
 /** What the caller's credential brings to the dispatch (a client key; nothing for a sign-in token). */
 export interface Access {
-  /** Headers for the serving bridge (the key's id and scope). */
-  own?: Record<string, string>;
+  /** Headers for the bridge of the computer that serves the request (the key's id, and its scope there). */
+  own?(computer: Computer): Record<string, string>;
   /** The key's model allow-list: a union listing shows only these. */
   models?: readonly string[];
   /**
@@ -156,7 +156,7 @@ export class Dispatcher {
     body?: Buffer,
     onHead?: (status: number) => void,
   ): void {
-    this.relay.handle(req, res, computer?.link, access.own, body, {
+    this.relay.handle(req, res, computer?.link, computer && access.own ? access.own(computer) : {}, body, {
       ...(access.served && computer ? { onTrailers: (trailers) => access.served!(computer, trailers) } : {}),
       onHead: (status) => {
         onHead?.(status);

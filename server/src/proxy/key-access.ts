@@ -39,7 +39,9 @@ export type KeyAccess =
  */
 export async function checkKeyAccess(presented: string, computers: readonly Computer[]): Promise<KeyAccess> {
   const quick = await Promise.all(computers.map((c) => c.keySet.check(presented, undefined, 0)));
-  const checks = quick.some((c) => c.ok) ? quick : await Promise.all(computers.map((c) => c.keySet.check(presented)));
+  // A key revoked on its computer is refused at once; only an id no set has seen waits.
+  const settled = quick.some((c) => c.ok) || computers.some((c) => c.keySet.revoked(presented));
+  const checks = settled ? quick : await Promise.all(computers.map((c) => c.keySet.check(presented)));
   const holders = computers.filter((_, i) => checks[i]!.ok);
   const first = checks.find((c) => c.ok);
   if (!first?.ok) {
@@ -54,9 +56,14 @@ export async function checkKeyAccess(presented: string, computers: readonly Comp
   return { ok: true, id: first.id, scope, holders, pool };
 }
 
-/** Headers for the serving bridge: the key's id, and its scope for a computer that did not make it. */
-export function keyHeaders(access: Extract<KeyAccess, { ok: true }>): Record<string, string> {
-  return { [KEY_ID_HEADER]: access.id, ...(access.scope ? { [KEY_SCOPE_HEADER]: encodeKeyScope(access.scope) } : {}) };
+/**
+ * Headers for the serving bridge: the key's id, and its scope only for a computer that did not
+ * make it. The key's own computer gets no scope: it must judge by its own key list, so a key
+ * revoked there a moment ago (before its new set reached the proxy) is refused, not served.
+ */
+export function keyHeaders(access: Extract<KeyAccess, { ok: true }>, computer: Computer): Record<string, string> {
+  const elsewhere = access.scope && !access.holders.includes(computer);
+  return { [KEY_ID_HEADER]: access.id, ...(elsewhere ? { [KEY_SCOPE_HEADER]: encodeKeyScope(access.scope!) } : {}) };
 }
 
 /**

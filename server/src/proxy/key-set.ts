@@ -12,6 +12,8 @@ import type { Logger } from '../log.js';
 import type { BridgeLink } from './bridge-link.js';
 
 const MAX_LINE = 1 << 20;
+/** How many revoked ids a set remembers. */
+const MAX_GONE = 1_000;
 
 /** `scope`: what the key may do, when its computer sent it (then the user's other computers may serve it too). */
 export type KeyCheck = { ok: true; id: string; scope?: KeyScope } | { ok: false; reason: 'key-invalid' | 'key-expired' | 'auth-key-malformed' | 'auth-key-truncated' | 'auth-key-checksum'; message: string };
@@ -20,6 +22,11 @@ export class KeySet {
   private keys = new Map<string, { verifier: string; expiresAt?: number; scope?: KeyScope }>();
   /** This computer's bridge serves keys made on the user's other computers (KeySetLine.servesScopes). */
   servesScopes = false;
+  /**
+   * Ids that left the set on this tunnel (revoked, expired): refused at once rather than after
+   * the wait for a new key, so a revocation shows on every computer as fast as on its own.
+   */
+  private gone = new Set<string>();
   /** The first line of the current tunnel has come (or the bridge has no keys stream). */
   private known = false;
   private waiters: Array<() => void> = [];
@@ -49,7 +56,7 @@ export class KeySet {
     await this.ready(waitMs);
     // An id not in the set may be a key made a moment ago: its line comes within the bridge's
     // debounce. Waiting for it also slows down anyone trying ids.
-    const deadline = Date.now() + newKeyWaitMs;
+    const deadline = this.gone.has(key.id) ? 0 : Date.now() + newKeyWaitMs;
     while (!this.keys.has(key.id) && this.link.connected && Date.now() < deadline) await this.settled(this.changeWaiters, deadline - Date.now());
     const entry = this.keys.get(key.id);
     // Compare even for an unknown id, so timing does not tell which ids exist.
@@ -63,6 +70,12 @@ export class KeySet {
 
   close(): void {
     this.reset();
+  }
+
+  /** Did the key presented leave this set (revoked while this tunnel was open)? */
+  revoked(presented: string): boolean {
+    const key = parseClientKey(presented);
+    return key.ok && this.gone.has(key.id) && !this.keys.has(key.id);
   }
 
   /**
@@ -98,6 +111,7 @@ export class KeySet {
     this.stream?.close();
     this.stream = undefined;
     this.keys = new Map();
+    this.gone = new Set();
     this.servesScopes = false;
     this.known = false;
     for (const w of this.changeWaiters.splice(0)) w();
@@ -137,10 +151,17 @@ export class KeySet {
           this.log.warn('the bridge sent an unusable key-set line', { problem: parsed.message });
           continue;
         }
+        const before = this.keys;
         this.keys = new Map(
           parsed.value.keys.map((k) => [k.id, { verifier: k.verifier, ...(k.expiresAt !== undefined ? { expiresAt: k.expiresAt } : {}), ...(k.scope ? { scope: k.scope } : {}) }]),
         );
         this.servesScopes = parsed.value.servesScopes === true;
+        for (const id of before.keys()) if (!this.keys.has(id)) this.gone.add(id);
+        // Bounded: the oldest go first (a Set keeps insertion order).
+        for (const id of this.gone) {
+          if (this.gone.size <= MAX_GONE) break;
+          this.gone.delete(id);
+        }
         this.markKnown();
         for (const w of this.changeWaiters.splice(0)) w();
       }

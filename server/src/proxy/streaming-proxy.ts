@@ -236,7 +236,7 @@ export class StreamingProxy {
         return;
       }
       return this.dispatcher.handle(req, res, access.pool, {
-        own: keyHeaders(access),
+        own: (computer) => keyHeaders(access, computer),
         ...(access.scope?.models ? { models: access.scope.models } : {}),
         served: (computer, trailers) => reportUsage(access, computer, trailers[KEY_TOKENS_TRAILER]),
       });
