@@ -7,7 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { DEFAULT_HEARTBEAT, type HeartbeatOptions } from './connection/heartbeat.js';
-import { machineNameProblem } from './connection/protocol.js';
+import { DEFAULT_MACHINE_NAME, machineNameProblem } from './connection/protocol.js';
 import { dialTunnel } from './connection/tunnel-dialer.js';
 import { OllamaForwarder } from './forward/ollama-forwarder.js';
 import { probeOllama, type OllamaProbeResult } from './forward/ollama-probe.js';
@@ -85,6 +85,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
       target: this.ollama,
       policy: () => this.policyValue,
       ...(options.keys ? { keys: options.keys } : {}),
+      machine: options.name ?? DEFAULT_MACHINE_NAME,
       events: {
         requestStarted: () => {
           this.counterValues.requests += 1;

@@ -4,7 +4,7 @@
  * the running bridge (its KeyRing watches keys.json), and the same input rules (key-input.ts).
  * The secret of a new key is returned once and kept nowhere: not here, not in a log.
  */
-import { keyNameProblem, parseExpiry, parseModelList } from '@cloudtolocalllm/bridge/keys/key-input';
+import { keyNameProblem, parseExpiry, parseMachineList, parseModelList } from '@cloudtolocalllm/bridge/keys/key-input';
 import { KeyStoreError, type KeyDefinition, type KeyStore, type KeyUsage } from '@cloudtolocalllm/bridge/keys/key-store';
 import { MANAGEMENT_ENDPOINTS, type ManagementEndpoint } from '@cloudtolocalllm/bridge/ingress/ollama-routes';
 import type { ClientKeyView, ClientKeysView, CreateKeyErrors, CreateKeyRequest, CreateKeyResult, RevokeKeyResult } from './ipc-contract.js';
@@ -15,6 +15,7 @@ export function keyView(k: KeyDefinition, u: KeyUsage | undefined, now: number):
     name: k.name,
     models: k.models ?? null,
     allow: [...k.allow],
+    machines: k.machines ?? null,
     createdAt: k.createdAt,
     expiresAt: k.expiresAt ?? null,
     expired: k.expiresAt !== undefined && k.expiresAt <= now,
@@ -66,6 +67,14 @@ export class ClientKeys {
         errors.models = (e as Error).message;
       }
     }
+    let machines: string[] | undefined;
+    if (text(raw?.machines).trim()) {
+      try {
+        machines = parseMachineList(text(raw.machines));
+      } catch (e) {
+        errors.machines = (e as Error).message;
+      }
+    }
     const allow = Array.isArray(raw?.allow) ? raw.allow : [];
     const unknown = allow.filter((a) => !(MANAGEMENT_ENDPOINTS as readonly unknown[]).includes(a));
     if (unknown.length) errors.allow = `not model management this app knows: ${unknown.map(String).join(', ')}`;
@@ -87,7 +96,13 @@ export class ClientKeys {
     if (Object.keys(errors).length) return { ok: false, errors };
     try {
       const made = this.store.create(
-        { name, ...(models ? { models } : {}), allow: [...new Set(allow as ManagementEndpoint[])], ...(expiresAt !== undefined ? { expiresAt } : {}) },
+        {
+          name,
+          ...(models ? { models } : {}),
+          allow: [...new Set(allow as ManagementEndpoint[])],
+          ...(machines ? { machines } : {}),
+          ...(expiresAt !== undefined ? { expiresAt } : {}),
+        },
         now,
       );
       return { ok: true, key: keyView(made.definition, undefined, now), secret: made.key, endpoint: this.endpoint() };

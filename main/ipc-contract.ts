@@ -62,6 +62,8 @@ export interface ClientKeyView {
   /** The models it may use; null: every model. */
   models: string[] | null;
   allow: ManagementEndpoint[];
+  /** The computers (names on the endpoint) it may use; null: all of the user's. */
+  machines: string[] | null;
   createdAt: number;
   expiresAt: number | null;
   expired: boolean;
@@ -87,11 +89,13 @@ export interface CreateKeyRequest {
   /** Comma-separated model names; empty: every model. */
   models: string;
   allow: ManagementEndpoint[];
+  /** Comma-separated computer names; empty: all of the user's computers. */
+  machines: string;
   /** 30d, 12h, 90m, 2w or a date; empty: never. */
   expires: string;
 }
 
-export type CreateKeyField = 'name' | 'models' | 'allow' | 'expires';
+export type CreateKeyField = 'name' | 'models' | 'allow' | 'machines' | 'expires';
 export type CreateKeyErrors = Partial<Record<CreateKeyField | 'form', string>>;
 
 export type CreateKeyResult =

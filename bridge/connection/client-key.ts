@@ -40,6 +40,19 @@ export const KEY_SET_PATH = '/keys';
 export const CLIENT_KEY_HEADER = 'x-cloudtolocalllm-client-key';
 /** proxy → bridge: the id of the key a relayed request was made with; its scopes then apply. */
 export const KEY_ID_HEADER = 'x-cloudtolocalllm-key-id';
+/**
+ * proxy → bridge: the scope of the key (encodeKeyScope), which its own computer sent beside its
+ * verifier, so another of the user's computers can serve it under that scope and its own policy.
+ * Like every x-cloudtolocalllm- header it is dropped from what a client sends (headers.ts).
+ */
+export const KEY_SCOPE_HEADER = 'x-cloudtolocalllm-key-scope';
+/** bridge → proxy, a trailer of a keyed answer: the tokens counted, "IN OUT". */
+export const KEY_TOKENS_TRAILER = 'x-cloudtolocalllm-key-tokens';
+/**
+ * proxy → bridge, on CONTROL_AUTHORITY: POST one KeyUsageReport (JSON) to the key's own computer,
+ * for a request another computer served: usage is counted where the key was made.
+ */
+export const KEY_USAGE_PATH = '/keys/usage';
 
 export interface ParsedKey {
   /** base64url of the routing part. */
@@ -117,9 +130,99 @@ export function matchesVerifier(key: ParsedKey, verifier: string): boolean {
   return expected.length === actual.length && timingSafeEqual(expected, actual);
 }
 
-/** One line of the key-set stream: every key the proxy may accept (no names, no scopes: the bridge applies those). */
+/**
+ * What a key may do, as its computer sends it beside the verifier (issue 10): enough for another
+ * of the user's computers to apply it. Names and model names are the user's labels, not secrets.
+ * `allow` holds model management endpoints (ingress/ollama-routes.ts); the bridge that applies it
+ * keeps only the ones it knows.
+ */
+export interface KeyScope {
+  name: string;
+  /** Models the key may use; absent: all. */
+  models?: string[];
+  allow: string[];
+  /** The computers the key may use; absent: all of the user's. */
+  machines?: string[];
+  expiresAt?: number;
+}
+
+/** One line of the key-set stream: every key the proxy may accept. */
 export interface KeySetLine {
-  keys: Array<{ id: string; verifier: string; expiresAt?: number }>;
+  keys: Array<{ id: string; verifier: string; expiresAt?: number; scope?: KeyScope }>;
+  /**
+   * This bridge serves keys made on the user's other computers under the scope the proxy passes
+   * (KEY_SCOPE_HEADER). An older bridge sends neither this nor scopes: its keys stay its own.
+   */
+  servesScopes?: boolean;
+}
+
+/** Limits of a scope on the wire: a model list as long as anyone types, a header that stays small. */
+const MAX_SCOPE_MODELS = 256;
+const MAX_SCOPE_MACHINES = 64;
+const MAX_SCOPE_ITEM = 255;
+
+function stringList(v: unknown, max: number): string[] | undefined {
+  if (!Array.isArray(v) || v.length > max || !v.every((s) => typeof s === 'string' && s.length > 0 && s.length <= MAX_SCOPE_ITEM)) return undefined;
+  return v as string[];
+}
+
+/** Reads a scope (from a key-set line or the header), or says what is wrong with it. */
+export function parseKeyScope(value: unknown): { ok: true; value: KeyScope } | { ok: false; message: string } {
+  const { name, models, allow, machines, expiresAt } = (value ?? {}) as Record<string, unknown>;
+  if (typeof name !== 'string' || name.length === 0 || name.length > 64) return { ok: false, message: 'a key scope needs a "name" of 1 to 64 characters' };
+  const allowList = stringList(allow, 16);
+  if (!allowList) return { ok: false, message: 'a key scope\'s "allow" must be a list of management endpoints' };
+  const modelList = models === undefined ? undefined : stringList(models, MAX_SCOPE_MODELS);
+  if (models !== undefined && !modelList) return { ok: false, message: `a key scope's "models" must be a list of at most ${MAX_SCOPE_MODELS} model names` };
+  const machineList = machines === undefined ? undefined : stringList(machines, MAX_SCOPE_MACHINES);
+  if (machines !== undefined && !machineList) return { ok: false, message: `a key scope's "machines" must be a list of at most ${MAX_SCOPE_MACHINES} computer names` };
+  if (expiresAt !== undefined && (typeof expiresAt !== 'number' || !Number.isFinite(expiresAt))) return { ok: false, message: 'a key scope\'s "expiresAt" must be a number (ms)' };
+  return {
+    ok: true,
+    value: { name, allow: allowList, ...(modelList ? { models: modelList } : {}), ...(machineList ? { machines: machineList } : {}), ...(typeof expiresAt === 'number' ? { expiresAt } : {}) },
+  };
+}
+
+/** The scope as KEY_SCOPE_HEADER carries it: base64url of its JSON (a header holds no raw quotes safely everywhere). */
+export function encodeKeyScope(scope: KeyScope): string {
+  return Buffer.from(JSON.stringify(scope), 'utf8').toString('base64url');
+}
+
+export function decodeKeyScope(header: string): { ok: true; value: KeyScope } | { ok: false; message: string } {
+  let json: unknown;
+  try {
+    json = JSON.parse(Buffer.from(header, 'base64url').toString('utf8'));
+  } catch {
+    return { ok: false, message: 'the key scope header is not base64url JSON' };
+  }
+  return parseKeyScope(json);
+}
+
+/** What the proxy tells a key's own computer of a request another computer served. */
+export interface KeyUsageReport {
+  id: string;
+  tokensIn: number;
+  tokensOut: number;
+}
+
+export function parseKeyUsageReport(text: string): { ok: true; value: KeyUsageReport } | { ok: false; message: string } {
+  let v: Record<string, unknown>;
+  try {
+    v = (JSON.parse(text) ?? {}) as Record<string, unknown>;
+  } catch {
+    return { ok: false, message: 'a key usage report is not JSON' };
+  }
+  const count = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
+  if (typeof v['id'] !== 'string' || !/^[A-Za-z0-9_-]{8}$/.test(v['id']) || !count(v['tokensIn']) || !count(v['tokensOut'])) {
+    return { ok: false, message: 'a key usage report needs an 8-character "id" and whole "tokensIn" and "tokensOut"' };
+  }
+  return { ok: true, value: { id: v['id'], tokensIn: v['tokensIn'], tokensOut: v['tokensOut'] } };
+}
+
+/** The KEY_TOKENS_TRAILER value, or undefined when it is not one. */
+export function parseKeyTokens(value: unknown): { tokensIn: number; tokensOut: number } | undefined {
+  const m = typeof value === 'string' ? /^(\d{1,15}) (\d{1,15})$/.exec(value) : null;
+  return m ? { tokensIn: Number(m[1]), tokensOut: Number(m[2]) } : undefined;
 }
 
 /** Reads a line of the key-set stream, or says why it is not one. */
@@ -134,12 +237,15 @@ export function parseKeySetLine(line: string): { ok: true; value: KeySetLine } |
   if (!Array.isArray(keys)) return { ok: false, message: 'a key-set line has no "keys" list' };
   const out: KeySetLine['keys'] = [];
   for (const k of keys as unknown[]) {
-    const { id, verifier, expiresAt } = (k ?? {}) as Record<string, unknown>;
+    const { id, verifier, expiresAt, scope } = (k ?? {}) as Record<string, unknown>;
     if (typeof id !== 'string' || !/^[A-Za-z0-9_-]{8}$/.test(id) || typeof verifier !== 'string' || !/^[0-9a-f]{64}$/.test(verifier)) {
       return { ok: false, message: 'a key-set entry needs an 8-character "id" and a 64-hex-digit "verifier"' };
     }
     if (expiresAt !== undefined && (typeof expiresAt !== 'number' || !Number.isFinite(expiresAt))) return { ok: false, message: 'a key-set entry\'s "expiresAt" must be a number (ms)' };
-    out.push({ id, verifier, ...(typeof expiresAt === 'number' ? { expiresAt } : {}) });
+    const parsedScope = scope === undefined ? undefined : parseKeyScope(scope);
+    if (parsedScope && !parsedScope.ok) return parsedScope;
+    out.push({ id, verifier, ...(typeof expiresAt === 'number' ? { expiresAt } : {}), ...(parsedScope?.ok ? { scope: parsedScope.value } : {}) });
   }
-  return { ok: true, value: { keys: out } };
+  const servesScopes = (value as { servesScopes?: unknown }).servesScopes === true;
+  return { ok: true, value: { keys: out, ...(servesScopes ? { servesScopes } : {}) } };
 }

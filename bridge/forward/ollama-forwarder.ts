@@ -6,14 +6,15 @@ import http from 'node:http';
 import https from 'node:https';
 import type { IncomingHttpHeaders as H2Headers, ServerHttp2Stream } from 'node:http2';
 import { copyWithBackpressure } from '../connection/backpressure.js';
-import { CONTROL_AUTHORITY, KEY_ID_HEADER, KEY_SET_PATH } from '../connection/client-key.js';
+import { CONTROL_AUTHORITY, decodeKeyScope, KEY_ID_HEADER, KEY_SCOPE_HEADER, KEY_SET_PATH, KEY_TOKENS_TRAILER, KEY_USAGE_PATH } from '../connection/client-key.js';
 import { relayableRequestHeaders, relayableResponseHeaders } from '../connection/headers.js';
 import { errorBody } from '../connection/error-shape.js';
 import { REFUSAL_HEADER } from '../connection/protocol.js';
 import { decide, type CloudPolicy } from '../ingress/policy.js';
-import { bodyRefusal, filterModelList, keyRefusal, LIST_ROUTES, needsModelCheck } from '../keys/key-scope.js';
+import { bodyRefusal, filterModelList, keyFromScope, keyRefusal, LIST_ROUTES, machineRefusal, needsModelCheck, type KeyRules } from '../keys/key-scope.js';
 import type { KeyRing } from '../keys/key-ring.js';
 import { serveKeySet } from '../keys/key-set-stream.js';
+import { serveUsageReport } from '../keys/usage-report.js';
 import { TokenTally } from '../keys/token-tally.js';
 import { describeConnectError, UNREACHABLE_CODES } from './ollama-probe.js';
 import type { OllamaTarget } from './ollama-target.js';
@@ -32,6 +33,8 @@ export interface ForwarderOptions {
   events: ForwardEvents;
   /** Client keys: the proxy's key-set stream and the scopes and usage of keyed requests. */
   keys?: KeyRing;
+  /** This computer's name on the endpoint: a key limited to other computers is refused here too. */
+  machine?: string;
 }
 
 /** A keyed request's body is read whole to check its model: at most this much (base64 images). */
@@ -45,6 +48,8 @@ interface KeyedRelay {
   filterModels?: readonly string[];
   tally: TokenTally;
   keyId: string;
+  /** The key was made here: its usage is counted here; else the proxy takes the tokens to the key's computer. */
+  own: boolean;
 }
 
 function readWhole(stream: ServerHttp2Stream, limit: number): Promise<Buffer | 'too-large' | 'broken'> {
@@ -82,6 +87,11 @@ function respondError(stream: ServerHttp2Stream, method: string | undefined, pat
   });
 }
 
+function tokensTrailer(keyed: KeyedRelay): Record<string, string> {
+  keyed.tally.end();
+  return { [KEY_TOKENS_TRAILER]: `${keyed.tally.tokensIn} ${keyed.tally.tokensOut}` };
+}
+
 export class OllamaForwarder {
   // Keep-alive to Ollama saves a TCP handshake per token stream; no socket timeout, since a
   // model load can take minutes before the first byte.
@@ -104,6 +114,10 @@ export class OllamaForwarder {
       serveKeySet(stream, this.options.keys);
       return;
     }
+    if (headers[':authority'] === CONTROL_AUTHORITY && headers[':path'] === KEY_USAGE_PATH && this.options.keys) {
+      serveUsageReport(stream, headers[':method'], this.options.keys);
+      return;
+    }
     const method = headers[':method'];
     const decision = decide(
       this.options.policy(),
@@ -118,14 +132,20 @@ export class OllamaForwarder {
     }
     const keyId = headers[KEY_ID_HEADER];
     if (typeof keyId !== 'string') return this.relay(stream, headers, method, decision, routeName, undefined);
-    const key = this.options.keys?.get(keyId);
-    const refusal = keyRefusal(key, decision.route, decision.path, this.options.policy());
+    const mine = this.options.keys?.get(keyId);
+    // A key made on another of the user's computers comes with its scope, set by the proxy alone
+    // (it drops the header from what clients send); this computer's policy still applies on top.
+    const scopeHeader = headers[KEY_SCOPE_HEADER];
+    const scope = mine || typeof scopeHeader !== 'string' ? undefined : decodeKeyScope(scopeHeader);
+    if (scope && !scope.ok) return this.refuse(stream, headers, routeName, 400, 'key-scope-invalid', `the cloud sent a key scope this computer cannot read: ${scope.message}`);
+    const key: KeyRules | undefined = mine ?? (scope?.ok ? keyFromScope(keyId, scope.value) : undefined);
+    const refusal = keyRefusal(key, decision.route, decision.path, this.options.policy()) ?? (key && this.options.machine ? machineRefusal(key, this.options.machine) : undefined);
     if (refusal || !key) {
       const r = refusal ?? { status: 401, code: 'key-unknown', message: 'this key is not known to your computer' };
       this.refuse(stream, headers, routeName, r.status, r.code, r.message);
       return;
     }
-    const keyed: KeyedRelay = { tally: new TokenTally(), keyId: key.id, ...(key.models && LIST_ROUTES.has(routeName) ? { filterModels: key.models } : {}) };
+    const keyed: KeyedRelay = { tally: new TokenTally(), keyId: key.id, own: mine !== undefined, ...(key.models && LIST_ROUTES.has(routeName) ? { filterModels: key.models } : {}) };
     if (!needsModelCheck(key, decision.route) || stream.endAfterHeaders) return this.relay(stream, headers, method, decision, routeName, keyed);
     void readWhole(stream, MAX_CHECKED_BODY).then((body) => {
       if (body === 'broken') return events.requestFinished(routeName, 'aborted', undefined);
@@ -180,7 +200,7 @@ export class OllamaForwarder {
       finished = true;
       if (keyed) {
         keyed.tally.end();
-        this.options.keys?.recordUse(keyed.keyId, keyed.tally.tokensIn, keyed.tally.tokensOut);
+        if (keyed.own) this.options.keys?.recordUse(keyed.keyId, keyed.tally.tokensIn, keyed.tally.tokensOut);
       }
       events.requestFinished(routeName, outcome, status);
     };
@@ -231,8 +251,10 @@ export class OllamaForwarder {
         finish('failed', 502);
         return;
       }
-      if (keyed?.filterModels && status === 200) return this.filtered(stream, method, response, keyed.filterModels, routeName, finish);
-      const responded = respond(stream, { method, status, headers: relayableResponseHeaders(response.headers) });
+      // The counts go back to the proxy, which takes them to the key's own computer when it is another.
+      const trailers = keyed ? { trailers: () => tokensTrailer(keyed) } : {};
+      if (keyed?.filterModels && status === 200) return this.filtered(stream, method, response, { ...keyed, filterModels: keyed.filterModels }, routeName, finish);
+      const responded = respond(stream, { method, status, headers: relayableResponseHeaders(response.headers), ...trailers });
       if (responded !== 'body') {
         // A head-only answer (HEAD, 204, 304) is complete with its head.
         response.resume();
@@ -271,7 +293,7 @@ export class OllamaForwarder {
     stream: ServerHttp2Stream,
     method: string | undefined,
     response: http.IncomingMessage,
-    models: readonly string[],
+    keyed: KeyedRelay & { filterModels: readonly string[] },
     routeName: string,
     finish: (outcome: 'ok' | 'aborted' | 'failed', status?: number) => void,
   ): void {
@@ -284,10 +306,10 @@ export class OllamaForwarder {
     });
     response.on('end', () => {
       if (!response.complete) return;
-      const body = filterModelList(routeName, Buffer.concat(chunks), models);
+      const body = filterModelList(routeName, Buffer.concat(chunks), keyed.filterModels);
       this.options.events.bytes('out', body.length);
       const headers = relayableResponseHeaders(response.headers);
-      respond(stream, { method, status: 200, headers: { ...headers, 'content-length': body.length }, body });
+      respond(stream, { method, status: 200, headers: { ...headers, 'content-length': body.length }, body, trailers: () => tokensTrailer(keyed) });
       finish('ok', 200);
     });
     response.on('close', () => {

@@ -47,6 +47,8 @@ export interface RespondOptions {
    * response, RFC 9113 §8.1): a refused 1 GB upload then costs nothing.
    */
   stopUpload?: boolean;
+  /** More trailers beside COMPLETE_TRAILER, read when the body has ended (a keyed answer's token counts). */
+  trailers?: () => OutgoingHttpHeaders;
 }
 
 /**
@@ -78,7 +80,7 @@ export function respond(stream: ServerHttp2Stream, options: RespondOptions): Res
     // Marks the answer complete once its last byte is out (see COMPLETE_TRAILER).
     stream.once('wantTrailers', () => {
       if (stream.destroyed || stream.closed) return;
-      stream.sendTrailers({ [COMPLETE_TRAILER]: '1' });
+      stream.sendTrailers({ ...options.trailers?.(), [COMPLETE_TRAILER]: '1' });
       stopUpload();
     });
     stream.respond({ ':status': options.status, ...options.headers }, { waitForTrailers: true });

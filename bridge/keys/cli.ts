@@ -1,7 +1,7 @@
 /**
  * Client keys from a terminal (issue 9), on the configuration directory the bridge uses:
  *
- *   npm run keys -- create --name NAME [--models a,b] [--allow pull,...] [--expires 30d] [--json]
+ *   npm run keys -- create --name NAME [--models a,b] [--allow pull,...] [--machines a,b] [--expires 30d] [--json]
  *   npm run keys -- list [--json]
  *   npm run keys -- revoke NAME_OR_ID
  *
@@ -12,16 +12,18 @@ import { parseArgs } from 'node:util';
 import { MANAGEMENT_ENDPOINTS } from '../ingress/ollama-routes.js';
 import { parseManagementList } from '../ingress/policy.js';
 import { configDir, CONFIG_DIR_VARIABLE } from './config-dir.js';
-import { parseExpiry, parseModelList } from './key-input.js';
+import { parseExpiry, parseMachineList, parseModelList } from './key-input.js';
 import { KeyStore, KeyStoreError, type KeyDefinition, type KeyUsage } from './key-store.js';
 
 const USAGE = `usage: npm run keys -- <command> [options]
 
-  create --name NAME [--models a,b] [--allow LIST] [--expires 30d] [--json]
+  create --name NAME [--models a,b] [--allow LIST] [--machines a,b] [--expires 30d] [--json]
                       make a key; it is printed once (with --json: one JSON line)
       --models a,b    the models the key may use (default: all)
       --allow LIST    model management the key may use: ${MANAGEMENT_ENDPOINTS.join(',')} or all
                       (your computer's own setting must allow it too; default none)
+      --machines a,b  the computers (their names on your endpoint) the key may use
+                      (default: all of yours that are connected)
       --expires WHEN  30d, 12h, 90m, or a date such as 2027-01-31 (default: never)
   list [--json]       names, ids, scopes, created, last used, usage
   revoke NAME_OR_ID   the key stops working within 2 s on a running bridge
@@ -51,6 +53,7 @@ function listing(k: KeyDefinition, u: KeyUsage | undefined, now: number): Record
     name: k.name,
     models: k.models ?? null,
     allow: k.allow,
+    machines: k.machines ?? null,
     createdAt: k.createdAt,
     expiresAt: k.expiresAt ?? null,
     expired: k.expiresAt !== undefined && k.expiresAt <= now,
@@ -83,6 +86,7 @@ try {
       name: { type: 'string' },
       models: { type: 'string' },
       allow: { type: 'string' },
+      machines: { type: 'string' },
       expires: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
@@ -101,6 +105,7 @@ try {
         name: values.name,
         ...(values.models !== undefined ? { models: option('--models', () => parseModelList(values.models!)) } : {}),
         allow: [...parseManagementList(values.allow ?? '')],
+        ...(values.machines !== undefined ? { machines: option('--machines', () => parseMachineList(values.machines!)) } : {}),
         ...(values.expires !== undefined ? { expiresAt: option('--expires', () => parseExpiry(values.expires!)) } : {}),
       };
     } catch (e) {
@@ -127,13 +132,14 @@ try {
     } else if (keys.length === 0) {
       process.stdout.write('no keys yet: npm run keys -- create --name NAME\n');
     } else {
-      const rows = [['NAME', 'ID', 'MODELS', 'ALLOW', 'CREATED', 'EXPIRES', 'LAST USED', 'REQUESTS', 'TOKENS IN', 'TOKENS OUT']];
+      const rows = [['NAME', 'ID', 'MODELS', 'ALLOW', 'MACHINES', 'CREATED', 'EXPIRES', 'LAST USED', 'REQUESTS', 'TOKENS IN', 'TOKENS OUT']];
       for (const k of keys) {
         rows.push([
           String(k['name']),
           String(k['id']),
           Array.isArray(k['models']) ? k['models'].join(',') : 'all',
           (k['allow'] as string[]).join(',') || '-',
+          Array.isArray(k['machines']) ? k['machines'].join(',') : 'all',
           when(k['createdAt'] as number),
           k['expired'] ? `expired ${when(k['expiresAt'] as number)}` : when((k['expiresAt'] as number | null) ?? undefined),
           when((k['lastUsedAt'] as number | null) ?? undefined),

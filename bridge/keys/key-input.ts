@@ -3,6 +3,7 @@
  * the keys CLI and the desktop's Settings. Pure, with no Node import, so the Settings window
  * checks a field with the very rule the store applies and says what is wrong before anything is sent.
  */
+import { machineNameProblem } from '../connection/protocol.js';
 
 /** Names people type on a command line and see in lists. */
 const NAME = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/;
@@ -24,6 +25,17 @@ export function parseModelList(list: string): string[] {
   }
   if (models.length === 0) throw new Error('the model list names no model; leave it empty to allow every model');
   return models;
+}
+
+/** A comma-separated computer list ("desktop, laptop") as names; throws saying which one is wrong. */
+export function parseMachineList(list: string): string[] {
+  const machines = [...new Set(list.split(',').map((m) => m.trim()).filter(Boolean))];
+  for (const m of machines) {
+    const problem = machineNameProblem(m);
+    if (problem) throw new Error(`${problem} (computer names as each computer shows them, separated by commas)`);
+  }
+  if (machines.length === 0) throw new Error('the computer list names no computer; leave it empty to allow all of your computers');
+  return machines;
 }
 
 const UNIT_MS = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;

@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { mkdirSync, watch, type FSWatcher } from 'node:fs';
-import type { KeySetLine } from '../connection/client-key.js';
+import type { KeyScope, KeySetLine } from '../connection/client-key.js';
 import { KEYS_FILE, KeyStore, type KeyDefinition, type KeyUsage } from './key-store.js';
 
 export interface KeyRingEvents {
@@ -66,12 +66,16 @@ export class KeyRing extends EventEmitter<KeyRingEvents> {
     return this.keys.find((k) => k.id === id);
   }
 
-  /** What the proxy gets: verifiers of the keys not expired, never names or scopes. */
+  /**
+   * What the proxy gets: verifiers of the keys not expired, never secrets, each with its scope so
+   * the user's other computers can serve it too (docs/tunnel.md, "One key, every computer").
+   */
   line(now = Date.now()): KeySetLine {
     return {
       keys: this.keys
         .filter((k) => k.expiresAt === undefined || k.expiresAt > now)
-        .map((k) => ({ id: k.id, verifier: k.verifier, ...(k.expiresAt !== undefined ? { expiresAt: k.expiresAt } : {}) })),
+        .map((k) => ({ id: k.id, verifier: k.verifier, ...(k.expiresAt !== undefined ? { expiresAt: k.expiresAt } : {}), scope: scopeOf(k) })),
+      servesScopes: true,
     };
   }
 
@@ -111,6 +115,17 @@ export class KeyRing extends EventEmitter<KeyRingEvents> {
     this.keys = keys;
     this.emit('change');
   }
+}
+
+/** The part of a key's definition another computer needs to apply it (no verifier, no dates but expiry). */
+export function scopeOf(k: KeyDefinition): KeyScope {
+  return {
+    name: k.name,
+    allow: [...k.allow],
+    ...(k.models ? { models: [...k.models] } : {}),
+    ...(k.machines ? { machines: [...k.machines] } : {}),
+    ...(k.expiresAt !== undefined ? { expiresAt: k.expiresAt } : {}),
+  };
 }
 
 function safe<T>(f: () => T): T | undefined {

@@ -4,9 +4,35 @@
  * own policy does; with a model allow-list, only those models, and the lists (/api/tags,
  * /api/ps, /v1/models) show only those. Pure functions: no network, no files.
  */
-import type { OllamaRoute } from '../ingress/ollama-routes.js';
+import type { KeyScope } from '../connection/client-key.js';
+import { MANAGEMENT_ENDPOINTS, type ManagementEndpoint, type OllamaRoute } from '../ingress/ollama-routes.js';
 import { settingName, type CloudPolicy } from '../ingress/policy.js';
 import type { KeyDefinition } from './key-store.js';
+
+/**
+ * What the rules read of a key: its definition on the computer that made it, or, on another of
+ * the user's computers, the scope the proxy passed with the request (keyFromScope).
+ */
+export type KeyRules = Pick<KeyDefinition, 'id' | 'name' | 'models' | 'allow' | 'machines' | 'expiresAt'>;
+
+/** A key made on another computer, from its scope: management endpoints this bridge does not know are dropped (fail closed). */
+export function keyFromScope(id: string, scope: KeyScope): KeyRules {
+  const known = MANAGEMENT_ENDPOINTS as readonly string[];
+  return {
+    id,
+    name: scope.name,
+    allow: scope.allow.filter((a): a is ManagementEndpoint => known.includes(a)),
+    ...(scope.models ? { models: scope.models } : {}),
+    ...(scope.machines ? { machines: scope.machines } : {}),
+    ...(scope.expiresAt !== undefined ? { expiresAt: scope.expiresAt } : {}),
+  };
+}
+
+/** A key limited to some computers, used on another: the proxy routes it only among its computers; this checks again. */
+export function machineRefusal(key: KeyRules, machine: string): Refusal | undefined {
+  if (!key.machines || key.machines.includes(machine)) return undefined;
+  return { status: 403, code: 'key-machine', message: `the key "${key.name}" may not use the computer ${machine}; it may use ${key.machines.join(', ')}` };
+}
 
 export interface Refusal {
   status: number;
@@ -47,7 +73,7 @@ export function modelAllowed(models: readonly string[] | undefined, name: string
 }
 
 /** Does this route need its body read to check a key's model allow-list? */
-export function needsModelCheck(key: KeyDefinition, route: OllamaRoute): boolean {
+export function needsModelCheck(key: KeyRules, route: OllamaRoute): boolean {
   return key.models !== undefined && route.name in MODEL_FIELDS;
 }
 
@@ -56,7 +82,7 @@ function allowedText(models: readonly string[]): string {
 }
 
 /** Refusal for the key itself (unknown, expired, management) before any body is read. */
-export function keyRefusal(key: KeyDefinition | undefined, route: OllamaRoute, path: string, policy: CloudPolicy, now = Date.now()): Refusal | undefined {
+export function keyRefusal(key: KeyRules | undefined, route: OllamaRoute, path: string, policy: CloudPolicy, now = Date.now()): Refusal | undefined {
   if (!key) return { status: 401, code: 'key-unknown', message: 'this key is not known to your computer (it was revoked); make a new one' };
   if (key.expiresAt !== undefined && key.expiresAt <= now) {
     return { status: 401, code: 'key-expired', message: `the key "${key.name}" expired at ${new Date(key.expiresAt).toISOString()}; make a new one` };
@@ -84,7 +110,7 @@ export function keyRefusal(key: KeyDefinition | undefined, route: OllamaRoute, p
   return undefined;
 }
 
-function modelRefusal(key: KeyDefinition, name: string): Refusal {
+function modelRefusal(key: KeyRules, name: string): Refusal {
   return {
     status: 403,
     code: 'key-model',
@@ -93,7 +119,7 @@ function modelRefusal(key: KeyDefinition, name: string): Refusal {
 }
 
 /** Checks the model(s) a request body names against the key's allow-list. */
-export function bodyRefusal(key: KeyDefinition, route: OllamaRoute, body: Buffer): Refusal | undefined {
+export function bodyRefusal(key: KeyRules, route: OllamaRoute, body: Buffer): Refusal | undefined {
   let json: unknown;
   try {
     json = JSON.parse(body.toString('utf8'));

@@ -37,6 +37,8 @@ export interface KeyDefinition {
   models?: string[];
   /** Model management the key may use (the computer's own policy must allow it too). */
   allow: ManagementEndpoint[];
+  /** The computers (names, as on the endpoint) the key may use; absent: all of the user's. */
+  machines?: string[];
   expiresAt?: number;
   createdAt: number;
 }
@@ -158,6 +160,7 @@ function validKey(raw: unknown): raw is KeyDefinition {
     typeof k.verifier === 'string' && /^[0-9a-f]{64}$/.test(k.verifier) &&
     (k.models === undefined || (Array.isArray(k.models) && k.models.every((m) => typeof m === 'string'))) &&
     Array.isArray(k.allow) && k.allow.every((a) => (MANAGEMENT_ENDPOINTS as readonly string[]).includes(a)) &&
+    (k.machines === undefined || (Array.isArray(k.machines) && k.machines.every((m) => typeof m === 'string'))) &&
     (k.expiresAt === undefined || typeof k.expiresAt === 'number') &&
     typeof k.createdAt === 'number'
   );
@@ -167,6 +170,7 @@ export interface NewKey {
   name: string;
   models?: string[];
   allow?: ManagementEndpoint[];
+  machines?: string[];
   expiresAt?: number;
 }
 
@@ -245,6 +249,7 @@ export class KeyStore {
       verifier: made.verifier,
       ...(spec.models?.length ? { models: spec.models } : {}),
       allow: spec.allow ?? [],
+      ...(spec.machines?.length ? { machines: spec.machines } : {}),
       ...(spec.expiresAt !== undefined ? { expiresAt: spec.expiresAt } : {}),
       createdAt: now,
     };

@@ -5,7 +5,7 @@
  * QR code. The secret lives only in this panel's DOM and in the closure of its copy buttons;
  * closing the panel empties both.
  */
-import { keyNameProblem, parseExpiry, parseModelList } from '@cloudtolocalllm/bridge/keys/key-input';
+import { keyNameProblem, parseExpiry, parseMachineList, parseModelList } from '@cloudtolocalllm/bridge/keys/key-input';
 import { MANAGEMENT_ENDPOINTS, type ManagementEndpoint } from '@cloudtolocalllm/bridge/ingress/ollama-routes';
 import { byId, element, setDescribedBy } from '@cloudtolocalllm/dom';
 import type { ClientKeyView, CreateKeyErrors, CreateKeyField, CreateKeyRequest, DesktopApi } from '../../main/ipc-contract.js';
@@ -30,6 +30,7 @@ export function startClientsSection(api: DesktopApi): { refresh(): Promise<void>
   const form = byId('key-form', HTMLFormElement);
   const name = byId('key-name', HTMLInputElement);
   const models = byId('key-models', HTMLInputElement);
+  const machines = byId('key-machines', HTMLInputElement);
   const expires = byId('key-expires', HTMLInputElement);
   const formError = byId('key-form-error', HTMLElement);
   const create = byId('create-key', HTMLButtonElement);
@@ -51,6 +52,7 @@ export function startClientsSection(api: DesktopApi): { refresh(): Promise<void>
     name: { error: byId('key-name-error', HTMLElement), control: name },
     models: { error: byId('key-models-error', HTMLElement), control: models },
     allow: { error: byId('key-allow-error', HTMLElement), control: byId('key-allow', HTMLElement) },
+    machines: { error: byId('key-machines-error', HTMLElement), control: machines },
     expires: { error: byId('key-expires-error', HTMLElement), control: expires },
   };
   const FIELDS = Object.keys(fields) as CreateKeyField[];
@@ -92,7 +94,7 @@ export function startClientsSection(api: DesktopApi): { refresh(): Promise<void>
   }
 
   function readForm(): CreateKeyRequest {
-    return { name: name.value, models: models.value, allow: MANAGEMENT_ENDPOINTS.filter((e) => allowBoxes.get(e)?.checked), expires: expires.value };
+    return { name: name.value, models: models.value, allow: MANAGEMENT_ENDPOINTS.filter((e) => allowBoxes.get(e)?.checked), machines: machines.value, expires: expires.value };
   }
 
   /** The same rules the main process applies (key-input.ts), so most mistakes are named before a round trip. */
@@ -102,7 +104,12 @@ export function startClientsSection(api: DesktopApi): { refresh(): Promise<void>
     const problem = keyNameProblem(n);
     if (problem) errors.name = problem;
     else if (names.has(n)) errors.name = `a key named "${n}" exists already; choose another name or revoke that one first`;
-    for (const [field, read] of [['models', () => parseModelList(request.models)], ['expires', () => parseExpiry(request.expires)]] as const) {
+    const readers = [
+      ['models', () => parseModelList(request.models)],
+      ['machines', () => parseMachineList(request.machines)],
+      ['expires', () => parseExpiry(request.expires)],
+    ] as const;
+    for (const [field, read] of readers) {
       if (!request[field].trim()) continue;
       try {
         read();
@@ -114,7 +121,11 @@ export function startClientsSection(api: DesktopApi): { refresh(): Promise<void>
   }
 
   function renderRow(key: ClientKeyView): HTMLTableRowElement {
-    const scopes = [key.models ? `models: ${key.models.join(', ')}` : 'every model', key.allow.length ? `management: ${key.allow.join(', ')}` : 'no management'];
+    const scopes = [
+      key.models ? `models: ${key.models.join(', ')}` : 'every model',
+      key.allow.length ? `management: ${key.allow.join(', ')}` : 'no management',
+      key.machines ? `computers: ${key.machines.join(', ')}` : 'every computer',
+    ];
     if (key.expiresAt !== null) scopes.push(key.expired ? `expired ${day(key.expiresAt)}` : `expires ${day(key.expiresAt)}`);
     const revoke = element('button', { text: 'Revoke', attrs: { type: 'button', 'aria-label': `Revoke ${key.name}` } });
     const actions = element('td', {}, [revoke]);

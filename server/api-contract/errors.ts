@@ -55,6 +55,8 @@ export const API_ERROR_STATUS = {
   // another user's, a secret that does not match, or expired.
   'key-invalid': 401,
   'key-expired': 401,
+  // A key limited to some computers (npm run keys -- create --machines), pinned to another one.
+  'key-machine': 403,
   // Limits (api/limits.ts, the streaming proxy manager's).
   'rate-limit': 429,
   'concurrency-limit': 429,

@@ -20,6 +20,8 @@ export interface AuditEntry {
   count?: number;
   limited?: number;
   reasons?: Record<string, number>;
+  /** For bridge connections: the computer's name on the user's endpoint (issue 10; not secret). */
+  machine?: string;
   /** For a replaced bridge: the address of the one that replaced it. */
   replacedBy?: string;
 }

@@ -47,7 +47,7 @@ const jsQR = (jsqrModule as unknown as { default: (data: Uint8ClampedArray, widt
 const KEY_SHAPE = /^ctll_[A-Za-z0-9_-]{78}$/;
 
 /** `npm run keys -- list --json` on `dir`, as a person would run it (the CLI itself, through tsx). */
-async function cliList(dir: string): Promise<Array<{ id: string; name: string; models: string[] | null; allow: string[]; expiresAt: number | null }>> {
+async function cliList(dir: string): Promise<Array<{ id: string; name: string; models: string[] | null; allow: string[]; machines: string[] | null; expiresAt: number | null }>> {
   const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', join(ROOT, 'bridge/keys/cli.ts'), 'list', '--json'], {
     cwd: ROOT,
     env: { ...process.env, CTLL_CONFIG_DIR: dir },
@@ -105,9 +105,10 @@ describe('Settings: Use from other apps', { skip: unavailable }, () => {
   }
   const text = async (selector: string): Promise<string> => (await page.locator(selector).textContent()) ?? '';
 
-  async function fillAndCreate(fields: { name?: string; models?: string; expires?: string; allow?: string[] }): Promise<void> {
+  async function fillAndCreate(fields: { name?: string; models?: string; machines?: string; expires?: string; allow?: string[] }): Promise<void> {
     await page.fill('#key-name', fields.name ?? '');
     await page.fill('#key-models', fields.models ?? '');
+    await page.fill('#key-machines', fields.machines ?? '');
     await page.fill('#key-expires', fields.expires ?? '');
     for (const a of fields.allow ?? []) await page.check(`#key-allow-${a}`);
     await page.click('#create-key');
@@ -131,7 +132,7 @@ describe('Settings: Use from other apps', { skip: unavailable }, () => {
     ring.start();
     t.after(() => ring.close());
     await open();
-    await fillAndCreate({ name: 'phone', models: 'llama3.2, qwen3:8b', expires: '30d', allow: ['pull'] });
+    await fillAndCreate({ name: 'phone', models: 'llama3.2, qwen3:8b', machines: 'desk, laptop', expires: '30d', allow: ['pull'] });
     await page.waitForSelector('#new-key:not([hidden])');
     const shown = performance.now();
     const secret = await text('#new-key-secret');
@@ -150,6 +151,8 @@ describe('Settings: Use from other apps', { skip: unavailable }, () => {
     assert.equal(made.name, 'phone');
     assert.deepEqual(made.models, ['llama3.2', 'qwen3:8b']);
     assert.deepEqual(made.allow, ['pull']);
+    assert.deepEqual(made.machines, ['desk', 'laptop']);
+    assert.deepEqual(ring.line().keys.find((k) => k.id === made.id)?.scope?.machines, ['desk', 'laptop'], 'the computer list goes to the proxy with the key');
     assert.ok(made.expiresAt !== null && Math.abs(made.expiresAt - (Date.now() + 30 * 86_400_000)) < 60_000, 'expires in 30 days');
     const parsed = parseClientKey(secret);
     assert.ok(parsed.ok, 'the key shown parses');
@@ -160,7 +163,7 @@ describe('Settings: Use from other apps', { skip: unavailable }, () => {
     // Listed in the window.
     await page.waitForSelector(`#key-list tr[data-key-id="${made.id}"]`);
     const row = await text(`#key-list tr[data-key-id="${made.id}"]`);
-    for (const part of ['phone', made.id, 'models: llama3.2, qwen3:8b', 'management: pull', '0 requests']) assert.ok(row.includes(part), `the row shows ${part}: ${row}`);
+    for (const part of ['phone', made.id, 'models: llama3.2, qwen3:8b', 'management: pull', 'computers: desk, laptop', '0 requests']) assert.ok(row.includes(part), `the row shows ${part}: ${row}`);
 
     // Snippets: each with the real base URL and the key, exactly as the pure module makes them.
     const expected = clientSnippets(ENDPOINT, secret, 'llama3.2');
@@ -202,15 +205,18 @@ describe('Settings: Use from other apps', { skip: unavailable }, () => {
 
   test('bad input is refused in place with what is wrong, and nothing typed is lost', async () => {
     await open();
-    await fillAndCreate({ name: '', models: 'llama 3', expires: 'tomorrow' });
+    await fillAndCreate({ name: '', models: 'llama 3', machines: 'desk, my laptop', expires: 'tomorrow' });
     assert.equal(await text('#key-name-error'), 'a key needs a name, such as "open-webui" or "phone"');
     assert.match(await text('#key-models-error'), /"llama 3" is not a model name/);
+    assert.match(await text('#key-machines-error'), /^the computer name "my laptop" may hold only letters, digits/);
+    assert.equal(await page.locator('#key-machines').getAttribute('aria-invalid'), 'true');
     assert.match(await text('#key-expires-error'), /the expiry "tomorrow" is not a duration \(30d, 12h, 90m, 2w\) nor a date/);
     assert.equal(await page.locator('#key-name').getAttribute('aria-invalid'), 'true');
     assert.ok((await page.locator('#key-models').getAttribute('aria-describedby'))?.includes('key-models-error'));
     assert.equal(await inPage<string>(page, 'document.activeElement.id'), 'key-name', 'focus on the first wrong field');
     assert.equal(await page.locator('#key-models').inputValue(), 'llama 3', 'what was typed stays');
     assert.equal(await page.locator('#key-expires').inputValue(), 'tomorrow');
+    assert.equal(await page.locator('#key-machines').inputValue(), 'desk, my laptop');
     assert.deepEqual(fake.callsOf('createKey'), [], 'nothing was sent');
     await screenshot(page, 'settings-clients-errors.png');
 
@@ -218,6 +224,7 @@ describe('Settings: Use from other apps', { skip: unavailable }, () => {
     assert.match(await text('#key-name-error'), /the name "x\/y" is not usable/);
     assert.equal(await text('#key-expires-error'), 'the expiry 2020-01-01 is in the past');
     assert.equal(await page.locator('#key-models-error').isVisible(), false, 'a fixed field loses its error');
+    assert.equal(await page.locator('#key-machines-error').isVisible(), false);
 
     // A name taken behind the window's back (the CLI, a moment ago): the main process says so, in place.
     store.create({ name: 'editor' });
@@ -230,11 +237,12 @@ describe('Settings: Use from other apps', { skip: unavailable }, () => {
     assert.equal(await page.locator('#new-key').isVisible(), false, 'no secret shown');
 
     // The main process applies the same rules to what reaches it without the window's checks.
-    assert.deepEqual(fake.keys!.create({ name: '', models: 'a b', allow: ['format-disk' as 'pull'], expires: '0d' }), {
+    assert.deepEqual(fake.keys!.create({ name: '', models: 'a b', allow: ['format-disk' as 'pull'], machines: 'desk, -x', expires: '0d' }), {
       ok: false,
       errors: {
         name: 'a key needs a name, such as "open-webui" or "phone"',
         models: '"a b" is not a model name (names look like llama3.2 or qwen3:8b, separated by commas)',
+        machines: 'the computer name "-x" may hold only letters, digits, ".", "-" and "_", and must start with a letter or digit (computer names as each computer shows them, separated by commas)',
         allow: 'not model management this app knows: format-disk',
         expires: 'the expiry "0d" is no time at all: a key must live longer than that',
       },

@@ -178,6 +178,8 @@ export class ApiServer {
   private readonly bridgeNames = new Map<UserHash, Map<string, number>>();
   /** The bridges this node splices to its own proxies, by user: cut when their owner moves (cluster). */
   private readonly localBridges = new Map<UserHash, Set<BridgeSplice>>();
+  /** The computer name each open bridge connection came with, for the audit lines. */
+  private readonly spliceMachines = new WeakMap<BridgeSplice, string>();
   private readonly cors: CorsOptions;
   private readonly startedAt = Date.now();
   private readonly destroySockets: () => void;
@@ -670,9 +672,10 @@ export class ApiServer {
       opened: () => {
         const splices = this.localBridges.get(user) ?? new Set<BridgeSplice>();
         this.localBridges.set(user, splices.add(splice));
+        this.spliceMachines.set(splice, machine);
         manager.bridgeOpened(user);
         metrics.bridgesConnected.inc();
-        audit.record({ action: 'bridge.connect', result: 'ok', userHash: user, address, client });
+        audit.record({ action: 'bridge.connect', result: 'ok', userHash: user, address, client, machine });
       },
       closed: () => {
         const splices = this.localBridges.get(user);
@@ -680,7 +683,9 @@ export class ApiServer {
         if (splices?.size === 0) this.localBridges.delete(user);
         manager.bridgeClosed(user);
         metrics.bridgesConnected.dec();
-        audit.record({ action: 'bridge.disconnect', result: 'ok', userHash: user, address });
+        // Another connection under the same name is open: this one was replaced (a restart).
+        const replaced = [...(splices ?? [])].some((s) => this.spliceMachines.get(s) === machine);
+        audit.record({ action: 'bridge.disconnect', result: 'ok', userHash: user, address, machine, ...(replaced ? { reason: 'replaced' } : {}) });
       },
       activity: (bytes) => {
         manager.touch(user);

@@ -51,6 +51,19 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | 'too-la
   });
 }
 
+/** What the caller's credential brings to the dispatch (a client key; nothing for a sign-in token). */
+export interface Access {
+  /** Headers for the bridge of the computer that serves the request (the key's id, and its scope there). */
+  own?(computer: Computer): Record<string, string>;
+  /** The key's model allow-list: a union listing shows only these. */
+  models?: readonly string[];
+  /**
+   * Which computer served the request, with its bridge's trailers once the answer is complete;
+   * undefined: the proxy answered from several computers (a union listing).
+   */
+  served?(computer: Computer | undefined, trailers: Record<string, unknown>): void;
+}
+
 export class Dispatcher {
   /** Counts routed requests: whose turn it is among equally busy computers. */
   private turn = 0;
@@ -62,9 +75,9 @@ export class Dispatcher {
 
   /**
    * `pool`: the connected computers this caller may reach (all of them, or those whose key set
-   * holds the caller's client key). `own`: headers for the bridge (the key's id).
+   * holds the caller's client key). `access`: what a client key adds (key-access.ts).
    */
-  async handle(req: IncomingMessage, res: ServerResponse, pool: readonly Computer[], own: Record<string, string> = {}): Promise<void> {
+  async handle(req: IncomingMessage, res: ServerResponse, pool: readonly Computer[], access: Access = {}): Promise<void> {
     const all = this.links.list();
     const method = req.method ?? 'GET';
     const path = (req.url ?? '/').split('?')[0] ?? '/';
@@ -84,16 +97,20 @@ export class Dispatcher {
           'www-authenticate': `Bearer realm="CloudToLocalLLM", error="invalid_token"`,
         });
       }
-      return this.relayTo(req, res, computer, own, route.kind === 'management');
+      return this.relayTo(req, res, computer, access, route.kind === 'management');
     }
     // One computer (or one this key may reach): everything goes to it, streamed.
-    if (all.length <= 1 || (pool.length === 1 && route.kind !== 'management')) return this.relayTo(req, res, pool[0], own, false);
+    if (all.length <= 1 || (pool.length === 1 && route.kind !== 'management')) return this.relayTo(req, res, pool[0], access, false);
     if (route.kind === 'management') {
       req.resume();
       return sendOllamaError(res, 'machine-required', `model management goes to one computer, and ${all.length} are connected (${listNames(all)}): ${PIN_HINT}`);
     }
-    if (route.kind === 'union') return this.union(req, res, pool, route.what);
-    if (route.kind === 'any') return this.relayTo(req, res, pickLeastBusy(pool.map(candidateOf), this.turn++)?.computer, own, false);
+    if (route.kind === 'union') {
+      await this.union(req, res, pool, route.what, access.models);
+      if (res.statusCode === 200) access.served?.(undefined, {});
+      return;
+    }
+    if (route.kind === 'any') return this.relayTo(req, res, pickLeastBusy(pool.map(candidateOf), this.turn++)?.computer, access, false);
     let body: Buffer | undefined;
     let model = route.fromPath;
     if (model === undefined) {
@@ -106,7 +123,7 @@ export class Dispatcher {
       model = modelOfBody(read);
     }
     // No model named: Ollama's own answer (400) says what is missing.
-    if (model === undefined) return this.relayTo(req, res, pickLeastBusy(pool.map(candidateOf), this.turn++)?.computer, own, false, body);
+    if (model === undefined) return this.relayTo(req, res, pickLeastBusy(pool.map(candidateOf), this.turn++)?.computer, access, false, body);
     let computer = await this.pick(pool, model);
     // A model pulled on a computer directly since the last read: read once more before a 404.
     if (!computer) {
@@ -118,7 +135,7 @@ export class Dispatcher {
     }
     const name = canonicalModelName(model);
     const served = computer;
-    this.relayTo(req, res, served, own, false, body, (status) => {
+    this.relayTo(req, res, served, access, false, body, (status) => {
       // Ollama has the model in memory once it answers: later requests prefer this computer.
       if (status === 200) served.catalog.loaded.add(name);
     });
@@ -134,12 +151,13 @@ export class Dispatcher {
     req: IncomingMessage,
     res: ServerResponse,
     computer: Computer | undefined,
-    own: Record<string, string>,
+    access: Access,
     management: boolean,
     body?: Buffer,
     onHead?: (status: number) => void,
   ): void {
-    this.relay.handle(req, res, computer?.link, own, body, {
+    this.relay.handle(req, res, computer?.link, computer && access.own ? access.own(computer) : {}, body, {
+      ...(access.served && computer ? { onTrailers: (trailers) => access.served!(computer, trailers) } : {}),
       onHead: (status) => {
         onHead?.(status);
         // What a pull, create, copy or delete changed: read that computer's models again once it is done.
@@ -148,7 +166,7 @@ export class Dispatcher {
     });
   }
 
-  private async union(req: IncomingMessage, res: ServerResponse, pool: readonly Computer[], what: 'tags' | 'ps' | 'openai-models'): Promise<void> {
+  private async union(req: IncomingMessage, res: ServerResponse, pool: readonly Computer[], what: 'tags' | 'ps' | 'openai-models', models?: readonly string[]): Promise<void> {
     req.resume();
     const path = what === 'tags' ? '/api/tags' : what === 'ps' ? '/api/ps' : '/v1/models';
     const answers = await Promise.allSettled(pool.map((c) => fetchJson(c.link, path)));
@@ -164,15 +182,19 @@ export class Dispatcher {
       const why = answers.map((a) => (a.status === 'rejected' ? (a.reason as Error).message : '')).filter(Boolean).join('; ');
       return sendOllamaError(res, 'upstream-reset', `none of your computers answered ${path}: ${why}`);
     }
+    // The computers were asked as the proxy (no key): a key's model list is applied here.
+    const allowed = models ? new Set(models.map(canonicalModelName)) : undefined;
+    const shown = <T>(list: T[], name: (e: T) => unknown): T[] => (allowed ? list.filter((e) => typeof name(e) === 'string' && allowed.has(canonicalModelName(name(e) as string))) : list);
+    const modelName = (e: Record<string, unknown>): unknown => e['model'] ?? e['name'];
     let answer: unknown;
-    if (what === 'tags') answer = { models: unionTags(got.map(modelsArray)) };
-    else if (what === 'ps') answer = { models: unionPs(got.map(modelsArray)) };
+    if (what === 'tags') answer = { models: shown(unionTags(got.map(modelsArray)), modelName) };
+    else if (what === 'ps') answer = { models: shown(unionPs(got.map(modelsArray)), modelName) };
     else {
       const data = got.map((g) => {
         const d = (g as { data?: unknown } | null)?.data;
         return Array.isArray(d) ? (d.filter((e) => typeof e === 'object' && e !== null) as Array<{ id?: unknown; created?: unknown }>) : [];
       });
-      answer = { object: 'list', data: unionOpenAiModels(data) };
+      answer = { object: 'list', data: shown(unionOpenAiModels(data), (e) => e.id) };
     }
     const text = JSON.stringify(answer);
     res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });

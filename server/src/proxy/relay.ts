@@ -51,6 +51,8 @@ function isLineStream(contentType: string | undefined): 'ndjson' | 'sse' | undef
 /** What a caller learns of a relayed request: the answer's status once its head came. */
 export interface RelayHooks {
   onHead?(status: number): void;
+  /** The bridge's trailers of a complete answer (a keyed answer's token counts). */
+  onTrailers?(trailers: http2.IncomingHttpHeaders): void;
 }
 
 export class Relay {
@@ -154,7 +156,9 @@ export class Relay {
       });
     });
     stream.on('trailers', (trailers) => {
-      if (trailers[COMPLETE_TRAILER] === '1') complete = true;
+      if (trailers[COMPLETE_TRAILER] !== '1') return;
+      complete = true;
+      hooks.onTrailers?.(trailers);
     });
 
     // Decided on 'close', the last event, once both 'end' and the trailer have been seen.

@@ -27,16 +27,14 @@ import { silentLogger, type Logger } from '../log.js';
 import type { Authenticator } from './auth.js';
 import { readJsonBody } from '../api/json-body.js';
 import { BridgeLink, type TunnelTerms } from './bridge-link.js';
-import { BridgeLinks, type Computer } from './bridge-links.js';
+import { BridgeLinks } from './bridge-links.js';
 import { Dispatcher } from './dispatch.js';
 import { authCode, type ErrorCode } from '../errors.js';
 import { rawHttpError, sendOllamaError } from './ollama-errors.js';
 import { ProxyMetrics } from './proxy-metrics.js';
 import { Relay } from './relay.js';
-import { CLIENT_KEY_HEADER, KEY_ID_HEADER } from '@cloudtolocalllm/bridge/connection/client-key';
-import type { KeyCheck } from './key-set.js';
-
-type KeyCheckOnComputers = { ok: true; id: string; holders: Computer[] } | Exclude<KeyCheck, { ok: true }>;
+import { CLIENT_KEY_HEADER, KEY_TOKENS_TRAILER } from '@cloudtolocalllm/bridge/connection/client-key';
+import { checkKeyAccess, keyHeaders, refuseOutsideMachines, reportUsage } from './key-access.js';
 
 export interface StreamingProxyOptions {
   authenticator: Authenticator;
@@ -218,37 +216,32 @@ export class StreamingProxy {
       return;
     }
     // A client key, passed on by the api-backend (whose hop carries this proxy's secret): checked
-    // against the key sets of the connected computers here, then relayed with its id so the
-    // computer that serves it applies its scopes (and counts its use). A key is valid on the
-    // computers whose set holds it, and the request goes only to those.
+    // against the key sets of the connected computers here, then relayed with its id (and scope)
+    // so the computer that serves it applies the key's scopes with its own policy. A key whose
+    // computer sent its scope is valid on all of the user's computers (within its computer
+    // list); one without (an older bridge) on the computers whose set holds it (key-access.ts).
     const presented = req.headers[CLIENT_KEY_HEADER];
     const computers = this.links.list();
     if (presented !== undefined && computers.length > 0) {
-      const check = await this.checkKey(String(presented), computers);
-      if (!check.ok) {
-        this.metrics.authFailures.inc({ reason: check.reason });
-        sendOllamaError(res, check.reason, check.message, { 'www-authenticate': `Bearer realm="CloudToLocalLLM", error="invalid_token"` });
+      const access = await checkKeyAccess(String(presented), computers);
+      if (!access.ok) {
+        this.metrics.authFailures.inc({ reason: access.reason });
+        sendOllamaError(res, access.reason, access.message, { 'www-authenticate': `Bearer realm="CloudToLocalLLM", error="invalid_token"` });
         req.resume();
         return;
       }
-      return this.dispatcher.handle(req, res, check.holders, { [KEY_ID_HEADER]: check.id });
+      const pinned = req.headers[MACHINE_HEADER];
+      if (refuseOutsideMachines(res, access, pinned === undefined ? undefined : String(pinned), computers)) {
+        req.resume();
+        return;
+      }
+      return this.dispatcher.handle(req, res, access.pool, {
+        own: (computer) => keyHeaders(access, computer),
+        ...(access.scope?.models ? { models: access.scope.models } : {}),
+        served: (computer, trailers) => reportUsage(access, computer, trailers[KEY_TOKENS_TRAILER]),
+      });
     }
     return this.dispatcher.handle(req, res, computers);
-  }
-
-  /**
-   * Which computers hold the key: first without waiting (the usual case: a known key), then, if
-   * none does yet, with each set's short wait for a key made a moment ago.
-   */
-  private async checkKey(presented: string, computers: readonly Computer[]): Promise<KeyCheckOnComputers> {
-    const quick = await Promise.all(computers.map((c) => c.keySet.check(presented, undefined, 0)));
-    const checks = quick.some((c) => c.ok) ? quick : await Promise.all(computers.map((c) => c.keySet.check(presented)));
-    const holders = computers.filter((_, i) => checks[i]!.ok);
-    const first = checks.find((c) => c.ok);
-    if (first?.ok) return { ok: true, id: first.id, holders };
-    // The most telling refusal: an expired key over an unknown one.
-    const refused = checks.find((c) => !c.ok && c.reason === 'key-expired') ?? checks[0]!;
-    return refused as Exclude<KeyCheck, { ok: true }>;
   }
 
   private async onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
