@@ -22,7 +22,7 @@ import { closeNow, trackSockets } from '../http-lifecycle.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { Membership } from './membership.js';
 import { DEFAULT_MEMBERSHIP_INTERVAL_MS } from './membership.js';
-import { DEFAULT_EPSILON, ownerOf, ranking, type Member } from './owner-map.js';
+import { ownerOf, ranking, type Member } from './owner-map.js';
 import { PLACEMENTS_PATH, PlacementsRefused, readPlacements, sendPlacements } from './placement-exchange.js';
 import { PlacementTable } from './placements.js';
 import { forwardRequestToPeer, forwardUpgradeToPeer } from './peer-forward.js';
@@ -102,7 +102,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
     super();
     this.log = options.log ?? silentLogger;
     const registers = options.registry ? [options.registry] : [];
-    const table = (this.table = new PlacementTable({ epsilon: options.epsilon ?? DEFAULT_EPSILON }));
+    const table = (this.table = new PlacementTable(options.epsilon !== undefined ? { epsilon: options.epsilon } : {}));
     new Gauge({
       name: 'ctll_cluster_users_owned',
       help: 'Users this node holds (their bridge or proxy runs here and no higher-ranked member holds them)',
