@@ -7,6 +7,8 @@
  * and nobody else moves.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
 import { after, before, describe, test } from 'node:test';
 import { Bridge } from '@cloudtolocalllm/bridge';
 import { routeOf } from '@cloudtolocalllm/bridge/connection/client-key';
@@ -97,6 +99,34 @@ describe('three api-backends: 60 users spread within 20% of even, a node killed 
     // Every node routes a request for each user to the node that holds it: a request through
     // each entry succeeds (a wrong owner would have no bridge and answer 503).
     for (const [i, u] of users.entries()) assert.equal(await generate(entries[(i + 1) % entries.length]!, u.token), 200, u.name);
+  });
+
+  test('the users lists travel between peers only: refused on the public listener, checked on the peer one', async () => {
+    const n = cluster.nodes[0]!;
+    const known = await metric(n, 'ctll_cluster_users_known');
+    const forged = JSON.stringify({ member: n.member.replace(/\.\d+:/, '.99:'), routes: [routeOf(userHash('forged'))] });
+    const pub = await fetch(`${n.url}/cluster/placements`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: forged });
+    assert.equal(pub.status, 404, 'a client cannot publish placements');
+    const asPeer = (method: string, body: string): Promise<{ status: number; body: string }> =>
+      new Promise((resolve, reject) => {
+        const [host, port] = n.member.split(':');
+        const req = https.request(
+          { host, port: Number(port), method, path: '/cluster/placements', ca: readFileSync(cluster.ca.file('ca.pem')), cert: readFileSync(cluster.ca.file('n2.pem')), key: readFileSync(cluster.ca.file('n2-key.pem')), checkServerIdentity: () => undefined },
+          (res) => {
+            let text = '';
+            res.setEncoding('utf8').on('data', (c: string) => (text += c));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      });
+    assert.deepEqual(await asPeer('PUT', '{"member":"x"}'), { status: 400, body: JSON.stringify({ error: 'the placements list\'s member "x" is not host:port' }) });
+    assert.equal((await asPeer('PUT', 'not json')).status, 400);
+    assert.equal((await asPeer('GET', '')).status, 405);
+    // A list from an address that is no member is taken but counts for nothing.
+    assert.equal((await asPeer('PUT', forged)).status, 204);
+    assert.equal(await metric(n, 'ctll_cluster_users_known'), known);
   });
 
   test("a node killed: its users are served from the two left within 30 s, nobody else moves", async (t) => {
