@@ -26,7 +26,7 @@ export function makeTarget(name: string, baseUrl: string, headers: Record<string
 
 const now = (): number => Number(process.hrtime.bigint()) / 1e6; // ms, sub-µs resolution
 
-interface Call {
+export interface Call {
   status: number;
   startedAt: number;
   /** Time the response head arrived. */
@@ -46,7 +46,7 @@ interface CallOptions {
   onLines?: (total: number) => void;
 }
 
-function call(t: Target, o: CallOptions): Promise<Call> {
+export function call(t: Target, o: CallOptions): Promise<Call> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string | number> = { ...t.headers, ...o.headers };
     if (o.body !== undefined) headers['content-length'] = Buffer.byteLength(o.body);
@@ -105,7 +105,7 @@ function call(t: Target, o: CallOptions): Promise<Call> {
 }
 
 /** Lets the keep-alive agent take the socket back before the next request. */
-const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
+export const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 function expectStatus(t: Target, what: string, c: Call, status: number): void {
   if (c.status !== status) throw new Error(`${t.name}: ${what} answered HTTP ${c.status}, expected ${status}`);

@@ -90,6 +90,8 @@ export interface ClusterConfig {
   /** Where the peer listener binds. */
   listen: { host: string; port: number };
   tls: PeerTlsFiles;
+  /** How often the members are looked up and this node's users published to them. */
+  intervalMs: number;
 }
 
 export const DEFAULT_CLUSTER_PORT = 8443;
@@ -125,7 +127,7 @@ function readCluster(read: Settings): ClusterConfig | undefined {
   if (service !== undefined && self !== undefined && listen.port !== port) read.problem(`CTLL_NODE_ADDRESS=${self} must use the port of CTLL_CLUSTER_PORT (${port}): the other members find this node by its address and that port`);
   const source: MembershipSource =
     members.length > 0 ? { kind: 'static', members } : { kind: 'dns', service: service ?? '', port, intervalMs, ...(dnsServers.length ? { servers: dnsServers } : {}) };
-  return { source, ...(self !== undefined ? { self } : {}), listen, tls: { ca: ca ?? '', cert: cert ?? '', key: key ?? '' } };
+  return { source, ...(self !== undefined ? { self } : {}), listen, tls: { ca: ca ?? '', cert: cert ?? '', key: key ?? '' }, intervalMs };
 }
 
 export interface GuardConfig {

@@ -18,38 +18,31 @@ import { KeyStore } from '@cloudtolocalllm/bridge/keys/key-store';
 import type { BridgeStatus } from '@cloudtolocalllm/bridge/supervisor/status';
 import { routeOf } from '@cloudtolocalllm/bridge/connection/client-key';
 import { REFUSAL_HEADER } from '@cloudtolocalllm/bridge/connection/protocol';
-import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
+import type { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 import { ownerOf } from '@cloudtolocalllm/server/cluster/owner-map';
-import { DEFAULT_AUDIENCE } from '@cloudtolocalllm/server/config';
-import { startEmbeddedIssuer, type EmbeddedIssuer } from '@cloudtolocalllm/server/issuer/embedded-issuer';
 import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
-import { headlessSignIn } from '../../scripts/headless-login.js';
 import { reforge } from '../keys/keys-harness.js';
 import { FAST_BACKOFF, FAST_HEARTBEAT, waitUntil } from '../tunnel/harness.js';
-import { freePortOn, makeClusterCa, spawnNode, type NodeProcess } from './cluster-harness.js';
-import { startDnsStub, type DnsStub } from './dns-stub.js';
+import { makeClusterCa, startCluster, type Cluster, type NodeProcess } from './cluster-harness.js';
 
 const HOSTS = ['127.0.0.2', '127.0.0.3', '127.0.0.4'];
-const SERVICE = 'ctll-api';
 
 describe('three api-backends: ownership, the authenticated hop, a membership change', () => {
-  let dns: DnsStub;
-  let ca: ReturnType<typeof makeClusterCa>;
+  let cluster: Cluster;
   let outsider: ReturnType<typeof makeClusterCa>;
-  let issuer: EmbeddedIssuer;
   let emulator: OllamaEmulator;
   let nodes: NodeProcess[] = [];
   let port: number;
+  let ca: Cluster['ca'];
   const bridges: Bridge[] = [];
   const keyDir = mkdtempSync(join(tmpdir(), 'ctll-cluster-keys-'));
   let keyRing: KeyRing | undefined;
   let clientKey: string;
 
-  const node = (member: string): NodeProcess => nodes.find((n) => n.member === member)!;
-  const members = (hosts: string[]): string[] => hosts.map((h) => `${h}:${port}`);
+  const node = (member: string): NodeProcess => cluster.node(member);
+  const members = (hosts: string[]): string[] => cluster.members(hosts);
   const ownerOfUser = (name: string, live: string[]): string => ownerOf(live, routeOf(userHash(name)))!;
-  const signIn = async (username: string): Promise<string> =>
-    (await headlessSignIn({ issuer: issuer.issuer, clientId: issuer.desktopClientId, audience: DEFAULT_AUDIENCE, username })).accessToken;
+  const signIn = (username: string): Promise<string> => cluster.signIn(username);
   const health = async (n: NodeProcess): Promise<{ proxies: number }> => (await (await fetch(`${n.url}/health`)).json()) as { proxies: number };
   const generate = async (n: NodeProcess, token: string): Promise<{ status: number; lines: string[] }> => {
     const res = await fetch(`${n.url}/ollama/api/generate`, {
@@ -61,39 +54,15 @@ describe('three api-backends: ownership, the authenticated hop, a membership cha
   };
 
   before(async () => {
-    dns = await startDnsStub();
-    ca = makeClusterCa(['n1', 'n2', 'n3']);
     outsider = makeClusterCa(['stranger']);
-    issuer = await startEmbeddedIssuer({ audience: DEFAULT_AUDIENCE });
-    emulator = new OllamaEmulator({ tokenIntervalMs: 5 });
-    await emulator.start();
-    port = await freePortOn(HOSTS);
-    dns.set(`tasks.${SERVICE}`, HOSTS);
-    const env = (i: number): NodeJS.ProcessEnv => ({
-      AUTH0_DOMAIN: issuer.issuer,
-      AUTH0_ISSUER: issuer.issuer,
-      AUTH0_JWKS_URI: issuer.jwksUri,
-      AUTH0_AUDIENCE: DEFAULT_AUDIENCE,
-      AUTH0_DESKTOP_CLIENT_ID: issuer.desktopClientId,
-      CTLL_CLUSTER_SERVICE: SERVICE,
-      CTLL_CLUSTER_PORT: String(port),
-      CTLL_CLUSTER_DNS_SERVERS: dns.server,
-      CTLL_CLUSTER_INTERVAL_MS: '200',
-      CTLL_CLUSTER_TLS_CA: ca.file('ca.pem'),
-      CTLL_CLUSTER_TLS_CERT: ca.file(`n${i + 1}.pem`),
-      CTLL_CLUSTER_TLS_KEY: ca.file(`n${i + 1}-key.pem`),
-    });
-    nodes = await Promise.all(HOSTS.map((h, i) => spawnNode(`${h}:${port}`, env(i))));
+    cluster = await startCluster(HOSTS);
+    ({ emulator, nodes, port, ca } = cluster);
   });
   after(async () => {
     await Promise.all(bridges.map((b) => b.stop()));
     keyRing?.close();
     rmSync(keyDir, { recursive: true, force: true });
-    await Promise.all(nodes.map((n) => n.stop()));
-    await emulator?.close();
-    await issuer?.close();
-    await dns?.close();
-    ca?.remove();
+    await cluster?.close();
     outsider?.remove();
   });
 
@@ -224,7 +193,7 @@ describe('three api-backends: ownership, the authenticated hop, a membership cha
 
   test('the owner leaving the members: its bridge is told to reconnect (4005) and lands on the new owner', async () => {
     const seen = statuses.length;
-    dns.set(`tasks.${SERVICE}`, HOSTS.filter((h) => `${h}:${port}` !== u.owner));
+    cluster.setLive(HOSTS.filter((h) => `${h}:${port}` !== u.owner));
     await waitUntil(() => statuses.slice(seen).some((s) => s.state !== 'connected' && /moved this account to another/.test(s.reason ?? '')), 'the bridge is told its account moved', 20_000);
     await waitUntil(() => statuses.slice(seen).some((s, i, a) => s.state === 'connected' && i > 0 && a[i - 1]!.state !== 'connected'), 'the bridge connects again', 20_000);
     await waitUntil(async () => (await health(node(u.next))).proxies === 1, 'the new owner runs the proxy', 20_000);
@@ -239,7 +208,7 @@ describe('three api-backends: ownership, the authenticated hop, a membership cha
   test('the new owner killed: the bridge reconnects and is served by the node left', async () => {
     const seen = statuses.length;
     await node(u.next).stop('SIGKILL');
-    dns.set(`tasks.${SERVICE}`, [u.entry.split(':')[0]!]);
+    cluster.setLive([u.entry.split(':')[0]!]);
     await waitUntil(() => statuses.slice(seen).some((s, i, a) => s.state === 'connected' && i > 0 && a[i - 1]!.state !== 'connected'), 'the bridge connects again', 30_000);
     await waitUntil(async () => (await health(node(u.entry))).proxies === 1, 'the entry node now runs the proxy', 20_000);
     assert.equal((await generate(node(u.entry), token)).status, 200);

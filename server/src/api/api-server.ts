@@ -106,7 +106,9 @@ export interface ClusterHooks {
    * peer sent it here while this node thinks another owns it: the two see the members a lookup
    * apart; the client retries in a moment rather than be served by a node that will not keep it).
    */
-  placement(req: IncomingMessage, route: string): 'here' | 'not-here' | { owner: string };
+  placement(req: IncomingMessage, route: string, kind: 'request' | 'bridge'): 'here' | 'not-here' | { owner: string };
+  /** A bridge opened or closed here: the users this node serves changed (servedRoutes). */
+  servedChanged(): void;
   forwardRequest(req: IncomingMessage, res: ServerResponse, owner: string, identity: PeerIdentity, authorization: string | undefined, refuse: (message: string) => void): void;
   forwardUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, owner: string, identity: PeerIdentity, events: SpliceEvents): BridgeSplice;
   /** This node and the members as it sees them, for /health. */
@@ -306,7 +308,7 @@ export class ApiServer {
    */
   private hopped(req: IncomingMessage, res: ServerResponse, route: string, identity: Omit<PeerIdentity, 'address'>, shape: 'ollama' | 'api', authorization?: string): boolean {
     const cluster = this.options.cluster;
-    const placement = cluster?.placement(req, route) ?? 'here';
+    const placement = cluster?.placement(req, route, 'request') ?? 'here';
     if (placement === 'here') return false;
     const refuse = (code: 'peer-unreachable' | 'owner-moving', message: string, retry: string): void =>
       shape === 'ollama' ? sendOllamaError(res, code, message, { 'retry-after': retry }) : sendRefusal(res, code, message, { 'retry-after': retry });
@@ -317,6 +319,12 @@ export class ApiServer {
     }
     cluster!.forwardRequest(req, res, placement.owner, { ...identity, address: this.address(req) }, authorization, (message) => refuse('peer-unreachable', message, '2'));
     return true;
+  }
+
+  /** Cluster: the routing parts of the users whose bridge or proxy runs on this node. */
+  servedRoutes(): string[] {
+    const users = new Set<UserHash>([...this.localBridges.keys(), ...this.options.manager.users()]);
+    return [...users].map((u) => routeOf(u));
   }
 
   /** Cluster: cuts this node's bridges of users it no longer owns; each reconnects to the new owner. */
@@ -627,7 +635,7 @@ export class ApiServer {
     const admission = await this.admit(req, 'bridge', 'tunnel');
     if (!admission.ok) return this.refuseUpgrade(socket, admission.error);
     const { subject, user, expiresAt } = admission.caller;
-    const placement = this.options.cluster?.placement(req, routeOf(user)) ?? 'here';
+    const placement = this.options.cluster?.placement(req, routeOf(user), 'bridge') ?? 'here';
     if (placement === 'not-here') return this.refuseUpgrade(socket, new ServerError('owner-moving', OWNER_MOVING, 1));
     if (placement !== 'here') return this.hopUpgrade(req, socket, head, placement.owner, admission.caller);
     this.keyRoutes.set(routeOf(user), user);
@@ -674,6 +682,7 @@ export class ApiServer {
         this.localBridges.set(user, splices.add(splice));
         this.spliceMachines.set(splice, machine);
         manager.bridgeOpened(user);
+        this.options.cluster?.servedChanged();
         metrics.bridgesConnected.inc();
         audit.record({ action: 'bridge.connect', result: 'ok', userHash: user, address, client, machine });
       },
@@ -682,6 +691,7 @@ export class ApiServer {
         splices?.delete(splice);
         if (splices?.size === 0) this.localBridges.delete(user);
         manager.bridgeClosed(user);
+        this.options.cluster?.servedChanged();
         metrics.bridgesConnected.dec();
         // Another connection under the same name is open: this one was replaced (a restart).
         const replaced = [...(splices ?? [])].some((s) => this.spliceMachines.get(s) === machine);

@@ -1,6 +1,7 @@
 /**
- * This api-backend as one member of several (docs/scaling.md): who owns a user (owner-map.ts,
- * over membership.ts's live members), the peer listener other members reach it on (mutual TLS,
+ * This api-backend as one member of several (docs/scaling.md): who owns a user (placements.ts
+ * and owner-map.ts, over membership.ts's live members and the users each member publishes,
+ * placement-exchange.ts), the peer listener other members reach it on (mutual TLS,
  * peer-tls.ts), and the gateway's cluster hooks (api-server.ts's ClusterHooks): the identity a
  * peer vouches for, and the hop to the owner (peer-forward.ts).
  *
@@ -20,7 +21,10 @@ import type { BridgeSplice, SpliceEvents } from '../api/bridge-forward.js';
 import { closeNow, trackSockets } from '../http-lifecycle.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { Membership } from './membership.js';
-import { ownerOf, type Member } from './owner-map.js';
+import { DEFAULT_MEMBERSHIP_INTERVAL_MS } from './membership.js';
+import { ownerOf, ranking, type Member } from './owner-map.js';
+import { PLACEMENTS_PATH, PlacementsRefused, readPlacements, sendPlacements } from './placement-exchange.js';
+import { PlacementTable } from './placements.js';
 import { forwardRequestToPeer, forwardUpgradeToPeer } from './peer-forward.js';
 import { isAuthenticatedPeer, type PeerTls } from './peer-tls.js';
 
@@ -42,7 +46,22 @@ export interface ClusterNodeOptions {
   log?: Logger;
   /** The server's metrics registry: the cluster's own series go beside the others on /metrics. */
   registry?: Registry;
+  /** How often this node's users are published to its peers (besides soon after a change). */
+  publishIntervalMs?: number;
+  /** The load bound's margin over an even share (owner-map.ts). */
+  epsilon?: number;
 }
+
+/** What the cluster needs of the gateway: the users it serves, and cutting the ones it no longer holds. */
+export interface ServedUsers {
+  /** Routing parts of the users whose bridge or proxy runs here. */
+  servedRoutes(): string[];
+  /** Cuts the bridges of users not `stillOwned` (4005); returns how many. */
+  cutBridges(stillOwned: (route: string) => boolean): number;
+}
+
+/** How soon after a bridge opens or closes this node publishes its users. */
+const PUBLISH_SOON_MS = 25;
 
 export interface ClusterNodeEvents {
   /** The members changed; `moved` counts this node's bridges cut because their owner moved. */
@@ -62,15 +81,47 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
   private readonly peerSockets = new WeakSet<object>();
   private readonly destroySockets: () => void;
   private readonly log: Logger;
-  private api: ApiServer | undefined;
+  private api: ServedUsers | undefined;
   private selfMember: Member | undefined;
-  private readonly metrics: { members: Gauge; changes: Counter; moved: Counter; hops: Counter<'kind'> };
+  private readonly table: PlacementTable;
+  private publishTimer: NodeJS.Timeout | undefined;
+  private soonTimer: NodeJS.Timeout | undefined;
+  /** Peers with a list on its way; a change meanwhile sends again once it lands. */
+  private readonly sending = new Map<Member, boolean>();
+  private closed = false;
+  private readonly metrics: {
+    members: Gauge;
+    changes: Counter;
+    moved: Counter;
+    hops: Counter<'kind'>;
+    placed: Counter<'choice'>;
+    usersMoved: Counter<'reason'>;
+  };
 
   constructor(private readonly options: ClusterNodeOptions) {
     super();
     this.log = options.log ?? silentLogger;
     const registers = options.registry ? [options.registry] : [];
+    const table = (this.table = new PlacementTable(options.epsilon !== undefined ? { epsilon: options.epsilon } : {}));
+    new Gauge({
+      name: 'ctll_cluster_users_owned',
+      help: 'Users this node holds (their bridge or proxy runs here and no higher-ranked member holds them)',
+      registers,
+      collect() {
+        this.set(table.published().length);
+      },
+    });
+    new Gauge({
+      name: 'ctll_cluster_users_known',
+      help: 'Users placed on any live member, as this node knows from what the members publish',
+      registers,
+      collect() {
+        this.set(table.known);
+      },
+    });
     this.metrics = {
+      placed: new Counter({ name: 'ctll_cluster_users_placed_total', help: "New users this node placed as their bridge arrived, by choice: 'first' (their rendezvous first choice) or 'bounded' (that one was full)", labelNames: ['choice'] as const, registers }),
+      usersMoved: new Counter({ name: 'ctll_cluster_users_moved_total', help: "Users this node stopped holding, by reason: 'members' (a membership change) or 'race' (a higher-ranked member placed them too)", labelNames: ['reason'] as const, registers }),
       members: new Gauge({ name: 'ctll_cluster_members', help: 'Live api-backends of the cluster, as this node sees them', registers }),
       changes: new Counter({ name: 'ctll_cluster_member_changes_total', help: 'Changes of the members seen by this node', registers }),
       moved: new Counter({ name: 'ctll_cluster_bridges_moved_total', help: "This node's bridges told to reconnect (4005) because their user's owner changed", registers }),
@@ -87,9 +138,12 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
   }
 
   /** Serves the peer listener's requests with the same gateway as the public listener. */
-  attach(api: ApiServer): void {
+  attach(api: ApiServer & ServedUsers): void {
     this.api = api;
-    this.peerServer.on('request', (req: IncomingMessage, res: ServerResponse) => api.server.emit('request', req, res));
+    this.peerServer.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      if ((req.url ?? '').split('?')[0] === PLACEMENTS_PATH) return void this.receivePlacements(req, res);
+      api.server.emit('request', req, res);
+    });
     this.peerServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => api.server.emit('upgrade', req, socket, head));
   }
 
@@ -105,9 +159,16 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
       });
     });
     this.log.info('cluster member', { self: this.selfMember ?? 'not among the members yet', members: this.options.membership.members.length });
+    this.refreshLocal();
+    void this.publish();
+    this.publishTimer = setInterval(() => this.publishNow(), this.options.publishIntervalMs ?? DEFAULT_MEMBERSHIP_INTERVAL_MS);
+    this.publishTimer.unref();
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.publishTimer);
+    clearTimeout(this.soonTimer);
     this.options.membership.close();
     await closeNow(this.peerServer, this.destroySockets);
     this.options.tls.agent.destroy();
@@ -125,9 +186,22 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
     return { self: this.selfMember, members: this.options.membership.members };
   }
 
-  /** The owner of a routing key among the live members. */
+  /**
+   * The owner of a routing key: the member that holds the user, else (never placed) its plain
+   * rendezvous owner among the live members.
+   */
   ownerOf(route: string): Member | undefined {
-    return ownerOf(this.options.membership.members, route);
+    return this.table.owner(route) ?? ownerOf(this.options.membership.members, route);
+  }
+
+  /** The gateway's bridges opened or closed: publish this node's users soon. */
+  servedChanged(): void {
+    if (this.closed || this.soonTimer) return;
+    this.soonTimer = setTimeout(() => {
+      this.soonTimer = undefined;
+      this.publishNow();
+    }, PUBLISH_SOON_MS);
+    this.soonTimer.unref();
   }
 
   private isPeer(req: IncomingMessage): boolean {
@@ -156,13 +230,27 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
     };
   }
 
-  placement(req: IncomingMessage, route: string): 'here' | 'not-here' | { owner: Member } {
-    const owner = this.ownerOf(route);
-    if (owner === undefined || owner === this.selfMember) return 'here';
-    // A peer sent it here as the owner, but this node sees another: the two are a lookup apart.
-    // Never send it round again; the client retries once the members agree.
-    if (this.isPeer(req)) return 'not-here';
-    return { owner };
+  placement(req: IncomingMessage, route: string, kind: 'request' | 'bridge'): 'here' | 'not-here' | { owner: Member } {
+    const held = this.table.owner(route);
+    if (this.isPeer(req)) {
+      // A peer sent it here as the owner, but this node knows another holds the user: the two
+      // are a message or a lookup apart. Never send it round again; the client retries.
+      if (held !== undefined && held !== this.selfMember) return 'not-here';
+      if (kind === 'bridge') this.table.servedHere(route);
+      return 'here';
+    }
+    if (held !== undefined) return held === this.selfMember ? 'here' : { owner: held };
+    const members = this.options.membership.members;
+    // Never placed anywhere: a request goes where plain rendezvous says, alike on every node;
+    // a bridge places its user, under the bound.
+    const target = kind === 'request' ? ownerOf(members, route) : this.table.place(route);
+    if (kind === 'bridge' && target !== undefined) this.metrics.placed.inc({ choice: target === ranking(members, route)[0] ? 'first' : 'bounded' });
+    if (target === undefined || target === this.selfMember) {
+      if (kind === 'bridge') this.table.servedHere(route);
+      return 'here';
+    }
+    if (kind === 'bridge') this.table.sentTo(target, route);
+    return { owner: target };
   }
 
   private identityHeaders(identity: PeerIdentity): Record<string, string> {
@@ -193,11 +281,75 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
 
   private membersChanged(members: readonly Member[]): void {
     this.findSelf(members);
-    const moved = this.api?.cutBridges((route) => this.ownerOf(route) === this.selfMember) ?? 0;
+    this.refreshLocal();
+    const moved = this.settle('members');
     this.metrics.members.set(members.length);
     this.metrics.changes.inc();
-    this.metrics.moved.inc(moved);
     this.log.info('cluster members changed', { members: members.length, bridgesMoved: moved });
     this.emit('change', members, moved);
+    // A new member needs this node's users now, not an interval later.
+    void this.publish();
+  }
+
+  private refreshLocal(): void {
+    this.table.setView(this.options.membership.members, this.selfMember);
+    if (this.api) this.table.setLocal(this.api.servedRoutes());
+  }
+
+  /** Lets go of the users another member now holds: their bridges here are cut (4005). */
+  private settle(reason: 'members' | 'race'): number {
+    const lost = this.table.settle();
+    if (lost.length === 0) return 0;
+    this.metrics.usersMoved.inc({ reason }, lost.length);
+    const cut = this.api?.cutBridges((route) => this.table.holds(route)) ?? 0;
+    this.metrics.moved.inc(cut);
+    if (cut > 0) this.log.info('cluster users moved', { reason, users: lost.length, bridgesMoved: cut });
+    return cut;
+  }
+
+  private publishNow(): void {
+    if (this.closed) return;
+    this.refreshLocal();
+    this.settle('race');
+    void this.publish();
+  }
+
+  /** Sends this node's users to every peer; one list in flight per peer, the newest after it. */
+  private async publish(): Promise<void> {
+    const self = this.selfMember;
+    if (this.closed || self === undefined) return;
+    const placements = { member: self, routes: this.table.published() };
+    await Promise.all(
+      this.options.membership.members
+        .filter((m) => m !== self)
+        .map(async (peer) => {
+          if (this.sending.has(peer)) return void this.sending.set(peer, true);
+          this.sending.set(peer, false);
+          const ok = await sendPlacements(peer, this.options.tls.agent, placements);
+          const again = this.sending.get(peer) === true;
+          this.sending.delete(peer);
+          if (!ok) this.log.debug('cluster placements not delivered', { peer });
+          if (again) this.servedChanged();
+        }),
+    );
+  }
+
+  private async receivePlacements(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const answer = (status: number, error?: string): void => {
+      const body = error === undefined ? '' : JSON.stringify({ error });
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+      res.end(body);
+    };
+    if (!this.isPeer(req)) return answer(403, 'only a peer of the stack may publish placements');
+    if (req.method !== 'PUT') return answer(405, `${PLACEMENTS_PATH} takes PUT`);
+    try {
+      const { member, routes } = await readPlacements(req);
+      this.table.setPeer(member, routes);
+      answer(204);
+      this.settle('race');
+    } catch (e) {
+      if (e instanceof PlacementsRefused) return answer(e.status, e.message);
+      answer(400, 'the placements list could not be read');
+    }
   }
 }

@@ -13,10 +13,10 @@
  * implementations do for rings: each member's capacity is ceil((n/m)(1+eps)) of the n keys in
  * the set; keys are placed in a canonical order (ascending by their own hash, so every node
  * places them alike) and each goes to the first member of its own rendezvous ranking that still
- * has room. No member ever holds more than its capacity. This needs the set of live keys, so it
- * is `assignBounded(members, keys)`; a single key with no agreed set is placed by plain
- * rendezvous (`ownerOf`), which is what routing uses until the nodes share the live set
- * (docs/scaling.md, "what is not built yet").
+ * has room. No member ever holds more than its capacity. `assignBounded(members, keys)` places a
+ * whole set at once; routing places users one at a time as their bridges arrive (`placeNew`,
+ * over the loads the nodes publish to each other: placements.ts), and a user with no placement
+ * anywhere is routed by plain rendezvous (`ownerOf`).
  *
  * The key is a user's client-key routing part (routeOf(userHash), bridge/connection/client-key.ts),
  * not the user hash itself: a request made with a client key names only that routing part, and
@@ -89,4 +89,24 @@ export function moves(before: ReadonlyMap<string, Member>, after: ReadonlyMap<st
   const moved: string[] = [];
   for (const [key, owner] of after) if (before.get(key) !== owner) moved.push(key);
   return moved;
+}
+
+/**
+ * Where a user not yet placed anywhere goes (docs/scaling.md, "routing with the bound"): the
+ * first member of its own rendezvous ranking that holds fewer than capacity(placed + 1, members)
+ * users, given how many each member holds now. Every node that knows the same loads picks the
+ * same member. Placed users never move for it, so this is the incremental form of
+ * assignBounded: with every placement under the bound, 3 members and a 10% margin keep 60 users
+ * within 20% of even (none above ceil(1.1 * 20) = 22, so none below 60 - 2 * 22 = 16).
+ */
+export function placeNew(members: readonly Member[], key: string, load: ReadonlyMap<Member, number>, epsilon = DEFAULT_EPSILON): Member | undefined {
+  if (!(epsilon > 0)) throw new RangeError(`epsilon must be above 0, got ${epsilon}`);
+  const unique = [...new Set(members)];
+  if (unique.length === 0) return undefined;
+  let placed = 0;
+  for (const m of unique) placed += load.get(m) ?? 0;
+  const cap = capacity(placed + 1, unique.length, epsilon);
+  const order = ranking(unique, key);
+  // Loads above the bound (a member that came back to find the others full) leave someone under it.
+  return order.find((m) => (load.get(m) ?? 0) < cap) ?? order[0];
 }

@@ -72,6 +72,9 @@ export function forwardUpgradeToPeer(req: IncomingMessage, socket: Duplex, head:
   upstreamReq.on('upgrade', (res, upstream, upstreamHead) => {
     upgraded = true;
     if (socket.destroyed) return void upstream.destroy();
+    // A bridge's frames are small and latency-bound: Nagle's wait on the peer's TLS socket
+    // would hold each behind the previous one's ACK (delayed ACK: ~40 ms a request).
+    upstream.setNoDelay(true);
     socket.write(responseHead(res.statusCode ?? 101, res.statusMessage ?? 'Switching Protocols', res.rawHeaders));
     spliced = splice(socket, upstream, head, upstreamHead, events);
   });

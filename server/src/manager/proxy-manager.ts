@@ -410,6 +410,11 @@ export class ProxyManager {
     });
   }
 
+  /** The users with a proxy record here (running, starting or failing), for the cluster's placements. */
+  users(): UserHash[] {
+    return [...this.records.keys()];
+  }
+
   /** The running proxies' containers, for their resource use (proxy-resources.ts). */
   containers(): Array<{ userHash: UserHash; containerId: string }> {
     const out: Array<{ userHash: UserHash; containerId: string }> = [];
