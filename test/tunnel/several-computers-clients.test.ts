@@ -64,7 +64,6 @@ describe('three computers, one endpoint, through the official clients', () => {
       // Only bravo lets the cloud pull models.
       ...(name === 'bravo' ? { policy: { allowManagement: new Set(['pull'] as const) } } : {}),
     });
-    if (process.env['DEBUG_THREE']) bridge.on('status', (st) => console.error(new Date().toISOString(), name, JSON.stringify(st)));
     bridge.start();
     await waitForState(bridge, 'connected');
     bridges[name] = bridge;
