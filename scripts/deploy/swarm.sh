@@ -53,8 +53,10 @@ swarm_down() {
   fi
   step "removing the proxies of stack $STACK on every node"
   # Each node's api-backend stops its own proxies when it stops with CTLL_KEEP_PROXIES_ON_EXIT=0
-  # (the manager cannot reach the other nodes' engines): one rolling update, then the removal.
-  run docker service update --quiet --detach=false --env-add CTLL_KEEP_PROXIES_ON_EXIT=0 "${STACK}_api-backend" >/dev/null ||
+  # (the manager cannot reach the other nodes' engines): one update of every node at once (the
+  # stack goes anyway), then the removal.
+  run docker service update --quiet --detach=false --update-parallelism 0 --update-delay 0s --update-monitor 1s \
+    --update-failure-action continue --env-add CTLL_KEEP_PROXIES_ON_EXIT=0 "${STACK}_api-backend" >/dev/null ||
     warn "the api-backends did not all restart to stop their proxies: remove a node's leftovers there with docker rm -f \$(docker ps -aq --filter label=cloudtolocalllm.stack=$STACK)"
   step "removing stack $STACK"
   run docker stack rm "$STACK"

@@ -149,6 +149,7 @@ function readMetricsToken(read: Settings): string | undefined {
   }
   let content: string;
   try {
+    // eslint-disable-next-line security/detect-non-literal-fs-filename -- the operator's own setting (an absolute path), read once at start
     content = readFileSync(file, 'utf8').trim();
   } catch (e) {
     read.problem(`METRICS_TOKEN_FILE=${file} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
