@@ -257,7 +257,8 @@ describe('the stack on a swarm of three engines', { skip, concurrency: false }, 
     assert.equal(all.length, USERS, `proxies per node: ${counts.join('/')}`);
     assert.equal(new Set(all).size, USERS, 'a user has proxies on two nodes');
     for (const c of counts) assert.ok(c > 0, `a node holds no proxy: ${counts.join('/')}`);
-    // The issue's bound (within 20% of even) is asserted here as it holds: see the report.
+    // Not asserted: proxies started by a request are placed by plain rendezvous (the load bound of
+    // swarm-route applies to bridges), so 60 random names can fall outside 20% of even (26/20/14).
     const even = USERS / 3;
     t.diagnostic(`largest deviation from even: ${(Math.max(...counts.map((c) => Math.abs(c - even))) / even * 100).toFixed(0)}%`);
   });
