@@ -18,6 +18,9 @@
 #   --no-wait        do not wait for the services to become healthy
 #   --down           stop the stack, then remove this stack's proxies and their networks
 #   --status         show the services, their health and this stack's proxies
+#   --swarm          deploy server/deploy/docker-stack.yml to the swarm this engine manages
+#                    (docker stack deploy; with --down removes it, with --status lists its tasks;
+#                    needs the cluster CA: scripts/deploy/make-cluster-ca.sh; docs/scaling.md)
 #   -h, --help
 #
 # Idempotent: run it again after editing the settings or pulling a new version; it rebuilds only
@@ -39,6 +42,7 @@ self_signed=0
 trial=0
 wait_healthy=1
 action=up
+swarm=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --env-file) shift; env_file="${1:?--env-file needs a file}" ;;
@@ -51,6 +55,7 @@ while [ $# -gt 0 ]; do
     --no-wait) wait_healthy=0 ;;
     --down) action=down ;;
     --status) action=status ;;
+    --swarm) swarm=1 ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (try --help)" ;;
   esac
@@ -70,7 +75,7 @@ command -v docker >/dev/null || problems+=("the docker CLI is not installed (apt
 if command -v docker >/dev/null && ! docker info >/dev/null 2>&1; then
   problems+=("the Docker engine does not answer: start it (systemctl enable --now docker) and run this as root or a member of the docker group")
 fi
-COMPOSE="$(compose_cmd)" || problems+=("docker-compose is not installed (apt-get install -y docker-compose, or the compose v2 plugin)")
+COMPOSE="$(compose_cmd)" || [ "$swarm" = 1 ] || problems+=("docker-compose is not installed (apt-get install -y docker-compose, or the compose v2 plugin)")
 [ -f "$env_file" ] || problems+=("settings file $env_file not found: cp server/deploy/.env.example $env_file, then edit it")
 if [ "$action" = up ]; then
   command -v openssl >/dev/null || problems+=("openssl is not installed (apt-get install -y openssl)")
@@ -93,8 +98,9 @@ STATE="${CTLL_STATE_DIR:-/var/lib/cloudtolocalllm}"
 export CTLL_STATE_DIR="$STATE"
 DOCKER_SOCKET="${DOCKER_SOCKET:-/var/run/docker.sock}"
 export DOCKER_SOCKET
-[ -S "$DOCKER_SOCKET" ] || die "DOCKER_SOCKET $DOCKER_SOCKET is not a socket"
-if [ -z "${DOCKER_GID:-}" ]; then DOCKER_GID="$(stat -c %g "$DOCKER_SOCKET")"; fi
+# On a swarm the socket is each node's (swarm.sh checks this one, and allows a template).
+[ -S "$DOCKER_SOCKET" ] || [ "$swarm" = 1 ] || die "DOCKER_SOCKET $DOCKER_SOCKET is not a socket"
+if [ -z "${DOCKER_GID:-}" ]; then DOCKER_GID="$(stat -c %g "$DOCKER_SOCKET" 2>/dev/null || stat -c %g /var/run/docker.sock)"; fi
 export DOCKER_GID
 compose() { $COMPOSE -f "$COMPOSE_FILE" -p "$STACK" --env-file "$env_file" "$@"; }
 
@@ -120,6 +126,16 @@ print_metrics_summary() {
     /^#/ { next }
     /^ctll_(proxies_running|proxies_unhealthy|proxies_max|proxy_memory_bytes|proxy_cpu_cores|proxy_top_memory_bytes|proxy_top_cpu_cores|proxies_near_limit|proxy_limit|proxy_resources_unreadable|firewall_refused_packets|firewall_refused_packets_by_user|proxy_starts_total|proxy_stops_total|auth_total|host_limit|host_limit_used)[{ ]/ { print "  " $0 }'
 }
+
+if [ "$swarm" = 1 ]; then
+  # shellcheck source-path=SCRIPTDIR source=swarm.sh
+  source "$ROOT/scripts/deploy/swarm.sh"
+  case "$action" in
+    status) swarm_status; exit 0 ;;
+    down) swarm_down; exit 0 ;;
+    *) swarm_require_manager; swarm_check_ca ;;
+  esac
+fi
 
 if [ "$action" = status ]; then
   compose ps
@@ -278,6 +294,14 @@ render_nginx() {
 }
 nginx_changed=0
 render_nginx
+
+if [ "$swarm" = 1 ]; then
+  # Kernel limits are each node's own: docs/scaling.md lists them for every node.
+  swarm_up
+  step "done"
+  say "stack $STACK on the swarm: $CTLL_PUBLIC_URL on every node's address; status: $0 --swarm --status --env-file $env_file"
+  exit 0
+fi
 
 reload_nginx() {
   local id

@@ -1,5 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ConfigError, DEFAULT_AUDIENCE, loadConfig } from './config.js';
 
 /** The problems loadConfig reports for `env` (and `argv`); fails the test if it accepts them. */
@@ -93,6 +96,20 @@ test('the subnet size, image, host and metrics token are checked with the variab
   assert.equal(loadConfig({}, ['--host', '::1']).host, '::1');
   assert.match(problems({ HOST: 'not a host' }).join(), /^HOST \(--host\)="not a host" must be an IP address or a host name/);
   assert.match(problems({ METRICS_TOKEN: 'short' }).join(), /^METRICS_TOKEN="short" must be at least 16 characters/);
+  // From a file (a Docker secret); its content is never repeated in a message.
+  const secretDir = mkdtempSync(join(tmpdir(), 'ctll-config-'));
+  try {
+    writeFileSync(join(secretDir, 'token'), 'f'.repeat(64) + '\n');
+    writeFileSync(join(secretDir, 'short'), 'tiny-secret');
+    assert.equal(loadConfig({ METRICS_TOKEN_FILE: join(secretDir, 'token') }, []).metricsToken, 'f'.repeat(64));
+    const short = problems({ METRICS_TOKEN_FILE: join(secretDir, 'short') }).join();
+    assert.match(short, /METRICS_TOKEN_FILE=.*short must hold at least 16 characters/);
+    assert.doesNotMatch(short, /tiny-secret/);
+    assert.match(problems({ METRICS_TOKEN_FILE: join(secretDir, 'absent') }).join(), /METRICS_TOKEN_FILE=.*absent cannot be read \(ENOENT\)/);
+    assert.match(problems({ METRICS_TOKEN_FILE: join(secretDir, 'token'), METRICS_TOKEN: 'g'.repeat(20) }).join(), /not both/);
+  } finally {
+    rmSync(secretDir, { recursive: true, force: true });
+  }
 });
 
 test('blank values count as unset (Compose passes unset variables as empty strings)', () => {
@@ -126,7 +143,10 @@ describe('cluster settings (docs/scaling.md)', () => {
 
   test('what a cluster lacks is named: TLS files, this node, both sources, a node outside the list', () => {
     assert.match(problems({ CTLL_CLUSTER_SERVICE: 'api' }).join('\n'), /a cluster needs CTLL_CLUSTER_TLS_CA, CTLL_CLUSTER_TLS_CERT and CTLL_CLUSTER_TLS_KEY/);
-    assert.match(problems({ ...TLS, CTLL_CLUSTER_MEMBERS: '10.0.0.2:8443' }).join('\n'), /CTLL_NODE_ADDRESS must name this node/);
+    // Without CTLL_NODE_ADDRESS a list's node finds itself by its addresses, on CTLL_CLUSTER_PORT.
+    const listed = loadConfig({ ...TLS, CTLL_CLUSTER_MEMBERS: '10.0.0.2:8443,10.0.0.3:8443' }, []).cluster;
+    assert.deepEqual([listed?.self, listed?.listen], [undefined, { host: '0.0.0.0', port: 8443 }]);
+    assert.match(problems({ ...TLS, CTLL_CLUSTER_MEMBERS: '10.0.0.2:8443,10.0.0.3:9443' }).join('\n'), /entry 10\.0\.0\.3:9443 does not use the port of CTLL_CLUSTER_PORT \(8443\)/);
     assert.match(problems({ ...TLS, CTLL_CLUSTER_MEMBERS: '10.0.0.2:8443', CTLL_NODE_ADDRESS: '10.0.0.9:8443' }).join('\n'), /CTLL_NODE_ADDRESS=10.0.0.9:8443 is not one of CTLL_CLUSTER_MEMBERS/);
     assert.match(problems({ ...TLS, CTLL_CLUSTER_MEMBERS: '10.0.0.2:8443', CTLL_CLUSTER_SERVICE: 'api', CTLL_NODE_ADDRESS: '10.0.0.2:8443' }).join('\n'), /not both/);
     assert.match(problems({ ...TLS, CTLL_CLUSTER_SERVICE: 'api', CTLL_NODE_ADDRESS: '10.0.0.2:9000' }).join('\n'), /must use the port of CTLL_CLUSTER_PORT \(8443\)/);

@@ -22,6 +22,7 @@
  * tested (config.test.ts, test/docs/environment.test.ts refuses a nonsense value of every
  * documented setting with the variable named) and has no dependency.
  */
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -118,16 +119,45 @@ function readCluster(read: Settings): ClusterConfig | undefined {
   }
   if (members.length > 0 && service !== undefined) read.problem('set CTLL_CLUSTER_MEMBERS (a static list) or CTLL_CLUSTER_SERVICE (Swarm DNS), not both');
   if (!ca || !cert || !key) read.problem('a cluster needs CTLL_CLUSTER_TLS_CA, CTLL_CLUSTER_TLS_CERT and CTLL_CLUSTER_TLS_KEY (the hop between nodes is mutual TLS; scripts/deploy/make-cluster-ca.sh makes them)');
-  if (members.length > 0 && self === undefined) read.problem('CTLL_NODE_ADDRESS must name this node (one of CTLL_CLUSTER_MEMBERS) when the members are a static list');
   if (members.length > 0 && self !== undefined && !members.includes(self)) read.problem(`CTLL_NODE_ADDRESS=${self} is not one of CTLL_CLUSTER_MEMBERS`);
   const at = self?.lastIndexOf(':') ?? -1;
-  // Named, the node listens on its own address (several nodes on one host, each on its own IP);
-  // on a Swarm, where a task does not know its address, on every interface.
+  // Named, the node listens on its own address (several nodes on one host, each on its own IP).
+  // Unnamed (a Swarm task, or one list given alike to every task of a global service) it listens
+  // on every interface and finds itself among the members by its own addresses (cluster-node.ts),
+  // so a list's members must all use the port it listens on.
+  if (members.length > 0 && self === undefined) {
+    const other = members.find((m) => Number(m.slice(m.lastIndexOf(':') + 1)) !== port);
+    if (other) read.problem(`CTLL_CLUSTER_MEMBERS entry ${other} does not use the port of CTLL_CLUSTER_PORT (${port}); without CTLL_NODE_ADDRESS each node listens on that port and finds itself among the members by its own addresses`);
+  }
   const listen = self !== undefined ? { host: self.slice(0, at).replace(/^\[|\]$/g, ''), port: Number(self.slice(at + 1)) } : { host: '0.0.0.0', port };
   if (service !== undefined && self !== undefined && listen.port !== port) read.problem(`CTLL_NODE_ADDRESS=${self} must use the port of CTLL_CLUSTER_PORT (${port}): the other members find this node by its address and that port`);
   const source: MembershipSource =
     members.length > 0 ? { kind: 'static', members } : { kind: 'dns', service: service ?? '', port, intervalMs, ...(dnsServers.length ? { servers: dnsServers } : {}) };
   return { source, ...(self !== undefined ? { self } : {}), listen, tls: { ca: ca ?? '', cert: cert ?? '', key: key ?? '' }, intervalMs };
+}
+
+/** METRICS_TOKEN, or the content of METRICS_TOKEN_FILE (a Docker secret: not in the service's definition). */
+function readMetricsToken(read: Settings): string | undefined {
+  const valid = /^.{16,}$/;
+  const expected = 'at least 16 characters (scripts/deploy generates 64 hex digits)';
+  const direct = read.word('METRICS_TOKEN', { valid, expected });
+  const file = read.word('METRICS_TOKEN_FILE', { valid: /^\//, expected: 'an absolute path like /run/secrets/ctll-metrics-token' });
+  if (file === undefined) return direct;
+  if (direct !== undefined) {
+    read.problem('set METRICS_TOKEN or METRICS_TOKEN_FILE, not both');
+    return direct;
+  }
+  let content: string;
+  try {
+    // eslint-disable-next-line security/detect-non-literal-fs-filename -- the operator's own setting (an absolute path), read once at start
+    content = readFileSync(file, 'utf8').trim();
+  } catch (e) {
+    read.problem(`METRICS_TOKEN_FILE=${file} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    return undefined;
+  }
+  // The token itself is never repeated in a message.
+  if (!valid.test(content)) read.problem(`METRICS_TOKEN_FILE=${file} must hold ${expected}`);
+  return content;
 }
 
 export interface GuardConfig {
@@ -201,7 +231,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
   const firewallStatusFile = read.word('CTLL_FIREWALL_STATUS_FILE', { valid: /^\//, expected: 'an absolute path like /run/ctll-firewall/status.json' });
   read.checked(() => assertStackName(stack), undefined);
   const publicUrl = read.word('CTLL_PUBLIC_URL', { valid: ORIGIN, expected: 'an origin like https://cloud.example.com' });
-  const metricsToken = read.word('METRICS_TOKEN', { valid: /^.{16,}$/, expected: 'at least 16 characters (scripts/deploy generates 64 hex digits)' });
+  const metricsToken = readMetricsToken(read);
   const webClientId = read.word('AUTH0_WEB_CLIENT_ID', {});
   const desktopClientId = read.word('AUTH0_DESKTOP_CLIENT_ID', {});
   const cluster = readCluster(read);

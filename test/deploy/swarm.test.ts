@@ -1,0 +1,299 @@
+/**
+ * The stack on a real Docker Swarm of three engines on this machine (test/deploy/swarm-harness.ts),
+ * deployed as an operator does it: scripts/deploy/deploy-multi-container.sh --swarm --build
+ * --self-signed builds the offline images on the manager's engine, which are then loaded into the
+ * other two; `--swarm` deploys server/deploy/docker-stack.yml. One swarm for every case (heavy
+ * once). Sign-in: one embedded issuer run by the test on the nodes' bridge, verified by every
+ * node as it would verify Auth0.
+ *
+ * Also, without a swarm: the script's refusals (this machine's own engine is no swarm manager;
+ * the cluster CA missing) and that --dry-run deploys nothing.
+ *
+ * Not root, or no dockerd/ip/iptables/nsenter: skipped with the reason, except in CI (CI=true).
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DEFAULT_AUDIENCE } from '@cloudtolocalllm/server/config';
+import { startEmbeddedIssuer, type EmbeddedIssuer } from '@cloudtolocalllm/server/issuer/embedded-issuer';
+import { expectedText, OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
+import { headlessSignIn } from '../../scripts/headless-login.js';
+import { IN_CI, ROOT, run, startBridgeProcess, which, type BridgeProcess } from './deploy-harness.js';
+import { copyImages, createSwarm, swarmPrerequisites, type TestSwarm } from './swarm-harness.js';
+
+const DEPLOY = join(ROOT, 'scripts/deploy/deploy-multi-container.sh');
+const missing = (await swarmPrerequisites()) ?? (which('openssl') ? undefined : 'openssl is not installed');
+if (missing && IN_CI) test('a swarm of three engines can run here (CI machines must allow it)', () => assert.fail(missing));
+const skip = missing ? `${missing}; CI=true makes this a failure` : false;
+
+const IMAGES = ['cloudtolocalllm/api-backend:local', 'cloudtolocalllm/nginx:local', 'cloudtolocalllm/streaming-proxy:local'];
+
+interface Deployed {
+  stdout: string;
+  code: number;
+}
+async function deploy(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 900_000): Promise<Deployed> {
+  try {
+    const r = await run(DEPLOY, args, { cwd: ROOT, timeout: timeoutMs, maxBuffer: 32 << 20, env: { ...process.env, NO_COLOR: '1', ...env } });
+    return { stdout: r.stdout + r.stderr, code: 0 };
+  } catch (e) {
+    const err = e as { stdout?: string; stderr?: string; code?: number };
+    return { stdout: `${err.stdout ?? ''}${err.stderr ?? ''}`, code: typeof err.code === 'number' ? err.code : 1 };
+  }
+}
+
+function writeEnv(file: string, lines: string[]): void {
+  writeFileSync(file, [...lines, ''].join('\n'));
+}
+
+describe('deploy-multi-container.sh --swarm refuses what is wrong', { skip: which('docker') ? false : 'no docker CLI' }, () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'ctll-swarm-refusals-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('an engine that is not a swarm manager, named as such, and nothing deployed', async () => {
+    const envFile = join(dir, 'env');
+    writeEnv(envFile, ['DOMAIN=localhost', `CTLL_STATE_DIR=${join(dir, 'state')}`, 'CTLL_STACK_NAME=ctll-swarm-refusal']);
+    // This machine's own engine is in no swarm (other tests share it; nothing is changed on it).
+    const state = (await run('docker', ['info', '--format', '{{.Swarm.LocalNodeState}}'])).stdout.trim();
+    if (state !== 'inactive') return assert.fail(`this test needs the host engine outside any swarm; it is "${state}"`);
+    for (const extra of [[], ['--down'], ['--dry-run']]) {
+      const r = await deploy(['--swarm', '--env-file', envFile, ...extra], {});
+      assert.equal(r.code, 1, r.stdout);
+      assert.match(r.stdout, /this engine is not part of a swarm \(Swarm: inactive\): docker swarm init/);
+    }
+  });
+});
+
+describe('the stack on a swarm of three engines', { skip, concurrency: false }, () => {
+  const id = randomBytes(2).toString('hex');
+  const prefix = `csw${id}`;
+  const stack = `ctll-swarm-${id}`;
+  let swarm: TestSwarm | undefined;
+  let dir: string;
+  let envFile: string;
+  let issuer: EmbeddedIssuer;
+  let env: NodeJS.ProcessEnv;
+  const ports = { https: 18443, http: 18080, health: 18088, api: 18081, cluster: 18444 };
+  let deployed: Deployed;
+  let dryRun: Deployed;
+  let stacksAfterDryRun = '';
+  let deployMs = 0;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ctll-swarm-'));
+    chmodSync(dir, 0o755);
+    swarm = await createSwarm({ prefix, log: (l) => process.stderr.write(`swarm: ${l}\n`) });
+    const manager = swarm.nodes[0]!;
+    issuer = await startEmbeddedIssuer({ audience: DEFAULT_AUDIENCE });
+    await swarm.shareLoopbackPort(Number(new URL(issuer.issuer).port));
+    envFile = join(dir, 'env');
+    writeEnv(envFile, [
+      'DOMAIN=localhost',
+      `HTTPS_PORT=${ports.https}`,
+      `HTTP_PORT=${ports.http}`,
+      `NGINX_HEALTH_PORT=${ports.health}`,
+      `PORT=${ports.api}`,
+      `CTLL_CLUSTER_PORT=${ports.cluster}`,
+      'CTLL_CLUSTER_INTERVAL_MS=500',
+      `CTLL_STACK_NAME=${stack}`,
+      `CTLL_STATE_DIR=${join(dir, 'state')}`,
+      'CTLL_SUBNET_RANGE=10.234.0.0/16',
+      'CTLL_FIREWALL=enforce',
+      'CTLL_PROXY_STARTS_PER_MINUTE=600',
+      `AUTH0_DOMAIN=${issuer.issuer}`,
+      `AUTH0_ISSUER=${issuer.issuer}`,
+      `AUTH0_JWKS_URI=${issuer.jwksUri}`,
+      `AUTH0_AUDIENCE=${DEFAULT_AUDIENCE}`,
+      `AUTH0_DESKTOP_CLIENT_ID=${issuer.desktopClientId}`,
+      // Each node's own engine socket, by node id (a mount template; /var/run/docker.sock on a real node).
+      `DOCKER_SOCKET=${swarm.socketDir}/{{.Node.ID}}.sock`,
+      'METRICS_TOKEN=',
+    ]);
+    env = { DOCKER_HOST: `unix://${manager.socket}`, CTLL_SYSCTL_FILE: join(dir, 'sysctl.conf'), CTLL_TUNE_KERNEL: '0', CTLL_DEPLOY_WAIT_SECONDS: '180' };
+    // The cluster CA first missing: refused, naming the script that makes it.
+    const noCa = await deploy(['--swarm', '--env-file', envFile, '--self-signed', '--dry-run'], env);
+    assert.equal(noCa.code, 1, noCa.stdout);
+    assert.match(noCa.stdout, /the cluster CA is missing in .*cluster-ca \(ca\.pem node\.pem node-key\.pem\): make it with scripts\/deploy\/make-cluster-ca\.sh/);
+    await run(join(ROOT, 'scripts/deploy/make-cluster-ca.sh'), [join(dir, 'state/cluster-ca')]);
+    // Images built on the manager's engine, offline, then into the other engines.
+    await run(join(ROOT, 'scripts/deploy/build-images.sh'), [], { cwd: ROOT, env: { ...process.env, ...env }, maxBuffer: 32 << 20, timeout: 900_000 });
+    await copyImages(manager, swarm.nodes.slice(1), IMAGES, join(dir, 'images.tar'));
+    dryRun = await deploy(['--swarm', '--env-file', envFile, '--self-signed', '--dry-run'], env);
+    stacksAfterDryRun = await manager.docker('stack', 'ls', '--format', '{{.Name}}');
+    const started = Date.now();
+    deployed = await deploy(['--swarm', '--env-file', envFile, '--self-signed'], env);
+    deployMs = Date.now() - started;
+  });
+
+  after(async () => {
+    if (swarm && envFile) {
+      const down = await deploy(['--swarm', '--down', '--env-file', envFile], env, 300_000);
+      if (down.code !== 0) process.stderr.write(`cleanup: --swarm --down failed:\n${down.stdout}\n`);
+    }
+    await issuer?.close();
+    await swarm?.remove();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** What the swarm says of the stack's tasks, and the api-backends' last log lines: for a failure's message. */
+  const whatSwarmSays = async (): Promise<string> => {
+    const manager = swarm!.nodes[0]!;
+    const ps = await manager.docker('stack', 'ps', '--no-trunc', '--format', '{{.Node}} {{.Name}} {{.CurrentState}} {{.Error}}', stack).catch((e: Error) => e.message);
+    const logs = await run('docker', ['-H', `unix://${manager.socket}`, 'service', 'logs', '--tail', '30', `${stack}_api-backend`], { maxBuffer: 8 << 20 }).then(
+      (r) => r.stdout + r.stderr,
+      (e: Error) => e.message,
+    );
+    return `\n--- docker stack ps\n${ps}\n--- api-backend logs\n${logs}`;
+  };
+
+  /** An HTTPS request to one node's edge, checked against the stack's certificate (named localhost). */
+  const request = (
+    address: string,
+    path: string,
+    options: { method?: string; token?: string; body?: unknown } = {},
+  ): Promise<{ status: number; body: string }> =>
+    new Promise((resolve, reject) => {
+      const data = options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body));
+      const req = https.request(
+        {
+          host: address,
+          port: ports.https,
+          path,
+          method: options.method ?? 'GET',
+          servername: 'localhost',
+          ca: readFileSync(join(dir, 'state/tls/fullchain.pem')),
+          agent: false,
+          timeout: 60_000,
+          headers: {
+            host: `localhost:${ports.https}`,
+            ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+            ...(data ? { 'content-type': 'application/json', 'content-length': String(data.length) } : {}),
+          },
+        },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.on('timeout', () => req.destroy(new Error(`no answer from ${address}${path} within 60 s`)));
+      req.end(data);
+    });
+  const get = (address: string, path: string): Promise<{ status: number; body: string }> => request(address, path);
+  const signIn = async (username: string): Promise<string> => {
+    const config = JSON.parse((await get(swarm!.nodes[0]!.address, '/api/config')).body) as { issuer: string; audience: string; desktopClientId: string };
+    return (await headlessSignIn({ issuer: config.issuer, clientId: config.desktopClientId, audience: config.audience, username })).accessToken;
+  };
+  /** This stack's proxy containers on each node's engine, by name. */
+  const proxiesPerNode = async (): Promise<string[][]> =>
+    Promise.all(
+      swarm!.nodes.map(async (n) =>
+        (await n.docker('ps', '--format', '{{.Names}}', '--filter', `label=cloudtolocalllm.stack=${stack}`, '--filter', 'label=cloudtolocalllm.type=streaming-proxy')).split('\n').filter(Boolean),
+      ),
+    );
+
+  test('--dry-run shows the stack deploy and changes nothing; the deploy runs every service on every node', async (t) => {
+    t.diagnostic(`deploy --swarm took ${(deployMs / 1000).toFixed(1)} s`);
+    assert.equal(dryRun.code, 0, dryRun.stdout);
+    assert.match(dryRun.stdout, /\[dry-run\] docker stack deploy --prune --resolve-image never -c \S+docker-stack\.yml ctll-swarm-/);
+    assert.equal(stacksAfterDryRun, '', 'the dry run deployed nothing');
+    assert.equal(deployed.code, 0, deployed.stdout + (await whatSwarmSays()));
+    assert.match(deployed.stdout, /api-backend members \(every ready node, port 18444\): 10\.251\.0\.2:18444,10\.251\.0\.3:18444,10\.251\.0\.4:18444/);
+    assert.match(deployed.stdout, /all services running on every node/);
+    const manager = swarm!.nodes[0]!;
+    for (const service of ['api-backend', 'nginx-proxy', 'docker-api-filter', 'isolation-firewall']) {
+      const tasks = (await manager.docker('service', 'ps', '--filter', 'desired-state=running', '--format', '{{.Node}} {{.CurrentState}}', `${stack}_${service}`)).split('\n');
+      assert.equal(tasks.filter((l) => / Running /.test(l)).length, 3, `${service}: ${tasks.join('; ')}`);
+    }
+  });
+
+  test('every node answers through its own edge, sees the three members and names itself', async () => {
+    for (const node of swarm!.nodes) {
+      const deadline = Date.now() + 60_000;
+      let health: { status: number; body: string } | undefined;
+      for (;;) {
+        health = await get(node.address, '/health').catch((e: Error) => ({ status: 0, body: e.message }));
+        const cluster = health.status === 200 ? (JSON.parse(health.body) as { cluster?: { self?: string; members?: string[] } }).cluster : undefined;
+        if (cluster?.members?.length === 3 && cluster.self === `${node.address}:${ports.cluster}`) break;
+        if (Date.now() > deadline) assert.fail(`${node.name}: /health through the edge: ${health.status} ${health.body}${await whatSwarmSays()}`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  });
+
+  const USERS = 60;
+  let tokens: Map<string, string>;
+  test(`${USERS} users signed in through the edges: each gets one proxy, on one node, spread over the three`, { timeout: 600_000 }, async (t) => {
+    tokens = new Map();
+    const names = Array.from({ length: USERS }, (_, i) => `swarm-user-${id}-${i}`);
+    const started = Date.now();
+    // Six at a time, each through the edge of another node.
+    for (let i = 0; i < names.length; i += 6) {
+      await Promise.all(
+        names.slice(i, i + 6).map(async (name, j) => {
+          const token = await signIn(name);
+          tokens.set(name, token);
+          const edge = swarm!.nodes[(i + j) % 3]!.address;
+          const r = await request(edge, '/api/proxy/start', { method: 'POST', token, body: {} });
+          assert.ok(r.status === 200 || r.status === 201, `${name} through ${edge}: ${r.status} ${r.body}`);
+        }),
+      );
+    }
+    const perNode = await proxiesPerNode();
+    const counts = perNode.map((p) => p.length);
+    t.diagnostic(`${USERS} proxies started in ${((Date.now() - started) / 1000).toFixed(1)} s; per node: ${counts.join('/')}`);
+    const all = perNode.flat();
+    assert.equal(all.length, USERS, `proxies per node: ${counts.join('/')}`);
+    assert.equal(new Set(all).size, USERS, 'a user has proxies on two nodes');
+    for (const c of counts) assert.ok(c > 0, `a node holds no proxy: ${counts.join('/')}`);
+    // Not asserted: proxies started by a request are placed by plain rendezvous (the load bound of
+    // swarm-route applies to bridges), so 60 random names can fall outside 20% of even (26/20/14).
+    const even = USERS / 3;
+    t.diagnostic(`largest deviation from even: ${(Math.max(...counts.map((c) => Math.abs(c - even))) / even * 100).toFixed(0)}%`);
+  });
+
+  test('an Ollama client reaches the right proxy through the edge of any node; another user reaches nothing of it', { timeout: 300_000 }, async () => {
+    const emulator = new OllamaEmulator({ tokenIntervalMs: 5 });
+    await emulator.start();
+    // The bridge CLI connects to wss://localhost: a relay on this namespace's loopback to node 1's edge.
+    const relay = net.createServer((c) => {
+      const u = net.connect(ports.https, swarm!.nodes[0]!.address);
+      c.pipe(u).pipe(c);
+      c.on('error', () => u.destroy());
+      u.on('error', () => c.destroy());
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    const relayPort = (relay.address() as net.AddressInfo).port;
+    let bridge: BridgeProcess | undefined;
+    try {
+      const [owner, other] = [...tokens.keys()];
+      bridge = await startBridgeProcess({ proxyUrl: `wss://localhost:${relayPort}/ws/bridge`, token: tokens.get(owner!)!, ollamaUrl: emulator.url, caFile: join(dir, 'state/tls/fullchain.pem'), timeoutMs: 120_000 });
+      for (const node of swarm!.nodes) {
+        const r = await request(node.address, '/ollama/api/generate', { method: 'POST', token: tokens.get(owner!)!, body: { model: 'llama3.2', prompt: `through ${node.name}`, stream: false, options: { num_predict: 5 } } });
+        assert.equal(r.status, 200, `${node.name}: ${r.body}`);
+        assert.equal((JSON.parse(r.body) as { response: string }).response, expectedText(5), node.name);
+      }
+      const seen = emulator.requests.length;
+      for (const node of swarm!.nodes) {
+        const r = await request(node.address, '/ollama/api/tags', { token: tokens.get(other!)! });
+        assert.notEqual(r.status, 200, `${node.name}: another user's request was answered: ${r.body}`);
+      }
+      assert.equal(emulator.requests.length, seen, "another user's requests reached this user's computer");
+    } finally {
+      await bridge?.stop();
+      await new Promise<void>((resolve) => relay.close(() => resolve()));
+      await emulator.close();
+    }
+  });
+});
