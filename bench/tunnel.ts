@@ -1,16 +1,19 @@
 /**
- * Tunnel benchmark: the same workloads, in one run, against three paths to one Ollama emulator:
+ * Tunnel benchmark: the same workloads, in one run, against four paths to one Ollama emulator:
  *
- *   direct  client → emulator
- *   tunnel  client → streaming proxy ⇒ WebSocket + HTTP/2 ⇒ bridge → emulator (bearer token)
- *   ssh -R  client → sshd's forwarded port ⇒ SSH channel ⇒ ssh client → emulator
+ *   direct     client → emulator
+ *   tunnel     client → streaming proxy ⇒ WebSocket + HTTP/2 ⇒ bridge → emulator (bearer token)
+ *   tunnel ×3  the same with three bridges (three computers of one user, --name a, b, c) on one
+ *              proxy: every request that names a model is routed among them (issue 10); the
+ *              emulator is the same, so what differs from `tunnel` is the routing alone
+ *   ssh -R     client → sshd's forwarded port ⇒ SSH channel ⇒ ssh client → emulator
  *
  * Emulator, proxy and bridge run in child processes started the way production starts them
  * (their CLIs under `node --import tsx`); only the client load runs here. Each workload is
  * repeated and the median reported. A benchmark reports; it never fails the build, so the exit
  * code is 0 unless the run itself could not be carried out.
  *
- *   npm run bench:tunnel [-- --repeats 3] [--quick] [--json out.json] [--paths direct,tunnel,ssh]
+ *   npm run bench:tunnel [-- --repeats 3] [--quick] [--json out.json] [--paths direct,tunnel,three,ssh]
  *                          [--workloads ttfb,stream,concurrent,upload] [--cpu-prof DIR] [--wait-quiet SECONDS]
  */
 import { randomBytes } from 'node:crypto';
@@ -50,7 +53,7 @@ const { values: args } = parseArgs({
     repeats: { type: 'string', default: '5' },
     quick: { type: 'boolean', default: false },
     json: { type: 'string' },
-    paths: { type: 'string', default: 'direct,tunnel,ssh' },
+    paths: { type: 'string', default: 'direct,tunnel,three,ssh' },
     workloads: { type: 'string', default: 'ttfb,stream,concurrent,upload' },
     'cpu-prof': { type: 'string' },
     'wait-quiet': { type: 'string', default: '0' },
@@ -60,7 +63,7 @@ const { values: args } = parseArgs({
 });
 if (args.help) {
   process.stdout.write(
-    'usage: npm run bench:tunnel [-- --repeats N] [--quick] [--json FILE] [--paths direct,tunnel,ssh]\n' +
+    'usage: npm run bench:tunnel [-- --repeats N] [--quick] [--json FILE] [--paths direct,tunnel,three,ssh]\n' +
       '                            [--workloads ttfb,stream,concurrent,upload] [--cpu-prof DIR] [--wait-quiet SECONDS]\n' +
       '  --wait-quiet S   first wait up to S seconds for the machine to be idle (< 10% busy)\n',
   );
@@ -133,7 +136,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 // The three paths
 
 interface Path {
-  key: 'direct' | 'tunnel' | 'ssh';
+  key: 'direct' | 'tunnel' | 'three' | 'ssh';
   label: string;
   target: Target;
   /** Processes that serve this path, for CPU accounting (the client is this process). */
@@ -158,7 +161,8 @@ async function startEmulator(): Promise<{ child: Child; url: string }> {
   return { child, url };
 }
 
-async function startTunnel(emulatorUrl: string): Promise<{ proxy: Child; bridge: Child; url: string; token: string }> {
+/** A proxy and its bridges: one unnamed (a single computer), or one per name (several computers). */
+async function startTunnel(emulatorUrl: string, names: readonly string[] = []): Promise<{ proxy: Child; bridges: Child[]; url: string; token: string }> {
   const token = randomBytes(24).toString('base64url');
   const profFlags = (name: string): string[] =>
     // One directory per process: Node writes one profile per thread (tsx's loader runs in a worker).
@@ -182,41 +186,47 @@ async function startTunnel(emulatorUrl: string): Promise<{ proxy: Child; bridge:
     30_000,
     'the proxy to listen',
   );
-  const bridge = spawnTs(
-    'bridge',
-    join(ROOT, 'bridge/cli.ts'),
-    ['--proxy-url', `${url.replace(/^http/, 'ws')}/bridge`, '--ollama-url', emulatorUrl, '--allow', 'blobs', '--json'],
-    { CLOUDTOLOCALLLM_TOKEN: token },
-    profFlags('bridge'),
-  );
-  await bridge.waitFor(
-    (line, s) => {
-      if (s !== 'stdout') return undefined;
-      try {
-        const m = JSON.parse(line) as { event?: string; state?: string };
-        return m.event === 'status' && m.state === 'connected' ? true : undefined;
-      } catch {
-        return undefined;
-      }
-    },
-    30_000,
-    'the bridge to connect',
-  );
-  // The bridge says "connected" when its WebSocket opens; wait until the proxy agrees.
+  const bridges: Child[] = [];
+  for (const name of names.length ? names : [undefined]) {
+    const bridge = spawnTs(
+      name ? `bridge-${name}` : 'bridge',
+      join(ROOT, 'bridge/cli.ts'),
+      ['--proxy-url', `${url.replace(/^http/, 'ws')}/bridge`, '--ollama-url', emulatorUrl, '--allow', 'blobs', '--json', ...(name ? ['--name', name] : [])],
+      { CLOUDTOLOCALLLM_TOKEN: token },
+      profFlags(name ? `bridge-${name}` : 'bridge'),
+    );
+    await bridge.waitFor(
+      (line, s) => {
+        if (s !== 'stdout') return undefined;
+        try {
+          const m = JSON.parse(line) as { event?: string; state?: string };
+          return m.event === 'status' && m.state === 'connected' ? true : undefined;
+        } catch {
+          return undefined;
+        }
+      },
+      30_000,
+      'the bridge to connect',
+    );
+    bridges.push(bridge);
+  }
+  // A bridge says "connected" when its WebSocket opens; wait until the proxy lists every one.
+  // (Their model lists are read when a second computer joins; the warm-up's requests wait for them.)
   const deadline = Date.now() + 10_000;
   for (;;) {
-    const health = await getJson(`${url}/health`).catch(() => undefined);
-    if ((health as { bridgeConnected?: boolean } | undefined)?.bridgeConnected) break;
-    if (Date.now() > deadline) throw new Error('the proxy never reported the bridge as connected');
+    const listed = (await getJson(`${url}/computers`, { authorization: `Bearer ${token}` }).catch(() => undefined)) as { computers?: unknown[] } | undefined;
+    const ready = listed?.computers?.length ?? 0;
+    if (ready === bridges.length) break;
+    if (Date.now() > deadline) throw new Error(`the proxy listed ${ready} of ${bridges.length} computers`);
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { proxy, bridge, url, token };
+  return { proxy, bridges, url, token };
 }
 
-function getJson(url: string): Promise<unknown> {
+function getJson(url: string, headers: Record<string, string> = {}): Promise<unknown> {
   return new Promise((resolve, reject) => {
     http
-      .get(url, { agent: false }, (res) => {
+      .get(url, { agent: false, headers }, (res) => {
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => (body += c));
@@ -277,7 +287,7 @@ async function measure<R>(path: Path, run: () => Promise<R>): Promise<Sample<R>>
   const wallMs = performance.now() - t0;
   const client = process.cpuUsage(clientBefore);
   const cpuMs: Record<string, number> = { client: (client.user + client.system) / 1000 };
-  path.processes.forEach((p, i) => (cpuMs[p.role] = cpuMsOfTree(p.pid) - (before[i] ?? Number.NaN)));
+  path.processes.forEach((p, i) => (cpuMs[p.role] = (cpuMs[p.role] ?? 0) + cpuMsOfTree(p.pid) - (before[i] ?? Number.NaN)));
   // Whatever else ran on the machine meanwhile (other jobs, the kernel's own threads): noise.
   const ours = Object.values(cpuMs).reduce((a, b) => a + b, 0);
   // (/proc/stat counts in 10 ms ticks: clamp to what the cores could have done.)
@@ -339,16 +349,18 @@ async function main(): Promise<void> {
   if (wantedPaths.has('direct')) {
     paths.push({ key: 'direct', label: 'direct', target: makeTarget('direct', emulator.url), processes: [{ role: 'emulator', pid: emulator.child.pid }] });
   }
-  if (wantedPaths.has('tunnel')) {
-    const tunnel = await startTunnel(emulator.url);
-    log(`tunnel: proxy ${tunnel.url} (pid ${tunnel.proxy.pid}) ⇐ WebSocket/HTTP/2 ⇐ bridge (pid ${tunnel.bridge.pid}) → emulator`);
+  for (const [key, label, names] of [['tunnel', 'tunnel', []], ['three', 'tunnel ×3', ['a', 'b', 'c']]] as const) {
+    if (!wantedPaths.has(key)) continue;
+    const tunnel = await startTunnel(emulator.url, names);
+    log(`${label}: proxy ${tunnel.url} (pid ${tunnel.proxy.pid}) ⇐ WebSocket/HTTP/2 ⇐ ${tunnel.bridges.length === 1 ? 'bridge' : `${tunnel.bridges.length} bridges`} (pid ${tunnel.bridges.map((b) => b.pid).join(', ')}) → emulator`);
     paths.push({
-      key: 'tunnel',
-      label: 'tunnel',
-      target: makeTarget('tunnel', tunnel.url, { authorization: `Bearer ${tunnel.token}` }),
+      key,
+      label,
+      target: makeTarget(label, tunnel.url, { authorization: `Bearer ${tunnel.token}` }),
       processes: [
         { role: 'proxy', pid: tunnel.proxy.pid },
-        { role: 'bridge', pid: tunnel.bridge.pid },
+        // One role for all bridges of a path: their CPU added, comparable with the single one.
+        ...tunnel.bridges.map((b) => ({ role: 'bridge', pid: b.pid })),
         { role: 'emulator', pid: emulator.child.pid },
       ],
     });
@@ -481,7 +493,7 @@ function report(paths: Path[], results: Results, sshNote: string, started: numbe
     digits?: number;
   }
   const rows: Row[] = [];
-  const keys = ['direct', 'tunnel', 'ssh'] as const;
+  const keys = ['direct', 'tunnel', 'three', 'ssh'] as const;
   const valuesOf = <R>(bucket: Record<string, Sample<R>[]>, pick: (r: R) => number): Record<string, number> =>
     Object.fromEntries(keys.map((k) => [k, med(bucket, k, pick)]));
 
@@ -520,10 +532,11 @@ function report(paths: Path[], results: Results, sshNote: string, started: numbe
   }
 
   const cell = (v: number | undefined, present: boolean): string => (present ? fmt(v ?? Number.NaN) : 'skipped');
-  const header = ['Workload', 'Metric', 'direct', 'tunnel', 'ssh -R', 'tunnel ÷ direct', 'ssh -R ÷ direct', 'tunnel vs ssh -R'];
+  const header = ['Workload', 'Metric', 'direct', 'tunnel', 'tunnel ×3', 'ssh -R', 'tunnel ÷ direct', 'tunnel ×3 ÷ tunnel', 'ssh -R ÷ direct', 'tunnel vs ssh -R'];
   const tableRows = rows.map((r) => {
     const d = r.values['direct'] ?? Number.NaN;
     const t = r.values['tunnel'] ?? Number.NaN;
+    const three = r.values['three'] ?? Number.NaN;
     const s = r.values['ssh'] ?? Number.NaN;
     let vsSsh = '';
     if (r.better !== 'none' && has('tunnel') && has('ssh') && Number.isFinite(t) && Number.isFinite(s)) {
@@ -535,8 +548,10 @@ function report(paths: Path[], results: Results, sshNote: string, started: numbe
       r.metric,
       cell(d, has('direct')),
       cell(t, has('tunnel')),
+      cell(three, has('three')),
       cell(s, has('ssh')),
       r.noRatio ? '' : ratio(t, d),
+      r.noRatio ? '' : ratio(three, t),
       r.noRatio ? '' : ratio(s, d),
       vsSsh,
     ];
@@ -603,6 +618,17 @@ function report(paths: Path[], results: Results, sshNote: string, started: numbe
     if (w.has('stream')) vs('stream lines/s', 'lines/s', 'higher');
     if (w.has('concurrent')) vs('64-stream aggregate lines/s', 'aggregate lines/s', 'higher');
     if (w.has('upload')) vs('upload MiB/s', 'MiB/s', 'higher');
+  }
+  if (haveTunnel && has('three')) {
+    // Issue 10: routing among several computers adds no measurable latency. "Measurable": within
+    // 5 % of the one-computer path, about the run-to-run spread of these medians here.
+    const near = (label: string, metric: string): void => {
+      const rt = val(metric, 'three') / val(metric, 'tunnel');
+      targets.push({ name: `three computers within 5% of one: ${label}`, pass: Math.abs(rt - 1) <= 0.05, detail: `${rt.toFixed(3)}×` });
+    };
+    if (w.has('stream')) near('stream lines/s', 'lines/s');
+    if (w.has('concurrent')) near('64-stream aggregate lines/s', 'aggregate lines/s');
+    if (w.has('upload')) near('upload MiB/s', 'MiB/s');
   }
   log('\nTargets (reported, not enforced)\n');
   for (const t of targets) log(`  ${t.pass === undefined ? 'N/A ' : t.pass ? 'PASS' : 'FAIL'}  ${t.name}: ${t.detail}`);
