@@ -26,6 +26,7 @@ import { parseArgs } from 'node:util';
 import { cpuMsOfTree, killAllSync, spawnTs, stopAll, type Child } from './children.js';
 import { startSshForward, type SshForward } from './ssh-forward.js';
 import { fmt, median, ratio, table } from './stats.js';
+import { MACHINE_HEADER } from '@cloudtolocalllm/bridge/connection/protocol';
 import {
   concurrent,
   blobFactory,
@@ -141,6 +142,11 @@ interface Path {
   target: Target;
   /** Processes that serve this path, for CPU accounting (the client is this process). */
   processes: { role: string; pid: number }[];
+  /**
+   * Where model management (the blob upload) goes: with several computers it needs a pin
+   * (400 machine-required otherwise), so it is one computer's path, not routed.
+   */
+  management?: Target;
 }
 
 async function startEmulator(): Promise<{ child: Child; url: string }> {
@@ -352,11 +358,14 @@ async function main(): Promise<void> {
   for (const [key, label, names] of [['tunnel', 'tunnel', []], ['three', 'tunnel ×3', ['a', 'b', 'c']]] as const) {
     if (!wantedPaths.has(key)) continue;
     const tunnel = await startTunnel(emulator.url, names);
+    const auth = { authorization: `Bearer ${tunnel.token}` };
+    const target = makeTarget(label, tunnel.url, auth);
     log(`${label}: proxy ${tunnel.url} (pid ${tunnel.proxy.pid}) ⇐ WebSocket/HTTP/2 ⇐ ${tunnel.bridges.length === 1 ? 'bridge' : `${tunnel.bridges.length} bridges`} (pid ${tunnel.bridges.map((b) => b.pid).join(', ')}) → emulator`);
     paths.push({
       key,
       label,
-      target: makeTarget(label, tunnel.url, { authorization: `Bearer ${tunnel.token}` }),
+      target,
+      ...(names.length ? { management: { ...target, headers: { ...auth, [MACHINE_HEADER]: names[0]! } } } : {}),
       processes: [
         { role: 'proxy', pid: tunnel.proxy.pid },
         // One role for all bridges of a path: their CPU added, comparable with the single one.
@@ -401,7 +410,7 @@ async function main(): Promise<void> {
       if (wantedWorkloads.has('concurrent')) {
         for (let i = 0; i < WARMUP.concurrentRuns; i++) await concurrent(p.target, CONFIG.concurrentStreams, WARMUP.concurrentTokens);
       }
-      if (nextBlob) for (let i = 0; i < WARMUP.uploads; i++) await upload(p.target, nextBlob());
+      if (nextBlob) for (let i = 0; i < WARMUP.uploads; i++) await upload(p.management ?? p.target, nextBlob());
     })(), RUN_TIMEOUT_MS * 2);
     log(`  ${p.label}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
@@ -422,13 +431,14 @@ async function main(): Promise<void> {
     describe: (r: R) => string,
     prepare: ((t: Target) => Promise<void>) | undefined,
     warm: (t: Target) => Promise<unknown>,
+    targetOf: (p: Path) => Target = (p) => p.target,
   ): Promise<void> => {
     log(`\n${name}`);
-    for (const p of paths) await withTimeout(`${name}, ${p.label} warm-up`, warm(p.target), RUN_TIMEOUT_MS * 2);
+    for (const p of paths) await withTimeout(`${name}, ${p.label} warm-up`, warm(targetOf(p)), RUN_TIMEOUT_MS * 2);
     for (let r = 0; r < REPEATS; r++) {
       for (const p of paths) {
-        if (prepare) await prepare(p.target);
-        const s = await measure(p, () => withTimeout(`${name}, ${p.label}`, run(p.target), RUN_TIMEOUT_MS));
+        if (prepare) await prepare(targetOf(p));
+        const s = await measure(p, () => withTimeout(`${name}, ${p.label}`, run(targetOf(p)), RUN_TIMEOUT_MS));
         bucket[p.key]?.push(s);
         log(`  run ${r + 1}/${REPEATS} ${p.label.padEnd(7)} ${describe(s.result)}   [cpu: ${cpuSummary([s])}]`);
       }
@@ -467,7 +477,8 @@ async function main(): Promise<void> {
       },
       async (t) => {
         for (let i = 0; i < REWARM.uploads; i++) await upload(t, nextBlob());
-      });
+      },
+      (p) => p.management ?? p.target);
   }
 
   report(paths, results, sshNote, started, cpuModel);
