@@ -28,6 +28,17 @@ export function keyView(k: KeyDefinition, u: KeyUsage | undefined, now: number):
 
 const text = (v: unknown): string => (typeof v === 'string' ? v : '');
 
+/** A comma-separated list field: none when blank, else parsed; the parser's refusal goes to `refuse`. */
+function listField(value: unknown, parse: (list: string) => string[], refuse: (message: string) => void): string[] | undefined {
+  if (!text(value).trim()) return undefined;
+  try {
+    return parse(text(value));
+  } catch (e) {
+    refuse((e as Error).message);
+    return undefined;
+  }
+}
+
 export class ClientKeys {
   constructor(
     private readonly store: KeyStore,
@@ -59,22 +70,8 @@ export class ClientKeys {
     const name = text(raw?.name).trim();
     const nameProblem = keyNameProblem(name);
     if (nameProblem) errors.name = nameProblem;
-    let models: string[] | undefined;
-    if (text(raw?.models).trim()) {
-      try {
-        models = parseModelList(text(raw.models));
-      } catch (e) {
-        errors.models = (e as Error).message;
-      }
-    }
-    let machines: string[] | undefined;
-    if (text(raw?.machines).trim()) {
-      try {
-        machines = parseMachineList(text(raw.machines));
-      } catch (e) {
-        errors.machines = (e as Error).message;
-      }
-    }
+    const models = listField(raw?.models, parseModelList, (m) => (errors.models = m));
+    const machines = listField(raw?.machines, parseMachineList, (m) => (errors.machines = m));
     const allow = Array.isArray(raw?.allow) ? raw.allow : [];
     const unknown = allow.filter((a) => !(MANAGEMENT_ENDPOINTS as readonly unknown[]).includes(a));
     if (unknown.length) errors.allow = `not model management this app knows: ${unknown.map(String).join(', ')}`;

@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { run } from './deploy-harness.js';
+import { run, stopChild } from './deploy-harness.js';
 
 export interface SwarmNode {
   name: string;
@@ -73,15 +73,7 @@ export async function createSwarm(options: { prefix: string; subnet?: string; si
       [`--net=/run/netns/${ns}`, 'dockerd', '--data-root', `/var/lib/${ns}`, '--exec-root', `/run/${ns}`, '-H', `unix://${node.socket}`, '--pidfile', `/run/${ns}.pid`, '--log-level', 'warn'],
       { stdio: 'ignore', detached: false },
     );
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    daemons.set(ns, async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-        await exited;
-        clearTimeout(timer);
-      }
-    });
+    daemons.set(ns, () => stopChild(child, 'SIGTERM', 15_000));
     const deadline = Date.now() + 60_000;
     while (!(await node.docker('version', '--format', '{{.Server.Version}}').then(() => true, () => false))) {
       if (child.exitCode !== null) throw new Error(`dockerd of ${ns} exited with ${child.exitCode}`);
