@@ -2,22 +2,19 @@
  * The About window, and the Content-Security-Policy of both windows, in a real Chromium.
  * Skipped without Chromium, except in CI (CI=true), where that is a failure.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Browser, Page } from 'playwright';
+import type { Page } from 'playwright';
 import {
-  buildIntoTemp,
   chromiumUnavailable,
   FakeDesktop,
   inPage,
-  launchChromium,
   SAMPLE_ABOUT,
   screenshot,
-  serveDirectory,
   watchConsole,
   waitInPage,
   waitUntil,
-  type StaticServer,
+  useBuiltRenderer,
 } from './renderer-harness.js';
 
 const unavailable = chromiumUnavailable();
@@ -26,30 +23,16 @@ if (unavailable && process.env['CI'] === 'true') {
 }
 
 describe('About window and CSP', { skip: unavailable }, () => {
-  let browser: Browser;
-  let server: StaticServer;
-  let cleanup: () => Promise<void>;
-
-  before(async () => {
-    const [built, launched] = await Promise.all([buildIntoTemp(), launchChromium()]);
-    browser = launched;
-    cleanup = built.cleanup;
-    server = await serveDirectory(built.outDir);
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.close();
-    await cleanup?.();
-  });
+  const built = useBuiltRenderer();
 
   async function openPage(name: string): Promise<{ page: Page; fake: FakeDesktop; watch: ReturnType<typeof watchConsole>; close(): Promise<void> }> {
-    const context = await browser.newContext({ viewport: { width: 520, height: 640 }, colorScheme: 'light' });
+    const context = await built.browser.newContext({ viewport: { width: 520, height: 640 }, colorScheme: 'light' });
     context.setDefaultTimeout(5_000);
     const page = await context.newPage();
     const fake = new FakeDesktop();
     await fake.install(page);
     const watch = watchConsole(page);
-    await page.goto(`${server.origin}/${name}`);
+    await page.goto(`${built.server.origin}/${name}`);
     await page.waitForSelector('body[data-ready="true"]');
     return { page, fake, watch, close: () => context.close() };
   }
@@ -98,12 +81,12 @@ describe('About window and CSP', { skip: unavailable }, () => {
   });
 
   test('a link that is not http(s) is not shown', async () => {
-    const context = await browser.newContext();
+    const context = await built.browser.newContext();
     const page = await context.newPage();
     const fake = new FakeDesktop();
     fake.about.links = [{ label: 'Danger', url: 'file:///etc/passwd' }, { label: 'Home', url: 'https://cloudtolocalllm.online' }];
     await fake.install(page);
-    await page.goto(`${server.origin}/about.html`);
+    await page.goto(`${built.server.origin}/about.html`);
     await page.waitForSelector('body[data-ready="true"]');
     assert.deepEqual(await page.locator('#about-links a').allTextContents(), ['Home']);
     await context.close();

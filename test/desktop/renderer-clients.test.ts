@@ -5,7 +5,7 @@
  * running KeyRing; its QR code is decoded from the canvas's pixels with jsQR.
  * Skipped without Chromium, except in CI (CI=true), where that is a failure.
  */
-import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
+import { afterEach, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -13,26 +13,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import jsqrModule, { type QRCode } from 'jsqr';
-import type { Browser, BrowserContext, Page } from 'playwright';
+import type { BrowserContext, Page } from 'playwright';
 import { matchesVerifier, parseClientKey } from '@cloudtolocalllm/bridge/connection/client-key';
 import { KeyRing } from '@cloudtolocalllm/bridge/keys/key-ring';
 import { KeyStore } from '@cloudtolocalllm/bridge/keys/key-store';
 import { ClientKeys } from '../../main/client-keys.js';
 import { clientSnippets, qrText } from '../../renderer/lib/client-snippets.js';
 import {
-  buildIntoTemp,
   chromiumUnavailable,
   FakeDesktop,
   inPage,
-  launchChromium,
   ROOT,
   screenshot,
-  serveDirectory,
   watchConsole,
   waitInPage,
   waitUntil,
   type ConsoleWatch,
-  type StaticServer,
+  useBuiltRenderer,
 } from './renderer-harness.js';
 
 const unavailable = chromiumUnavailable();
@@ -56,9 +53,7 @@ async function cliList(dir: string): Promise<Array<{ id: string; name: string; m
 }
 
 describe('Settings: Use from other apps', { skip: unavailable }, () => {
-  let browser: Browser;
-  let server: StaticServer;
-  let cleanup: () => Promise<void>;
+  const built = useBuiltRenderer();
   let context: BrowserContext;
   let page: Page;
   let fake: FakeDesktop;
@@ -67,17 +62,8 @@ describe('Settings: Use from other apps', { skip: unavailable }, () => {
   let store: KeyStore;
 
   before(async () => {
-    const [built, launched] = await Promise.all([buildIntoTemp(), launchChromium()]);
-    browser = launched;
-    cleanup = built.cleanup;
-    server = await serveDirectory(built.outDir);
-    context = await browser.newContext({ viewport: { width: 760, height: 900 }, colorScheme: 'light' });
+    context = await built.browser.newContext({ viewport: { width: 760, height: 900 }, colorScheme: 'light' });
     context.setDefaultTimeout(5_000);
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.close();
-    await cleanup?.();
   });
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), 'ctll-clients-'));
@@ -99,7 +85,7 @@ describe('Settings: Use from other apps', { skip: unavailable }, () => {
   });
 
   async function open(): Promise<void> {
-    await page.goto(`${server.origin}/settings.html`);
+    await page.goto(`${built.server.origin}/settings.html`);
     await page.waitForSelector('body[data-ready="true"]');
     await page.waitForSelector('#clients[aria-busy="false"]');
   }

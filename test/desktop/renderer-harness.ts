@@ -10,7 +10,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { extname, join, normalize, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Page } from 'playwright';
+import { after, before } from 'node:test';
+import type { Browser, Page } from 'playwright';
 import type { ClientKeys } from '../../main/client-keys.js';
 import type { AboutInfo, CreateKeyRequest, DesktopApi, OllamaTestResult, SaveSettingsResult, StatusView } from '../../main/ipc-contract.js';
 import { DEFAULT_SETTINGS, type Settings } from '../../main/settings/settings.js';
@@ -18,6 +19,7 @@ import { buildRenderer, type BuildRendererResult } from '../../scripts/build-ren
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const ARTIFACTS = join(ROOT, 'test-artifacts', 'desktop');
+import { launchChromium } from '../browser.js';
 export { CHROMIUM_PATH, chromiumUnavailable, launchChromium } from '../browser.js';
 
 /** Builds into a directory of its own, so test files running in parallel never read a half-written build. */
@@ -25,6 +27,42 @@ export async function buildIntoTemp(): Promise<BuildRendererResult & { cleanup()
   const dir = await mkdtemp(join(tmpdir(), 'ctll-renderer-'));
   const result = await buildRenderer({ outDir: join(dir, 'renderer'), preloadFile: join(dir, 'main', 'preload.cjs') });
   return { ...result, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** What a renderer suite drives: Chromium and the built windows served over http. */
+export interface BuiltRenderer {
+  readonly browser: Browser;
+  readonly server: StaticServer;
+}
+
+/**
+ * Registers the calling suite's `before` and `after`: the renderer built into a temp directory,
+ * Chromium launched meanwhile, the build served; all of it closed after. Call it inside
+ * `describe`; the fields are set once the suite's first `before` has run.
+ */
+export function useBuiltRenderer(): BuiltRenderer {
+  let browser: Browser | undefined;
+  let server: StaticServer | undefined;
+  let cleanup: (() => Promise<void>) | undefined;
+  before(async () => {
+    const [built, launched] = await Promise.all([buildIntoTemp(), launchChromium()]);
+    browser = launched;
+    cleanup = built.cleanup;
+    server = await serveDirectory(built.outDir);
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+    await cleanup?.();
+  });
+  const ready = <T>(value: T | undefined, what: string): T => {
+    if (value === undefined) throw new Error(`the renderer suite's ${what} is used before its before() ran`);
+    return value;
+  };
+  return {
+    get browser() { return ready(browser, 'browser'); },
+    get server() { return ready(server, 'server'); },
+  };
 }
 
 const TYPES: Record<string, string> = {

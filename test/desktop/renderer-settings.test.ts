@@ -3,24 +3,21 @@
  * button asks the main process, and how errors land next to the fields they are about.
  * Skipped without Chromium, except in CI (CI=true), where that is a failure.
  */
-import { after, before, beforeEach, afterEach, describe, test } from 'node:test';
+import { before, beforeEach, afterEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Browser, BrowserContext, Page } from 'playwright';
+import type { BrowserContext, Page } from 'playwright';
 import { validateSettings } from '../../main/settings/settings.js';
 import {
-  buildIntoTemp,
   chromiumUnavailable,
   FakeDesktop,
   inPage,
-  launchChromium,
   sampleStatus,
   screenshot,
-  serveDirectory,
   watchConsole,
   type ConsoleWatch,
   waitInPage,
   waitUntil,
-  type StaticServer,
+  useBuiltRenderer,
 } from './renderer-harness.js';
 
 const unavailable = chromiumUnavailable();
@@ -29,26 +26,15 @@ if (unavailable && process.env['CI'] === 'true') {
 }
 
 describe('Settings window', { skip: unavailable }, () => {
-  let browser: Browser;
-  let server: StaticServer;
-  let cleanup: () => Promise<void>;
+  const built = useBuiltRenderer();
   let context: BrowserContext;
   let page: Page;
   let fake: FakeDesktop;
   let console_: ConsoleWatch;
 
   before(async () => {
-    const [built, launched] = await Promise.all([buildIntoTemp(), launchChromium()]);
-    browser = launched;
-    cleanup = built.cleanup;
-    server = await serveDirectory(built.outDir);
-    context = await browser.newContext({ viewport: { width: 640, height: 800 }, colorScheme: 'light' });
+    context = await built.browser.newContext({ viewport: { width: 640, height: 800 }, colorScheme: 'light' });
     context.setDefaultTimeout(5_000);
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.close();
-    await cleanup?.();
   });
   // One context, a fresh page (so a fresh fake, focus and media) per test.
   beforeEach(async () => {
@@ -64,7 +50,7 @@ describe('Settings window', { skip: unavailable }, () => {
   });
 
   async function open(): Promise<void> {
-    await page.goto(`${server.origin}/settings.html`);
+    await page.goto(`${built.server.origin}/settings.html`);
     await page.waitForSelector('body[data-ready="true"]');
   }
   const errorOf = (field: string): Promise<string | null> => page.locator(`#${field}-error`).textContent();

@@ -236,6 +236,9 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
       // A peer sent it here as the owner, but this node knows another holds the user: the two
       // are a message or a lookup apart. Never send it round again; the client retries.
       if (held !== undefined && held !== this.selfMember) return 'not-here';
+      // A node outside the members holds nothing: serving here would only be cut again once the
+      // sender hears the members too (and count the bridge moved twice).
+      if (this.selfMember === undefined || !this.options.membership.members.includes(this.selfMember)) return 'not-here';
       if (kind === 'bridge') this.table.servedHere(route);
       return 'here';
     }
