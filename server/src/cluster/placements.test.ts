@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import fc from 'fast-check';
 import { routeOf } from '@cloudtolocalllm/bridge/connection/client-key';
 import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { capacity, ownerOf, ranking, type Member } from './owner-map.js';
@@ -227,4 +228,43 @@ test('a published list is checked: its member, its routes, its shape', () => {
   refused({ member: THREE[0], routes: [r, 'short'] }, /route 1 is not a routing part/);
   refused({ member: THREE[0], routes: [r, 7] }, /route 1/);
   assert.throws(() => new PlacementTable({ epsilon: 0 }), /epsilon must be above 0/);
+});
+
+test('the index kept change by change agrees with one rebuilt from scratch, whatever the order of changes (fast-check, fixed seed)', () => {
+  const pool: Member[] = ['10.0.0.2:8443', '10.0.0.3:8443', '10.0.0.4:8443', '10.0.0.5:8443'];
+  const routes = Array.from({ length: 12 }, (_, i) => route(`user-${i}`));
+  const someRoutes = fc.subarray(routes);
+  const op = fc.oneof(
+    fc.record({ kind: fc.constant('view' as const), members: fc.subarray(pool, { minLength: 1 }), self: fc.constantFrom(...pool, undefined) }),
+    fc.record({ kind: fc.constant('peer' as const), member: fc.constantFrom(...pool), routes: someRoutes }),
+    fc.record({ kind: fc.constant('local' as const), routes: someRoutes }),
+    fc.record({ kind: fc.constant('served' as const), route: fc.constantFrom(...routes) }),
+    fc.record({ kind: fc.constant('sent' as const), member: fc.constantFrom(...pool), route: fc.constantFrom(...routes) }),
+    fc.record({ kind: fc.constant('settle' as const) }),
+    fc.record({ kind: fc.constant('time' as const), ms: fc.integer({ min: 0, max: 6_000 }) }),
+  );
+  const snapshot = (t: PlacementTable) => ({ owners: routes.map((r) => t.owner(r)), loads: [...t.loads()].sort(), known: t.known, published: t.published().sort() });
+  fc.assert(
+    fc.property(fc.array(op, { maxLength: 40 }), (ops) => {
+      let clock = 0;
+      const t = new PlacementTable({ now: () => clock });
+      let view: { members: Member[]; self: Member | undefined } = { members: pool.slice(0, 3), self: pool[0] };
+      t.setView(view.members, view.self);
+      for (const o of ops) {
+        if (o.kind === 'view') t.setView((view = { members: o.members, self: o.self }).members, view.self);
+        else if (o.kind === 'peer') t.setPeer(o.member, o.routes);
+        else if (o.kind === 'local') t.setLocal(o.routes);
+        else if (o.kind === 'served') t.servedHere(o.route);
+        else if (o.kind === 'sent') t.sentTo(o.member, o.route);
+        else if (o.kind === 'settle') t.settle();
+        else clock += o.ms;
+        const kept = snapshot(t);
+        // Another view and back: the table counts every claim again from what it was told.
+        t.setView([...view.members, '10.9.9.9:8443'], view.self);
+        t.setView(view.members, view.self);
+        assert.deepEqual(snapshot(t), kept, `after ${JSON.stringify(o)}`);
+      }
+    }),
+    { seed: 1302, numRuns: 300 },
+  );
 });
