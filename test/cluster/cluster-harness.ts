@@ -216,3 +216,21 @@ export async function startEdge(live: () => readonly NodeProcess[]): Promise<{ u
     },
   };
 }
+
+/** One series of a node's /metrics (`name` or `name{labels}`), 0 when absent. */
+export async function metric(n: NodeProcess, series: string): Promise<number> {
+  const text = await (await fetch(`${n.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
+
+/** A short generation for the user of `token` through node `n`; the answer's status. */
+export async function generate(n: NodeProcess, token: string): Promise<number> {
+  const res = await fetch(`${n.url}/ollama/api/generate`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'llama3.2', prompt: 'hello', options: { num_predict: 3 } }),
+  });
+  await res.arrayBuffer();
+  return res.status;
+}

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { Bridge } from '@cloudtolocalllm/bridge';
 import { FAST_BACKOFF, FAST_HEARTBEAT, waitUntil } from '../tunnel/harness.js';
-import { startCluster, startEdge, type Cluster, type NodeProcess } from './cluster-harness.js';
+import { generate, metric, startCluster, startEdge, type Cluster, type NodeProcess } from './cluster-harness.js';
 
 const HOSTS = ['127.0.0.21', '127.0.0.22', '127.0.0.23'];
 const USERS = 12;
@@ -22,21 +22,7 @@ describe('peer liveness over the hop, members a fixed list: a hung node dropped 
   let live: NodeProcess[] = [];
   const users: Array<{ name: string; token: string; bridge: Bridge }> = [];
 
-  const metric = async (n: NodeProcess, series: string): Promise<number> => {
-    const text = await (await fetch(`${n.url}/metrics`)).text();
-    const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-    return line === undefined ? 0 : Number(line.slice(series.length + 1));
-  };
   const proxies = async (n: NodeProcess): Promise<number> => ((await (await fetch(`${n.url}/health`)).json()) as { proxies: number }).proxies;
-  const generate = async (n: NodeProcess, token: string): Promise<number> => {
-    const res = await fetch(`${n.url}/ollama/api/generate`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'llama3.2', prompt: 'hello', options: { num_predict: 3 } }),
-    });
-    await res.arrayBuffer();
-    return res.status;
-  };
   const allConnected = (): boolean => users.every((u) => u.bridge.status.state === 'connected');
 
   before(async () => {
