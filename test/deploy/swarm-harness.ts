@@ -60,6 +60,10 @@ export async function swarmPrerequisites(): Promise<string | undefined> {
 
 const sh = async (cmd: string, args: string[]): Promise<string> => (await run(cmd, args, { maxBuffer: 64 << 20 })).stdout.trim();
 
+/** Lazily unmounts `dir` and everything mounted under it, deepest first. */
+const unmountUnder = (dir: string): Promise<unknown> =>
+  sh('sh', ['-c', `awk '$2 == "${dir}" || index($2, "${dir}/") == 1 { print $2 }' /proc/mounts | sort -r | xargs -r -n1 umount -l`]).catch(() => undefined);
+
 export async function createSwarm(options: { prefix: string; subnet?: string; size?: number; log?: (line: string) => void }): Promise<TestSwarm> {
   const { prefix } = options;
   const base = (options.subnet ?? '10.251.0').replace(/\.0\/24$/, '');
@@ -122,8 +126,9 @@ export async function createSwarm(options: { prefix: string; subnet?: string; si
       // Data and state directories go last in, first out: after the engine has stopped.
       undo.push(async () => {
         for (const dir of [`/var/lib/${name}`, `/run/${name}`]) {
-          // Mounts an engine left behind (killed) would keep rm from removing the folder.
-          await sh('sh', ['-c', `grep -o " ${dir}/[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l`]).catch(() => undefined);
+          // Mounts an engine left behind (killed, or not stopped within its grace) would keep rm
+          // from removing the folder: those under it, and the folder itself (a bind mount of its own).
+          await unmountUnder(dir);
           rmSync(dir, { recursive: true, force: true });
         }
         rmSync(socket, { force: true });
@@ -197,7 +202,7 @@ export async function createSwarm(options: { prefix: string; subnet?: string; si
       if (Date.now() > deadline) throw new Error(`processes of ${ns}'s engine survived SIGKILL`);
       await sleep(50);
     }
-    for (const dir of [`/run/${ns}`, `/var/lib/${ns}`]) await sh('sh', ['-c', `grep -o " ${dir}/[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l`]).catch(() => undefined);
+    for (const dir of [`/run/${ns}`, `/var/lib/${ns}`]) await unmountUnder(dir);
     rmSync(`/run/${ns}`, { recursive: true, force: true });
     rmSync(node.socket, { force: true });
     log(`${ns}: engine killed (${pids.size} processes)`);
