@@ -400,6 +400,9 @@ describe('the stack on a swarm of three engines', { skip, concurrency: false }, 
       }
     }
     t.diagnostic(`${n3.name} after its engine was started again: engine answering ${engineMs} ms, node ready ${readyMs} ms, its api-backend task running ${taskMs} ms, live on every node ${Date.now() - started} ms`);
+    // Where Swarm's time went: the node's api-backend tasks since the loss, newest first.
+    const history = await manager.docker('service', 'ps', '--filter', `node=${nodeId}`, '--format', '{{.DesiredState}} | {{.CurrentState}} | {{.Error}}', `${stack}_api-backend`).catch((e: Error) => e.message);
+    t.diagnostic(`${n3.name}'s api-backend tasks: ${history.split('\n').slice(0, 4).join('; ')}`);
     // Its api-backend reconciled with its engine at start: the proxies the loss stopped are removed, with their networks.
     const deadline = Date.now() + 30_000;
     for (;;) {
