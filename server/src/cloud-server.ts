@@ -150,7 +150,7 @@ export async function startCloudServer(config: ServerConfig, extras: CloudServer
   if (config.cluster) {
     try {
       const c = config.cluster;
-      cluster = new ClusterNode({ membership: new Membership(c.source), tls: loadPeerTls(c.tls), ...(c.self ? { self: c.self } : {}), listen: c.listen, log, registry: metrics.registry, publishIntervalMs: c.intervalMs });
+      cluster = new ClusterNode({ membership: new Membership(c.source), tls: loadPeerTls(c.tls), ...(c.self ? { self: c.self } : {}), listen: c.listen, log, registry: metrics.registry, publishIntervalMs: c.intervalMs, liveness: c.liveness });
     } catch (e) {
       await manager.close({ keepProxies: true });
       throw e;

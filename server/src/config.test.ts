@@ -160,4 +160,14 @@ describe('cluster settings (docs/scaling.md)', () => {
       servers: ['127.0.0.11', '10.0.0.1:5353'],
     });
   });
+
+  test('peer probes: 1 s, 1 s, 3 misses unless told; nonsense refused, naming the variable', () => {
+    const base = { ...TLS, CTLL_CLUSTER_SERVICE: 'api' };
+    assert.deepEqual(loadConfig(base, []).cluster?.liveness, { intervalMs: 1000, timeoutMs: 1000, failures: 3 });
+    assert.deepEqual(loadConfig({ ...base, CTLL_CLUSTER_PROBE_INTERVAL_MS: '2000', CTLL_CLUSTER_PROBE_TIMEOUT_MS: '500', CTLL_CLUSTER_PROBE_FAILURES: '5' }, []).cluster?.liveness, { intervalMs: 2000, timeoutMs: 500, failures: 5 });
+    assert.match(problems({ ...base, CTLL_CLUSTER_PROBE_FAILURES: '0' }).join('\n'), /CTLL_CLUSTER_PROBE_FAILURES="0" must be a whole number from 1 to 100/);
+    assert.match(problems({ ...base, CTLL_CLUSTER_PROBE_INTERVAL_MS: '10' }).join('\n'), /CTLL_CLUSTER_PROBE_INTERVAL_MS="10" must be a whole number from 100/);
+    assert.match(problems({ ...base, CTLL_CLUSTER_PROBE_TIMEOUT_MS: '1.5' }).join('\n'), /CTLL_CLUSTER_PROBE_TIMEOUT_MS="1.5" must be a whole number/);
+    assert.match(problems({ ...base, CTLL_CLUSTER_PROBE_TIMEOUT_MS: '3000' }).join('\n'), /CTLL_CLUSTER_PROBE_TIMEOUT_MS=3000 must not exceed CTLL_CLUSTER_PROBE_INTERVAL_MS=1000/);
+  });
 });

@@ -30,6 +30,7 @@ import { DEFAULT_AUTH_FAILURES, DEFAULT_KEY_FAILURES } from './api/auth-failures
 import { DEFAULT_LIMITS, type LimitOptions } from './api/limits.js';
 import { jwtOptionsFromEnv } from './auth/jwt-verifier.js';
 import { checkMember, DEFAULT_MEMBERSHIP_INTERVAL_MS, type MembershipSource } from './cluster/membership.js';
+import { checkLiveness, DEFAULT_PROBE_FAILURES, DEFAULT_PROBE_INTERVAL_MS, DEFAULT_PROBE_TIMEOUT_MS, type LivenessSettings } from './cluster/peer-liveness.js';
 import type { PeerTlsFiles } from './cluster/peer-tls.js';
 import { logLevelFromEnv, type Level } from './log.js';
 import { FIREWALL_MODES, type FirewallMode } from './firewall/isolation-firewall.js';
@@ -93,6 +94,8 @@ export interface ClusterConfig {
   tls: PeerTlsFiles;
   /** How often the members are looked up and this node's users published to them. */
   intervalMs: number;
+  /** How the peers are probed, and after how many misses one is down (peer-liveness.ts). */
+  liveness: LivenessSettings;
 }
 
 export const DEFAULT_CLUSTER_PORT = 8443;
@@ -110,6 +113,13 @@ function readCluster(read: Settings): ClusterConfig | undefined {
   const dnsServer = (v: string): boolean => isIP(v) !== 0 || (checkMember(v) === undefined && isIP(v.slice(0, v.lastIndexOf(':')).replace(/^\[|\]$/g, '')) !== 0);
   const dnsServers = read.list('CTLL_CLUSTER_DNS_SERVERS', { default: [], check: (v) => (dnsServer(v) ? undefined : 'must be an IP address or address:port') });
   const intervalMs = read.int('CTLL_CLUSTER_INTERVAL_MS', { default: DEFAULT_MEMBERSHIP_INTERVAL_MS, min: 100, max: 3_600_000 });
+  const liveness: LivenessSettings = {
+    intervalMs: read.int('CTLL_CLUSTER_PROBE_INTERVAL_MS', { default: DEFAULT_PROBE_INTERVAL_MS, min: 100, max: 60_000 }),
+    timeoutMs: read.int('CTLL_CLUSTER_PROBE_TIMEOUT_MS', { default: DEFAULT_PROBE_TIMEOUT_MS, min: 50, max: 60_000 }),
+    failures: read.int('CTLL_CLUSTER_PROBE_FAILURES', { default: DEFAULT_PROBE_FAILURES, min: 1, max: 100 }),
+  };
+  // Each in range, but a timeout past the interval would overlap probes of one peer.
+  if (checkLiveness(liveness) !== undefined) read.problem(`CTLL_CLUSTER_PROBE_TIMEOUT_MS=${liveness.timeoutMs} must not exceed CTLL_CLUSTER_PROBE_INTERVAL_MS=${liveness.intervalMs} (one probe of a peer at a time)`);
   const ca = read.word('CTLL_CLUSTER_TLS_CA', { valid: /^\//, expected: 'an absolute path like /run/secrets/ctll-cluster-ca' });
   const cert = read.word('CTLL_CLUSTER_TLS_CERT', { valid: /^\//, expected: 'an absolute path like /run/secrets/ctll-cluster-cert' });
   const key = read.word('CTLL_CLUSTER_TLS_KEY', { valid: /^\//, expected: 'an absolute path like /run/secrets/ctll-cluster-key' });
@@ -133,7 +143,7 @@ function readCluster(read: Settings): ClusterConfig | undefined {
   if (service !== undefined && self !== undefined && listen.port !== port) read.problem(`CTLL_NODE_ADDRESS=${self} must use the port of CTLL_CLUSTER_PORT (${port}): the other members find this node by its address and that port`);
   const source: MembershipSource =
     members.length > 0 ? { kind: 'static', members } : { kind: 'dns', service: service ?? '', port, intervalMs, ...(dnsServers.length ? { servers: dnsServers } : {}) };
-  return { source, ...(self !== undefined ? { self } : {}), listen, tls: { ca: ca ?? '', cert: cert ?? '', key: key ?? '' }, intervalMs };
+  return { source, ...(self !== undefined ? { self } : {}), listen, tls: { ca: ca ?? '', cert: cert ?? '', key: key ?? '' }, intervalMs, liveness };
 }
 
 /** METRICS_TOKEN, or the content of METRICS_TOKEN_FILE (a Docker secret: not in the service's definition). */

@@ -118,7 +118,11 @@ export interface Cluster {
  * api-backends on `hosts` (127.0.0.N), members through the DNS stub as `tasks.<service>`, the hop
  * mutual TLS from a CA made by the deploy script, one embedded issuer, the emulator as Ollama.
  */
-export async function startCluster(hosts: readonly string[], options: { service?: string; intervalMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Cluster> {
+export async function startCluster(
+  hosts: readonly string[],
+  /** `members: 'static'`: every node is given the list (CTLL_CLUSTER_MEMBERS), as the Swarm stack's script does, and no DNS. */
+  options: { service?: string; intervalMs?: number; env?: NodeJS.ProcessEnv; members?: 'dns' | 'static' } = {},
+): Promise<Cluster> {
   const service = options.service ?? 'ctll-api';
   const started: Array<() => Promise<void> | void> = [];
   const close = async (): Promise<void> => {
@@ -142,9 +146,10 @@ export async function startCluster(hosts: readonly string[], options: { service?
       AUTH0_JWKS_URI: issuer.jwksUri,
       AUTH0_AUDIENCE: DEFAULT_AUDIENCE,
       AUTH0_DESKTOP_CLIENT_ID: issuer.desktopClientId,
-      CTLL_CLUSTER_SERVICE: service,
+      ...(options.members === 'static'
+        ? { CTLL_CLUSTER_MEMBERS: hosts.map((h) => `${h}:${port}`).join(',') }
+        : { CTLL_CLUSTER_SERVICE: service, CTLL_CLUSTER_DNS_SERVERS: dns.server }),
       CTLL_CLUSTER_PORT: String(port),
-      CTLL_CLUSTER_DNS_SERVERS: dns.server,
       CTLL_CLUSTER_INTERVAL_MS: String(options.intervalMs ?? 200),
       CTLL_CLUSTER_TLS_CA: ca.file('ca.pem'),
       CTLL_CLUSTER_TLS_CERT: ca.file(`n${i + 1}.pem`),
@@ -210,4 +215,22 @@ export async function startEdge(live: () => readonly NodeProcess[]): Promise<{ u
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** One series of a node's /metrics (`name` or `name{labels}`), 0 when absent. */
+export async function metric(n: NodeProcess, series: string): Promise<number> {
+  const text = await (await fetch(`${n.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
+
+/** A short generation for the user of `token` through node `n`; the answer's status. */
+export async function generate(n: NodeProcess, token: string): Promise<number> {
+  const res = await fetch(`${n.url}/ollama/api/generate`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'llama3.2', prompt: 'hello', options: { num_predict: 3 } }),
+  });
+  await res.arrayBuffer();
+  return res.status;
 }

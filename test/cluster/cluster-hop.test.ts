@@ -106,8 +106,8 @@ describe('three api-backends: ownership, the authenticated hop, a membership cha
     assert.equal((await health(node(u.owner))).proxies, 1, 'the owner runs the user\'s proxy');
     assert.equal((await health(node(u.entry))).proxies, 0, 'the entry node runs none');
     assert.equal((await health(node(u.next))).proxies, 0);
-    const view = (await (await fetch(`${node(u.entry).url}/health`)).json()) as { cluster: { self: string; members: string[] } };
-    assert.deepEqual(view.cluster, { self: u.entry, members: members(HOSTS) }, '/health names the node and the members it sees');
+    const view = (await (await fetch(`${node(u.entry).url}/health`)).json()) as { cluster: { self: string; members: string[]; live: string[] } };
+    assert.deepEqual(view.cluster, { self: u.entry, members: members(HOSTS), live: members(HOSTS) }, '/health names the node, the members it sees and those of them live');
   });
 
   test('an Ollama request landing on a non-owner is streamed from the owner\'s proxy, both ways', async () => {

@@ -16,7 +16,7 @@ import { capacity, ownerOf } from '@cloudtolocalllm/server/cluster/owner-map';
 import { ROUTING_EPSILON } from '@cloudtolocalllm/server/cluster/placements';
 import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { FAST_BACKOFF, FAST_HEARTBEAT, waitUntil } from '../tunnel/harness.js';
-import { startCluster, startEdge, type Cluster, type NodeProcess } from './cluster-harness.js';
+import { generate, metric, startCluster, startEdge, type Cluster, type NodeProcess } from './cluster-harness.js';
 
 const HOSTS = ['127.0.0.5', '127.0.0.6', '127.0.0.7'];
 const USERS = 60;
@@ -28,21 +28,7 @@ describe('three api-backends: 60 users spread within 20% of even, a node killed 
   const users: Array<{ name: string; token: string; bridge: Bridge }> = [];
 
   const health = async (n: NodeProcess): Promise<{ proxies: number }> => (await (await fetch(`${n.url}/health`)).json()) as { proxies: number };
-  const metric = async (n: NodeProcess, name: string): Promise<number> => {
-    const text = await (await fetch(`${n.url}/metrics`)).text();
-    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-    return line === undefined ? 0 : Number(line.slice(name.length + 1));
-  };
   const proxiesPerNode = async (nodes: NodeProcess[]): Promise<number[]> => Promise.all(nodes.map(async (n) => (await health(n)).proxies));
-  const generate = async (n: NodeProcess, token: string): Promise<number> => {
-    const res = await fetch(`${n.url}/ollama/api/generate`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'llama3.2', prompt: 'hello', options: { num_predict: 3 } }),
-    });
-    await res.arrayBuffer();
-    return res.status;
-  };
 
   before(async () => {
     cluster = await startCluster(HOSTS);

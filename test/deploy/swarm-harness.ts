@@ -7,7 +7,7 @@
  * all down in reverse, whatever was made before a failure.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run, stopChild } from './deploy-harness.js';
 
@@ -30,6 +30,16 @@ export interface TestSwarm {
    * embedded issuer speaks http, which the server allows only on loopback.
    */
   shareLoopbackPort(port: number): Promise<void>;
+  /**
+   * A machine's loss, as far as its engine goes: SIGKILL at once to the node's dockerd, its
+   * containerd and shims, and every process of every container it ran (their cgroups); then
+   * what a reboot clears (the engine's mounts and its exec-root, a tmpfs on a real machine).
+   * The node's network namespace stays, as a rebooted machine's address does. Resolves with how
+   * many processes were killed.
+   */
+  killEngine(node: SwarmNode): Promise<number>;
+  /** Starts a killed node's engine again (the same data-root: the machine rebooted). */
+  startEngine(node: SwarmNode): Promise<void>;
   remove(): Promise<void>;
 }
 
@@ -49,6 +59,10 @@ export async function swarmPrerequisites(): Promise<string | undefined> {
 }
 
 const sh = async (cmd: string, args: string[]): Promise<string> => (await run(cmd, args, { maxBuffer: 64 << 20 })).stdout.trim();
+
+/** Lazily unmounts `dir` and everything mounted under it, deepest first. */
+const unmountUnder = (dir: string): Promise<unknown> =>
+  sh('sh', ['-c', `awk '$2 == "${dir}" || index($2, "${dir}/") == 1 { print $2 }' /proc/mounts | sort -r | xargs -r -n1 umount -l`]).catch(() => undefined);
 
 export async function createSwarm(options: { prefix: string; subnet?: string; size?: number; log?: (line: string) => void }): Promise<TestSwarm> {
   const { prefix } = options;
@@ -112,8 +126,9 @@ export async function createSwarm(options: { prefix: string; subnet?: string; si
       // Data and state directories go last in, first out: after the engine has stopped.
       undo.push(async () => {
         for (const dir of [`/var/lib/${name}`, `/run/${name}`]) {
-          // Mounts an engine left behind (killed) would keep rm from removing the folder.
-          await sh('sh', ['-c', `grep -o " ${dir}/[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l`]).catch(() => undefined);
+          // Mounts an engine left behind (killed, or not stopped within its grace) would keep rm
+          // from removing the folder: those under it, and the folder itself (a bind mount of its own).
+          await unmountUnder(dir);
           rmSync(dir, { recursive: true, force: true });
         }
         rmSync(socket, { force: true });
@@ -142,11 +157,68 @@ export async function createSwarm(options: { prefix: string; subnet?: string; si
     throw e;
   }
 
+  const killEngine = async (node: SwarmNode): Promise<number> => {
+    const ns = node.name;
+    const pids = new Set<number>([Number(readFileSync(`/run/${ns}.pid`, 'utf8'))]);
+    const ids = (await node.docker('ps', '-q', '--no-trunc')).split('\n').filter(Boolean);
+    const mains = ids.length ? (await node.docker('inspect', '--format', '{{.State.Pid}}', ...ids)).split('\n').map(Number) : [];
+    for (const main of mains.filter((p) => p > 0)) {
+      // Every process of the container (its cgroup's), not just its first; cgroup v1 or v2.
+      const lines = readFileSync(`/proc/${main}/cgroup`, 'utf8').split('\n');
+      const v1 = lines.find((l) => l.split(':')[1] === 'pids');
+      const v2 = lines.find((l) => l.startsWith('0::'));
+      const file = v1 ? `/sys/fs/cgroup/pids${v1.split(':')[2]}/cgroup.procs` : v2 ? `/sys/fs/cgroup${v2.slice(3)}/cgroup.procs` : undefined;
+      const procs = file ? readFileSync(file, 'utf8') : String(main);
+      for (const p of procs.split('\n').filter(Boolean)) pids.add(Number(p));
+    }
+    // containerd and the shims name the engine's exec-root in their arguments.
+    for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+      try {
+        if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(`/run/${ns}/`)) pids.add(Number(entry));
+      } catch {
+        // gone meanwhile
+      }
+    }
+    // Stopped first, all of them, so none reaps or restarts another before it dies too.
+    const signal = (p: number, sig: NodeJS.Signals | 0): boolean => {
+      try {
+        process.kill(p, sig);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    for (const sig of ['SIGSTOP', 'SIGKILL'] as const) for (const p of pids) signal(p, sig);
+    // A zombie is dead: only its parent's wait is missing.
+    const running = (p: number): boolean => {
+      try {
+        return signal(p, 0) && !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${p}/stat`, 'utf8'));
+      } catch {
+        return false;
+      }
+    };
+    const deadline = Date.now() + 10_000;
+    while ([...pids].some(running)) {
+      if (Date.now() > deadline) throw new Error(`processes of ${ns}'s engine survived SIGKILL`);
+      await sleep(50);
+    }
+    for (const dir of [`/run/${ns}`, `/var/lib/${ns}`]) await unmountUnder(dir);
+    rmSync(`/run/${ns}`, { recursive: true, force: true });
+    rmSync(node.socket, { force: true });
+    log(`${ns}: engine killed (${pids.size} processes)`);
+    return pids.size;
+  };
+
   return {
     nodes,
     bridgeAddress,
     socketDir,
     remove,
+    killEngine,
+    startEngine: async (node) => {
+      await startEngine(node);
+      log(`${node.name}: dockerd started again`);
+    },
     shareLoopbackPort: async (port) => {
       const relay = async (netns: string | undefined, listenHost: string, target: string): Promise<void> => {
         const argv = [process.execPath, '-e', RELAY, listenHost, String(port), target];

@@ -10,6 +10,7 @@
  * request that carries any of them ('peer-only'), so a client cannot claim to be anyone.
  */
 import { EventEmitter } from 'node:events';
+import { PROXY_START_PATH } from '@cloudtolocalllm/api-contract';
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { networkInterfaces } from 'node:os';
@@ -26,6 +27,7 @@ import { ownerOf, ranking, type Member } from './owner-map.js';
 import { PLACEMENTS_PATH, PlacementsRefused, readPlacements, sendPlacements } from './placement-exchange.js';
 import { PlacementTable } from './placements.js';
 import { forwardRequestToPeer, forwardUpgradeToPeer } from './peer-forward.js';
+import { ALIVE_PATH, DEFAULT_PROBE_FAILURES, DEFAULT_PROBE_INTERVAL_MS, DEFAULT_PROBE_TIMEOUT_MS, isUnreachable, PeerLiveness, probeOverTls, type LivenessSettings, type Probe } from './peer-liveness.js';
 import { isAuthenticatedPeer, type PeerTls } from './peer-tls.js';
 
 export const CLUSTER_HEADER_PREFIX = 'x-cloudtolocalllm-cluster-';
@@ -50,6 +52,10 @@ export interface ClusterNodeOptions {
   publishIntervalMs?: number;
   /** The load bound's margin over an even share (owner-map.ts). */
   epsilon?: number;
+  /** How peers are probed and when one is down (peer-liveness.ts); its defaults unless told. */
+  liveness?: Partial<LivenessSettings>;
+  /** The probe itself; `GET /cluster/alive` over the hop's TLS unless told (tests). */
+  probe?: Probe;
 }
 
 /** What the cluster needs of the gateway: the users it serves, and cutting the ones it no longer holds. */
@@ -64,9 +70,12 @@ export interface ServedUsers {
 const PUBLISH_SOON_MS = 25;
 
 export interface ClusterNodeEvents {
-  /** The members changed; `moved` counts this node's bridges cut because their owner moved. */
+  /** The live members changed; `moved` counts this node's bridges cut because their owner moved. */
   change: [members: readonly Member[], moved: number];
 }
+
+/** `POST /api/proxy/start`: a request that starts the user's proxy, so places the user like a bridge. */
+const startsProxy = (req: IncomingMessage): boolean => req.method === 'POST' && (req.url ?? '').split('?')[0] === PROXY_START_PATH;
 
 const localAddresses = (): Set<string> =>
   new Set(
@@ -84,6 +93,11 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
   private api: ServedUsers | undefined;
   private selfMember: Member | undefined;
   private readonly table: PlacementTable;
+  private readonly liveness: PeerLiveness;
+  /** The listed members less the peers down (peer-liveness.ts): what ownership and placement use. */
+  private liveMembers: readonly Member[] = [];
+  /** Peers with a ctll_cluster_peer_up series. */
+  private labelled = new Set<Member>();
   private publishTimer: NodeJS.Timeout | undefined;
   private soonTimer: NodeJS.Timeout | undefined;
   /** Peers with a list on its way; a change meanwhile sends again once it lands. */
@@ -91,6 +105,8 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
   private closed = false;
   private readonly metrics: {
     members: Gauge;
+    peerUp: Gauge<'peer'>;
+    probeFailures: Counter<'peer'>;
     changes: Counter;
     moved: Counter;
     hops: Counter<'kind'>;
@@ -120,9 +136,12 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
       },
     });
     this.metrics = {
-      placed: new Counter({ name: 'ctll_cluster_users_placed_total', help: "New users this node placed as their bridge arrived, by choice: 'first' (their rendezvous first choice) or 'bounded' (that one was full)", labelNames: ['choice'] as const, registers }),
+      placed: new Counter({ name: 'ctll_cluster_users_placed_total', help: "New users this node placed as their bridge or proxy start arrived, by choice: 'first' (their rendezvous first choice) or 'bounded' (that one was full)", labelNames: ['choice'] as const, registers }),
       usersMoved: new Counter({ name: 'ctll_cluster_users_moved_total', help: "Users this node stopped holding, by reason: 'members' (a membership change) or 'race' (a higher-ranked member placed them too)", labelNames: ['reason'] as const, registers }),
-      members: new Gauge({ name: 'ctll_cluster_members', help: 'Live api-backends of the cluster, as this node sees them', registers }),
+      members: new Gauge({ name: 'ctll_cluster_members', help: 'Live api-backends of the cluster, as this node sees them (listed, less the peers down)', registers }),
+      // The peer label is a member's address: the operator's own node list, no user's data.
+      peerUp: new Gauge({ name: 'ctll_cluster_peer_up', help: 'Whether each listed peer answers its probes (1) or is down (0: it failed enough probes in a row)', labelNames: ['peer'] as const, registers }),
+      probeFailures: new Counter({ name: 'ctll_cluster_probe_failures_total', help: 'Probes of each listed peer that failed (no answer within the timeout, or a hop that could not connect)', labelNames: ['peer'] as const, registers }),
       changes: new Counter({ name: 'ctll_cluster_member_changes_total', help: 'Changes of the members seen by this node', registers }),
       moved: new Counter({ name: 'ctll_cluster_bridges_moved_total', help: "This node's bridges told to reconnect (4005) because their user's owner changed", registers }),
       hops: new Counter({ name: 'ctll_cluster_hops_total', help: 'Requests and bridges forwarded to the owning api-backend, by kind', labelNames: ['kind'] as const, registers }),
@@ -133,7 +152,20 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
     // A connection without a certificate of the stack's CA fails its handshake; nothing is served.
     this.peerServer.on('tlsClientError', () => undefined);
     this.destroySockets = trackSockets(this.peerServer);
-    options.membership.on('change', (members) => this.membersChanged(members));
+    this.liveness = new PeerLiveness(
+      {
+        intervalMs: options.liveness?.intervalMs ?? DEFAULT_PROBE_INTERVAL_MS,
+        timeoutMs: options.liveness?.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS,
+        failures: options.liveness?.failures ?? DEFAULT_PROBE_FAILURES,
+      },
+      options.probe ?? probeOverTls(options.tls.agent),
+    );
+    this.liveness.on('failure', (peer) => this.metrics.probeFailures.inc({ peer }));
+    this.liveness.on('change', (down) => {
+      this.log.warn('cluster peers down changed', { down: [...down] });
+      this.liveChanged();
+    });
+    options.membership.on('change', () => this.liveChanged());
     options.membership.on('error', (e) => this.log.warn('cluster membership lookup failed', { error: e.message }));
   }
 
@@ -141,7 +173,9 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
   attach(api: ApiServer & ServedUsers): void {
     this.api = api;
     this.peerServer.on('request', (req: IncomingMessage, res: ServerResponse) => {
-      if ((req.url ?? '').split('?')[0] === PLACEMENTS_PATH) return void this.receivePlacements(req, res);
+      const path = (req.url ?? '').split('?')[0];
+      if (path === PLACEMENTS_PATH) return void this.receivePlacements(req, res);
+      if (path === ALIVE_PATH) return this.answerProbe(req, res);
       api.server.emit('request', req, res);
     });
     this.peerServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => api.server.emit('upgrade', req, socket, head));
@@ -150,7 +184,9 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
   async start(): Promise<void> {
     await this.options.membership.start();
     this.findSelf(this.options.membership.members);
-    this.metrics.members.set(this.options.membership.members.length);
+    this.updatePeers();
+    this.liveMembers = this.liveness.live(this.options.membership.members);
+    this.metrics.members.set(this.liveMembers.length);
     await new Promise<void>((resolve, reject) => {
       this.peerServer.once('error', reject);
       this.peerServer.listen(this.options.listen.port, this.options.listen.host, () => {
@@ -159,6 +195,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
       });
     });
     this.log.info('cluster member', { self: this.selfMember ?? 'not among the members yet', members: this.options.membership.members.length });
+    this.liveness.start();
     this.refreshLocal();
     void this.publish();
     this.publishTimer = setInterval(() => this.publishNow(), this.options.publishIntervalMs ?? DEFAULT_MEMBERSHIP_INTERVAL_MS);
@@ -169,6 +206,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
     this.closed = true;
     clearInterval(this.publishTimer);
     clearTimeout(this.soonTimer);
+    this.liveness.close();
     this.options.membership.close();
     await closeNow(this.peerServer, this.destroySockets);
     this.options.tls.agent.destroy();
@@ -178,12 +216,14 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
     return this.selfMember;
   }
 
+  /** The live members: listed, less the peers down. */
   get members(): readonly Member[] {
-    return this.options.membership.members;
+    return this.liveMembers;
   }
 
-  view(): { self: Member | undefined; members: readonly Member[] } {
-    return { self: this.selfMember, members: this.options.membership.members };
+  /** For /health: the members listed, and those of them live. */
+  view(): { self: Member | undefined; members: readonly Member[]; live: readonly Member[] } {
+    return { self: this.selfMember, members: this.options.membership.members, live: this.liveMembers };
   }
 
   /**
@@ -191,7 +231,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
    * rendezvous owner among the live members.
    */
   ownerOf(route: string): Member | undefined {
-    return this.table.owner(route) ?? ownerOf(this.options.membership.members, route);
+    return this.table.owner(route) ?? ownerOf(this.liveMembers, route);
   }
 
   /** The gateway's bridges opened or closed: publish this node's users soon. */
@@ -232,27 +272,29 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
 
   placement(req: IncomingMessage, route: string, kind: 'request' | 'bridge'): 'here' | 'not-here' | { owner: Member } {
     const held = this.table.owner(route);
+    // What starts a proxy places its user: a bridge, or a request to start one.
+    const places = kind === 'bridge' || startsProxy(req);
     if (this.isPeer(req)) {
       // A peer sent it here as the owner, but this node knows another holds the user: the two
       // are a message or a lookup apart. Never send it round again; the client retries.
       if (held !== undefined && held !== this.selfMember) return 'not-here';
       // A node outside the members holds nothing: serving here would only be cut again once the
       // sender hears the members too (and count the bridge moved twice).
-      if (this.selfMember === undefined || !this.options.membership.members.includes(this.selfMember)) return 'not-here';
-      if (kind === 'bridge') this.table.servedHere(route);
+      if (this.selfMember === undefined || !this.liveMembers.includes(this.selfMember)) return 'not-here';
+      if (places) this.table.servedHere(route);
       return 'here';
     }
     if (held !== undefined) return held === this.selfMember ? 'here' : { owner: held };
-    const members = this.options.membership.members;
-    // Never placed anywhere: a request goes where plain rendezvous says, alike on every node;
-    // a bridge places its user, under the bound.
-    const target = kind === 'request' ? ownerOf(members, route) : this.table.place(route);
-    if (kind === 'bridge' && target !== undefined) this.metrics.placed.inc({ choice: target === ranking(members, route)[0] ? 'first' : 'bounded' });
+    const members = this.liveMembers;
+    // Never placed anywhere: what starts a proxy places its user under the bound; any other
+    // request (it starts nothing) goes where plain rendezvous says, alike on every node.
+    const target = places ? this.table.place(route) : ownerOf(members, route);
+    if (places && target !== undefined) this.metrics.placed.inc({ choice: target === ranking(members, route)[0] ? 'first' : 'bounded' });
     if (target === undefined || target === this.selfMember) {
-      if (kind === 'bridge') this.table.servedHere(route);
+      if (places) this.table.servedHere(route);
       return 'here';
     }
-    if (kind === 'bridge') this.table.sentTo(target, route);
+    if (places) this.table.sentTo(target, route);
     return { owner: target };
   }
 
@@ -267,12 +309,44 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
   forwardRequest(req: IncomingMessage, res: ServerResponse, owner: Member, identity: PeerIdentity, authorization: string | undefined, refuse: (message: string) => void): void {
     this.metrics.hops.inc({ kind: 'request' });
     const headers = { ...this.identityHeaders(identity), ...(authorization !== undefined ? { authorization } : {}) };
-    forwardRequestToPeer(req, res, { owner, agent: this.options.tls.agent, headers }, refuse);
+    forwardRequestToPeer(req, res, { owner, agent: this.options.tls.agent, headers, unreachable: (code) => this.hopFailed(owner, code) }, refuse);
   }
 
   forwardUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, owner: Member, identity: PeerIdentity, events: SpliceEvents): BridgeSplice {
     this.metrics.hops.inc({ kind: 'bridge' });
-    return forwardUpgradeToPeer(req, socket, head, { owner, agent: this.options.tls.agent, headers: this.identityHeaders(identity) }, events);
+    return forwardUpgradeToPeer(req, socket, head, { owner, agent: this.options.tls.agent, headers: this.identityHeaders(identity), unreachable: (code) => this.hopFailed(owner, code) }, events);
+  }
+
+  /** A hop that could not connect is a failed probe of that peer (peer-liveness.ts). */
+  private hopFailed(owner: Member, code: string | undefined): void {
+    if (isUnreachable(code)) this.liveness.unreachable(owner);
+  }
+
+  /** A probe (peer-liveness.ts): 204 to a peer of the stack, nothing to anyone else. */
+  private answerProbe(req: IncomingMessage, res: ServerResponse): void {
+    const status = !this.isPeer(req) ? 403 : req.method === 'GET' ? 204 : 405;
+    res.writeHead(status, { 'content-length': 0, 'cache-control': 'no-store' });
+    res.end();
+  }
+
+  private updatePeers(): void {
+    const peers = this.options.membership.members.filter((m) => m !== this.selfMember);
+    this.liveness.setPeers(peers);
+    const down = this.liveness.down();
+    for (const p of this.labelled) if (!peers.includes(p)) this.metrics.peerUp.remove({ peer: p });
+    this.labelled = new Set(peers);
+    for (const p of peers) this.metrics.peerUp.set({ peer: p }, down.has(p) ? 0 : 1);
+  }
+
+  /** The listed members or the peers down changed: recompute the live members, act if they differ. */
+  private liveChanged(): void {
+    if (this.closed) return;
+    this.findSelf(this.options.membership.members);
+    this.updatePeers();
+    const live = this.liveness.live(this.options.membership.members);
+    if (live.length === this.liveMembers.length && live.every((m, i) => m === this.liveMembers[i])) return;
+    this.liveMembers = live;
+    this.membersChanged(live);
   }
 
   /** With DNS membership, this node is the member whose address is one of this host's. */
@@ -283,7 +357,6 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
   }
 
   private membersChanged(members: readonly Member[]): void {
-    this.findSelf(members);
     this.refreshLocal();
     const moved = this.settle('members');
     this.metrics.members.set(members.length);
@@ -295,7 +368,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
   }
 
   private refreshLocal(): void {
-    this.table.setView(this.options.membership.members, this.selfMember);
+    this.table.setView(this.liveMembers, this.selfMember);
     if (this.api) this.table.setLocal(this.api.servedRoutes());
   }
 
@@ -322,6 +395,8 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
     const self = this.selfMember;
     if (this.closed || self === undefined) return;
     const placements = { member: self, routes: this.table.published() };
+    // Every listed peer, down ones too: a peer this node cannot reach may still reach the others
+    // and route by their lists; a send to a dead one costs its timeout, one at a time.
     await Promise.all(
       this.options.membership.members
         .filter((m) => m !== self)

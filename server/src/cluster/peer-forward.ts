@@ -21,6 +21,8 @@ export interface PeerHop {
   agent: https.Agent;
   /** The identity headers (cluster-identity.ts), and a client key's Authorization when there is one. */
   headers: Record<string, string>;
+  /** Told the error's code when the hop fails before the owner answered (peer-liveness.ts counts it). */
+  unreachable?: (code: string | undefined) => void;
 }
 
 function hostAndPort(member: Member): { host: string; port: number } {
@@ -51,6 +53,7 @@ export function forwardRequestToPeer(req: IncomingMessage, res: ServerResponse, 
     answer.on('error', () => undefined);
   });
   upstream.on('error', (e: NodeJS.ErrnoException) => {
+    if (!res.headersSent) hop.unreachable?.(e.code);
     if (!res.headersSent) refuse(`the cloud node that serves your account did not answer (${e.code ?? e.message}); try again`);
     else res.destroy();
   });
@@ -88,6 +91,7 @@ export function forwardUpgradeToPeer(req: IncomingMessage, socket: Duplex, head:
     });
   });
   upstreamReq.on('error', (e: NodeJS.ErrnoException) => {
+    if (!upgraded) hop.unreachable?.(e.code);
     endSocket(socket, rawHttpError('peer-unreachable', `the cloud node that serves your account did not answer (${e.code ?? e.message}); the bridge will retry`));
   });
   socket.on('close', () => {
