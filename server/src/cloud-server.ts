@@ -59,6 +59,32 @@ export interface CloudServerExtras {
   accessTokenTtlSec?: number;
 }
 
+type Attempt<T> = { ok: true; value: T } | { ok: false; reason: string };
+
+/** Tries what a start needs again, every second, until it is ready or `ms` has passed. */
+class ReadyWait {
+  private readonly deadline: number;
+  constructor(
+    ms: number,
+    private readonly log: Logger,
+  ) {
+    this.deadline = Date.now() + ms;
+  }
+
+  async until<T>(what: string, attempt: () => Promise<Attempt<T>>): Promise<Attempt<T>> {
+    let logged = 0;
+    for (;;) {
+      const result = await attempt();
+      if (result.ok || Date.now() >= this.deadline) return result;
+      if (Date.now() - logged >= 10_000) {
+        this.log.info(`waiting for ${what}`, { reason: result.reason, secondsLeft: Math.ceil((this.deadline - Date.now()) / 1000) });
+        logged = Date.now();
+      }
+      await new Promise((r) => setTimeout(r, Math.min(1_000, Math.max(0, this.deadline - Date.now()))));
+    }
+  }
+}
+
 /** What to tell someone whose proxies end up in-process although Docker answers. */
 const HOW_TO_ISOLATE = 'Fix that and start again, or pass --runtime docker to refuse to run without Docker isolation.';
 
@@ -80,11 +106,16 @@ async function chooseRuntime(config: ServerConfig, log: Logger, extras: CloudSer
     throw new Error(`--runtime docker was asked for, but ${what}`);
   };
 
-  const probe = await DockerRuntime.probe();
-  if (!probe.ok) {
-    if (required) refuse(`the Docker engine does not answer: ${probe.error}`);
-    return inProcess('no Docker engine answers', probe.error);
+  // On a Swarm nothing orders a node's services: the filter and the firewall's keeper may come
+  // up after this task. Exiting would leave the node without an api-backend until Swarm's next
+  // restart, which a returning node was seen to wait 54 s for; waiting here costs nothing.
+  const waiting = new ReadyWait(config.readyWaitMs, log);
+  const probed = await waiting.until('the Docker engine', () => DockerRuntime.probe().then((p) => (p.ok ? { ok: true as const, value: p.version } : { ok: false as const, reason: p.error })));
+  if (!probed.ok) {
+    if (required) refuse(`the Docker engine does not answer: ${probed.reason}`);
+    return inProcess('no Docker engine answers', probed.reason);
   }
+  const probe = { version: probed.value };
   const runtime = new DockerRuntime({
     image: config.proxyImage,
     subnetRange: config.subnetRange,
@@ -97,7 +128,9 @@ async function chooseRuntime(config: ServerConfig, log: Logger, extras: CloudSer
     log,
   });
   const image = await ensureProxyImage({ docker: runtime.docker, image: config.proxyImage, log });
-  const firewall = image.ok ? await runtime.ensureFirewall().then(() => undefined, (e: Error) => e.message) : undefined;
+  const firewall = image.ok
+    ? await waiting.until('the isolation firewall', () => runtime.ensureFirewall().then(() => ({ ok: true as const, value: undefined }), (e: Error) => ({ ok: false as const, reason: e.message }))).then((r) => (r.ok ? undefined : r.reason))
+    : undefined;
   if (!image.ok || firewall !== undefined) {
     await runtime.close();
     const [what, reason] = !image.ok ? [`the proxy image ${config.proxyImage} cannot be made ready`, image.reason] : [config.firewallStatusFile ? 'the isolation firewall is not confirmed' : 'the isolation firewall cannot be installed', firewall!];

@@ -170,4 +170,11 @@ describe('cluster settings (docs/scaling.md)', () => {
     assert.match(problems({ ...base, CTLL_CLUSTER_PROBE_TIMEOUT_MS: '1.5' }).join('\n'), /CTLL_CLUSTER_PROBE_TIMEOUT_MS="1.5" must be a whole number/);
     assert.match(problems({ ...base, CTLL_CLUSTER_PROBE_TIMEOUT_MS: '3000' }).join('\n'), /CTLL_CLUSTER_PROBE_TIMEOUT_MS=3000 must not exceed CTLL_CLUSTER_PROBE_INTERVAL_MS=1000/);
   });
+
+  test('the wait for the engine and the firewall at start: none unless told, in seconds, nonsense refused', () => {
+    assert.equal(loadConfig({}, []).readyWaitMs, 0);
+    assert.equal(loadConfig({ CTLL_READY_WAIT_SECONDS: '60' }, []).readyWaitMs, 60_000);
+    assert.match(problems({ CTLL_READY_WAIT_SECONDS: '-1' }).join('\n'), /CTLL_READY_WAIT_SECONDS="-1" must be a whole number from 0 to 3600/);
+    assert.match(problems({ CTLL_READY_WAIT_SECONDS: '1m' }).join('\n'), /CTLL_READY_WAIT_SECONDS="1m" must be a whole number/);
+  });
 });

@@ -58,6 +58,11 @@ export interface ServerConfig {
   firewallStatusFile?: string;
   /** The server deployment's name on a shared Docker engine: it sees only its own proxies. */
   stack?: string;
+  /**
+   * How long a start on the Docker runtime waits for the engine (through the Docker API filter)
+   * and the isolation firewall's confirmation before it gives up; 0: not at all.
+   */
+  readyWaitMs: number;
   /** Where the host's cgroup tree is, for each proxy's memory and CPU (cgroup-usage.ts). */
   cgroupRoot: string;
   healthIntervalMs: number;
@@ -260,6 +265,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
     firewall: read.choice('CTLL_FIREWALL', FIREWALL_MODES, { default: 'enforce' }),
     ...(firewallStatusFile ? { firewallStatusFile } : {}),
     ...(stack ? { stack } : {}),
+    readyWaitMs: read.int('CTLL_READY_WAIT_SECONDS', { default: 0, min: 0, max: 3_600 }) * 1000,
     cgroupRoot: read.word('CTLL_CGROUP_ROOT', { default: '/sys/fs/cgroup', valid: /^\//, expected: 'an absolute path like /sys/fs/cgroup' }),
     engineHealthIntervalMs: read.int('CTLL_ENGINE_HEALTH_INTERVAL_MS', { default: 0, min: 0, max: 3_600_000 }),
     healthIntervalMs: read.int('CTLL_HEALTH_INTERVAL_MS', { default: DEFAULT_MANAGER_TIMING.healthIntervalMs, min: 100, max: 3_600_000 }),
