@@ -6,6 +6,8 @@
  *   tunnel ×3  the same with three bridges (three computers of one user, --name a, b, c) on one
  *              proxy: every request that names a model is routed among them (issue 10); the
  *              emulator is the same, so what differs from `tunnel` is the routing alone
+ *   deployed   client → api-backend → the user's proxy in its Docker container ⇒ WebSocket +
+ *              HTTP/2 through the api-backend ⇒ bridge → emulator (bench/deployed-path.ts)
  *   ssh -R     client → sshd's forwarded port ⇒ SSH channel ⇒ ssh client → emulator
  *
  * Emulator, proxy and bridge run in child processes started the way production starts them
@@ -13,8 +15,8 @@
  * repeated and the median reported. A benchmark reports; it never fails the build, so the exit
  * code is 0 unless the run itself could not be carried out.
  *
- *   npm run bench:tunnel [-- --repeats 3] [--quick] [--json out.json] [--paths direct,tunnel,three,ssh]
- *                          [--workloads ttfb,stream,concurrent,upload] [--cpu-prof DIR] [--wait-quiet SECONDS]
+ *   npm run bench:tunnel [-- --repeats 3] [--quick] [--json out.json] [--paths direct,tunnel,three,deployed,ssh]
+ *                          [--workloads ttfb,stream,concurrent,paced,upload] [--cpu-prof DIR] [--wait-quiet SECONDS]
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -24,6 +26,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cpuMsOfTree, killAllSync, spawnTs, stopAll, type Child } from './children.js';
+import { startDeployedPath } from './deployed-path.js';
+import { costRows, workloadCost, type WorkloadCost } from './relay-cost.js';
 import { startSshForward, type SshForward } from './ssh-forward.js';
 import { fmt, median, ratio, table } from './stats.js';
 import { MACHINE_HEADER } from '@cloudtolocalllm/bridge/connection/protocol';
@@ -35,7 +39,9 @@ import {
   stream,
   ttfb,
   upload,
+  paced,
   type Blob,
+  type PacedResult,
   type ConcurrentResult,
   type StreamResult,
   type Target,
@@ -54,8 +60,8 @@ const { values: args } = parseArgs({
     repeats: { type: 'string', default: '5' },
     quick: { type: 'boolean', default: false },
     json: { type: 'string' },
-    paths: { type: 'string', default: 'direct,tunnel,three,ssh' },
-    workloads: { type: 'string', default: 'ttfb,stream,concurrent,upload' },
+    paths: { type: 'string', default: 'direct,tunnel,three,deployed,ssh' },
+    workloads: { type: 'string', default: 'ttfb,stream,concurrent,paced,upload' },
     'cpu-prof': { type: 'string' },
     'wait-quiet': { type: 'string', default: '0' },
     help: { type: 'boolean', default: false },
@@ -64,8 +70,8 @@ const { values: args } = parseArgs({
 });
 if (args.help) {
   process.stdout.write(
-    'usage: npm run bench:tunnel [-- --repeats N] [--quick] [--json FILE] [--paths direct,tunnel,three,ssh]\n' +
-      '                            [--workloads ttfb,stream,concurrent,upload] [--cpu-prof DIR] [--wait-quiet SECONDS]\n' +
+    'usage: npm run bench:tunnel [-- --repeats N] [--quick] [--json FILE] [--paths direct,tunnel,three,deployed,ssh]\n' +
+      '                            [--workloads ttfb,stream,concurrent,paced,upload] [--cpu-prof DIR] [--wait-quiet SECONDS]\n' +
       '  --wait-quiet S   first wait up to S seconds for the machine to be idle (< 10% busy)\n',
   );
   process.exit(0);
@@ -78,6 +84,10 @@ const CONFIG = {
   concurrentStreams: 64,
   concurrentTokens: quick ? 250 : 1000,
   uploadMiB: quick ? 32 : 100,
+  /** An Ollama box under load: 64 streams, each paced at 30 tokens/s by the emulator. */
+  pacedStreams: 64,
+  pacedTokens: quick ? 30 : 90,
+  pacedIntervalMs: 1000 / 30,
 };
 /**
  * Warm-up per path before anything is measured. Node processes keep getting faster for several
@@ -118,8 +128,11 @@ const log = (line = ''): void => {
 
 let cleaningUp: Promise<void> | undefined;
 const sshForwards: SshForward[] = [];
+/** Paths whose processes need an orderly stop (the api-backend removes its containers). */
+const closers: (() => Promise<void>)[] = [];
 async function cleanup(): Promise<void> {
   cleaningUp ??= (async () => {
+    for (const close of closers) await close().catch(() => {});
     for (const f of sshForwards) await f.close().catch(() => {});
     await stopAll();
   })();
@@ -137,7 +150,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 // The three paths
 
 interface Path {
-  key: 'direct' | 'tunnel' | 'three' | 'ssh';
+  key: 'direct' | 'tunnel' | 'three' | 'deployed' | 'ssh';
   label: string;
   target: Target;
   /** Processes that serve this path, for CPU accounting (the client is this process). */
@@ -149,14 +162,14 @@ interface Path {
   management?: Target;
 }
 
-async function startEmulator(): Promise<{ child: Child; url: string }> {
+async function startEmulator(): Promise<{ child: Child; url: string; control: string }> {
   const child = spawnTs('emulator', join(ROOT, 'bench/emulator-process.ts'), [JSON.stringify({ tokenIntervalMs: 0, firstByteDelayMs: 0 })]);
-  const url = await child.waitFor(
+  const { url, control } = await child.waitFor(
     (line, s) => {
       if (s !== 'stdout') return undefined;
       try {
-        const m = JSON.parse(line) as { event?: string; url?: string };
-        return m.event === 'listening' ? m.url : undefined;
+        const m = JSON.parse(line) as { event?: string; url?: string; control?: string };
+        return m.event === 'listening' && m.url && m.control ? { url: m.url, control: m.control } : undefined;
       } catch {
         return undefined;
       }
@@ -164,15 +177,21 @@ async function startEmulator(): Promise<{ child: Child; url: string }> {
     30_000,
     'the emulator to listen',
   );
-  return { child, url };
+  return { child, url, control };
 }
+
+/** Changes the emulator's behaviour in place (bench/emulator-process.ts), e.g. its token pace. */
+async function setEmulator(control: string, patch: Record<string, number>): Promise<void> {
+  const res = await fetch(`${control}/behaviour`, { method: 'PUT', body: JSON.stringify(patch) });
+  if (res.status !== 204) throw new Error(`the emulator refused ${JSON.stringify(patch)}: ${await res.text()}`);
+}
+
+// One directory per process: Node writes one profile per thread (tsx's loader runs in a worker).
+const profFlags = (name: string): string[] => (cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', join(cpuProfDir, name)] : []);
 
 /** A proxy and its bridges: one unnamed (a single computer), or one per name (several computers). */
 async function startTunnel(emulatorUrl: string, names: readonly string[] = []): Promise<{ proxy: Child; bridges: Child[]; url: string; token: string }> {
   const token = randomBytes(24).toString('base64url');
-  const profFlags = (name: string): string[] =>
-    // One directory per process: Node writes one profile per thread (tsx's loader runs in a worker).
-    cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', join(cpuProfDir, name)] : [];
   const proxy = spawnTs(
     'proxy',
     join(ROOT, 'server/src/proxy/cli.ts'),
@@ -321,6 +340,7 @@ interface Results {
   stream: Record<string, Sample<StreamResult>[]>;
   concurrent: Record<string, Sample<ConcurrentResult>[]>;
   upload: Record<string, Sample<UploadResult>[]>;
+  paced: Record<string, Sample<PacedResult>[]>;
 }
 
 async function main(): Promise<void> {
@@ -374,6 +394,13 @@ async function main(): Promise<void> {
       ],
     });
   }
+  if (wantedPaths.has('deployed')) {
+    const d = await startDeployedPath(ROOT, emulator.url, profFlags);
+    closers.push(d.close);
+    log(`deployed: api-backend ${d.url} (pid ${d.server.pid}) → proxy container (pid ${d.proxyPid}) ⇐ WebSocket/HTTP/2 ⇐ bridge (pid ${d.bridge.pid}) → emulator`);
+    const processes = [['api-backend', d.server.pid], ['proxy', d.proxyPid], ['bridge', d.bridge.pid], ['emulator', emulator.child.pid]] as const;
+    paths.push({ key: 'deployed', label: 'deployed', target: makeTarget('deployed', d.url, { authorization: `Bearer ${d.token}` }), processes: processes.map(([role, pid]) => ({ role, pid })) });
+  }
   let sshNote = '';
   if (wantedPaths.has('ssh')) {
     const ssh = await startSshForward(emulatorPort);
@@ -415,12 +442,13 @@ async function main(): Promise<void> {
     log(`  ${p.label}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
 
-  const results: Results = { ttfb: {}, stream: {}, concurrent: {}, upload: {} };
+  const results: Results = { ttfb: {}, stream: {}, concurrent: {}, upload: {}, paced: {} };
   for (const p of paths) {
     results.ttfb[p.key] = [];
     results.stream[p.key] = [];
     results.concurrent[p.key] = [];
     results.upload[p.key] = [];
+    results.paced[p.key] = [];
   }
 
   // Runs interleave the paths (direct, tunnel, ssh, direct, …) so drift hits all of them alike.
@@ -467,6 +495,13 @@ async function main(): Promise<void> {
         `slowest at ${fmt(r.slowestProgressAtFirstDone * 100)}% when first done; starts spread over ${fmt(r.startSpread)} s`,
       rewarm(CONFIG.concurrentStreams), (t) => concurrent(t, CONFIG.concurrentStreams, REWARM.concurrentTokens));
   }
+  if (wantedWorkloads.has('paced')) {
+    await setEmulator(emulator.control, { tokenIntervalMs: CONFIG.pacedIntervalMs });
+    await runAll(`${CONFIG.pacedStreams} streams paced at 30 tokens/s`, results.paced, (t) => paced(t, CONFIG.pacedStreams, CONFIG.pacedTokens),
+      (r) => `inter-token gap p50 ${fmt(r.gapP50)} ms, p99 ${fmt(r.gapP99)} ms, max ${fmt(r.gapMax)} ms`,
+      rewarm(CONFIG.pacedStreams), (t) => paced(t, CONFIG.pacedStreams, 10));
+    await setEmulator(emulator.control, { tokenIntervalMs: 0 });
+  }
   if (nextBlob) {
     // A fresh body per run, made before the clock starts (the 'prepare' step).
     let blob: Blob | undefined;
@@ -487,6 +522,19 @@ async function main(): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Report
 
+/** Each workload's relay CPU per unit of work (bench/relay-cost.ts), for every path. */
+function relayCosts(paths: readonly Path[], results: Results): WorkloadCost[] {
+  const keys = paths.map((p) => p.key);
+  const w = wantedWorkloads;
+  return [
+    ...(w.has('ttfb') ? [workloadCost({ name: 'TTFB', unit: '1,000 requests', units: (r: TtfbResult) => r.samples / 1000, byPath: results.ttfb }, keys)] : []),
+    ...(w.has('stream') ? [workloadCost({ name: 'stream', unit: '1,000 lines', units: (r: StreamResult) => r.lines / 1000, byPath: results.stream }, keys)] : []),
+    ...(w.has('concurrent') ? [workloadCost({ name: '64 streams', unit: '1,000 lines', units: (r: ConcurrentResult) => (r.streams * r.linesPerStream) / 1000, byPath: results.concurrent }, keys)] : []),
+    ...(w.has('paced') ? [workloadCost({ name: 'paced', unit: '1,000 lines', units: (r: PacedResult) => (r.streams * (r.tokens + 1)) / 1000, byPath: results.paced }, keys)] : []),
+    ...(w.has('upload') ? [workloadCost({ name: 'upload', unit: 'MiB', units: (r: UploadResult) => r.bytes / (1 << 20), byPath: results.upload }, keys)] : []),
+  ];
+}
+
 function report(paths: Path[], results: Results, sshNote: string, started: number, cpuModel: string): void {
   const has = (k: Path['key']): boolean => paths.some((p) => p.key === k);
   const med = <R>(bucket: Record<string, Sample<R>[]>, key: string, pick: (r: R) => number): number => {
@@ -504,7 +552,7 @@ function report(paths: Path[], results: Results, sshNote: string, started: numbe
     digits?: number;
   }
   const rows: Row[] = [];
-  const keys = ['direct', 'tunnel', 'three', 'ssh'] as const;
+  const keys = ['direct', 'tunnel', 'three', 'deployed', 'ssh'] as const;
   const valuesOf = <R>(bucket: Record<string, Sample<R>[]>, pick: (r: R) => number): Record<string, number> =>
     Object.fromEntries(keys.map((k) => [k, med(bucket, k, pick)]));
 
@@ -538,33 +586,48 @@ function report(paths: Path[], results: Results, sshNote: string, started: numbe
       values: valuesOf(results.concurrent, (r) => r.slowestProgressAtFirstDone * 100),
     });
   }
+  if (w.has('paced')) {
+    const gap = (pick: (r: PacedResult) => number): Record<string, number> => valuesOf(results.paced, pick);
+    const added = (v: Record<string, number>): Record<string, number> => Object.fromEntries(keys.map((k) => [k, (v[k] ?? Number.NaN) - (v['direct'] ?? Number.NaN)]));
+    const p50 = gap((r) => r.gapP50);
+    const p99 = gap((r) => r.gapP99);
+    const label = `${CONFIG.pacedStreams} streams at 30 tokens/s`;
+    rows.push({ workload: label, metric: 'inter-token gap p50 (ms)', better: 'lower', values: p50 });
+    rows.push({ workload: '', metric: 'inter-token gap p99 (ms)', better: 'lower', values: p99 });
+    rows.push({ workload: '', metric: 'inter-token p50 added vs direct (ms)', better: 'lower', noRatio: true, values: added(p50) });
+    rows.push({ workload: '', metric: 'inter-token p99 added vs direct (ms)', better: 'lower', noRatio: true, values: added(p99) });
+  }
   if (w.has('upload')) {
     rows.push({ workload: `${CONFIG.uploadMiB} MiB blob upload`, metric: 'MiB/s', better: 'higher', values: valuesOf(results.upload, (r) => r.mibPerSecond) });
   }
 
   const cell = (v: number | undefined, present: boolean): string => (present ? fmt(v ?? Number.NaN) : 'skipped');
-  const header = ['Workload', 'Metric', 'direct', 'tunnel', 'tunnel ×3', 'ssh -R', 'tunnel ÷ direct', 'tunnel ×3 ÷ tunnel', 'ssh -R ÷ direct', 'tunnel vs ssh -R'];
+  const header = ['Workload', 'Metric', 'direct', 'tunnel', 'tunnel ×3', 'deployed', 'ssh -R', 'tunnel ÷ direct', 'tunnel ×3 ÷ tunnel', 'deployed ÷ direct', 'ssh -R ÷ direct', 'tunnel vs ssh -R', 'deployed vs ssh -R'];
   const tableRows = rows.map((r) => {
     const d = r.values['direct'] ?? Number.NaN;
     const t = r.values['tunnel'] ?? Number.NaN;
     const three = r.values['three'] ?? Number.NaN;
+    const dep = r.values['deployed'] ?? Number.NaN;
     const s = r.values['ssh'] ?? Number.NaN;
-    let vsSsh = '';
-    if (r.better !== 'none' && has('tunnel') && has('ssh') && Number.isFinite(t) && Number.isFinite(s)) {
-      const ahead = r.better === 'higher' ? t > s : t < s;
-      vsSsh = `${ahead ? 'ahead' : 'behind'} (${ratio(t, s)})`;
-    }
+    const vsSsh = (key: Path['key'], v: number): string => {
+      if (r.better === 'none' || !has(key) || !has('ssh') || !Number.isFinite(v) || !Number.isFinite(s)) return '';
+      const ahead = r.better === 'higher' ? v > s : v < s;
+      return `${ahead ? 'ahead' : 'behind'} (${ratio(v, s)})`;
+    };
     return [
       r.workload,
       r.metric,
       cell(d, has('direct')),
       cell(t, has('tunnel')),
       cell(three, has('three')),
+      cell(dep, has('deployed')),
       cell(s, has('ssh')),
       r.noRatio ? '' : ratio(t, d),
       r.noRatio ? '' : ratio(three, t),
+      r.noRatio ? '' : ratio(dep, d),
       r.noRatio ? '' : ratio(s, d),
-      vsSsh,
+      vsSsh('tunnel', t),
+      vsSsh('deployed', dep),
     ];
   });
 
@@ -583,8 +646,12 @@ function report(paths: Path[], results: Results, sshNote: string, started: numbe
   if (w.has('ttfb')) cpuBucket('TTFB', results.ttfb as Record<string, Sample<unknown>[]>);
   if (w.has('stream')) cpuBucket('stream', results.stream as Record<string, Sample<unknown>[]>);
   if (w.has('concurrent')) cpuBucket('64 streams', results.concurrent as Record<string, Sample<unknown>[]>);
+  if (w.has('paced')) cpuBucket('paced', results.paced as Record<string, Sample<unknown>[]>);
   if (w.has('upload')) cpuBucket('upload', results.upload as Record<string, Sample<unknown>[]>);
   log(table(['Workload', 'Path', 'CPU by process'], cpuRows));
+  const costs = relayCosts(paths, results);
+  log('\nCPU of the relay (every process between client and Ollama) per unit of work; ratio to ssh -R (sshd + ssh)\n');
+  log(table(['Workload', 'Unit', 'Path', 'relay CPU', 'by process', '÷ ssh -R'], costRows(costs, paths, 'ssh')));
   const allSamples = Object.values(results).flatMap((bucket: Record<string, Sample<unknown>[]>) => Object.values(bucket).flat());
   const share = (x: Sample<unknown>): number => (x.cpuMs['other'] ?? 0) / x.wallMs;
   const noisiest = Math.max(0, ...allSamples.map(share));
@@ -629,6 +696,34 @@ function report(paths: Path[], results: Results, sshNote: string, started: numbe
     if (w.has('stream')) vs('stream lines/s', 'lines/s', 'higher');
     if (w.has('concurrent')) vs('64-stream aggregate lines/s', 'aggregate lines/s', 'higher');
     if (w.has('upload')) vs('upload MiB/s', 'MiB/s', 'higher');
+  }
+  if (has('deployed') && has('ssh')) {
+    // Issue 12: the user's whole path at least equal to ssh -R on every workload.
+    const atLeast = (label: string, metric: string, better: 'higher' | 'lower'): void => {
+      const d = val(metric, 'deployed');
+      const s = val(metric, 'ssh');
+      targets.push({ name: `deployed at least equal to ssh -R: ${label}`, pass: better === 'higher' ? d >= s : d <= s, detail: `deployed ${fmt(d)} vs ssh -R ${fmt(s)} (${ratio(d, s)})` });
+    };
+    if (w.has('ttfb')) atLeast('TTFB p50', 'p50 (ms)', 'lower');
+    if (w.has('stream')) atLeast('stream lines/s', 'lines/s', 'higher');
+    if (w.has('concurrent')) atLeast('64-stream aggregate lines/s', 'aggregate lines/s', 'higher');
+    if (w.has('upload')) atLeast('upload MiB/s', 'MiB/s', 'higher');
+  }
+  if (has('deployed') && has('direct') && w.has('paced')) {
+    const added = val('inter-token p99 added vs direct (ms)', 'deployed');
+    targets.push({ name: 'deployed inter-token p99 added < 1 ms', pass: added < 1, detail: `${fmt(added)} ms` });
+  }
+  if (has('deployed') && has('ssh')) {
+    for (const c of costs) {
+      if (!/MiB|lines/.test(c.unit)) continue;
+      const d = c.costs['deployed']?.total ?? Number.NaN;
+      const s = c.costs['ssh']?.total ?? Number.NaN;
+      targets.push({ name: `deployed relay CPU below sshd + ssh: ${c.name}`, pass: d < s, detail: `${fmt(d)} vs ${fmt(s)} ms per ${c.unit} (${ratio(d, s)})` });
+    }
+  }
+  if (has('deployed') && has('direct') && w.has('ttfb')) {
+    const added = val('p50 added vs direct (ms)', 'deployed');
+    targets.push({ name: 'deployed p50 added latency < 0.5 ms', pass: added < 0.5, detail: `${fmt(added)} ms` });
   }
   if (haveTunnel && has('three')) {
     // Issue 10: routing among several computers adds no measurable latency. "Measurable": within

@@ -10,6 +10,8 @@ import { quantile } from './stats.js';
 export interface Target {
   name: string;
   url: URL;
+  /** The base URL's path without its trailing slash ('' for a bare origin): request paths go under it. */
+  prefix: string;
   agent: http.Agent;
   /** Extra request headers (the tunnel's bearer token). */
   headers: Record<string, string>;
@@ -18,9 +20,11 @@ export interface Target {
   seen: WeakSet<Socket>;
 }
 
+/** `baseUrl` may carry a path prefix (the api-backend's `/ollama`): every request path goes under it. */
 export function makeTarget(name: string, baseUrl: string, headers: Record<string, string> = {}): Target {
   const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, scheduling: 'lifo' });
-  const target: Target = { name, url: new URL(baseUrl), agent, headers, connections: 0, seen: new WeakSet() };
+  const url = new URL(baseUrl);
+  const target: Target = { name, url, prefix: url.pathname.replace(/\/+$/, ''), agent, headers, connections: 0, seen: new WeakSet() };
   return target;
 }
 
@@ -54,7 +58,7 @@ export function call(t: Target, o: CallOptions): Promise<Call> {
     const startedAt = now();
     let headAt = 0;
     const req = http.request(
-      { agent: t.agent, host: t.url.hostname, port: t.url.port, method: o.method, path: o.path, headers },
+      { agent: t.agent, host: t.url.hostname, port: t.url.port, method: o.method, path: t.prefix + o.path, headers },
       (res) => {
         headAt = now();
         let lines = 0;
@@ -263,4 +267,50 @@ export async function upload(t: Target, blob: Blob): Promise<UploadResult> {
   const seconds = (c.endedAt - c.startedAt) / 1000;
   await settle();
   return { bytes: blob.bytes, seconds, mibPerSecond: blob.bytes / (1 << 20) / seconds };
+}
+
+export interface PacedResult {
+  streams: number;
+  tokens: number;
+  /** Gaps between consecutive token lines of one stream, pooled over all streams, in ms. */
+  gapP50: number;
+  gapP99: number;
+  /** The largest gap of the run, in ms. */
+  gapMax: number;
+}
+
+/**
+ * `count` generate streams at once while the emulator paces its tokens (tokenIntervalMs set by
+ * the caller): an Ollama box under load, where throughput is the model's and what a relay adds
+ * shows up as a later line. Each token line's arrival is timed (lines that arrive in one chunk
+ * share its time); the gaps between a stream's consecutive token lines are pooled.
+ */
+export async function paced(t: Target, count: number, tokens: number): Promise<PacedResult> {
+  const arrivals = Array.from({ length: count }, () => new Float64Array(tokens + 1));
+  const body = generateBody(tokens);
+  const calls = await Promise.all(
+    Array.from({ length: count }, (_, i) => {
+      const times = arrivals[i] as Float64Array;
+      let seen = 0;
+      return call(t, {
+        method: 'POST',
+        path: '/api/generate',
+        body,
+        headers: { 'content-type': 'application/json' },
+        onLines: (n) => {
+          const at = now();
+          for (; seen < n && seen <= tokens; seen++) times[seen] = at;
+        },
+      });
+    }),
+  );
+  for (const c of calls) {
+    expectStatus(t, 'POST /api/generate', c, 200);
+    if (c.lines !== tokens + 1) throw new Error(`${t.name}: a paced stream delivered ${c.lines} lines, expected ${tokens + 1}`);
+  }
+  // Token lines only: the done line follows the last token at once.
+  const gaps: number[] = [];
+  for (const times of arrivals) for (let k = 1; k < tokens; k++) gaps.push((times[k] as number) - (times[k - 1] as number));
+  await settle();
+  return { streams: count, tokens, gapP50: quantile(gaps, 0.5), gapP99: quantile(gaps, 0.99), gapMax: Math.max(...gaps) };
 }

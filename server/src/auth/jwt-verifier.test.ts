@@ -482,3 +482,65 @@ test('the issuer and its keys are reached over https only (plain http on loopbac
   assert.doesNotThrow(() => new JwtVerifier({ issuer: 'https://tenant.example.com/', audience }));
   assert.doesNotThrow(() => new JwtVerifier({ issuer: 'http://127.0.0.1:4000', audience }));
 });
+
+describe('JwtVerifier remembers verified tokens', () => {
+  /** Counts the full checks (signature, claims) behind `verify`. */
+  const countFullChecks = (v: JwtVerifier): { calls: number } => {
+    const spy = mock.method(v as unknown as { verifyFully: (t: string) => Promise<JwtVerification> }, 'verifyFully');
+    return {
+      get calls() {
+        return spy.mock.callCount();
+      },
+    };
+  };
+
+  test('a token that verified is not checked again while it is valid', async () => {
+    const v = verifier();
+    const full = countFullChecks(v);
+    const token = await signToken(keyA, claims());
+    const first = await accepts(token, v);
+    const second = await accepts(token, v);
+    assert.equal(full.calls, 1);
+    assert.equal(second.subject, first.subject);
+  });
+
+  test('a refused token is checked in full every time', async () => {
+    const v = verifier();
+    const full = countFullChecks(v);
+    const token = await signToken(keyA, claims({ aud: 'another-api' }));
+    await refuses(token, 'audience', v);
+    await refuses(token, 'audience', v);
+    assert.equal(full.calls, 2);
+  });
+
+  test('a remembered token is refused as expired once its exp (plus the clock tolerance) has passed', async () => {
+    mock.timers.enable({ apis: ['Date'], now: Date.now() });
+    try {
+      const v = verifier({ clockToleranceSec: 5 });
+      const token = await signToken(keyA, claims({ exp: nowSec() + 60 }));
+      await accepts(token, v);
+      mock.timers.tick(64_000);
+      await accepts(token, v);
+      mock.timers.tick(1_500);
+      await refuses(token, 'expired', v);
+    } finally {
+      mock.timers.reset();
+    }
+  });
+
+  test('at most maxCachedTokens are remembered: the oldest is checked again; 0 remembers none', async () => {
+    const v = verifier({ maxCachedTokens: 2 });
+    const full = countFullChecks(v);
+    const [a, b, c] = await Promise.all(['u-a', 'u-b', 'u-c'].map((sub) => signToken(keyA, claims({ sub }))));
+    for (const t of [a, b, c, c, b]) await accepts(t!, v);
+    assert.equal(full.calls, 3, 'b and c were remembered');
+    await accepts(a!, v);
+    assert.equal(full.calls, 4, 'a had been dropped for c');
+    const off = verifier({ maxCachedTokens: 0 });
+    const offFull = countFullChecks(off);
+    await accepts(a!, off);
+    await accepts(a!, off);
+    assert.equal(offFull.calls, 2);
+    assert.throws(() => verifier({ maxCachedTokens: -1 }), /maxCachedTokens must be a non-negative integer/);
+  });
+});

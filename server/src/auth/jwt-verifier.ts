@@ -7,6 +7,7 @@
  * `verify` never throws for a bad token: it answers with a stable `JwtFailureReason` a caller can
  * branch on, and a sentence that never echoes the token.
  */
+import { createHash } from 'node:crypto';
 import { createRemoteJWKSet, errors, jwtVerify } from 'jose';
 import type { JWTPayload, JWTVerifyGetKey } from 'jose';
 
@@ -28,6 +29,8 @@ export interface JwtVerifierOptions {
    * long a key the issuer has retired still verifies tokens. Default 600000 (10 minutes).
    */
   jwksMaxAgeMs?: number;
+  /** Verified tokens remembered at once (see `verify`); the oldest goes first. Default 10000, 0 turns the cache off. */
+  maxCachedTokens?: number;
 }
 
 export type JwtFailureReason =
@@ -53,6 +56,7 @@ const DEFAULT_CLOCK_TOLERANCE_SEC = 30;
 const DEFAULT_FETCH_TIMEOUT_MS = 5000;
 const DEFAULT_JWKS_COOLDOWN_MS = 30_000;
 const DEFAULT_JWKS_MAX_AGE_MS = 600_000;
+const DEFAULT_MAX_CACHED_TOKENS = 10_000;
 
 const MESSAGES: Record<JwtFailureReason, string> = {
   missing: 'this endpoint needs an access token: send "Authorization: Bearer <token>"',
@@ -157,6 +161,10 @@ export class JwtVerifier {
   private readonly audience: string;
   private readonly clockTolerance: number;
   private readonly getKey: JWTVerifyGetKey;
+  private readonly cacheMaxAge: number;
+  private readonly maxCachedTokens: number;
+  /** SHA-256 of a verified token → its verification and until when it stands (ms). */
+  private readonly verified = new Map<string, { verification: JwtVerification; until: number }>();
 
   constructor(opts: JwtVerifierOptions) {
     if (!opts.issuer) throw new Error('JwtVerifier: issuer must be set');
@@ -184,6 +192,11 @@ export class JwtVerifier {
     this.issuer = opts.issuer;
     this.audience = opts.audience;
     this.clockTolerance = clockTolerance;
+    this.cacheMaxAge = cacheMaxAge;
+    this.maxCachedTokens = opts.maxCachedTokens ?? DEFAULT_MAX_CACHED_TOKENS;
+    if (!Number.isInteger(this.maxCachedTokens) || this.maxCachedTokens < 0) {
+      throw new Error('JwtVerifier: maxCachedTokens must be a non-negative integer');
+    }
 
     // jose caches the key set for cacheMaxAge, refetches it for an unknown `kid` at most once per
     // cooldown, and shares one in-flight fetch among concurrent requests.
@@ -204,8 +217,31 @@ export class JwtVerifier {
     };
   }
 
+  /**
+   * A token that verified stays verified until it expires (with the clock tolerance, as the full
+   * check allows), but never longer than the key set it was checked with is trusted
+   * (jwksMaxAgeMs): a client sends the same token on every request, and the signature check
+   * (RSA, JSON, claims) was most of the api-backend's CPU per small request. Only successes are
+   * remembered, keyed by the token's SHA-256, so the cache holds no credential.
+   */
   async verify(token: string | undefined): Promise<JwtVerification> {
     if (token === undefined || token === '') return fail('missing');
+    const key = this.maxCachedTokens > 0 ? createHash('sha256').update(token).digest('base64url') : '';
+    const cached = key ? this.verified.get(key) : undefined;
+    if (cached) {
+      if (Date.now() < cached.until) return cached.verification;
+      this.verified.delete(key);
+    }
+    const verification = await this.verifyFully(token);
+    if (key && verification.ok && verification.expiresAt !== undefined) {
+      const until = Math.min((verification.expiresAt + this.clockTolerance) * 1000, Date.now() + this.cacheMaxAge);
+      if (this.verified.size >= this.maxCachedTokens) this.verified.delete(this.verified.keys().next().value as string);
+      this.verified.set(key, { verification, until });
+    }
+    return verification;
+  }
+
+  private async verifyFully(token: string): Promise<JwtVerification> {
     const structural = checkCompactJwt(token);
     if (structural) return structural;
     let claims: JWTPayload;
