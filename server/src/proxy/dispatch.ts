@@ -6,6 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { MACHINE_HEADER } from '@cloudtolocalllm/bridge/connection/protocol';
+import { TokenTally } from '@cloudtolocalllm/bridge/keys/token-tally';
 import type { BridgeLinks, Computer } from './bridge-links.js';
 import { fetchJson, modelsArray } from './model-catalog.js';
 import { sendOllamaError } from './ollama-errors.js';
@@ -62,6 +63,13 @@ export interface Access {
    * undefined: the proxy answered from several computers (a union listing).
    */
   served?(computer: Computer | undefined, trailers: Record<string, unknown>): void;
+  /**
+   * A computer whose answers the proxy counts itself as it relays them, because a cut answer
+   * (the computer left midway) brings no trailer: `cut` then gets the tokens relayed. Only where
+   * the usage goes elsewhere (a key served by a computer that is not its own).
+   */
+  countsRelayed?(computer: Computer): boolean;
+  cut?(relayed: { tokensIn: number; tokensOut: number }): void;
 }
 
 export class Dispatcher {
@@ -156,8 +164,18 @@ export class Dispatcher {
     body?: Buffer,
     onHead?: (status: number) => void,
   ): void {
+    const tally = computer && access.cut && access.countsRelayed?.(computer) ? new TokenTally() : undefined;
     this.relay.handle(req, res, computer?.link, computer && access.own ? access.own(computer) : {}, body, {
       ...(access.served && computer ? { onTrailers: (trailers) => access.served!(computer, trailers) } : {}),
+      ...(tally && computer
+        ? {
+            tally,
+            onCut: () => {
+              tally.end();
+              access.cut!({ tokensIn: tally.tokensIn, tokensOut: tally.tokensOut });
+            },
+          }
+        : {}),
       onHead: (status) => {
         onHead?.(status);
         // What a pull, create, copy or delete changed: read that computer's models again once it is done.
