@@ -44,6 +44,20 @@ export function pickLeastBusy<C extends { name: string; inFlight: number }>(cand
   return ties[turn % ties.length];
 }
 
+/**
+ * The computer for a request any computer can answer (/, /api/version): the fewest requests in
+ * flight, and among equals always the same one (first by name), never in turn. Spreading
+ * these gains the user nothing (each is answered at once, without a model), and turning them over
+ * idle computers wakes a sleeping bridge for each: docs/benchmarks.md, "Three computers".
+ */
+export function pickAny<C extends { name: string; inFlight: number }>(candidates: readonly C[]): C | undefined {
+  let best: C | undefined;
+  for (const c of candidates) {
+    if (!best || c.inFlight < best.inFlight || (c.inFlight === best.inFlight && c.name < best.name)) best = c;
+  }
+  return best;
+}
+
 /** How the proxy treats a request when several computers are connected. */
 export type RouteClass =
   /** Answered as the union of every computer's answer. */
