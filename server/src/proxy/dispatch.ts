@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { MACHINE_HEADER } from '@cloudtolocalllm/bridge/connection/protocol';
-import { TokenTally } from '@cloudtolocalllm/bridge/keys/token-tally';
+import { TokenTally } from '@cloudtolocalllm/bridge/connection/token-tally';
 import type { BridgeLinks, Computer } from './bridge-links.js';
 import { fetchJson, modelsArray } from './model-catalog.js';
 import { sendOllamaError } from './ollama-errors.js';

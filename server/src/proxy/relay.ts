@@ -11,7 +11,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { copyWithBackpressure } from '@cloudtolocalllm/bridge/connection/backpressure';
 import { relayableRequestHeaders } from '@cloudtolocalllm/bridge/connection/headers';
 import { COMPLETE_TRAILER } from '@cloudtolocalllm/bridge/connection/protocol';
-import type { TokenTally } from '@cloudtolocalllm/bridge/keys/token-tally';
+import type { TokenTally } from '@cloudtolocalllm/bridge/connection/token-tally';
 import type { BridgeLink } from './bridge-link.js';
 import { sendOllamaError } from './ollama-errors.js';
 import type { ProxyMetrics } from './proxy-metrics.js';

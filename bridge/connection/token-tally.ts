@@ -9,6 +9,9 @@
  * used what it streamed: Ollama and its OpenAI API stream one token per chunk, so the chunks
  * seen stand for the tokens out. The prompt's count comes only at the end: a cut answer has
  * none (tokens in 0).
+ *
+ * Part of the wire contract: the bridge counts with it for the key-tokens trailer, and the proxy
+ * with it for an answer cut before that trailer, so both count alike.
  */
 const MAX_LINE = 1 << 20;
 
