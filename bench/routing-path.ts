@@ -20,7 +20,9 @@ export function emulatorFor(mainUrl: string, idleUrl: string): (name: string) =>
 
 /**
  * "No measurable latency": within this of the one-computer path, about the run-to-run spread of
- * its medians here (docs/benchmarks.md, "Three computers").
+ * its medians on a quiet machine here (docs/benchmarks.md, "Three computers"). Worse than that
+ * but within the one-computer path's own spread in the same run (max ÷ min of its runs) is
+ * reported as WITHIN SPREAD: that run cannot tell a cost from noise.
  */
 export const NEAR = 0.05;
 
@@ -48,7 +50,9 @@ export function routingReport(f: Figures): string {
   if (!(f.ttfb['routed'] ?? f.stream['routed'] ?? f.concurrent['routed'] ?? f.upload['routed'])) return '';
   const rows: string[][] = [];
   const verdicts: string[] = [];
+  let named = '';
   const add = <R>(workload: string, metric: string, bucket: Bucket<R>, pick: (r: R) => number, lowerIsBetter: boolean): void => {
+    named = workload || named;
     const values = (key: string): number[] => (bucket[key] ?? []).map((s) => pick(s.result));
     const med = (key: string): number => (values(key).length ? median(values(key)) : Number.NaN);
     const one = med('tunnel');
@@ -60,8 +64,9 @@ export function routingReport(f: Figures): string {
     if (Number.isFinite(routed)) {
       const r = routed / one;
       const worse = lowerIsBetter ? r - 1 : 1 - r;
-      const verdict = worse <= NEAR ? 'PASS' : 'FAIL';
-      verdicts.push(`  ${verdict}  one of three computers within ${NEAR * 100}% of one: ${workload} ${metric}: ${r.toFixed(3)}× (one computer's own runs spread ${spread.toFixed(2)}×)`);
+      // Worse by more than 5 % but less than the one-computer path's own spread: this run cannot tell.
+      const verdict = worse <= NEAR ? 'PASS' : worse <= spread - 1 ? 'WITHIN SPREAD' : 'FAIL';
+      verdicts.push(`  ${verdict}  one of three computers within ${NEAR * 100}% of one: ${named} ${metric}: ${r.toFixed(3)}× (one computer's own runs spread ${spread.toFixed(2)}×)`);
     }
   };
   add('TTFB GET /api/version', 'p50 (ms)', f.ttfb, (r) => r.p50, true);
