@@ -11,7 +11,7 @@ import type { BridgeLinks, Computer } from './bridge-links.js';
 import { fetchJson, modelsArray } from './model-catalog.js';
 import { sendOllamaError } from './ollama-errors.js';
 import type { Relay } from './relay.js';
-import { canonicalModelName, classify, modelOfBody, pickForModel, pickLeastBusy, unionOpenAiModels, unionPs, unionTags } from './routing.js';
+import { canonicalModelName, classify, modelOfBody, pickAny, pickForModel, unionOpenAiModels, unionPs, unionTags } from './routing.js';
 
 /**
  * Largest body read to find its model: chats with a few images fit. A larger one can still be
@@ -118,7 +118,7 @@ export class Dispatcher {
       if (res.statusCode === 200) access.served?.(undefined, {});
       return;
     }
-    if (route.kind === 'any') return this.relayTo(req, res, pickLeastBusy(pool.map(candidateOf), this.turn++)?.computer, access, false);
+    if (route.kind === 'any') return this.relayTo(req, res, pickAny(pool.map(candidateOf))?.computer, access, false);
     let body: Buffer | undefined;
     let model = route.fromPath;
     if (model === undefined) {
@@ -131,7 +131,7 @@ export class Dispatcher {
       model = modelOfBody(read);
     }
     // No model named: Ollama's own answer (400) says what is missing.
-    if (model === undefined) return this.relayTo(req, res, pickLeastBusy(pool.map(candidateOf), this.turn++)?.computer, access, false, body);
+    if (model === undefined) return this.relayTo(req, res, pickAny(pool.map(candidateOf))?.computer, access, false, body);
     let computer = await this.pick(pool, model);
     // A model pulled on a computer directly since the last read: read once more before a 404.
     if (!computer) {

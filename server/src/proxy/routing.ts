@@ -45,17 +45,17 @@ export function pickLeastBusy<C extends { name: string; inFlight: number }>(cand
 }
 
 /**
- * The computer for a request any computer can answer (/, /api/version): the fewest requests in
- * flight, and among equals always the same one (first by name), never in turn. Spreading
- * these gains the user nothing (each is answered at once, without a model), and turning them over
- * idle computers wakes a sleeping bridge for each: docs/benchmarks.md, "Three computers".
+ * The computer for a request any computer can answer (/, /api/version, one naming no model):
+ * always the same one, the first by name, never in turn and not by requests in flight. Ollama
+ * answers these at once, beside any generation, so spreading them gains the user nothing; and
+ * turning them over computers wakes a sleeping bridge for each (docs/benchmarks.md, "Three
+ * computers"). In-flight counts would turn them anyway: an answer stays in flight until its
+ * completion trailer, after the client already has its last byte and sent the next request.
  */
-export function pickAny<C extends { name: string; inFlight: number }>(candidates: readonly C[]): C | undefined {
-  let best: C | undefined;
-  for (const c of candidates) {
-    if (!best || c.inFlight < best.inFlight || (c.inFlight === best.inFlight && c.name < best.name)) best = c;
-  }
-  return best;
+export function pickAny<C extends { name: string }>(candidates: readonly C[]): C | undefined {
+  let first: C | undefined;
+  for (const c of candidates) if (!first || c.name < first.name) first = c;
+  return first;
 }
 
 /** How the proxy treats a request when several computers are connected. */
