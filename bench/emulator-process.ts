@@ -7,6 +7,7 @@
  * example {"tokenIntervalMs":33.3} for a paced workload): the paths the benchmark built all lead
  * to this one emulator, so its pace is changed in place, never by a second emulator. It listens
  * on loopback only and answers 400 with the reason to a patch the emulator refuses.
+ * `withoutModels` / `withModels` change its model list (a computer that lacks the benchmark's model).
  *
  *   node --import tsx bench/emulator-process.ts '{"tokenIntervalMs":0}'
  */
@@ -14,8 +15,16 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { OllamaEmulator } from '@cloudtolocalllm/ollama-emulator';
 
-const options = JSON.parse(process.argv[2] ?? '{}') as { tokenIntervalMs?: number; firstByteDelayMs?: number; defaultTokens?: number };
+const { withoutModels = [], withModels = [], ...options } = JSON.parse(process.argv[2] ?? '{}') as {
+  tokenIntervalMs?: number;
+  firstByteDelayMs?: number;
+  defaultTokens?: number;
+  withoutModels?: string[];
+  withModels?: string[];
+};
 const emulator = new OllamaEmulator({ tokenIntervalMs: 0, firstByteDelayMs: 0, defaultTokens: 8, ...options });
+for (const name of withoutModels) if (!emulator.models.delete(name)) throw new Error(`the emulator has no model ${name} to leave out`);
+for (const name of withModels) emulator.models.add(name);
 const url = await emulator.start();
 
 const MAX_PATCH_BYTES = 4096;

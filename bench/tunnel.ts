@@ -8,6 +8,8 @@
  *              emulator is the same, so what differs from `tunnel` is the routing alone
  *   deployed   client → api-backend → the user's proxy in its Docker container ⇒ WebSocket +
  *              HTTP/2 through the api-backend ⇒ bridge → emulator (bench/deployed-path.ts)
+ *   tunnel 1+2 idle  three bridges again, the model on `a` only (`b`, `c` idle): routing's own
+ *              cost without more active bridges (bench/routing-path.ts)
  *   ssh -R     client → sshd's forwarded port ⇒ SSH channel ⇒ ssh client → emulator
  *
  * Emulator, proxy and bridge run in child processes started the way production starts them
@@ -15,7 +17,7 @@
  * repeated and the median reported. A benchmark reports; it never fails the build, so the exit
  * code is 0 unless the run itself could not be carried out.
  *
- *   npm run bench:tunnel [-- --repeats 3] [--quick] [--json out.json] [--paths direct,tunnel,three,deployed,ssh]
+ *   npm run bench:tunnel [-- --repeats 3] [--quick] [--json out.json] [--paths direct,tunnel,three,routed,deployed,ssh]
  *                          [--workloads ttfb,stream,concurrent,paced,upload] [--cpu-prof DIR] [--wait-quiet SECONDS]
  */
 import { randomBytes } from 'node:crypto';
@@ -30,6 +32,7 @@ import { startDeployedPath } from './deployed-path.js';
 import { costRows, workloadCost, type WorkloadCost } from './relay-cost.js';
 import { startSshForward, type SshForward } from './ssh-forward.js';
 import { fmt, median, ratio, table } from './stats.js';
+import { emulatorFor, IDLE_EMULATOR, ROUTED_NAMES, routingReport } from './routing-path.js';
 import { MACHINE_HEADER } from '@cloudtolocalllm/bridge/connection/protocol';
 import {
   concurrent,
@@ -60,7 +63,7 @@ const { values: args } = parseArgs({
     repeats: { type: 'string', default: '5' },
     quick: { type: 'boolean', default: false },
     json: { type: 'string' },
-    paths: { type: 'string', default: 'direct,tunnel,three,deployed,ssh' },
+    paths: { type: 'string', default: 'direct,tunnel,three,routed,deployed,ssh' },
     workloads: { type: 'string', default: 'ttfb,stream,concurrent,paced,upload' },
     'cpu-prof': { type: 'string' },
     'wait-quiet': { type: 'string', default: '0' },
@@ -70,7 +73,7 @@ const { values: args } = parseArgs({
 });
 if (args.help) {
   process.stdout.write(
-    'usage: npm run bench:tunnel [-- --repeats N] [--quick] [--json FILE] [--paths direct,tunnel,three,deployed,ssh]\n' +
+    'usage: npm run bench:tunnel [-- --repeats N] [--quick] [--json FILE] [--paths direct,tunnel,three,routed,deployed,ssh]\n' +
       '                            [--workloads ttfb,stream,concurrent,paced,upload] [--cpu-prof DIR] [--wait-quiet SECONDS]\n' +
       '  --wait-quiet S   first wait up to S seconds for the machine to be idle (< 10% busy)\n',
   );
@@ -150,7 +153,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 // The three paths
 
 interface Path {
-  key: 'direct' | 'tunnel' | 'three' | 'deployed' | 'ssh';
+  key: 'direct' | 'tunnel' | 'three' | 'routed' | 'deployed' | 'ssh';
   label: string;
   target: Target;
   /** Processes that serve this path, for CPU accounting (the client is this process). */
@@ -162,8 +165,8 @@ interface Path {
   management?: Target;
 }
 
-async function startEmulator(): Promise<{ child: Child; url: string; control: string }> {
-  const child = spawnTs('emulator', join(ROOT, 'bench/emulator-process.ts'), [JSON.stringify({ tokenIntervalMs: 0, firstByteDelayMs: 0 })]);
+async function startEmulator(models: object = {}): Promise<{ child: Child; url: string; control: string }> {
+  const child = spawnTs('emulator', join(ROOT, 'bench/emulator-process.ts'), [JSON.stringify({ tokenIntervalMs: 0, firstByteDelayMs: 0, ...models })]);
   const { url, control } = await child.waitFor(
     (line, s) => {
       if (s !== 'stdout') return undefined;
@@ -190,7 +193,7 @@ async function setEmulator(control: string, patch: Record<string, number>): Prom
 const profFlags = (name: string): string[] => (cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', join(cpuProfDir, name)] : []);
 
 /** A proxy and its bridges: one unnamed (a single computer), or one per name (several computers). */
-async function startTunnel(emulatorUrl: string, names: readonly string[] = []): Promise<{ proxy: Child; bridges: Child[]; url: string; token: string }> {
+async function startTunnel(emulatorUrl: string, names: readonly string[] = [], emulatorOf = (_name: string) => emulatorUrl): Promise<{ proxy: Child; bridges: Child[]; url: string; token: string }> {
   const token = randomBytes(24).toString('base64url');
   const proxy = spawnTs(
     'proxy',
@@ -216,7 +219,7 @@ async function startTunnel(emulatorUrl: string, names: readonly string[] = []): 
     const bridge = spawnTs(
       name ? `bridge-${name}` : 'bridge',
       join(ROOT, 'bridge/cli.ts'),
-      ['--proxy-url', `${url.replace(/^http/, 'ws')}/bridge`, '--ollama-url', emulatorUrl, '--allow', 'blobs', '--json', ...(name ? ['--name', name] : [])],
+      ['--proxy-url', `${url.replace(/^http/, 'ws')}/bridge`, '--ollama-url', name ? emulatorOf(name) : emulatorUrl, '--allow', 'blobs', '--json', ...(name ? ['--name', name] : [])],
       { CLOUDTOLOCALLLM_TOKEN: token },
       profFlags(name ? `bridge-${name}` : 'bridge'),
     );
@@ -375,9 +378,10 @@ async function main(): Promise<void> {
   if (wantedPaths.has('direct')) {
     paths.push({ key: 'direct', label: 'direct', target: makeTarget('direct', emulator.url), processes: [{ role: 'emulator', pid: emulator.child.pid }] });
   }
-  for (const [key, label, names] of [['tunnel', 'tunnel', []], ['three', 'tunnel ×3', ['a', 'b', 'c']]] as const) {
+  for (const [key, label, names] of [['tunnel', 'tunnel', []], ['three', 'tunnel ×3', ['a', 'b', 'c']], ['routed', 'tunnel 1+2 idle', ROUTED_NAMES]] as const) {
     if (!wantedPaths.has(key)) continue;
-    const tunnel = await startTunnel(emulator.url, names);
+    const idle = key === 'routed' ? emulatorFor(emulator.url, (await startEmulator(IDLE_EMULATOR)).url) : undefined;
+    const tunnel = await startTunnel(emulator.url, names, idle);
     const auth = { authorization: `Bearer ${tunnel.token}` };
     const target = makeTarget(label, tunnel.url, auth);
     log(`${label}: proxy ${tunnel.url} (pid ${tunnel.proxy.pid}) ⇐ WebSocket/HTTP/2 ⇐ ${tunnel.bridges.length === 1 ? 'bridge' : `${tunnel.bridges.length} bridges`} (pid ${tunnel.bridges.map((b) => b.pid).join(', ')}) → emulator`);
@@ -736,6 +740,7 @@ function report(paths: Path[], results: Results, sshNote: string, started: numbe
     if (w.has('concurrent')) near('64-stream aggregate lines/s', 'aggregate lines/s');
     if (w.has('upload')) near('upload MiB/s', 'MiB/s');
   }
+  log(routingReport(results));
   log('\nTargets (reported, not enforced)\n');
   for (const t of targets) log(`  ${t.pass === undefined ? 'N/A ' : t.pass ? 'PASS' : 'FAIL'}  ${t.name}: ${t.detail}`);
 

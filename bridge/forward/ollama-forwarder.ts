@@ -15,7 +15,7 @@ import { bodyRefusal, filterModelList, keyFromScope, keyRefusal, LIST_ROUTES, ma
 import type { KeyRing } from '../keys/key-ring.js';
 import { serveKeySet } from '../keys/key-set-stream.js';
 import { serveUsageReport } from '../keys/usage-report.js';
-import { TokenTally } from '../keys/token-tally.js';
+import { TokenTally } from '../connection/token-tally.js';
 import { describeConnectError, UNREACHABLE_CODES } from './ollama-probe.js';
 import type { OllamaTarget } from './ollama-target.js';
 import { abort, endBody, guard, isOpen, respond, writeBody } from './respond.js';

@@ -13,7 +13,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -172,7 +172,9 @@ describe('three computers, one endpoint, through the official clients', () => {
     await waitUntil(async () => (await usageOf(any.id)).requests >= start.requests + 5, 'alpha counts the uses served by bravo', 10_000);
     const now = await usageOf(any.id);
     assert.equal(now.requests, start.requests + 5);
-    assert.equal(now.tokensOut - start.tokensOut, 3 + 4 + 2, 'eval_count of the Ollama answers and completion_tokens of the non-streamed completion');
+    // The streamed OpenAI answer carries no usage (no stream_options.include_usage): its three
+    // token chunks are what it used.
+    assert.equal(now.tokensOut - start.tokensOut, 3 + 4 + 2 + 3, 'eval_count of the Ollama answers, completion_tokens of the non-streamed completion, the chunks of the streamed one');
   });
 
   test('a computer coming back under its name with client keys serves keys made on alpha; the audit lines name the computer', async () => {
@@ -280,5 +282,69 @@ describe('three computers, one endpoint, through the official clients', () => {
     const report = await get(`${endpoint}/keys/usage`, token, { method: 'POST', body: JSON.stringify({ id: any.id, tokensIn: 1e6, tokensOut: 1e6 }) });
     assert.equal(report.status, 404);
     assert.ok((await usageOf(any.id)).tokensIn < 1e6);
+  });
+
+  test('a computer that leaves mid-stream: the tokens already relayed are counted on the key\'s own computer', async () => {
+    // charlie is taken over by a bridge CLI process under the same name (with an empty key
+    // directory: it serves alpha's key by its scope), which is killed while it streams.
+    const dir = mkdtempSync(join(tmpdir(), 'ctll-three-cut-'));
+    const cli = spawn(process.execPath, ['--import', 'tsx', 'bridge/cli.ts', '--proxy-url', `${cloud.url.replace(/^http/, 'ws')}/ws/bridge`, '--ollama-url', emulators.charlie.url, '--name', 'charlie', '--json'], {
+      cwd: ROOT,
+      env: { ...process.env, CLOUDTOLOCALLLM_TOKEN: token, CTLL_CONFIG_DIR: dir },
+      stdio: ['ignore', 'ignore', 'ignore'],
+    });
+    const exited = new Promise((resolve) => cli.once('exit', resolve));
+    const old = bridges.charlie;
+    emulators.charlie.set({ tokenIntervalMs: 40 });
+    try {
+      assert.equal((await waitForState(old, 'disconnected', 30_000)).code, 'replaced', 'the CLI took charlie over');
+      // Once its key set reached the proxy, the key reaches charlie's model; each look is a use.
+      const before = await usageOf(any.id);
+      let looks = 0;
+      await waitUntil(async () => {
+        looks += 1;
+        return ((await get(`${endpoint}/api/tags`, any.key)).body['models'] as Array<{ name: string }>).some((m) => m.name === 'qwen2.5:0.5b');
+      }, 'the CLI serves the key', 10_000);
+      await waitUntil(async () => (await usageOf(any.id)).requests === before.requests + looks, 'the looks are counted', 10_000);
+      const start = await usageOf(any.id);
+      const answer = await fetch(`${endpoint}/api/generate`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${any.key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'qwen2.5:0.5b', prompt: 'x', options: { num_predict: 200 } }),
+      });
+      assert.equal(answer.status, 200);
+      // Read as it comes: a cut connection fails text() and takes what had come with it.
+      let fiveCame: () => void = () => undefined;
+      const five = new Promise<void>((resolve) => (fiveCame = resolve));
+      const text = (async (): Promise<string> => {
+        const decoder = new TextDecoder();
+        let got = '';
+        try {
+          for await (const chunk of answer.body!) {
+            got += decoder.decode(chunk, { stream: true });
+            if (got.split('\n').length > 5) fiveCame();
+          }
+        } catch {
+          // The connection cut after the error line: what came is the answer.
+        }
+        return got;
+      })();
+      await five;
+      cli.kill('SIGKILL');
+      const lines = (await text).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { done?: boolean; error?: string });
+      const relayed = lines.filter((l) => l.done === false).length;
+      assert.ok(relayed >= 5 && relayed < 200, `the answer was cut after ${relayed} tokens`);
+      assert.match(lines.at(-1)?.error ?? '', /connection to your computer was lost mid-stream/);
+      await waitUntil(async () => (await usageOf(any.id)).requests > start.requests, 'alpha counts the cut answer', 10_000);
+      const now = await usageOf(any.id);
+      assert.equal(now.requests, start.requests + 1);
+      assert.equal(now.tokensOut - start.tokensOut, relayed, 'every token the client got, and no more');
+      assert.equal(now.tokensIn, start.tokensIn, 'the prompt\'s count comes only at the end');
+    } finally {
+      cli.kill('SIGKILL');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+      emulators.charlie.set({ tokenIntervalMs: 1 });
+    }
   });
 });

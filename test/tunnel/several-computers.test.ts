@@ -176,6 +176,32 @@ describe('several computers on one endpoint', () => {
     assert.ok(spread.alpha <= 40 && spread.bravo <= 40, `spread ${JSON.stringify(spread)}`);
   });
 
+  test('/api/version answers from one computer, always the same (no turn over idle computers), also while it streams', async () => {
+    const versions = (): Promise<Record<Name, number>> =>
+      delta('/api/version', async () => {
+        for (let i = 0; i < 6; i++) {
+          const res = await fetch(`${url}/api/version`, { headers: auth });
+          assert.equal(res.status, 200);
+          assert.match(((await res.json()) as { version: string }).version, /^\d+\.\d+\.\d+/);
+        }
+      });
+    assert.deepEqual(await versions(), { alpha: 6, bravo: 0, charlie: 0 });
+    // Ollama answers it beside a generation: a stream on alpha does not send it elsewhere.
+    emulators.alpha.set({ tokenIntervalMs: 50 });
+    try {
+      const long = fetch(`${url}/api/chat`, {
+        method: 'POST',
+        headers: { ...auth, 'content-type': 'application/json', 'X-CloudToLocalLLM-Machine': 'alpha' },
+        body: JSON.stringify({ model: 'llama3.2', messages: [{ role: 'user', content: 'hi' }], options: { num_predict: 20 } }),
+      });
+      await emulators.alpha.waitFor((r) => r.path === '/api/chat' && r.tokensSent >= 1);
+      assert.deepEqual(await versions(), { alpha: 6, bravo: 0, charlie: 0 });
+      await (await long).text();
+    } finally {
+      emulators.alpha.set({ tokenIntervalMs: 2 });
+    }
+  });
+
   test('X-CloudToLocalLLM-Machine pins a computer; an unknown name is refused naming the connected ones', async () => {
     const pinned = (await (await fetch(`${url}/api/tags`, { headers: { ...auth, 'X-CloudToLocalLLM-Machine': 'bravo' } })).json()) as { models: Array<{ name: string }> };
     assert.deepEqual(pinned.models.map((m) => m.name).sort(), ['mistral:7b', 'qwen2.5:0.5b']);

@@ -6,11 +6,12 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { MACHINE_HEADER } from '@cloudtolocalllm/bridge/connection/protocol';
+import { TokenTally } from '@cloudtolocalllm/bridge/connection/token-tally';
 import type { BridgeLinks, Computer } from './bridge-links.js';
 import { fetchJson, modelsArray } from './model-catalog.js';
 import { sendOllamaError } from './ollama-errors.js';
 import type { Relay } from './relay.js';
-import { canonicalModelName, classify, modelOfBody, pickForModel, pickLeastBusy, unionOpenAiModels, unionPs, unionTags } from './routing.js';
+import { canonicalModelName, classify, modelOfBody, pickAny, pickForModel, unionOpenAiModels, unionPs, unionTags } from './routing.js';
 
 /**
  * Largest body read to find its model: chats with a few images fit. A larger one can still be
@@ -62,6 +63,13 @@ export interface Access {
    * undefined: the proxy answered from several computers (a union listing).
    */
   served?(computer: Computer | undefined, trailers: Record<string, unknown>): void;
+  /**
+   * A computer whose answers the proxy counts itself as it relays them, because a cut answer
+   * (the computer left midway) brings no trailer: `cut` then gets the tokens relayed. Only where
+   * the usage goes elsewhere (a key served by a computer that is not its own).
+   */
+  countsRelayed?(computer: Computer): boolean;
+  cut?(relayed: { tokensIn: number; tokensOut: number }): void;
 }
 
 export class Dispatcher {
@@ -110,7 +118,7 @@ export class Dispatcher {
       if (res.statusCode === 200) access.served?.(undefined, {});
       return;
     }
-    if (route.kind === 'any') return this.relayTo(req, res, pickLeastBusy(pool.map(candidateOf), this.turn++)?.computer, access, false);
+    if (route.kind === 'any') return this.relayTo(req, res, pickAny(pool.map(candidateOf))?.computer, access, false);
     let body: Buffer | undefined;
     let model = route.fromPath;
     if (model === undefined) {
@@ -123,7 +131,7 @@ export class Dispatcher {
       model = modelOfBody(read);
     }
     // No model named: Ollama's own answer (400) says what is missing.
-    if (model === undefined) return this.relayTo(req, res, pickLeastBusy(pool.map(candidateOf), this.turn++)?.computer, access, false, body);
+    if (model === undefined) return this.relayTo(req, res, pickAny(pool.map(candidateOf))?.computer, access, false, body);
     let computer = await this.pick(pool, model);
     // A model pulled on a computer directly since the last read: read once more before a 404.
     if (!computer) {
@@ -156,8 +164,18 @@ export class Dispatcher {
     body?: Buffer,
     onHead?: (status: number) => void,
   ): void {
+    const tally = computer && access.cut && access.countsRelayed?.(computer) ? new TokenTally() : undefined;
     this.relay.handle(req, res, computer?.link, computer && access.own ? access.own(computer) : {}, body, {
       ...(access.served && computer ? { onTrailers: (trailers) => access.served!(computer, trailers) } : {}),
+      ...(tally && computer
+        ? {
+            tally,
+            onCut: () => {
+              tally.end();
+              access.cut!({ tokensIn: tally.tokensIn, tokensOut: tally.tokensOut });
+            },
+          }
+        : {}),
       onHead: (status) => {
         onHead?.(status);
         // What a pull, create, copy or delete changed: read that computer's models again once it is done.

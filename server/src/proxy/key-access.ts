@@ -95,8 +95,27 @@ export function refuseOutsideMachines(res: ServerResponse, access: Extract<KeyAc
 export function reportUsage(access: Extract<KeyAccess, { ok: true }>, served: Computer | undefined, trailer: unknown): void {
   if (served && access.holders.includes(served)) return;
   const tokens = served ? parseKeyTokens(trailer) : { tokensIn: 0, tokensOut: 0 };
+  if (tokens) postUsage(access, tokens);
+}
+
+/** Whether the proxy counts what `computer` relays for this key: it is not the key's own computer. */
+export function countsRelayed(access: Extract<KeyAccess, { ok: true }>, computer: Computer): boolean {
+  return !access.holders.includes(computer);
+}
+
+/**
+ * An answer another computer began with this key and did not complete (it left, its Ollama
+ * failed, the client went away): no trailer comes, so the tokens the proxy itself relayed to the
+ * client are counted where the key lives. The proxy's own count, never the client's word.
+ */
+export function reportCutUsage(access: Extract<KeyAccess, { ok: true }>, relayed: { tokensIn: number; tokensOut: number }): void {
+  postUsage(access, relayed);
+}
+
+function postUsage(access: Extract<KeyAccess, { ok: true }>, tokens: { tokensIn: number; tokensOut: number }): void {
+  // The key's own computer; when it is not connected, the use is not recorded anywhere.
   const holder = access.holders.find((c) => c.link.connected);
-  if (!tokens || !holder) return;
+  if (!holder) return;
   const stream = holder.link.request({ ':method': 'POST', ':path': KEY_USAGE_PATH, ':authority': CONTROL_AUTHORITY, 'content-type': 'application/json' }, { endStream: false });
   if (!stream) return;
   stream.on('error', () => undefined);

@@ -11,6 +11,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { copyWithBackpressure } from '@cloudtolocalllm/bridge/connection/backpressure';
 import { relayableRequestHeaders } from '@cloudtolocalllm/bridge/connection/headers';
 import { COMPLETE_TRAILER } from '@cloudtolocalllm/bridge/connection/protocol';
+import type { TokenTally } from '@cloudtolocalllm/bridge/connection/token-tally';
 import type { BridgeLink } from './bridge-link.js';
 import { sendOllamaError } from './ollama-errors.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
@@ -53,6 +54,10 @@ export interface RelayHooks {
   onHead?(status: number): void;
   /** The bridge's trailers of a complete answer (a keyed answer's token counts). */
   onTrailers?(trailers: http2.IncomingHttpHeaders): void;
+  /** Fed every chunk relayed to the client: what a cut answer used (onCut). */
+  tally?: TokenTally;
+  /** A started answer ended without its completion: the computer left, Ollama failed or the client went away midway. */
+  onCut?(): void;
 }
 
 export class Relay {
@@ -94,6 +99,8 @@ export class Relay {
     this.metrics.activeStreams.inc();
     let complete = false;
     let done = false;
+    /** The answer's head went to the client: from then on, an end without completion is a cut. */
+    let started = false;
     let lineKind: 'ndjson' | 'sse' | undefined;
     let lastByte = 0x0a;
     const finish = (outcome: string): void => {
@@ -104,6 +111,7 @@ export class Relay {
       link.inFlight -= 1;
       this.metrics.activeStreams.dec();
       this.metrics.requests.inc({ outcome });
+      if (started && !complete && outcome !== 'ok') hooks.onCut?.();
     };
 
     const headDeadline = setTimeout(() => {
@@ -146,12 +154,14 @@ export class Relay {
       lineKind = isLineStream(typeof headers['content-type'] === 'string' ? headers['content-type'] : undefined);
       hooks.onHead?.(status);
       res.writeHead(status, relayedResponseHeaders(headers as IncomingHttpHeaders));
+      started = true;
       // Headers now, so a client waiting on a slow model load sees the request was accepted.
       res.flushHeaders();
       copyWithBackpressure(stream, res, {
         onChunk: (chunk) => {
           this.metrics.bytes.inc({ direction: 'down' }, chunk.length);
           lastByte = chunk[chunk.length - 1] ?? lastByte;
+          hooks.tally?.feed(chunk);
         },
       });
     });

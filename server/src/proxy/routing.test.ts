@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { canonicalModelName, classify, modelOfBody, pickForModel, pickLeastBusy, unionOpenAiModels, unionTags, type Candidate } from './routing.js';
+import { canonicalModelName, classify, modelOfBody, pickAny, pickForModel, pickLeastBusy, unionOpenAiModels, unionTags, type Candidate } from './routing.js';
 
 const computer = (name: string, models: string[], loaded: string[] = [], inFlight = 0): Candidate => ({
   name,
@@ -38,6 +38,12 @@ test('equals take turns, whatever order they come in', () => {
   const picks = [0, 1, 2, 3].map((turn) => pickForModel(cs, 'm', turn)?.name);
   assert.deepEqual(picks, ['a', 'b', 'a', 'b']);
   assert.equal(pickLeastBusy([], 0), undefined);
+});
+
+test('a request any computer can answer always goes to the same one, first by name: not in turn, not by load', () => {
+  const cs = [computer('c', []), computer('b', [], [], 0), computer('a', [], [], 3)];
+  assert.deepEqual([0, 1, 2, 3].map(() => pickAny(cs)?.name), ['a', 'a', 'a', 'a']);
+  assert.equal(pickAny([]), undefined);
 });
 
 test('routes are classified: unions, management, model-named, any', () => {

@@ -44,6 +44,20 @@ export function pickLeastBusy<C extends { name: string; inFlight: number }>(cand
   return ties[turn % ties.length];
 }
 
+/**
+ * The computer for a request any computer can answer (/, /api/version, one naming no model):
+ * always the same one, the first by name, never in turn and not by requests in flight. Ollama
+ * answers these at once, beside any generation, so spreading them gains the user nothing; and
+ * turning them over computers wakes a sleeping bridge for each (docs/benchmarks.md, "Three
+ * computers"). In-flight counts would turn them anyway: an answer stays in flight until its
+ * completion trailer, after the client already has its last byte and sent the next request.
+ */
+export function pickAny<C extends { name: string }>(candidates: readonly C[]): C | undefined {
+  let first: C | undefined;
+  for (const c of candidates) if (!first || c.name < first.name) first = c;
+  return first;
+}
+
 /** How the proxy treats a request when several computers are connected. */
 export type RouteClass =
   /** Answered as the union of every computer's answer. */

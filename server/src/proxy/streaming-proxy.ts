@@ -34,7 +34,7 @@ import { rawHttpError, sendOllamaError } from './ollama-errors.js';
 import { ProxyMetrics } from './proxy-metrics.js';
 import { Relay } from './relay.js';
 import { CLIENT_KEY_HEADER, KEY_TOKENS_TRAILER } from '@cloudtolocalllm/bridge/connection/client-key';
-import { checkKeyAccess, keyHeaders, refuseOutsideMachines, reportUsage } from './key-access.js';
+import { checkKeyAccess, countsRelayed, keyHeaders, refuseOutsideMachines, reportCutUsage, reportUsage } from './key-access.js';
 
 export interface StreamingProxyOptions {
   authenticator: Authenticator;
@@ -239,6 +239,8 @@ export class StreamingProxy {
         own: (computer) => keyHeaders(access, computer),
         ...(access.scope?.models ? { models: access.scope.models } : {}),
         served: (computer, trailers) => reportUsage(access, computer, trailers[KEY_TOKENS_TRAILER]),
+        countsRelayed: (computer) => countsRelayed(access, computer),
+        cut: (relayed) => reportCutUsage(access, relayed),
       });
     }
     return this.dispatcher.handle(req, res, computers);
