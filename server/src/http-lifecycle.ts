@@ -18,6 +18,22 @@ export function trackSockets(server: http.Server): () => void {
   };
 }
 
+/**
+ * How long an idle keep-alive connection stays open here: longer than any client in front keeps
+ * one, nginx's upstream pool first (`keepalive_timeout 60s`, server/deploy/nginx). With Node's
+ * default of 5 s a client could send a request on a connection this server was closing in that
+ * same moment: nginx answered a POST with 502 (it retries only idempotent requests), and a
+ * benchmark's client saw "socket hang up". Whoever keeps an idle connection longest must be the
+ * server. Node's own agents (the api-backend to a proxy or a peer) read the `Keep-Alive:
+ * timeout=65` this sends and let go first.
+ */
+export const IDLE_CONNECTION_MS = 65_000;
+
+/** Keeps idle keep-alive connections IDLE_CONNECTION_MS (see there). */
+export function keepIdleConnections(server: http.Server): void {
+  server.keepAliveTimeout = IDLE_CONNECTION_MS;
+}
+
 /** Listens and resolves with the base URL, e.g. `http://127.0.0.1:43117`. */
 export async function listenUrl(server: http.Server, port: number, host: string): Promise<string> {
   await new Promise<void>((resolve, reject) => {

@@ -13,7 +13,7 @@ import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerRespon
 import type { Duplex } from 'node:stream';
 import type { AuditLog } from '../audit.js';
 import { wwwAuthenticate } from '../auth/jwt-authenticator.js';
-import { closeNow, listenUrl, trackSockets } from '../http-lifecycle.js';
+import { closeNow, keepIdleConnections, listenUrl, trackSockets } from '../http-lifecycle.js';
 import { silentLogger, type Logger } from '../log.js';
 import { authCode, ERROR_STATUS, ServerError, type AuthReason, type ErrorCode } from '../errors.js';
 import type { ProxyManager, ProxyRecord } from '../manager/proxy-manager.js';
@@ -200,6 +200,7 @@ export class ApiServer {
       headersTimeout: 60_000,
       noDelay: true,
     });
+    keepIdleConnections(this.server);
     this.server.on('request', (req, res) => {
       this.onRequest(req, res).catch((e: unknown) => {
         this.log.error('request failed', { error: e instanceof Error ? e.message : String(e) });

@@ -19,7 +19,7 @@ import type { TLSSocket } from 'node:tls';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ApiServer, ClusterHooks, PeerIdentity } from '../api/api-server.js';
 import type { BridgeSplice, SpliceEvents } from '../api/bridge-forward.js';
-import { closeNow, trackSockets } from '../http-lifecycle.js';
+import { closeNow, keepIdleConnections, trackSockets } from '../http-lifecycle.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { Membership } from './membership.js';
 import { DEFAULT_MEMBERSHIP_INTERVAL_MS } from './membership.js';
@@ -148,6 +148,7 @@ export class ClusterNode extends EventEmitter<ClusterNodeEvents> implements Clus
     };
     this.selfMember = options.self;
     this.peerServer = https.createServer({ ...options.tls.server, requestTimeout: 0, headersTimeout: 60_000, noDelay: true });
+    keepIdleConnections(this.peerServer);
     this.peerServer.on('secureConnection', (socket: TLSSocket) => this.peerSockets.add(socket));
     // A connection without a certificate of the stack's CA fails its handshake; nothing is served.
     this.peerServer.on('tlsClientError', () => undefined);

@@ -22,7 +22,7 @@ import {
   TUNNEL_PROTOCOL_VERSION,
   versionOf,
 } from '@cloudtolocalllm/bridge/connection/protocol';
-import { closeNow, listenUrl, trackSockets } from '../http-lifecycle.js';
+import { closeNow, keepIdleConnections, listenUrl, trackSockets } from '../http-lifecycle.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { Authenticator } from './auth.js';
 import { readJsonBody } from '../api/json-body.js';
@@ -123,6 +123,7 @@ export class StreamingProxy {
       headersTimeout: 60_000,
       noDelay: true,
     });
+    keepIdleConnections(this.server);
     this.server.on('request', (req, res) => void this.onRequest(req, res));
     this.server.on('upgrade', (req, socket, head) => void this.onUpgrade(req, socket as Socket, head));
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.onClientError(err, socket));
