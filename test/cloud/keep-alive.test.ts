@@ -28,7 +28,7 @@ async function getTwice(url: string, idleMs: number, headers: Record<string, str
     new Promise((resolve, reject) => {
       const req = http.get(url, { agent, headers }, (res) => {
         res.resume();
-        res.on('end', () => resolve({ reused: req.reusedSocket, status: res.statusCode ?? 0, keepAlive: res.headers['keep-alive'] }));
+        res.on('end', () => resolve({ reused: req.reusedSocket, status: res.statusCode ?? 0, keepAlive: typeof res.headers['keep-alive'] === 'string' ? res.headers['keep-alive'] : undefined }));
       });
       req.on('error', reject);
     });
