@@ -30,6 +30,7 @@ import { routeOf } from '@cloudtolocalllm/bridge/connection/client-key';
 import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { ownerOf } from '@cloudtolocalllm/server/cluster/owner-map';
 import { startCluster, type Cluster, type NodeProcess } from '../test/cluster/cluster-harness.js';
+import { wholeNumber } from './args.js';
 import { fmt, quantile, ratio, table } from './stats.js';
 import { call, makeTarget, settle, type Target } from './workloads.js';
 
@@ -48,14 +49,9 @@ if (args.help) {
   process.stdout.write('usage: npm run bench:cluster-hop [-- --samples N] [--streams N] [--tokens N] [--quick] [--json FILE]\n');
   process.exit(0);
 }
-const positive = (name: string, value: string): number => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a whole number above 0, got "${value}"`);
-  return n;
-};
-const SAMPLES = args.quick ? 100 : positive('samples', args.samples);
-const STREAMS = args.quick ? 20 : positive('streams', args.streams);
-const TOKENS = positive('tokens', args.tokens);
+const SAMPLES = args.quick ? 100 : wholeNumber('samples', args.samples);
+const STREAMS = args.quick ? 20 : wholeNumber('streams', args.streams);
+const TOKENS = wholeNumber('tokens', args.tokens);
 const WARMUP = Math.min(300, SAMPLES);
 const HOSTS = ['127.0.0.11', '127.0.0.12', '127.0.0.13'];
 const USER = 'bench-hop-user';

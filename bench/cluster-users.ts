@@ -28,6 +28,7 @@ import { parseArgs } from 'node:util';
 import { routeOf } from '@cloudtolocalllm/bridge/connection/client-key';
 import { readPlacements } from '@cloudtolocalllm/server/cluster/placement-exchange';
 import { PlacementTable } from '@cloudtolocalllm/server/cluster/placements';
+import { wholeNumber, wholeNumbers } from './args.js';
 import { fmt, quantile, table } from './stats.js';
 
 const { values: args } = parseArgs({
@@ -44,15 +45,9 @@ if (args.help) {
   process.stdout.write('usage: npm run bench:cluster-users [-- --members 3,10,30] [--users 1000,5000] [--rounds 50] [--json FILE]\n');
   process.exit(0);
 }
-const wholeList = (name: string, value: string): number[] => {
-  const list = value.split(',').map((v) => Number(v.trim()));
-  const bad = list.find((n) => !Number.isInteger(n) || n < 1);
-  if (bad !== undefined || list.length === 0) throw new Error(`--${name} must be whole numbers above 0, comma-separated, got "${value}"`);
-  return list;
-};
-const MEMBER_COUNTS = wholeList('members', args.members);
-const USER_COUNTS = wholeList('users', args.users);
-const [ROUNDS] = wholeList('rounds', args.rounds);
+const MEMBER_COUNTS = wholeNumbers('members', args.members);
+const USER_COUNTS = wholeNumbers('users', args.users);
+const ROUNDS = wholeNumber('rounds', args.rounds);
 if (MEMBER_COUNTS.some((m) => m < 2)) throw new Error('--members: a cluster has at least 2 members');
 
 const newRoute = (): string => routeOf(randomBytes(32).toString('hex'));
@@ -87,7 +82,7 @@ async function measure(members: number, perNode: number): Promise<Row> {
 
   const change: number[] = [];
   const place: number[] = [];
-  for (let i = 0; i < ROUNDS!; i++) {
+  for (let i = 0; i < ROUNDS; i++) {
     // A bridge opened here (one more local user): what the next request pays.
     const opened = newRoute();
     let t = process.hrtime.bigint();
@@ -110,7 +105,7 @@ async function measure(members: number, perNode: number): Promise<Row> {
   const peer = names[1]!;
   const peerRoutes = placed.slice(perNode, 2 * perNode);
   const heard: number[] = [];
-  for (let i = 0; i < ROUNDS!; i++) {
+  for (let i = 0; i < ROUNDS; i++) {
     peerRoutes[i % perNode] = newRoute();
     t = process.hrtime.bigint();
     table.setPeer(peer, peerRoutes);

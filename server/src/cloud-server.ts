@@ -59,29 +59,22 @@ export interface CloudServerExtras {
   accessTokenTtlSec?: number;
 }
 
-type Attempt<T> = { ok: true; value: T } | { ok: false; reason: string };
-
-/** Tries what a start needs again, every second, until it is ready or `ms` has passed. */
-class ReadyWait {
-  private readonly deadline: number;
-  constructor(
-    ms: number,
-    private readonly log: Logger,
-  ) {
-    this.deadline = Date.now() + ms;
-  }
-
-  async until<T>(what: string, attempt: () => Promise<Attempt<T>>): Promise<Attempt<T>> {
-    let logged = 0;
-    for (;;) {
-      const result = await attempt();
-      if (result.ok || Date.now() >= this.deadline) return result;
-      if (Date.now() - logged >= 10_000) {
-        this.log.info(`waiting for ${what}`, { reason: result.reason, secondsLeft: Math.ceil((this.deadline - Date.now()) / 1000) });
-        logged = Date.now();
-      }
-      await new Promise((r) => setTimeout(r, Math.min(1_000, Math.max(0, this.deadline - Date.now()))));
+/**
+ * Asks `attempt` again every second until `problem` finds nothing wrong with its answer or
+ * `deadline` (ms since the epoch) has passed; the last answer. Logs what it waits for, and why,
+ * every 10 s.
+ */
+async function retryUntil<T>(deadline: number, log: Logger, what: string, attempt: () => Promise<T>, problem: (answer: T) => string | undefined): Promise<T> {
+  let logged = 0;
+  for (;;) {
+    const answer = await attempt();
+    const reason = problem(answer);
+    if (reason === undefined || Date.now() >= deadline) return answer;
+    if (Date.now() - logged >= 10_000) {
+      log.info(`waiting for ${what}`, { reason, secondsLeft: Math.ceil((deadline - Date.now()) / 1000) });
+      logged = Date.now();
     }
+    await new Promise((r) => setTimeout(r, Math.min(1_000, Math.max(0, deadline - Date.now()))));
   }
 }
 
@@ -109,13 +102,12 @@ async function chooseRuntime(config: ServerConfig, log: Logger, extras: CloudSer
   // On a Swarm nothing orders a node's services: the filter and the firewall's keeper may come
   // up after this task. Exiting would leave the node without an api-backend until Swarm's next
   // restart, which a returning node was seen to wait 54 s for; waiting here costs nothing.
-  const waiting = new ReadyWait(config.readyWaitMs, log);
-  const probed = await waiting.until('the Docker engine', () => DockerRuntime.probe().then((p) => (p.ok ? { ok: true as const, value: p.version } : { ok: false as const, reason: p.error })));
-  if (!probed.ok) {
-    if (required) refuse(`the Docker engine does not answer: ${probed.reason}`);
-    return inProcess('no Docker engine answers', probed.reason);
+  const deadline = Date.now() + config.readyWaitMs;
+  const probe = await retryUntil(deadline, log, 'the Docker engine', () => DockerRuntime.probe(), (p) => (p.ok ? undefined : p.error));
+  if (!probe.ok) {
+    if (required) refuse(`the Docker engine does not answer: ${probe.error}`);
+    return inProcess('no Docker engine answers', probe.error);
   }
-  const probe = { version: probed.value };
   const runtime = new DockerRuntime({
     image: config.proxyImage,
     subnetRange: config.subnetRange,
@@ -129,7 +121,7 @@ async function chooseRuntime(config: ServerConfig, log: Logger, extras: CloudSer
   });
   const image = await ensureProxyImage({ docker: runtime.docker, image: config.proxyImage, log });
   const firewall = image.ok
-    ? await waiting.until('the isolation firewall', () => runtime.ensureFirewall().then(() => ({ ok: true as const, value: undefined }), (e: Error) => ({ ok: false as const, reason: e.message }))).then((r) => (r.ok ? undefined : r.reason))
+    ? await retryUntil(deadline, log, 'the isolation firewall', () => runtime.ensureFirewall().then(() => undefined, (e: Error) => e.message), (reason) => reason)
     : undefined;
   if (!image.ok || firewall !== undefined) {
     await runtime.close();
