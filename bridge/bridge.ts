@@ -7,7 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { DEFAULT_HEARTBEAT, type HeartbeatOptions } from './connection/heartbeat.js';
-import { DEFAULT_MACHINE_NAME, machineNameProblem } from './connection/protocol.js';
+import { DEFAULT_MACHINE_NAME, machineNameProblem, type TunnelTransport } from './connection/protocol.js';
 import { dialTunnel } from './connection/tunnel-dialer.js';
 import { OllamaForwarder } from './forward/ollama-forwarder.js';
 import { probeOllama, type OllamaProbeResult } from './forward/ollama-probe.js';
@@ -46,6 +46,8 @@ export interface BridgeOptions {
    * Several computers with different names serve one endpoint; the same name replaces.
    */
   name?: string;
+  /** Only this tunnel transport (bridge CLI --transport); none: h2, else websocket (tunnel-dialer.ts). */
+  transport?: TunnelTransport;
 }
 
 export interface BridgeEvents {
@@ -116,6 +118,7 @@ export class Bridge extends EventEmitter<BridgeEvents> {
           ...(options.protocolVersion !== undefined ? { protocolVersion: options.protocolVersion } : {}),
           ...(options.ca !== undefined ? { ca: options.ca } : {}),
           ...(options.name !== undefined ? { machine: options.name } : {}),
+          ...(options.transport !== undefined ? { transport: options.transport } : {}),
         }),
       ...(options.backoff !== undefined ? { backoff: options.backoff } : {}),
       ...(options.stableAfterMs !== undefined ? { stableAfterMs: options.stableAfterMs } : {}),

@@ -27,6 +27,8 @@ export const USAGE = `usage: cloudtolocalllm-bridge --proxy-url URL [options]
   --ca-file FILE      also trust the CA certificate(s) in FILE (PEM) for wss:// (self-signed cloud)
   --name NAME         this computer's name on your endpoint (default: the host name); each
                       computer needs its own, the same name again replaces the older one
+  --transport T       h2 or websocket: only this tunnel transport (default: h2, falling back
+                      to websocket where the cloud or a proxy on the way takes nothing else)
   --json              status events as JSON lines on stdout
 
 Client keys (npm run keys) are read from ${CONFIG_DIR_VARIABLE}, else the desktop app's data directory.
@@ -46,6 +48,8 @@ export interface BridgeCliConfig {
   json: boolean;
   /** This computer's name on the endpoint (--name, else from the host name). */
   name: string;
+  /** --transport: only this tunnel transport; none lets the bridge choose (h2, else websocket). */
+  transport?: 'h2' | 'websocket';
   /** Where the client keys are (CTLL_CONFIG_DIR, else the desktop's user data directory). */
   configDir: string;
   /** The bearer token now (throws CliConfigError when there is none or its file is unreadable). */
@@ -66,6 +70,7 @@ export function readCliConfig(args: readonly string[], env: NodeJS.ProcessEnv): 
         'ca-file': { type: 'string' },
         json: { type: 'boolean', default: false },
         name: { type: 'string' },
+        transport: { type: 'string' },
         help: { type: 'boolean', default: false },
       },
       strict: true,
@@ -107,6 +112,11 @@ export function readCliConfig(args: readonly string[], env: NodeJS.ProcessEnv): 
   const nameProblem = machineNameProblem(name);
   if (nameProblem) throw new CliConfigError(`--name: ${nameProblem}`);
 
+  const transport = values.transport;
+  if (transport !== undefined && transport !== 'h2' && transport !== 'websocket') {
+    throw new CliConfigError(`--transport must be h2 or websocket, not "${transport.slice(0, 40)}"`);
+  }
+
   let allowManagement;
   try {
     allowManagement = parseManagementList(values.allow);
@@ -118,6 +128,7 @@ export function readCliConfig(args: readonly string[], env: NodeJS.ProcessEnv): 
     ollamaUrl: values['ollama-url'],
     allowManagement,
     ...(ca !== undefined ? { ca } : {}),
+    ...(transport !== undefined ? { transport } : {}),
     json: values.json,
     name,
     configDir: configDir(env),

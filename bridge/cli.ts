@@ -50,6 +50,7 @@ try {
   bridge = new Bridge({
     keys,
     ...(values.ca !== undefined ? { ca: values.ca } : {}),
+    ...(values.transport !== undefined ? { transport: values.transport } : {}),
     proxyUrl: values.proxyUrl,
     ollamaUrl: values.ollamaUrl,
     policy: { allowManagement: new Set(values.allowManagement) },
@@ -66,7 +67,8 @@ const print = (line: string, event: object): void => {
 };
 bridge.on('status', (s) => {
   const retry = s.retryInMs !== undefined ? ` (retrying in ${(s.retryInMs / 1000).toFixed(1)} s)` : '';
-  print(`${s.state}: ${s.reason ?? ''}${retry}`, { event: 'status', ...s });
+  const over = s.state === 'connected' && s.transport ? ` (${s.transport === 'h2' ? 'HTTP/2 on the socket' : 'HTTP/2 over WebSocket'})` : '';
+  print(`${s.state}: ${s.reason ?? ''}${over}${retry}`, { event: 'status', ...s });
   // A fatal refusal (update required, another device took over) is not retried: exit with it.
   if ((s.state === 'error' || s.state === 'disconnected') && s.retryInMs === undefined) {
     process.exitCode = s.code === 'update-required' ? 3 : 4;

@@ -4,6 +4,7 @@
  * request hangs. Each side pings on an interval; any frame received counts as life, so a long
  * upload that delays a pong behind data is not mistaken for death.
  */
+import type { Http2Session } from 'node:http2';
 import type WebSocket from 'ws';
 
 export interface HeartbeatOptions {
@@ -47,6 +48,50 @@ export function startHeartbeat(
     ws.off('pong', heard);
     ws.off('ping', heard);
     ws.off('message', heard);
+  }
+  return stop;
+}
+
+/**
+ * The same on the `h2` transport, where HTTP/2 runs on the socket itself: HTTP/2 PINGs instead of
+ * WebSocket ones, and any byte read from the socket counts as life (read from its counter, as
+ * native HTTP/2 consumes the socket and no 'data' events are left to listen to). `onHeard` is
+ * told the bytes that arrived since the last tick (the proxy's idle clock reads them).
+ */
+export function startSessionHeartbeat(
+  session: Http2Session,
+  socket: { readonly bytesRead: number },
+  options: HeartbeatOptions,
+  onDead: (silentForMs: number) => void,
+  onHeard: (bytes: number) => void = () => {},
+): () => void {
+  let lastHeard = Date.now();
+  let lastBytes = socket.bytesRead;
+  const timer = setInterval(() => {
+    const bytes = socket.bytesRead;
+    if (bytes > lastBytes) {
+      onHeard(bytes - lastBytes);
+      lastBytes = bytes;
+      lastHeard = Date.now();
+    }
+    const silentFor = Date.now() - lastHeard;
+    if (silentFor >= options.timeoutMs) {
+      stop();
+      onDead(silentFor);
+      return;
+    }
+    if (session.destroyed || session.closed) return;
+    try {
+      session.ping(() => {
+        /* the answer is read from the byte counter; a failed ping is a silence like any other */
+      });
+    } catch {
+      /* too many unanswered pings in flight, or the session is ending: silence decides */
+    }
+  }, Math.max(10, Math.min(options.intervalMs, options.timeoutMs)));
+  timer.unref();
+  function stop(): void {
+    clearInterval(timer);
   }
   return stop;
 }

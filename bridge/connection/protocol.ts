@@ -30,6 +30,54 @@ export function versionOf(subprotocol: string): number | undefined {
   return Number(digits);
 }
 
+/**
+ * How the tunnel's HTTP/2 travels (issue 12). `h2`: the bridge's HTTP/1.1 request is upgraded to
+ * `Upgrade: cloudtolocalllm-h2/1` and HTTP/2 then runs straight on the TCP or TLS socket, read and
+ * written by Node's native HTTP/2 (no WebSocket framing, no JavaScript stream in between).
+ * `websocket`: HTTP/2 inside WebSocket messages, for a proxy or middlebox that takes only WebSocket.
+ */
+export type TunnelTransport = 'h2' | 'websocket';
+
+/** The upgrade token of the `h2` transport; `/N` is the contract's version, as the subprotocol's `vN`. */
+export const H2_UPGRADE_PREFIX = 'cloudtolocalllm-h2/';
+
+export function h2UpgradeFor(version: number): string {
+  return `${H2_UPGRADE_PREFIX}${version}`;
+}
+
+/**
+ * What an `Upgrade` header asks for: one of our two transports and, for `h2`, the versions it
+ * names (RFC 9110 §7.8: a comma-separated list, case-insensitive); undefined for anything else.
+ */
+export function tunnelUpgradeOf(header: string | undefined): { transport: TunnelTransport; versions: number[] } | undefined {
+  const tokens = String(header ?? '')
+    .split(',')
+    .map((t) => t.trim().toLowerCase())
+    .filter(Boolean);
+  const versions = tokens.flatMap((t) => {
+    if (!t.startsWith(H2_UPGRADE_PREFIX)) return [];
+    const v = versionOf(`${TUNNEL_SUBPROTOCOL_PREFIX}${t.slice(H2_UPGRADE_PREFIX.length)}`);
+    return v === undefined ? [] : [v];
+  });
+  if (tokens.some((t) => t.startsWith(H2_UPGRADE_PREFIX))) return { transport: 'h2', versions };
+  if (tokens.includes('websocket')) return { transport: 'websocket', versions: [] };
+  return undefined;
+}
+
+/**
+ * On the `h2` transport a close code and its reason travel as the debug data of an HTTP/2 GOAWAY
+ * (RFC 9113 §6.8), which either end may send: "4001 replaced by ...", as a WebSocket close frame
+ * would carry them.
+ */
+export function goawayData(code: number, reason: string): Uint8Array {
+  return new TextEncoder().encode(`${code} ${reason}`.slice(0, 200));
+}
+
+export function parseGoawayData(data: Uint8Array | undefined): { code: number; reason: string } | undefined {
+  const m = /^([0-9]{4}) ([\s\S]*)$/.exec(data ? new TextDecoder().decode(data) : '');
+  return m ? { code: Number(m[1]), reason: m[2]! } : undefined;
+}
+
 /** Path on the proxy where the bridge's WebSocket is accepted. */
 export const BRIDGE_PATH = '/bridge';
 
@@ -39,7 +87,10 @@ export const BRIDGE_PATH = '/bridge';
  */
 export const TUNNEL_AUTHORITY = 'ollama.tunnel';
 
-/** WebSocket close codes the two sides use to explain why they hung up (4000-4999 are private). */
+/**
+ * Close codes the two sides use to explain why they hung up (4000-4999 are WebSocket's private
+ * range; on the `h2` transport they travel in GOAWAY, goawayData).
+ */
 export const CloseCode = {
   /** Another bridge of the same user connected; this one must not reconnect on its own. */
   Replaced: 4001,
@@ -54,6 +105,8 @@ export const CloseCode = {
    * reconnect at once; the new connection lands on the new owner, whichever node it reaches.
    */
   OwnerMoved: 4005,
+  /** The peer spoke something that is not valid HTTP/2 (WebSocket's 1002, protocol error). */
+  ProtocolError: 1002,
 } as const;
 
 /**

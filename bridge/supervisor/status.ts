@@ -16,6 +16,11 @@ export interface BridgeStatus {
   retryInMs?: number;
   /** When the tunnel last connected. */
   connectedSince?: number;
+  /**
+   * While connected: how the tunnel travels, `h2` (HTTP/2 on the socket) or `websocket` (the
+   * fallback where the cloud or a middlebox took nothing else; docs/tunnel.md).
+   */
+  transport?: 'h2' | 'websocket';
   /** While connected through the cloud server: when the tunnel's credential expires unless renewed. */
   credentialExpiresAt?: number;
   /** When another bridge took the line over (code `replaced`): from where, and when, as the cloud saw it. */

@@ -10,7 +10,7 @@ function tunnel(): TunnelConnection & { end(e: TunnelError): void; closedBy: str
   let end!: (e: TunnelError) => void;
   const closed = new Promise<TunnelError>((resolve) => (end = resolve));
   const closedBy: string[] = [];
-  return { closed, end, closedBy, close: (reason = '') => (closedBy.push(reason), end(new TunnelError('closed', reason))) };
+  return { closed, end, closedBy, transport: 'h2', close: (reason = '') => (closedBy.push(reason), end(new TunnelError('closed', reason))) };
 }
 
 /** Resolves with the first status that matches, from the moment of the call. */

@@ -106,6 +106,7 @@ export class Supervisor extends EventEmitter<{ status: [BridgeStatus] }> {
         this.setStatus('connected', {
           reason: `connected to ${proxyUrl.origin}`,
           connectedSince: connectedAt,
+          transport: this.connection.transport,
           ...(expiresAt !== undefined ? { credentialExpiresAt: expiresAt } : {}),
         });
         const stopRenewing = keepRenewed(this.connection, {

@@ -25,6 +25,8 @@ export interface ComputerStatus {
   inFlight: number;
   /** The address the cloud saw it connect from. */
   address: string | null;
+  /** How its tunnel travels: `h2` (HTTP/2 on the socket), or `websocket` where a fallback was needed. */
+  transport: 'h2' | 'websocket' | null;
 }
 
 /** POST /api/proxy/stop adds whether there was a proxy to stop. */

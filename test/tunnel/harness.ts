@@ -1,6 +1,7 @@
 /**
  * Starts the whole data path in one process for a test: Ollama emulator ⇄ bridge ⇄ streaming
- * proxy, all on loopback, with real sockets, real WebSocket and real HTTP/2 in between.
+ * proxy, all on loopback, with real sockets and real HTTP/2 in between (on the socket, or inside a
+ * WebSocket where a test asks for that transport).
  */
 import { randomBytes } from 'node:crypto';
 import { Bridge, type BridgeOptions } from '@cloudtolocalllm/bridge';

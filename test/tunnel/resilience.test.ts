@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { Ollama } from 'ollama';
 import OpenAI from 'openai';
 import { DEFAULT_HEARTBEAT } from '@cloudtolocalllm/bridge/connection/heartbeat';
-import { BRIDGE_PATH, subprotocolFor, TUNNEL_PROTOCOL_VERSION } from '@cloudtolocalllm/bridge/connection/protocol';
+import { BRIDGE_PATH, h2UpgradeFor, subprotocolFor, TUNNEL_PROTOCOL_VERSION } from '@cloudtolocalllm/bridge/connection/protocol';
 import type { BridgeStatus } from '@cloudtolocalllm/bridge/supervisor/status';
 import { StaticTokenAuthenticator } from '@cloudtolocalllm/server/proxy/auth';
 import { NO_BRIDGE_MESSAGE } from '@cloudtolocalllm/server/proxy/relay';
@@ -74,8 +74,9 @@ async function tcpRelay(stack: Stack, rewrite: (bytes: Buffer) => Buffer = (b) =
     upstream.on('data', (d) => frozen || client.write(d));
     client.on('error', () => upstream.destroy());
     upstream.on('error', () => client.destroy());
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
+    // A dead line carries no FIN either: while frozen, one side closing is not passed on.
+    client.on('close', () => frozen || upstream.destroy());
+    upstream.on('close', () => frozen || client.destroy());
   });
   await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
   return {
@@ -302,12 +303,17 @@ describe('failures along the path', () => {
     const stack = await open({ noBridge: true });
     // The CLI speaks this release's protocol; a relay turns its offer into a future version,
     // which the real proxy refuses as it would refuse a bridge from another release.
-    const ours = Buffer.from(subprotocolFor(TUNNEL_PROTOCOL_VERSION));
-    const future = Buffer.from(subprotocolFor(TUNNEL_PROTOCOL_VERSION + 1));
-    assert.equal(ours.length, future.length);
+    // Both offers: the upgrade to HTTP/2 on the socket, and the WebSocket subprotocol.
+    const offers = [
+      [Buffer.from(h2UpgradeFor(TUNNEL_PROTOCOL_VERSION)), Buffer.from(h2UpgradeFor(TUNNEL_PROTOCOL_VERSION + 1))],
+      [Buffer.from(subprotocolFor(TUNNEL_PROTOCOL_VERSION)), Buffer.from(subprotocolFor(TUNNEL_PROTOCOL_VERSION + 1))],
+    ] as const;
+    for (const [ours, future] of offers) assert.equal(ours.length, future.length);
     const relay = await tcpRelay(stack, (bytes) => {
-      const at = bytes.indexOf(ours);
-      if (at >= 0) future.copy(bytes, at);
+      for (const [ours, future] of offers) {
+        const at = bytes.indexOf(ours);
+        if (at >= 0) future.copy(bytes, at);
+      }
       return bytes;
     });
     try {

@@ -18,7 +18,7 @@ import { silentLogger, type Logger } from '../log.js';
 import { authCode, ERROR_STATUS, ServerError, type AuthReason, type ErrorCode } from '../errors.js';
 import type { ProxyManager, ProxyRecord } from '../manager/proxy-manager.js';
 import { CONFIG_PATH, HEALTH_PATH, OLLAMA_PREFIX, PROXY_START_PATH, PROXY_STATUS_PATH, PROXY_STOP_PATH, type ClientConfig, type ProxyStopAnswer } from '@cloudtolocalllm/api-contract';
-import { CloseCode, DEFAULT_MACHINE_NAME, MACHINE_HEADER, MAX_MACHINE_NAME_LENGTH, RENEW_PATH } from '@cloudtolocalllm/bridge/connection/protocol';
+import { CloseCode, DEFAULT_MACHINE_NAME, h2UpgradeFor, MACHINE_HEADER, MAX_MACHINE_NAME_LENGTH, RENEW_PATH, TUNNEL_PROTOCOL_VERSION } from '@cloudtolocalllm/bridge/connection/protocol';
 import { CLIENT_KEY_HEADER, isClientKey, parseClientKey, routeOf } from '@cloudtolocalllm/bridge/connection/client-key';
 import { bearerToken } from '../proxy/auth.js';
 import { findRoute } from '@cloudtolocalllm/bridge/ingress/ollama-routes';
@@ -27,7 +27,7 @@ import { NO_BRIDGE_MESSAGE } from '../proxy/relay.js';
 import { endSocket, rawHttpError, sendOllamaError } from '../proxy/ollama-errors.js';
 import { userHash, type UserHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { AuthFailureLimiter, DEFAULT_AUTH_FAILURES, DEFAULT_KEY_FAILURES, type AuthFailureOptions } from './auth-failures.js';
-import { forwardBridgeUpgrade, renewOnProxy, type BridgeSplice, type SpliceEvents } from './bridge-forward.js';
+import { forwardBridgeUpgrade, renewOnProxy, replayedUpgrade, type BridgeSplice, type SpliceEvents } from './bridge-forward.js';
 import { computersOnProxy } from './proxy-computers.js';
 import { clientAddress } from './client-address.js';
 import { answerPreflight, applyCors, type CorsOptions } from './cors.js';
@@ -632,6 +632,9 @@ export class ApiServer {
     }
     if (this.options.cluster?.vouched(req) === 'forged') {
       return this.refuseUpgrade(socket, new ServerError('peer-only', PEER_ONLY));
+    }
+    if (replayedUpgrade(req) === undefined) {
+      return this.refuseUpgrade(socket, new ServerError('websocket-required', `${BRIDGE_ROUTE} takes the bridge's tunnel as a WebSocket or as ${h2UpgradeFor(TUNNEL_PROTOCOL_VERSION)}; this request asked for "${String(req.headers.upgrade ?? '').slice(0, 60)}"`));
     }
     const admission = await this.admit(req, 'bridge', 'tunnel');
     if (!admission.ok) return this.refuseUpgrade(socket, admission.error);

@@ -1,7 +1,7 @@
 /**
- * Joins a bridge's WebSocket upgrade to the user's proxy: the upgrade request is replayed to the
- * proxy with the proxy's secret instead of the user's token, and once the proxy answers 101 the
- * two sockets are spliced. The WebSocket and the HTTP/2 inside it pass through untouched.
+ * Joins a bridge's upgrade to the user's proxy: the upgrade request is replayed to the proxy with
+ * the proxy's secret instead of the user's token, and once the proxy answers 101 the two sockets
+ * are spliced. The tunnel (HTTP/2 on the socket, or inside a WebSocket) passes through untouched.
  */
 import http, { type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -12,15 +12,31 @@ import {
   MACHINE_HEADER,
   MAX_MACHINES_HEADER,
   PROXY_RENEW_PATH,
+  tunnelUpgradeOf,
+  type TunnelTransport,
 } from '@cloudtolocalllm/bridge/connection/protocol';
 import { readSmallBody } from '@cloudtolocalllm/bridge/connection/small-body';
 import { endSocket, rawHttpError } from '../proxy/ollama-errors.js';
 import type { ForwardTarget } from './ollama-forward.js';
-import { WebSocketCut } from './websocket-cut.js';
+import { FrameCut } from './frame-cut.js';
 
 // MACHINE_HEADER: the bridge's own claim of its computer's name, checked by the proxy (a name is
 // no credential: it only chooses which of the user's own links a new one replaces).
 export const PASSED_HEADERS = ['sec-websocket-key', 'sec-websocket-version', 'sec-websocket-protocol', 'sec-websocket-extensions', 'user-agent', MACHINE_HEADER];
+
+/**
+ * The tunnel transport a bridge's upgrade asks for, as the header to replay upstream; undefined
+ * for an upgrade that is neither of ours (refused before anything is replayed).
+ */
+export function replayedUpgrade(req: IncomingMessage): string | undefined {
+  const asked = tunnelUpgradeOf(req.headers.upgrade);
+  return asked ? String(req.headers.upgrade) : undefined;
+}
+
+/** Which transport the upstream's 101 switched to: what the splice's cut must speak. */
+export function switchedTo(res: IncomingMessage): TunnelTransport {
+  return tunnelUpgradeOf(res.headers.upgrade)?.transport ?? 'websocket';
+}
 
 export function responseHead(statusCode: number, statusMessage: string, rawHeaders: string[]): string {
   let head = `HTTP/1.1 ${statusCode} ${statusMessage}\r\n`;
@@ -43,7 +59,7 @@ export function forwardBridgeUpgrade(
   const url = new URL(target.endpoint);
   const headers: Record<string, string> = {
     connection: 'Upgrade',
-    upgrade: 'websocket',
+    upgrade: replayedUpgrade(req) ?? 'websocket',
     authorization: `Bearer ${target.secret}`,
     [CLIENT_ADDRESS_HEADER]: terms.address,
     [MAX_MACHINES_HEADER]: String(terms.maxMachines),
@@ -63,7 +79,7 @@ export function forwardBridgeUpgrade(
       return;
     }
     socket.write(responseHead(res.statusCode ?? 101, res.statusMessage ?? 'Switching Protocols', res.rawHeaders));
-    spliced = splice(socket, upstream, head, upstreamHead, events);
+    spliced = splice(socket, upstream, head, upstreamHead, events, switchedTo(res));
   });
   // A refusal from the proxy (426 version mismatch, ...) goes back to the bridge as it was.
   upstreamReq.on('response', (res) => {
@@ -100,19 +116,19 @@ export interface SpliceEvents {
   activity(bytes: number): void;
 }
 
-/** A bridge's WebSocket passing through the gateway, which may end it with a close code of its own. */
+/** A bridge's tunnel passing through the gateway, which may end it with a close code of its own. */
 export interface BridgeSplice {
-  /** Ends the WebSocket with `code` (a CloseCode) between two frames, and the upstream with it. */
+  /** Ends the tunnel with `code` (a CloseCode) between two frames, and the upstream with it. */
   cut(code: number, reason: string): void;
 }
 
 /**
  * Joins an upgraded bridge socket to its upstream (the proxy, or the owner's api-backend),
- * byte for byte both ways with pipe()'s backpressure; the upstream's frames pass a WebSocketCut
- * so the gateway can end the WebSocket with a close code of its own.
+ * byte for byte both ways with pipe()'s backpressure; the upstream's frames pass a FrameCut of
+ * the tunnel's transport so the gateway can end the tunnel with a close code of its own.
  */
-export function splice(socket: Duplex, upstream: Duplex, head: Buffer, upstreamHead: Buffer, events: SpliceEvents): BridgeSplice {
-  const cutter = new WebSocketCut();
+export function splice(socket: Duplex, upstream: Duplex, head: Buffer, upstreamHead: Buffer, events: SpliceEvents, transport: TunnelTransport): BridgeSplice {
+  const cutter = new FrameCut(transport);
   if (head.length) upstream.write(head);
   events.opened();
   let closed = false;

@@ -29,7 +29,7 @@ export function computersOnProxy(target: ForwardTarget, timeoutMs = 3_000): Prom
             const list = (JSON.parse(text) as { computers?: unknown }).computers;
             resolve(
               Array.isArray(list)
-                ? list.filter(isComputer).map((c) => ({ name: c.name, models: c.models, connectedSince: c.connectedSince ?? null, inFlight: c.inFlight, address: c.address ?? null }))
+                ? list.filter(isComputer).map((c) => ({ name: c.name, models: c.models, connectedSince: c.connectedSince ?? null, inFlight: c.inFlight, address: c.address ?? null, transport: c.transport === 'h2' || c.transport === 'websocket' ? c.transport : null }))
                 : [],
             );
           } catch {

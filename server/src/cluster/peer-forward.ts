@@ -11,7 +11,7 @@ import type { Duplex } from 'node:stream';
 import { copyWithBackpressure } from '@cloudtolocalllm/bridge/connection/backpressure';
 import { relayableRequestHeaders, relayableResponseHeaders } from '@cloudtolocalllm/bridge/connection/headers';
 import { readSmallBody } from '@cloudtolocalllm/bridge/connection/small-body';
-import { PASSED_HEADERS, responseHead, splice, type BridgeSplice, type SpliceEvents } from '../api/bridge-forward.js';
+import { PASSED_HEADERS, replayedUpgrade, responseHead, splice, switchedTo, type BridgeSplice, type SpliceEvents } from '../api/bridge-forward.js';
 import { endSocket, rawHttpError } from '../proxy/ollama-errors.js';
 import { hasBody } from '../proxy/relay.js';
 import type { Member } from './owner-map.js';
@@ -62,9 +62,9 @@ export function forwardRequestToPeer(req: IncomingMessage, res: ServerResponse, 
   });
 }
 
-/** Forwards a bridge's WebSocket upgrade to the owner and splices the two once it answers 101. */
+/** Forwards a bridge's upgrade (either transport) to the owner and splices the two once it answers 101. */
 export function forwardUpgradeToPeer(req: IncomingMessage, socket: Duplex, head: Buffer, hop: PeerHop, events: SpliceEvents): BridgeSplice {
-  const headers: Record<string, string> = { connection: 'Upgrade', upgrade: 'websocket', ...hop.headers };
+  const headers: Record<string, string> = { connection: 'Upgrade', upgrade: replayedUpgrade(req) ?? 'websocket', ...hop.headers };
   for (const name of PASSED_HEADERS) {
     const v = req.headers[name];
     if (typeof v === 'string') headers[name] = v;
@@ -79,7 +79,7 @@ export function forwardUpgradeToPeer(req: IncomingMessage, socket: Duplex, head:
     // would hold each behind the previous one's ACK (delayed ACK: ~40 ms a request).
     upstream.setNoDelay(true);
     socket.write(responseHead(res.statusCode ?? 101, res.statusMessage ?? 'Switching Protocols', res.rawHeaders));
-    spliced = splice(socket, upstream, head, upstreamHead, events);
+    spliced = splice(socket, upstream, head, upstreamHead, events, switchedTo(res));
   });
   // The owner refused (limits, its proxy failing to start): the bridge gets that answer as it was.
   upstreamReq.on('response', (res) => {

@@ -1,22 +1,27 @@
 /**
- * The proxy's end of the wire to one of the user's computers: that computer's bridge WebSocket,
- * with an HTTP/2 client session running over it. Each relayed request is one HTTP/2 stream on
- * that session. The user's computers together are BridgeLinks (bridge-links.ts), one link each.
+ * The proxy's end of the wire to one of the user's computers: that computer's bridge connection,
+ * with an HTTP/2 client session running on it, straight on the socket (`h2`) or inside its
+ * WebSocket (`websocket`, protocol.ts). Each relayed request is one HTTP/2 stream on that
+ * session. The user's computers together are BridgeLinks (bridge-links.ts), one link each.
  */
 import { EventEmitter } from 'node:events';
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders } from 'node:http2';
+import type { Socket } from 'node:net';
 import { createWebSocketStream, type WebSocket } from 'ws';
-import { startHeartbeat, type HeartbeatOptions } from '@cloudtolocalllm/bridge/connection/heartbeat';
+import { startHeartbeat, startSessionHeartbeat, type HeartbeatOptions } from '@cloudtolocalllm/bridge/connection/heartbeat';
 import { randomBytes } from 'node:crypto';
-import { CloseCode, replacedReason, TUNNEL_AUTHORITY } from '@cloudtolocalllm/bridge/connection/protocol';
+import { CloseCode, goawayData, parseGoawayData, replacedReason, TUNNEL_AUTHORITY, type TunnelTransport } from '@cloudtolocalllm/bridge/connection/protocol';
 import type { Logger } from '../log.js';
 
 /** Mirrors the bridge's windows (bridge/connection/tunnel-dialer.ts). */
 const STREAM_WINDOW_BYTES = 1 << 20;
 const SESSION_WINDOW_BYTES = 16 << 20;
 
+/** A bridge connection as the proxy takes it: its WebSocket, or its upgraded socket (101 written). */
+export type BridgeWire = { transport: 'websocket'; ws: WebSocket } | { transport: 'h2'; socket: Socket; head: Buffer };
+
 interface Link {
-  ws: WebSocket;
+  wire: BridgeWire;
   session: ClientHttp2Session;
   connectedAt: number;
   stopHeartbeat: () => void;
@@ -84,40 +89,67 @@ export class BridgeLink extends EventEmitter<BridgeLinkEvents> {
     return link.expiresAt;
   }
 
-  /** Takes a freshly upgraded bridge WebSocket; a previous bridge of the same computer name is replaced. */
-  attach(ws: WebSocket, id: string, terms: TunnelTerms): void {
+  /** Takes a freshly upgraded bridge connection; a previous bridge of the same computer name is replaced. */
+  attach(wire: BridgeWire, id: string, terms: TunnelTerms): void {
     // Created synchronously: a frame arriving before the stream exists would be lost.
-    const duplex = createWebSocketStream(ws);
-    duplex.on('error', () => {
-      /* reported by the WebSocket and the session */
-    });
+    const carrier = wire.transport === 'websocket' ? createWebSocketStream(wire.ws) : wire.socket;
+    if (wire.transport === 'websocket') {
+      carrier.on('error', () => {
+        /* reported by the WebSocket and the session */
+      });
+    } else {
+      // The bridge's first bytes may have come with its request; Nagle would hold small frames.
+      if (wire.head.length) wire.socket.unshift(wire.head);
+      wire.socket.setNoDelay(true);
+    }
     if (this.link) {
       // The replaced bridge says by whom, so a person can tell their own second computer from a stranger.
       this.drop(this.link, replacedReason(terms.address, Date.now()), CloseCode.Replaced);
     }
     const session = http2.connect(`http://${TUNNEL_AUTHORITY}`, {
-      createConnection: () => duplex,
+      createConnection: () => carrier,
       settings: { initialWindowSize: STREAM_WINDOW_BYTES, enablePush: false },
       maxSessionMemory: 64,
       // Many-minute generations are normal: no idle timeout on the session.
     });
-    const link: Link = { ws, session, connectedAt: Date.now(), stopHeartbeat: () => {}, id, address: terms.address };
+    const link: Link = { wire, session, connectedAt: Date.now(), stopHeartbeat: () => {}, id, address: terms.address };
     this.link = link;
     if (terms.expiresAt !== undefined) this.setDeadline(link, terms.expiresAt);
     session.on('localSettings', () => session.setLocalWindowSize(SESSION_WINDOW_BYTES));
     session.on('error', (e: Error) => {
       this.log.warn('bridge spoke invalid HTTP/2; dropping it', { error: e.message });
-      this.drop(link, 'the bridge sent data that is not valid HTTP/2', 1002);
+      this.drop(link, 'the bridge sent data that is not valid HTTP/2', CloseCode.ProtocolError);
     });
-    session.on('close', () => this.drop(link, 'the tunnel session closed'));
-    ws.on('message', () => this.emit('activity'));
-    ws.on('close', (code: number) => this.drop(link, `the bridge disconnected (code ${code})`));
-    ws.on('error', (e: Error) => this.drop(link, `the bridge connection failed: ${e.message}`));
-    link.stopHeartbeat = startHeartbeat(ws, this.heartbeat, (silent) => {
+    const dead = (silent: number): void =>
       this.drop(link, `the bridge stopped answering heartbeats (silent for ${Math.round(silent / 1000)} s)`, CloseCode.HeartbeatTimeout);
-    });
-    this.log.info('bridge connected', { machine: this.name });
+    if (wire.transport === 'websocket') {
+      const { ws } = wire;
+      session.on('close', () => this.drop(link, 'the tunnel session closed'));
+      ws.on('message', () => this.emit('activity'));
+      ws.on('close', (code: number) => this.drop(link, `the bridge disconnected (code ${code})`));
+      ws.on('error', (e: Error) => this.drop(link, `the bridge connection failed: ${e.message}`));
+      link.stopHeartbeat = startHeartbeat(ws, this.heartbeat, dead);
+    } else {
+      let said: string | undefined;
+      session.on('goaway', (_code: number, _last: number, data?: Buffer) => {
+        const close = parseGoawayData(data);
+        said ??= close ? `code ${close.code}: ${close.reason}` : undefined;
+      });
+      session.on('close', () => this.drop(link, said ? `the bridge disconnected (${said})` : 'the tunnel session closed'));
+      wire.socket.on('close', () => this.drop(link, said ? `the bridge disconnected (${said})` : 'the bridge disconnected'));
+      // Bytes while requests are open are the user's traffic (the idle clock's business); bytes
+      // of an idle link are only its heartbeat.
+      link.stopHeartbeat = startSessionHeartbeat(session, wire.socket, this.heartbeat, dead, () => {
+        if (this.inFlight > 0) this.emit('activity');
+      });
+    }
+    this.log.info('bridge connected', { machine: this.name, transport: wire.transport });
     this.emit('connected');
+  }
+
+  /** How this computer's tunnel travels, while connected. */
+  get transport(): TunnelTransport | undefined {
+    return this.link?.wire.transport;
   }
 
   /** Opens a stream for one relayed request, or undefined when no bridge is connected. */
@@ -161,13 +193,25 @@ export class BridgeLink extends EventEmitter<BridgeLinkEvents> {
     this.link = undefined;
     clearTimeout(link.expiryTimer);
     link.stopHeartbeat();
-    link.session.destroy();
-    if (closeCode !== undefined && link.ws.readyState === link.ws.OPEN) {
-      link.ws.close(closeCode, reason.slice(0, 120));
-      // A peer that does not complete the closing handshake must not keep the socket.
-      setTimeout(() => link.ws.terminate(), 2_000).unref();
+    const { wire, session } = link;
+    if (wire.transport === 'h2') {
+      // The reason goes first, in a GOAWAY; destroying the session then still writes it.
+      if (closeCode !== undefined && !session.destroyed) {
+        const code = closeCode === CloseCode.ProtocolError ? http2.constants.NGHTTP2_PROTOCOL_ERROR : http2.constants.NGHTTP2_NO_ERROR;
+        session.goaway(code, 0, goawayData(closeCode, reason.slice(0, 120)));
+      }
+      session.destroy();
+      // A socket the session leaves open (its peer not reading) must not be kept.
+      setTimeout(() => wire.socket.destroy(), 2_000).unref();
     } else {
-      link.ws.terminate();
+      session.destroy();
+      if (closeCode !== undefined && wire.ws.readyState === wire.ws.OPEN) {
+        wire.ws.close(closeCode, reason.slice(0, 120));
+        // A peer that does not complete the closing handshake must not keep the socket.
+        setTimeout(() => wire.ws.terminate(), 2_000).unref();
+      } else {
+        wire.ws.terminate();
+      }
     }
     this.log.info('bridge disconnected', { machine: this.name, reason });
     this.emit('disconnected', reason);

@@ -6,10 +6,9 @@
  * one, every request goes to it, and it is asked nothing a client did not ask.
  */
 import { EventEmitter } from 'node:events';
-import type { WebSocket } from 'ws';
 import type { HeartbeatOptions } from '@cloudtolocalllm/bridge/connection/heartbeat';
 import type { Logger } from '../log.js';
-import { BridgeLink, type TunnelTerms } from './bridge-link.js';
+import { BridgeLink, type BridgeWire, type TunnelTerms } from './bridge-link.js';
 import { KeySet } from './key-set.js';
 import { ModelCatalog } from './model-catalog.js';
 
@@ -79,7 +78,7 @@ export class BridgeLinks extends EventEmitter<BridgeLinksEvents> {
     return `too many computers: ${names.length} are connected for this account (${names.join(', ')}; limit ${max}); disconnect one, or connect under one of these names to replace it`;
   }
 
-  attach(ws: WebSocket, id: string, terms: TunnelTerms, name: string): void {
+  attach(wire: BridgeWire, id: string, terms: TunnelTerms, name: string): void {
     let computer = this.computers.get(name);
     if (!computer) {
       const link = new BridgeLink(name, this.heartbeat, this.log);
@@ -102,7 +101,7 @@ export class BridgeLinks extends EventEmitter<BridgeLinksEvents> {
         this.emit('disconnected', name, reason);
       });
     }
-    computer.link.attach(ws, id, terms);
+    computer.link.attach(wire, id, terms);
   }
 
   /** Extends the deadline of the tunnel named `id`, whichever computer holds it. */

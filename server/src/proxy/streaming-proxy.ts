@@ -16,11 +16,14 @@ import {
   CREDENTIAL_EXPIRES_HEADER,
   PROXY_COMPUTERS_PATH,
   PROXY_RENEW_PATH,
+  h2UpgradeFor,
   subprotocolFor,
   TUNNEL_EXPIRES_HEADER,
   TUNNEL_ID_HEADER,
   TUNNEL_PROTOCOL_VERSION,
+  tunnelUpgradeOf,
   versionOf,
+  type TunnelTransport,
 } from '@cloudtolocalllm/bridge/connection/protocol';
 import { closeNow, keepIdleConnections, listenUrl, trackSockets } from '../http-lifecycle.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -51,6 +54,11 @@ export interface StreamingProxyOptions {
    * alone); behind it, its CTLL_MAX_BRIDGES comes on each upgrade (MAX_MACHINES_HEADER).
    */
   maxMachines?: number;
+  /**
+   * The tunnel transports this proxy takes (protocol.ts); both by default. Without `h2` a bridge
+   * asking for it is answered `websocket-required` and falls back, as from an older proxy.
+   */
+  transports?: readonly TunnelTransport[];
 }
 
 /** A proxy run alone allows as many computers as the api-backend does by default (limits.ts). */
@@ -63,6 +71,8 @@ export interface ComputerHealth {
   connectedSince: string | null;
   address: string | null;
   inFlight: number;
+  /** How its tunnel travels (protocol.ts): `h2`, or `websocket` where a fallback was needed. */
+  transport: TunnelTransport | null;
   /** Its models as last read (only while several computers are connected; else empty). */
   models: string[];
 }
@@ -159,6 +169,7 @@ export class StreamingProxy {
       connectedSince: iso(c.link.connectedSince),
       address: c.link.address ?? null,
       inFlight: c.link.inFlight,
+      transport: c.link.transport ?? null,
       models: [...c.catalog.models].sort(),
     }));
   }
@@ -260,11 +271,20 @@ export class StreamingProxy {
       refuse('not-found', `WebSocket connections are only accepted on ${BRIDGE_PATH}`, 'wrong-path');
       return;
     }
+    const upgrade = tunnelUpgradeOf(req.headers.upgrade);
+    if (!upgrade || (upgrade.transport === 'h2' && !(this.options.transports ?? ['h2', 'websocket']).includes('h2'))) {
+      refuse('websocket-required', `${BRIDGE_PATH} takes the bridge's tunnel as a WebSocket${upgrade ? '' : ` or as ${h2UpgradeFor(TUNNEL_PROTOCOL_VERSION)}`}; this request asked for "${String(req.headers.upgrade ?? '').slice(0, 60)}"`, 'wrong-upgrade', 'Upgrade: websocket');
+      return;
+    }
+    if (upgrade.transport === 'websocket' && !(this.options.transports ?? ['h2', 'websocket']).includes('websocket')) {
+      refuse('bad-request', `this proxy takes the bridge's tunnel only as ${h2UpgradeFor(TUNNEL_PROTOCOL_VERSION)}`, 'wrong-upgrade');
+      return;
+    }
     const offered = String(req.headers['sec-websocket-protocol'] ?? '')
       .split(',')
       .map((p) => p.trim())
       .filter(Boolean);
-    const versions = offered.map(versionOf).filter((v): v is number => v !== undefined);
+    const versions = upgrade.transport === 'h2' ? upgrade.versions : offered.map(versionOf).filter((v): v is number => v !== undefined);
     if (!versions.includes(TUNNEL_PROTOCOL_VERSION)) {
       const theirs = versions.length ? `v${Math.max(...versions)}` : 'no known version';
       const newer = versions.length > 0 && Math.max(...versions) > TUNNEL_PROTOCOL_VERSION;
@@ -272,7 +292,7 @@ export class StreamingProxy {
         ? `update required: your desktop app speaks tunnel protocol ${theirs}, this cloud proxy only v${TUNNEL_PROTOCOL_VERSION}; the cloud server must be updated`
         : `update required: your desktop app speaks tunnel protocol ${theirs}, this cloud proxy needs v${TUNNEL_PROTOCOL_VERSION}; update CloudToLocalLLM on your computer`;
       this.log.warn('bridge refused: protocol version mismatch', { offered: versions, needed: TUNNEL_PROTOCOL_VERSION });
-      refuse('update-required', message, 'version-mismatch', `Upgrade: websocket`);
+      refuse('update-required', message, 'version-mismatch', upgrade.transport === 'h2' ? `Upgrade: ${h2UpgradeFor(TUNNEL_PROTOCOL_VERSION)}` : `Upgrade: websocket`);
       return;
     }
     const auth = await this.options.authenticator.authenticate(req.headers, 'bridge');
@@ -310,17 +330,38 @@ export class StreamingProxy {
       ...(Number.isFinite(expires) && expires > 0 ? { expiresAt: expires } : {}),
     };
     const id = BridgeLink.newTunnelId();
-    this.pendingTunnels.set(req, { id, terms, name });
-    this.wss.handleUpgrade(req, socket, head, (ws) => {
+    const accepted = (): boolean => {
       this.metrics.bridgeConnections.inc({ result: 'accepted' });
       this.touch();
       // Checked again: another computer may have joined while this one was being accepted.
       const late = this.links.refusal(name, max);
-      if (late) {
-        ws.close(1008, late.slice(0, 120));
+      if (late) this.log.warn('bridge refused: too many computers', { max });
+      return late === undefined;
+    };
+    if (upgrade.transport === 'h2') {
+      const answer = [
+        'HTTP/1.1 101 Switching Protocols',
+        'Connection: Upgrade',
+        `Upgrade: ${h2UpgradeFor(TUNNEL_PROTOCOL_VERSION)}`,
+        `${TUNNEL_ID_HEADER}: ${id}`,
+        ...(terms.expiresAt !== undefined ? [`${TUNNEL_EXPIRES_HEADER}: ${terms.expiresAt}`] : []),
+      ];
+      // HTTP/2 takes the socket only once the 101 is written: native HTTP/2 on a socket with a
+      // write still pending fails an assertion and aborts the process (Node 20, seen on TLS).
+      socket.write(`${answer.join('\r\n')}\r\n\r\n`, () => {
+        if (socket.destroyed) return;
+        if (!accepted()) return void socket.destroy();
+        this.links.attach({ transport: 'h2', socket, head }, id, terms, name);
+      });
+      return;
+    }
+    this.pendingTunnels.set(req, { id, terms, name });
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      if (!accepted()) {
+        ws.close(1008, (this.links.refusal(name, max) ?? '').slice(0, 120));
         return;
       }
-      this.links.attach(ws, id, terms, name);
+      this.links.attach({ transport: 'websocket', ws }, id, terms, name);
     });
   }
 
