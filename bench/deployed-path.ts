@@ -72,7 +72,7 @@ async function proxyContainerPid(): Promise<number> {
 }
 
 /** Starts api-backend and bridge; resolves once the bridge is connected through the user's proxy container. */
-export async function startDeployedPath(root: string, emulatorUrl: string, profFlags: (name: string) => string[]): Promise<DeployedPath> {
+export async function startDeployedPath(root: string, emulatorUrl: string, profFlags: (name: string) => string[], bridgeFlags: readonly string[] = []): Promise<DeployedPath> {
   const server = spawnTs(
     'api-backend',
     join(root, 'bench/deployed-server.ts'),
@@ -96,7 +96,7 @@ export async function startDeployedPath(root: string, emulatorUrl: string, profF
     bridge = spawnTs(
       'bridge',
       join(root, 'bridge/cli.ts'),
-      ['--proxy-url', `${url.replace(/^http/, 'ws')}/ws/bridge`, '--ollama-url', emulatorUrl, '--allow', 'blobs', '--json'],
+      ['--proxy-url', `${url.replace(/^http/, 'ws')}/ws/bridge`, '--ollama-url', emulatorUrl, '--allow', 'blobs', '--json', ...bridgeFlags],
       { CLOUDTOLOCALLLM_TOKEN: token },
       profFlags('bridge-deployed'),
     );

@@ -67,15 +67,23 @@ const { values: args } = parseArgs({
     workloads: { type: 'string', default: 'ttfb,stream,concurrent,paced,upload' },
     'cpu-prof': { type: 'string' },
     'wait-quiet': { type: 'string', default: '0' },
+    transport: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
   strict: true,
 });
+if (args.transport !== undefined && args.transport !== 'h2' && args.transport !== 'websocket') {
+  process.stderr.write(`--transport must be h2 or websocket, not "${args.transport}"\n`);
+  process.exit(2);
+}
+/** The bridge CLI's flag for the transport asked for (issue 12's A/B of HTTP/2 on the socket). */
+const TRANSPORT_FLAGS = args.transport ? ['--transport', args.transport] : [];
 if (args.help) {
   process.stdout.write(
     'usage: npm run bench:tunnel [-- --repeats N] [--quick] [--json FILE] [--paths direct,tunnel,three,routed,deployed,ssh]\n' +
       '                            [--workloads ttfb,stream,concurrent,paced,upload] [--cpu-prof DIR] [--wait-quiet SECONDS]\n' +
-      '  --wait-quiet S   first wait up to S seconds for the machine to be idle (< 10% busy)\n',
+      '  --wait-quiet S   first wait up to S seconds for the machine to be idle (< 10% busy)\n' +
+      '  --transport T    the bridges\' tunnel transport, h2 or websocket (default: the bridge\'s own choice, h2)\n',
   );
   process.exit(0);
 }
@@ -219,7 +227,7 @@ async function startTunnel(emulatorUrl: string, names: readonly string[] = [], e
     const bridge = spawnTs(
       name ? `bridge-${name}` : 'bridge',
       join(ROOT, 'bridge/cli.ts'),
-      ['--proxy-url', `${url.replace(/^http/, 'ws')}/bridge`, '--ollama-url', name ? emulatorOf(name) : emulatorUrl, '--allow', 'blobs', '--json', ...(name ? ['--name', name] : [])],
+      ['--proxy-url', `${url.replace(/^http/, 'ws')}/bridge`, '--ollama-url', name ? emulatorOf(name) : emulatorUrl, '--allow', 'blobs', '--json', ...TRANSPORT_FLAGS, ...(name ? ['--name', name] : [])],
       { CLOUDTOLOCALLLM_TOKEN: token },
       profFlags(name ? `bridge-${name}` : 'bridge'),
     );
@@ -399,7 +407,7 @@ async function main(): Promise<void> {
     });
   }
   if (wantedPaths.has('deployed')) {
-    const d = await startDeployedPath(ROOT, emulator.url, profFlags);
+    const d = await startDeployedPath(ROOT, emulator.url, profFlags, TRANSPORT_FLAGS);
     closers.push(d.close);
     log(`deployed: api-backend ${d.url} (pid ${d.server.pid}) → proxy container (pid ${d.proxyPid}) ⇐ WebSocket/HTTP/2 ⇐ bridge (pid ${d.bridge.pid}) → emulator`);
     const processes = [['api-backend', d.server.pid], ['proxy', d.proxyPid], ['bridge', d.bridge.pid], ['emulator', emulator.child.pid]] as const;
