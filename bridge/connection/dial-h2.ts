@@ -12,7 +12,7 @@ import { certificateProblem } from './certificate-errors.js';
 import { startSessionHeartbeat } from './heartbeat.js';
 import { readSmallBody } from './small-body.js';
 import { BRIDGE_USER_AGENT, goawayData, h2UpgradeFor, MACHINE_HEADER, parseGoawayData, REFUSAL_HEADER, TUNNEL_PROTOCOL_VERSION, tunnelUpgradeOf } from './protocol.js';
-import { closeCodeError, refusalError, serveHttp2, trustedCas, tunnelOf, TunnelError, type DialOptions, type TunnelConnection } from './tunnel-session.js';
+import { closeCodeError, oneEnding, refusalError, serveHttp2, trustedCas, tunnelOf, TunnelError, type DialOptions, type TunnelConnection } from './tunnel-session.js';
 
 /**
  * The answer was not ours to a request for `h2`: a proxy, gateway or middlebox that does not
@@ -107,23 +107,17 @@ function serveOnSocket(socket: Socket, head: Buffer, options: DialOptions, tunne
   // HTTP/1.1 to reach us, so ALPN cannot say h2 here).
   if ('alpnProtocol' in socket) (socket as TLSSocket).alpnProtocol = null;
 
-  let resolveClosed!: (e: TunnelError) => void;
-  const closed = new Promise<TunnelError>((r) => (resolveClosed = r));
-  let ended = false;
   let stopHeartbeat = (): void => {};
   /** The close code and reason the proxy (or the gateway) sent in its GOAWAY, the first one. */
   let told: TunnelError | undefined;
   let toldCode: string | undefined;
   let protocolError: TunnelError | undefined;
-  const end = (err: TunnelError): void => {
-    if (ended) return;
-    ended = true;
+  const { closed, end } = oneEnding(() => {
     stopHeartbeat();
     served.session()?.destroy();
     served.server.close();
     socket.destroy();
-    resolveClosed(err);
-  };
+  });
   const served = serveHttp2(socket, options.onStream, (e) => {
     protocolError ??= new TunnelError('protocol', `HTTP/2 on the tunnel failed: ${e.message}`);
   });

@@ -7,7 +7,7 @@ import { certificateProblem } from './certificate-errors.js';
 import { startHeartbeat } from './heartbeat.js';
 import { readSmallBody } from './small-body.js';
 import { BRIDGE_USER_AGENT, MACHINE_HEADER, subprotocolFor, TUNNEL_PROTOCOL_VERSION } from './protocol.js';
-import { closeCodeError, refusalError, serveHttp2, trustedCas, tunnelOf, TunnelError, type DialOptions, type TunnelConnection } from './tunnel-session.js';
+import { closeCodeError, oneEnding, refusalError, serveHttp2, trustedCas, tunnelOf, TunnelError, type DialOptions, type TunnelConnection } from './tunnel-session.js';
 
 /** Opens the tunnel; resolves once the WebSocket is open and HTTP/2 is being served on it. */
 export function dialWebSocket(options: DialOptions): Promise<TunnelConnection> {
@@ -55,19 +55,13 @@ export function dialWebSocket(options: DialOptions): Promise<TunnelConnection> {
 
     ws.on('open', () => {
       settled = true;
-      let resolveClosed!: (e: TunnelError) => void;
-      const closed = new Promise<TunnelError>((r) => (resolveClosed = r));
-      let ended = false;
       let stopHeartbeat = (): void => {};
-      const end = (err: TunnelError): void => {
-        if (ended) return;
-        ended = true;
+      const { closed, end } = oneEnding(() => {
         stopHeartbeat();
         served.session()?.destroy();
         served.server.close();
         if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.terminate();
-        resolveClosed(err);
-      };
+      });
 
       // Which failure is the cause when HTTP/2 and the WebSocket under it fail together: a close
       // code of ours (another bridge took over, the proxy stops) says why; otherwise an HTTP/2

@@ -120,6 +120,25 @@ export function closeCodeError(code: number, reason: string): TunnelError | unde
 }
 
 /**
+ * A connection's one ending, whichever way it comes: `end(cause)` releases what the connection
+ * holds (once) and settles `closed` with the first cause.
+ */
+export function oneEnding(release: () => void): { closed: Promise<TunnelError>; end: (cause: TunnelError) => void } {
+  let resolveClosed!: (e: TunnelError) => void;
+  const closed = new Promise<TunnelError>((r) => (resolveClosed = r));
+  let ended = false;
+  return {
+    closed,
+    end(cause) {
+      if (ended) return;
+      ended = true;
+      release();
+      resolveClosed(cause);
+    },
+  };
+}
+
+/**
  * Serves HTTP/2 on `carrier` (the socket itself, or a WebSocket's stream). `onSessionError` hears
  * HTTP/2 failing (garbage from the proxy); returns the server, whose one session is `session()`.
  */
