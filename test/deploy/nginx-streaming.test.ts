@@ -5,7 +5,7 @@
  *
  *  - token streams pass through TLS and nginx unbuffered, over HTTP/1.1 and HTTP/2: the first
  *    token arrives while the Ollama emulator is still generating;
- *  - the bridge's WebSocket (/ws/bridge) passes the upgrade;
+ *  - the bridge's upgrade (/ws/bridge) passes: HTTP/2 on the socket, and a raw WebSocket;
  *  - TLS 1.2/1.3 only, modern ciphers, unknown names refused, HSTS and security headers once;
  *    also as operators check it, with openssl s_client and curl against a control server that
  *    accepts everything (so each refusal is nginx's, not the client's);
@@ -171,10 +171,12 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  test('the bridge CLI connected through nginx: its WebSocket upgrade passed', async () => {
+  test('the bridge CLI connected through nginx: its upgrade to HTTP/2 on the socket passed (no WebSocket fallback)', async () => {
     const status = await httpsRequest({ port: ports.https, path: '/api/proxy/status', ca, headers: { authorization: `Bearer ${token}` } });
     assert.equal(status.status, 200, status.body);
-    assert.equal((JSON.parse(status.body) as { bridgeConnected?: boolean }).bridgeConnected, true);
+    const body = JSON.parse(status.body) as { bridgeConnected?: boolean; computers?: Array<{ transport?: string }> };
+    assert.equal(body.bridgeConnected, true);
+    assert.deepEqual(body.computers?.map((c) => c.transport), ['h2'], status.body);
   });
 
   test('a raw WebSocket to /ws/bridge gets 101 with the tunnel subprotocol through nginx', async () => {

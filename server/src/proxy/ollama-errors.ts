@@ -47,6 +47,8 @@ export function rawHttpError(code: ErrorCode, message: string): string {
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
     'Content-Type: application/json; charset=utf-8\r\n' +
     `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+    // Ours, as on every refusal: a bridge tells it from a middlebox's answer (dial-h2.ts).
+    `${REFUSAL_HEADER}: ${code}\r\n` +
     'Connection: close\r\n\r\n' +
     body
   );
