@@ -118,6 +118,8 @@ function serveOnSocket(socket: Socket, head: Buffer, options: DialOptions, tunne
     served.server.close();
     socket.destroy();
   });
+  /** Why it ended: what the GOAWAY said, else HTTP/2's own failure, else a plain close. */
+  const cause = (): TunnelError => told ?? protocolError ?? new TunnelError('closed', `the connection to the proxy closed (${toldCode ?? 'no reason given'})`);
   const served = serveHttp2(socket, options.onStream, (e) => {
     protocolError ??= new TunnelError('protocol', `HTTP/2 on the tunnel failed: ${e.message}`);
   });
@@ -135,12 +137,12 @@ function serveOnSocket(socket: Socket, head: Buffer, options: DialOptions, tunne
       } else toldCode = `HTTP/2 error code ${errorCode}`;
     });
     // The session ends after the GOAWAY that says why, or an error, or the socket closing under it.
-    session.on('close', () => end(told ?? protocolError ?? new TunnelError('closed', `the connection to the proxy closed (${toldCode ?? 'no reason given'})`)));
+    session.on('close', () => end(cause()));
     stopHeartbeat = startSessionHeartbeat(session, socket, options.heartbeat, (silent) => {
       end(new TunnelError('heartbeat-timeout', `the proxy stopped answering (silent for ${Math.round(silent / 1000)} s)`));
     });
   }
-  socket.on('close', () => setImmediate(() => end(told ?? protocolError ?? new TunnelError('closed', `the connection to the proxy closed (${toldCode ?? 'no reason given'})`))));
+  socket.on('close', () => setImmediate(() => end(cause())));
   return {
     closed,
     transport: 'h2',

@@ -11,11 +11,9 @@ import { createWebSocketStream, type WebSocket } from 'ws';
 import { startHeartbeat, startSessionHeartbeat, type HeartbeatOptions } from '@cloudtolocalllm/bridge/connection/heartbeat';
 import { randomBytes } from 'node:crypto';
 import { CloseCode, goawayData, parseGoawayData, replacedReason, TUNNEL_AUTHORITY, type TunnelTransport } from '@cloudtolocalllm/bridge/connection/protocol';
+import { SESSION_WINDOW_BYTES, STREAM_WINDOW_BYTES } from '@cloudtolocalllm/bridge/connection/tunnel-session';
 import type { Logger } from '../log.js';
 
-/** Mirrors the bridge's windows (bridge/connection/tunnel-dialer.ts). */
-const STREAM_WINDOW_BYTES = 1 << 20;
-const SESSION_WINDOW_BYTES = 16 << 20;
 
 /** A bridge connection as the proxy takes it: its WebSocket, or its upgraded socket (101 written). */
 export type BridgeWire = { transport: 'websocket'; ws: WebSocket } | { transport: 'h2'; socket: Socket; head: Buffer };
@@ -135,8 +133,9 @@ export class BridgeLink extends EventEmitter<BridgeLinkEvents> {
         const close = parseGoawayData(data);
         said ??= close ? `code ${close.code}: ${close.reason}` : undefined;
       });
-      session.on('close', () => this.drop(link, said ? `the bridge disconnected (${said})` : 'the tunnel session closed'));
-      wire.socket.on('close', () => this.drop(link, said ? `the bridge disconnected (${said})` : 'the bridge disconnected'));
+      const left = (otherwise: string): string => (said ? `the bridge disconnected (${said})` : otherwise);
+      session.on('close', () => this.drop(link, left('the tunnel session closed')));
+      wire.socket.on('close', () => this.drop(link, left('the bridge disconnected')));
       // Bytes while requests are open are the user's traffic (the idle clock's business); bytes
       // of an idle link are only its heartbeat.
       link.stopHeartbeat = startSessionHeartbeat(session, wire.socket, this.heartbeat, dead, () => {

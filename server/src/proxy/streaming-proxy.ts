@@ -272,11 +272,12 @@ export class StreamingProxy {
       return;
     }
     const upgrade = tunnelUpgradeOf(req.headers.upgrade);
-    if (!upgrade || (upgrade.transport === 'h2' && !(this.options.transports ?? ['h2', 'websocket']).includes('h2'))) {
+    const takes = this.options.transports ?? ['h2', 'websocket'];
+    if (!upgrade || (upgrade.transport === 'h2' && !takes.includes('h2'))) {
       refuse('websocket-required', `${BRIDGE_PATH} takes the bridge's tunnel as a WebSocket${upgrade ? '' : ` or as ${h2UpgradeFor(TUNNEL_PROTOCOL_VERSION)}`}; this request asked for "${String(req.headers.upgrade ?? '').slice(0, 60)}"`, 'wrong-upgrade', 'Upgrade: websocket');
       return;
     }
-    if (upgrade.transport === 'websocket' && !(this.options.transports ?? ['h2', 'websocket']).includes('websocket')) {
+    if (upgrade.transport === 'websocket' && !takes.includes('websocket')) {
       refuse('bad-request', `this proxy takes the bridge's tunnel only as ${h2UpgradeFor(TUNNEL_PROTOCOL_VERSION)}`, 'wrong-upgrade');
       return;
     }
@@ -330,13 +331,14 @@ export class StreamingProxy {
       ...(Number.isFinite(expires) && expires > 0 ? { expiresAt: expires } : {}),
     };
     const id = BridgeLink.newTunnelId();
-    const accepted = (): boolean => {
+    /** Counts the acceptance; returns why the computer cannot join after all, if so. */
+    const lateRefusal = (): string | undefined => {
       this.metrics.bridgeConnections.inc({ result: 'accepted' });
       this.touch();
       // Checked again: another computer may have joined while this one was being accepted.
       const late = this.links.refusal(name, max);
       if (late) this.log.warn('bridge refused: too many computers', { max });
-      return late === undefined;
+      return late;
     };
     if (upgrade.transport === 'h2') {
       const answer = [
@@ -350,15 +352,16 @@ export class StreamingProxy {
       // write still pending fails an assertion and aborts the process (Node 20, seen on TLS).
       socket.write(`${answer.join('\r\n')}\r\n\r\n`, () => {
         if (socket.destroyed) return;
-        if (!accepted()) return void socket.destroy();
+        if (lateRefusal() !== undefined) return void socket.destroy();
         this.links.attach({ transport: 'h2', socket, head }, id, terms, name);
       });
       return;
     }
     this.pendingTunnels.set(req, { id, terms, name });
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      if (!accepted()) {
-        ws.close(1008, (this.links.refusal(name, max) ?? '').slice(0, 120));
+      const late = lateRefusal();
+      if (late !== undefined) {
+        ws.close(1008, late.slice(0, 120));
         return;
       }
       this.links.attach({ transport: 'websocket', ws }, id, terms, name);
