@@ -45,6 +45,8 @@ export function readHeadlessConfig(args: readonly string[] = process.argv.slice(
   const nameProblem = machineNameProblem(name);
   if (nameProblem) throw new Error(`--name: ${nameProblem}`);
   const withoutAuth0 = Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('AUTH0_')));
+  // One user on this machine: a proxy started ahead for the next one would never be taken.
+  withoutAuth0['CTLL_PROXY_SPARES'] ??= '0';
   return {
     // A ConfigError names every bad setting.
     server: loadConfig(withoutAuth0, ['--port', values.port, '--host', '127.0.0.1', '--runtime', values.runtime]),

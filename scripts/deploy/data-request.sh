@@ -144,6 +144,8 @@ filter="$(container_of docker-api-filter)"
 services=("$api" ${filter:+"$filter"})
 proxy="ctll-$stack-proxy-$hash"
 network="ctll-$stack-net-$hash"
+# A proxy that was a spare (CTLL_PROXY_SPARES) kept its network's name: the container says which it joined.
+if joined="$(docker inspect --format '{{.HostConfig.NetworkMode}}' "$proxy" 2>/dev/null)" && [[ "$joined" =~ ^ctll-.*net-[0-9a-f]{64}$ ]]; then network="$joined"; fi
 name_of() { docker inspect --format '{{.Name}}' "$1" | sed 's#^/##'; }
 log_files_of() { # CONTAINER -> its json-file log and the rotated ones
   local log

@@ -8,7 +8,7 @@
  *
  *  - endpoints: GET /_ping, /version; GET /containers/json, /networks (lists), /events;
  *    POST /containers/create, /networks/create; for one container: GET json, POST start, stop,
- *    wait, attach, DELETE; for one network: GET, DELETE. Anything else (exec, images, build,
+ *    wait, attach, rename, DELETE; for one network: GET, DELETE. Anything else (exec, images, build,
  *    volumes, swarm, plugins, system, commit, archive, update...) is refused with 403.
  *  - POST /containers/create: only the proxy image (CTLL_PROXY_IMAGE), name ctll-proxy-<hash>
  *    (ctll-<stack>-proxy-<hash> with a stack name, the same as the runtime's: naming.ts),
@@ -21,7 +21,9 @@
  *  - POST /networks/create: only ctll-net-<hash> (ctll-<stack>-net-<hash>), bridge driver, Internal, a subnet inside
  *    CTLL_SUBNET_RANGE (a runaway allocation cannot shadow the host's own routes), bridge name
  *    ctll-<hex>, no IPv6, labelled as a user network.
- *  - Per-object calls (inspect, start, stop, wait, attach, remove) resolve the object first and
+ *  - POST /containers/<id>/rename (a spare proxy taken by a user: spare-pool.ts): only to another
+ *    proxy name of this stack.
+ *  - Per-object calls (inspect, start, stop, wait, attach, rename, remove) resolve the object first and
  *    answer 404 unless it carries our labels; the forwarded call then names it by its full id, so
  *    a name swapped in between cannot redirect it.
  *  - Stack scoping (CTLL_STACK_NAME): created objects get `cloudtolocalllm.stack=<name>`, the
@@ -118,7 +120,7 @@ interface Route {
   /** Per-object: which kind the captured id names. */
   object?: Kind;
   /** How the request is checked / rewritten beyond the query. */
-  special?: 'create-container' | 'create-network' | 'list-containers' | 'list-networks' | 'events';
+  special?: 'create-container' | 'create-network' | 'list-containers' | 'list-networks' | 'events' | 'rename-container';
 }
 
 const ROUTES: readonly Route[] = [
@@ -131,6 +133,7 @@ const ROUTES: readonly Route[] = [
   { method: ['POST'], pattern: new RegExp(`^${VERSION}/containers/${ID}/stop$`), name: 'container stop', query: ['t', 'signal'], object: 'container' },
   { method: ['POST'], pattern: new RegExp(`^${VERSION}/containers/${ID}/wait$`), name: 'container wait', query: ['condition'], object: 'container' },
   { method: ['POST'], pattern: new RegExp(`^${VERSION}/containers/${ID}/attach$`), name: 'container attach', query: ['stream', 'stdout', 'stderr', 'logs'], object: 'container' },
+  { method: ['POST'], pattern: new RegExp(`^${VERSION}/containers/${ID}/rename$`), name: 'container rename', query: ['name'], object: 'container', special: 'rename-container' },
   { method: ['DELETE'], pattern: new RegExp(`^${VERSION}/containers/${ID}$`), name: 'container remove', query: ['force', 'v'], object: 'container' },
   { method: ['GET'], pattern: new RegExp(`^${VERSION}/networks$`), name: 'network list', query: ['filters'], special: 'list-networks' },
   { method: ['POST'], pattern: new RegExp(`^${VERSION}/networks/create$`), name: 'network create', query: [], special: 'create-network' },
@@ -317,6 +320,11 @@ export function checkContainerCreate(name: string | null, body: unknown, policy:
     (out['Labels'] as Json)[LABEL_STACK] = policy.stack;
   }
   return { body: out, network };
+}
+
+/** A rename (a spare taken by a user) may only give a proxy of this stack another proxy name of it. */
+export function checkRename(name: string | null, policy: FilterPolicy): void {
+  if (!name || !proxyName(policy).test(name)) refuse(`containers may only be renamed to ${scopedName('proxy', policy)}`);
 }
 
 /** One check for each network option of the proxy spec (USER_NETWORK_OPTIONS); no other option is allowed. */
@@ -576,6 +584,7 @@ export async function startDockerApiFilter(options: FilterOptions): Promise<Dock
         const scoped = scopeFilters(query.get('filters'), TYPE_NETWORK, policy, false);
         if (scoped) query.set('filters', scoped);
       }
+      if (route.special === 'rename-container') checkRename(query.get('name'), policy);
       if (route.object && matched.id) {
         const fullId = await resolveObject(route.object, version, matched.id);
         path = path.replace(`/${matched.id}`, `/${fullId}`);

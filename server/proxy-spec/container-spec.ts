@@ -141,6 +141,8 @@ export interface ProxyContainerArgs {
   stack?: string;
   /** The relay's answer-head deadline (CTLL_RESPONSE_HEAD_TIMEOUT_MS); the proxy's default without it. */
   responseHeadTimeoutMs?: number;
+  /** Made ahead of its user, kept by this server (naming.ts, LABEL_SPARE); `userHash` is then a random id. */
+  spareOf?: string;
 }
 
 export function containerCreateOptions(args: ProxyContainerArgs): Dockerode.ContainerCreateOptions {
@@ -149,7 +151,7 @@ export function containerCreateOptions(args: ProxyContainerArgs): Dockerode.Cont
   return {
     name: containerName(userHash, stack),
     Image: args.image,
-    Labels: containerLabels(userHash, stack),
+    Labels: containerLabels(userHash, stack, args.spareOf),
     // The owner is the hash: the proxy only compares it, and the raw id must not appear in
     // `docker inspect`. The secret has to be in the environment (the proxy reads it there); it
     // is per proxy, so reading it back (list()) reveals nothing beyond this one proxy.

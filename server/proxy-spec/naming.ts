@@ -22,6 +22,12 @@ export const LABEL_OWNER = 'cloudtolocalllm.owner';
 export const LABEL_SUBNET = 'cloudtolocalllm.subnet';
 /** Which server deployment (stack) created the object; absent for a server without a stack name. */
 export const LABEL_STACK = 'cloudtolocalllm.stack';
+/**
+ * On a proxy started ahead of its user (a spare, DockerRuntime option `spares`): the server that
+ * keeps it. Such a proxy is made for a random id in place of a user hash; the user who takes it
+ * gets it renamed to their name, so its name, not its owner label, says whose it is.
+ */
+export const LABEL_SPARE = 'cloudtolocalllm.spare';
 
 export const TYPE_PROXY = 'streaming-proxy';
 export const TYPE_NETWORK = 'user-network';
@@ -82,9 +88,9 @@ function stackLabel(stack: string | undefined): Record<string, string> {
   return stack === undefined ? {} : { [LABEL_STACK]: stack };
 }
 
-export function containerLabels(userHash: string, stack?: string): Record<string, string> {
+export function containerLabels(userHash: string, stack?: string, spareOf?: string): Record<string, string> {
   assertUserHash(userHash);
-  return { [LABEL_TYPE]: TYPE_PROXY, [LABEL_OWNER]: userHash, ...stackLabel(stack) };
+  return { [LABEL_TYPE]: TYPE_PROXY, [LABEL_OWNER]: userHash, ...stackLabel(stack), ...(spareOf === undefined ? {} : { [LABEL_SPARE]: spareOf }) };
 }
 
 export function networkLabels(userHash: string, subnet: string, stack?: string): Record<string, string> {
@@ -103,6 +109,22 @@ export function inStack(labels: Record<string, string> | undefined | null, stack
 }
 
 /** The owner label of a labelled object, if it is a well-formed hash (anything else is not ours). */
+/**
+ * Whose proxy a container is: the hash in its name (containerName), which a spare's takes when a
+ * user claims it; undefined for a name of another kind or stack.
+ */
+export function ownerOfName(name: string | undefined, stack?: string): UserHash | undefined {
+  const bare = name?.replace(/^\//, '');
+  if (!bare || !namePattern('proxy', stack).test(bare)) return undefined;
+  const hash = bare.slice(-64);
+  return isUserHash(hash) ? hash : undefined;
+}
+
+/** A spare no user has claimed yet: made as one, and still under the name it was made with. */
+export function isUnclaimedSpare(name: string | undefined, labels: Record<string, string> | undefined | null, stack?: string): boolean {
+  return labels?.[LABEL_SPARE] !== undefined && ownerOfName(name, stack) === ownerOf(labels);
+}
+
 export function ownerOf(labels: Record<string, string> | undefined | null): UserHash | undefined {
   const owner = labels?.[LABEL_OWNER];
   return owner !== undefined && isUserHash(owner) ? owner : undefined;

@@ -115,6 +115,8 @@ async function chooseRuntime(config: ServerConfig, log: Logger, extras: CloudSer
     firewall: config.firewall,
     ...(config.firewallStatusFile ? { firewallStatusFile: config.firewallStatusFile } : {}),
     engineHealthIntervalMs: config.engineHealthIntervalMs,
+    spares: config.proxySpares,
+    ...(config.cluster?.self ? { spareHolder: config.cluster.self } : {}),
     ...(config.stack ? { stack: config.stack } : {}),
     responseHeadTimeoutMs: config.guard.responseHeadTimeoutMs,
     log,
@@ -156,6 +158,9 @@ export async function startCloudServer(config: ServerConfig, extras: CloudServer
   await manager.reconcile();
   manager.startTimers();
   if (runtime instanceof DockerRuntime) {
+    // After the reconcile, which removed the spares an earlier run of this server left.
+    runtime.fillSpares();
+    metrics.spares = () => runtime.sparesReady;
     const cgroups = new CgroupReader(config.cgroupRoot);
     const sampler = new ResourceSampler({
       containers: () => manager.containers(),

@@ -171,6 +171,13 @@ describe('cluster settings (docs/scaling.md)', () => {
     assert.match(problems({ ...base, CTLL_CLUSTER_PROBE_TIMEOUT_MS: '3000' }).join('\n'), /CTLL_CLUSTER_PROBE_TIMEOUT_MS=3000 must not exceed CTLL_CLUSTER_PROBE_INTERVAL_MS=1000/);
   });
 
+  test('spares: two proxies started ahead unless told, 0 for none, nonsense refused', () => {
+    assert.equal(loadConfig({}, []).proxySpares, 2);
+    assert.equal(loadConfig({ CTLL_PROXY_SPARES: '0' }, []).proxySpares, 0);
+    assert.match(problems({ CTLL_PROXY_SPARES: '-1' }).join('\n'), /CTLL_PROXY_SPARES="-1" must be a whole number from 0 to 100/);
+    assert.match(problems({ CTLL_PROXY_SPARES: 'many' }).join('\n'), /CTLL_PROXY_SPARES="many" must be a whole number/);
+  });
+
   test('the wait for the engine and the firewall at start: none unless told, in seconds, nonsense refused', () => {
     assert.equal(loadConfig({}, []).readyWaitMs, 0);
     assert.equal(loadConfig({ CTLL_READY_WAIT_SECONDS: '60' }, []).readyWaitMs, 60_000);

@@ -68,6 +68,8 @@ export interface ServerConfig {
   healthIntervalMs: number;
   /** The Docker engine's own HEALTHCHECK interval in each proxy container; 0 = off. */
   engineHealthIntervalMs: number;
+  /** Proxies kept started ahead of their users (Docker runtime; spare-pool.ts); 0 = none. */
+  proxySpares: number;
   idleTimeoutMs: number;
   sweepIntervalMs: number;
   corsOrigins: string[];
@@ -268,6 +270,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
     readyWaitMs: read.int('CTLL_READY_WAIT_SECONDS', { default: 0, min: 0, max: 3_600 }) * 1000,
     cgroupRoot: read.word('CTLL_CGROUP_ROOT', { default: '/sys/fs/cgroup', valid: /^\//, expected: 'an absolute path like /sys/fs/cgroup' }),
     engineHealthIntervalMs: read.int('CTLL_ENGINE_HEALTH_INTERVAL_MS', { default: 0, min: 0, max: 3_600_000 }),
+    proxySpares: read.int('CTLL_PROXY_SPARES', { default: 2, min: 0, max: 100 }),
     healthIntervalMs: read.int('CTLL_HEALTH_INTERVAL_MS', { default: DEFAULT_MANAGER_TIMING.healthIntervalMs, min: 100, max: 3_600_000 }),
     idleTimeoutMs: read.int('CTLL_IDLE_TIMEOUT_MS', { default: DEFAULT_MANAGER_TIMING.idleTimeoutMs, min: 100, max: 86_400_000 }),
     sweepIntervalMs: read.int('CTLL_SWEEP_INTERVAL_MS', { default: DEFAULT_MANAGER_TIMING.sweepIntervalMs, min: 100, max: 3_600_000 }),

@@ -41,13 +41,15 @@ async function containerOf(id: string): Promise<Record<string, any> | undefined>
   if (!out) return undefined;
   return (JSON.parse(await docker('inspect', out)) as Array<Record<string, any>>)[0];
 }
-async function leftovers(ids: string[]): Promise<string[]> {
+/** What is left of these users: their containers, and their networks by name or as `joined` names them (a spare's). */
+async function leftovers(ids: string[], joined: string[] = []): Promise<string[]> {
   const left: string[] = [];
   for (const id of ids) {
     const h = userHash(id);
     if (await docker('ps', '-aq', '--filter', `name=^ctll-proxy-${h}$`)) left.push(`container of ${id}`);
     if (await docker('network', 'ls', '-q', '--filter', `name=^ctll-net-${h}$`)) left.push(`network of ${id}`);
   }
+  for (const n of joined) if (await docker('network', 'ls', '-q', '--filter', `name=^${n}$`)) left.push(`network ${n}`);
   return left;
 }
 function freePort(): Promise<number> {
@@ -180,6 +182,7 @@ describe('the cloud server on Docker', { skip, concurrency: false }, () => {
   test('50 users provisioned at once get 50 proxies on 50 distinct subnets', async () => {
     const cloud = await startCloud({ runtime: 'docker', env: { CTLL_RATE_BURST: '1000' } });
     const ids = Array.from({ length: 50 }, (_, i) => user(`crowd${i}`));
+    const joined: string[] = [];
     try {
       const tokens = await Promise.all(ids.map((id) => cloud.signIn(id)));
       const answers = await Promise.all(tokens.map((t) => fetch(`${cloud.url}/api/proxy/start`, { method: 'POST', headers: bearer(t) })));
@@ -187,14 +190,17 @@ describe('the cloud server on Docker', { skip, concurrency: false }, () => {
       assert.deepEqual(statuses.filter((s) => s !== 201), [], 'every start succeeded');
       const subnets = new Set<string>();
       for (const id of ids) {
-        const n = JSON.parse(await docker('network', 'inspect', `ctll-net-${userHash(id)}`)) as Array<{ IPAM: { Config: Array<{ Subnet: string }> } }>;
+        // The network the user's container joined: its own, or the spare's it was taken from.
+        const network = (await containerOf(id))!['HostConfig'].NetworkMode as string;
+        joined.push(network);
+        const n = JSON.parse(await docker('network', 'inspect', network)) as Array<{ IPAM: { Config: Array<{ Subnet: string }> } }>;
         subnets.add(n[0]!.IPAM.Config[0]!.Subnet);
       }
       assert.equal(subnets.size, 50, 'fifty distinct subnets (Docker\'s own pools stop near 29)');
     } finally {
       await cloud.close();
     }
-    assert.deepEqual(await leftovers(ids), [], 'closing the server removed all 50');
+    assert.deepEqual(await leftovers(ids, joined), [], 'closing the server removed all 50');
   });
 
   test('after the server is killed with SIGKILL, a new one adopts healthy proxies and prunes leftovers', async () => {

@@ -10,6 +10,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +19,7 @@ import {
   checkContainerCreate,
   checkNetworkCreate,
   LABEL_STACK,
+  checkRename,
   matchRequest,
   Refusal,
   scopeFilters,
@@ -65,6 +67,7 @@ describe('the Docker API filter: policy', () => {
     assert.equal(ok('POST', '/containers/create?name=x'), 'container create');
     assert.equal(ok('POST', `/v1.41/containers/ctll-proxy-${HASH}/attach?stream=1`), 'container attach');
     assert.equal(ok('DELETE', '/networks/abc'), 'network remove');
+    assert.equal(ok('POST', `/v1.41/containers/abc/rename?name=ctll-unit-proxy-${HASH}`), 'container rename');
     assert.equal(ok('GET', '/events?filters=%7B%7D'), 'events');
     for (const [method, url] of [
       ['POST', '/containers/abc/exec'],
@@ -101,6 +104,13 @@ describe('the Docker API filter: policy', () => {
     assert.match(refusedWith(() => checkContainerCreate(`ctll-proxy-${HASH}`, body, policy)), /ctll-unit-proxy-<user hash>/);
     assert.match(refusedWith(() => checkContainerCreate(`ctll-other-proxy-${HASH}`, body, policy)), /ctll-unit-proxy-<user hash>/);
     assert.match(refusedWith(() => checkNetworkCreate(JSON.parse(JSON.stringify(networkCreateOptions(HASH, SUBNET))), policy)), /ctll-unit-net-<user hash>/);
+  });
+
+  test('a rename (a spare taken by a user) only to a proxy name of this stack', () => {
+    assert.equal(refusedWith(() => checkRename(`ctll-unit-proxy-${HASH}`, policy)), 'accepted');
+    for (const name of [null, '', `ctll-proxy-${HASH}`, `ctll-other-proxy-${HASH}`, `ctll-unit-net-${HASH}`, 'nginx', `ctll-unit-proxy-${HASH}x`]) {
+      assert.match(refusedWith(() => checkRename(name, policy)), /may only be renamed to ctll-unit-proxy-<user hash>/, String(name));
+    }
   });
 
   test('every way out of the container is refused', () => {
@@ -247,6 +257,31 @@ describe('the Docker API filter on a real engine', { skip: skipEngine, concurren
     assert.deepEqual(await runtime.list(), []);
     const { stdout } = await run('docker', ['ps', '-aq', '--filter', `label=${LABEL_STACK}=${stack}`]);
     assert.equal(stdout.trim(), '');
+  });
+
+  test('a spare taken through the filter: renamed to the user, refused any other name', { timeout: 180_000 }, async () => {
+    process.env['DOCKER_HOST'] = `unix://${join(dir, 'docker.sock')}`;
+    const pooled = new DockerRuntime({ subnetRange: RANGE, firewall: 'off', startTimeoutMs: 90_000, stack, spares: 1 });
+    delete process.env['DOCKER_HOST'];
+    try {
+      pooled.fillSpares();
+      for (const deadline = Date.now() + 90_000; pooled.sparesReady < 1; await sleep(100)) assert.ok(Date.now() < deadline, 'the spare was not made');
+      const id = `filter-spare-user-${stack}`;
+      const proxy = await pooled.start({ userId: id, userHash: userHash(id), secret: randomBytes(24).toString('hex') });
+      assert.equal(proxy.id, `ctll-${stack}-proxy-${userHash(id)}`);
+      assert.ok(proxy.startPhases?.claim !== undefined, JSON.stringify(proxy.startPhases));
+      assert.equal((await fetch(`${proxy.endpoint}/health`)).status, 200);
+      await assert.rejects(pooled.docker.getContainer(proxy.id).rename({ name: 'nginx' }), /HTTP code 403/);
+      await assert.rejects(pooled.docker.getContainer(proxy.id).rename({ name: `ctll-proxy-${HASH}` }), /HTTP code 403/);
+      assert.ok(refusals.some((r) => /may only be renamed/.test(r)), refusals.join('\n'));
+      await pooled.stop(userHash(id));
+    } finally {
+      await pooled.close();
+    }
+    const { stdout } = await run('docker', ['ps', '-aq', '--filter', `label=${LABEL_STACK}=${stack}`]);
+    assert.equal(stdout.trim(), '', 'close() removed the spare made after the claim');
+    const nets = await run('docker', ['network', 'ls', '-q', '--filter', `label=${LABEL_STACK}=${stack}`]);
+    assert.equal(nets.stdout.trim(), '');
   });
 
   test("another stack's proxy is invisible and untouchable; forbidden calls are refused by the engine's client", async () => {

@@ -40,6 +40,21 @@ export class ServerMetrics {
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
     registers: [this.registry],
   });
+  /** Read at each scrape: the runtime's spares ready now (none without the Docker runtime). */
+  spares: () => number = () => 0;
+  readonly sparesReady: Gauge = new Gauge({
+    name: 'ctll_proxy_spares',
+    help: 'Proxies started ahead of their users and ready to be taken (CTLL_PROXY_SPARES; Docker runtime)',
+    registers: [this.registry],
+    collect: () => this.sparesReady.set(this.spares()),
+  });
+  readonly startPhaseSeconds = new Histogram({
+    name: 'ctll_proxy_start_phase_seconds',
+    help: 'Where a proxy start spends its time, by phase (firewall, cleanup, claim of a spare, network, container, start, boot; Docker runtime only)',
+    labelNames: ['phase'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],
+    registers: [this.registry],
+  });
   readonly authOutcomes = new Counter({
     name: 'ctll_auth_total',
     help: 'Authentications by route (api, ollama, bridge, key) and outcome (ok, or the reason of the refusal)',

@@ -177,11 +177,14 @@ export class ProxyManager {
     try {
       const instance = await this.options.runtime.start({ userId, userHash, secret });
       record.instance = instance;
+      // A spare from the pool has the secret it was made with, not the one minted above.
+      if (instance.secret) record.secret = instance.secret;
       record.createdAt = instance.createdAt;
       record.state = 'running';
       record.health = { ok: true, checkedAt: Date.now() };
       const seconds = (Date.now() - began) / 1000;
       this.options.metrics.provisioningSeconds.observe(seconds);
+      for (const [phase, ms] of Object.entries(instance.startPhases ?? {})) this.options.metrics.startPhaseSeconds.observe({ phase }, ms / 1000);
       this.options.metrics.proxyStarts.inc({ result: 'ok' });
       this.options.metrics.proxiesRunning.set(this.runningCount());
       this.options.audit.record({ action: 'proxy.start', result: 'ok', userHash, durationMs: Date.now() - began });

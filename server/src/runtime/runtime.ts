@@ -38,7 +38,23 @@ export interface ProxyInstance {
   containerId?: string;
   /** The host's bridge of its network (`ctll-<subnet hex>`): how firewall refusals are told apart by user. */
   bridge?: string;
+  /**
+   * Where this start's time went, in ms per phase, for a start just made (not for proxies found):
+   * the operator's `ctll_proxy_start_phase_seconds` and bench:proxies read it.
+   */
+  startPhases?: Partial<Record<StartPhase, number>>;
 }
+
+/**
+ * The phases of a proxy start, in order. firewall: the isolation firewall confirmed; cleanup:
+ * leftovers of the user removed; claim: a spare taken from the pool and renamed to the user
+ * (when there is one, the start ends here; docker/spare-pool.ts); network: a subnet picked and the user's network created;
+ * container: the container created and attached; start: the engine starting it (runc, the
+ * namespaces, its end of the network); boot: from there to the proxy's "listening" line and a
+ * healthy answer.
+ */
+export const START_PHASES = ['firewall', 'cleanup', 'claim', 'network', 'container', 'start', 'boot'] as const;
+export type StartPhase = (typeof START_PHASES)[number];
 
 export interface ProxyRuntimeEvents {
   /** A proxy ended without being asked to (container died, OOM-killed, removed from outside). */

@@ -498,6 +498,86 @@ describe('DockerRuntime on a real Docker engine', { skip, timeout: 240_000 }, ()
     }
   });
 
+  test("spares: a start takes one by a rename and the pool refills; a dead spare is replaced and nobody's news; a restarted server removes only its own old spares; close() removes the rest", async () => {
+    const stack = `spares-${RUN}`;
+    const byStack = async (): Promise<{ containers: string[]; networks: string[] }> => ({
+      containers: (await run('docker', ['ps', '-a', '--filter', `label=cloudtolocalllm.stack=${stack}`, '--format', '{{.Names}}'])).stdout.split('\n').filter(Boolean).sort(),
+      networks: (await run('docker', ['network', 'ls', '--filter', `label=cloudtolocalllm.stack=${stack}`, '--format', '{{.Name}}'])).stdout.split('\n').filter(Boolean).sort(),
+    });
+    const until = async (what: string, ok: () => Promise<boolean> | boolean): Promise<void> => {
+      const deadline = Date.now() + 90_000;
+      while (!(await ok())) {
+        if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}; on the engine: ${JSON.stringify(await byStack())}`);
+        await sleep(100);
+      }
+    };
+    const make = (): DockerRuntime => new DockerRuntime({ docker, image: IMAGE, stack, spares: 2, startTimeoutMs: 90_000, firewall: FIREWALL_MODE });
+    const first = make();
+    const again = make();
+    const exits: string[] = [];
+    first.on('exit', (hash) => exits.push(hash));
+    const s = spec('spare-user');
+    try {
+      first.fillSpares();
+      await until('two spares', () => first.sparesReady === 2);
+      const spares = (await byStack()).containers;
+      assert.equal(spares.length, 2);
+      assert.deepEqual(await first.list(), [], 'a spare is nobody\'s proxy');
+
+      const proxy = await first.start(s);
+      assert.equal(proxy.id, containerName(s.userHash, stack));
+      assert.ok(spares.includes(`ctll-${stack}-proxy-${(await inspect('container', proxy.id)).Config.Labels[LABEL_OWNER]}`), 'the user\'s container is one of the spares, renamed');
+      assert.ok(proxy.startPhases?.claim !== undefined, JSON.stringify(proxy.startPhases));
+      assert.equal(proxy.startPhases?.network, undefined, 'no network was made for this start');
+      // The spare's own secret is the one it takes; the one in the spec would not open it.
+      assert.notEqual(proxy.secret, s.secret);
+      assert.equal((await get(`${proxy.endpoint}/api/tags`, { authorization: `Bearer ${s.secret}` })).status, 401);
+      assert.notEqual((await get(`${proxy.endpoint}/api/tags`, { authorization: `Bearer ${proxy.secret!}` })).status, 401);
+      assert.deepEqual((await first.list()).map((p) => [p.id, p.userHash, p.secret, p.endpoint]), [[proxy.id, s.userHash, proxy.secret, proxy.endpoint]]);
+      await until('the pool refilled', () => first.sparesReady === 2);
+
+      // A spare killed from outside: replaced, its network removed, and no user hears of it.
+      const spare = (await byStack()).containers.find((n) => n !== proxy.id)!;
+      await run('docker', ['kill', spare]);
+      await until('the killed spare replaced and cleaned up', async () => {
+        const now = await byStack();
+        return first.sparesReady === 2 && !now.containers.includes(spare) && now.containers.length === 3 && now.networks.length === 3;
+      });
+      // The claimed one killed: that is the user's news.
+      await run('docker', ['kill', proxy.id]);
+      await until('the user told of the exit', () => exits.length > 0);
+      assert.deepEqual(exits, [s.userHash]);
+      await first.stop(s.userHash);
+      assert.equal((await byStack()).networks.length, 2, 'stop removed the network the user\'s container had joined (a spare\'s name)');
+
+      await first.close();
+      assert.deepEqual(await byStack(), { containers: [], networks: [] }, 'close() removed the spares');
+
+      // What a crash leaves: a running spare of this server's (holder "single") and one of another
+      // server's on the same engine. The restarted server removes its own only.
+      const leftover = async (holder: string): Promise<string> => {
+        const id = randomBytes(32).toString('hex');
+        const subnet = await again.subnets.withSubnet(async (candidate) => {
+          await docker.createNetwork(networkCreateOptions(id, candidate, stack));
+          return candidate;
+        });
+        const c = await docker.createContainer(containerCreateOptions({ userHash: id, secret: randomBytes(24).toString('hex'), image: IMAGE, subnet, limits: again.limits, stack, spareOf: holder }));
+        await c.start();
+        return containerName(id, stack);
+      };
+      await leftover('single');
+      const others = await leftover('10.0.0.2:9443');
+      assert.deepEqual(await again.pruneOrphans(), { containers: 1, networks: 1 });
+      assert.deepEqual((await byStack()).containers, [others]);
+      assert.deepEqual(await again.list(), [], 'another server\'s spare is nobody\'s proxy here either');
+    } finally {
+      await Promise.all([first.close(), again.close()]).catch(() => undefined);
+      const left = await byStack();
+      if (left.containers.length) await run('docker', ['rm', '-f', ...left.containers]).catch(() => undefined);
+      for (const n of left.networks) await run('docker', ['network', 'rm', n]).catch(() => undefined);
+    }
+  });
+
   test('40 users at once: distinct non-overlapping subnets beyond Docker’s ~29 pools, all healthy, no leftovers', { timeout: 150_000 }, async (t) => {
     const specs = Array.from({ length: 40 }, (_, i) => spec(`many-${i}`));
     let started = performance.now();

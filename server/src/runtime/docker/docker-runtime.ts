@@ -11,12 +11,13 @@
  * Before the first start it installs the host firewall that keeps proxies away from host
  * services and fails their other connections fast (isolation-firewall.ts, option `firewall`).
  */
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
 import { silentLogger, type Logger } from '../../log.js';
-import { userHash as hashOf } from '@cloudtolocalllm/proxy-spec/user-hash';
-import type { ProxyInstance, ProxyRuntime, ProxyRuntimeEvents, ProxySpec } from '../runtime.js';
+import { userHash as hashOf, type UserHash } from '@cloudtolocalllm/proxy-spec/user-hash';
+import type { ProxyInstance, ProxyRuntime, ProxyRuntimeEvents, ProxySpec, StartPhase } from '../runtime.js';
 import {
   bridgeName,
   containerCreateOptions,
@@ -33,7 +34,22 @@ import { BRIDGE_INTERFACES, ensureIsolationFirewall, FIREWALL_MODES, ISOLATION_C
 import { readFirewallCounters, readFirewallStatus } from '../../firewall/firewall-status.js';
 import { syncAndReadCounters, type FirewallCounters } from '../../firewall/firewall-counters.js';
 import { formatCidr, parseCidr } from '@cloudtolocalllm/proxy-spec/cidr';
-import { assertStackName, assertUserHash, containerName, inStack, LABEL_OWNER, LABEL_STACK, labelFilters, networkName, ownerOf } from '@cloudtolocalllm/proxy-spec/naming';
+import {
+  assertStackName,
+  assertUserHash,
+  containerName,
+  inStack,
+  isUnclaimedSpare,
+  LABEL_OWNER,
+  LABEL_SPARE,
+  LABEL_STACK,
+  labelFilters,
+  namePattern,
+  networkName,
+  ownerOf,
+  ownerOfName,
+} from '@cloudtolocalllm/proxy-spec/naming';
+import { SparePool } from './spare-pool.js';
 import { DEFAULT_IMAGE } from './proxy-image.js';
 import { DEFAULT_SUBNET_PREFIX, DEFAULT_SUBNET_RANGE, DockerSubnetAllocator } from './subnet-allocator.js';
 
@@ -88,7 +104,24 @@ export interface DockerRuntimeOptions {
    * privilege, and a start goes ahead (in 'enforce' mode) only while that file confirms the rules.
    */
   firewallStatusFile?: string;
+  /**
+   * How many proxies to keep started ahead of their users (spare-pool.ts; the server's
+   * CTLL_PROXY_SPARES); 0, the default here, keeps none. A user's start then takes one: it is
+   * renamed to the user's name and answers at once, and another is made in the background.
+   */
+  spares?: number;
+  /**
+   * Who keeps the spares this runtime makes (naming.ts LABEL_SPARE; the server's node address in a
+   * cluster): a restarted server removes the unclaimed spares of its earlier self, and no other's.
+   */
+  spareHolder?: string;
   log?: Logger;
+}
+
+/** A proxy made ahead of its user: `spareId` stands in for the user hash in its names. */
+interface Spare {
+  readonly spareId: UserHash;
+  readonly instance: ProxyInstance;
 }
 
 export type DockerProbe = { ok: true; version: string } | { ok: false; error: string };
@@ -145,6 +178,13 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
   private readonly oomAt = new Map<string, number>();
   /** Users with a start or stop in progress: pruneOrphans must not take their half-made objects. */
   private readonly busy = new Map<string, number>();
+  private readonly spares: SparePool<Spare>;
+  private readonly spareHolder: string;
+  /**
+   * The network each claimed spare's user joined (it keeps the spare's name), for removing it
+   * after the container is gone already (AutoRemove after a death); from claims and list().
+   */
+  private readonly joined = new Map<UserHash, string>();
 
   /**
    * Is a Docker engine reachable, and new enough? For choosing a runtime at server start and
@@ -188,6 +228,13 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
     this.watcher = new EventWatcher(this.docker, {
       filters: { type: ['container'], label: labelFilters('proxy', this.stack), event: ['die', 'oom'] },
     });
+    this.spareHolder = options.spareHolder ?? 'single';
+    this.spares = new SparePool<Spare>({
+      size: options.spares ?? 0,
+      make: () => this.makeSpare(),
+      discard: (spare) => this.removeUserObjects(spare.spareId, false),
+      log: this.log,
+    });
     this.watcher.on('event', (event) => this.onEngineEvent(event));
     this.watcher.on('disconnected', (error, retryInMs) =>
       this.log.warn('docker event stream lost; reconnecting', { error: error.message, retryInMs }),
@@ -202,8 +249,10 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
     if (hashOf(spec.userId) !== hash) throw new Error('ProxySpec.userHash is not userHash(ProxySpec.userId)');
     if (spec.secret.length < 16) throw new Error('ProxySpec.secret must be at least 16 characters (the proxy refuses shorter ones)');
     const short = hash.slice(0, 12);
+    const phases = new PhaseClock();
     try {
       await this.ensureFirewall();
+      phases.end('firewall');
     } catch (e) {
       const error = new Error(`could not start the streaming proxy for user ${short}: ${(e as Error).message}`, { cause: e });
       this.log.error('proxy start refused', { user: short, error: error.message });
@@ -215,7 +264,8 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
       await this.watcher.ready;
       // Leftovers of this user from a crash (ours or the engine's) would block the names.
       await this.removeUserObjects(hash, false);
-      return await this.create(spec);
+      phases.end('cleanup');
+      return (await this.claimSpare(hash, phases)) ?? (await this.create(spec, phases));
     } catch (e) {
       await this.removeUserObjects(hash, false).catch((cleanup: unknown) =>
         this.log.error('cleanup after a failed start failed', { user: short, error: engineMessage(cleanup) }),
@@ -292,12 +342,13 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
     return check.done;
   }
 
-  private async create(spec: ProxySpec): Promise<ProxyInstance> {
+  private async create(spec: Pick<ProxySpec, 'userHash' | 'secret'>, phases: PhaseClock, spareOf?: string): Promise<ProxyInstance> {
     const hash = spec.userHash;
     const subnet = await this.subnets.withSubnet(async (candidate) => {
       await this.docker.createNetwork(networkCreateOptions(hash, candidate, this.stack));
       return candidate;
     });
+    phases.end('network');
     let container: Docker.Container;
     try {
       container = await this.docker.createContainer(
@@ -309,6 +360,7 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
           limits: this.limits,
           ...(this.stack ? { stack: this.stack } : {}),
           ...(this.responseHeadTimeoutMs !== undefined ? { responseHeadTimeoutMs: this.responseHeadTimeoutMs } : {}),
+          ...(spareOf !== undefined ? { spareOf } : {}),
         }),
       );
     } catch (e) {
@@ -347,14 +399,26 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
     // The proxy logs this line once its server listens (server/src/proxy/cli.ts).
     const listening = tail.seen('streaming proxy listening');
     const endpoint = proxyEndpoint(proxyAddress(subnet));
+    phases.end('container');
     try {
       await container.start();
+      phases.end('start');
       const createdAt = Date.now();
       await waitForHealth(`${endpoint}/health`, { timeoutMs: this.startTimeoutMs, exited, ready: listening });
+      phases.end('boot');
       // From here on, a death is news for the manager.
       this.expectedExits.delete(container.id);
-      this.log.info('proxy started', { user: hash.slice(0, 12), endpoint, subnet });
-      return { id: containerName(hash, this.stack), userHash: hash, endpoint, createdAt, secret: spec.secret, containerId: container.id, bridge: bridgeName(subnet) };
+      this.log.info('proxy started', { user: hash.slice(0, 12), endpoint, subnet, phasesMs: phases.ms });
+      return {
+        id: containerName(hash, this.stack),
+        userHash: hash,
+        endpoint,
+        createdAt,
+        secret: spec.secret,
+        containerId: container.id,
+        bridge: bridgeName(subnet),
+        startPhases: phases.ms,
+      };
     } catch (e) {
       // Give a crashing proxy's last words a moment to arrive through the attach stream.
       await Promise.race([exited, sleep(200)]);
@@ -365,6 +429,68 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
       stopWaiting.abort();
       attach.destroy();
     }
+  }
+
+  /**
+   * Starts making spares up to the `spares` option, in the background (spare-pool.ts). The
+   * server calls it once its proxies are reconciled; every claim makes another.
+   */
+  fillSpares(): void {
+    this.spares.fill();
+  }
+
+  /** Spares ready now (for /health and the tests). */
+  get sparesReady(): number {
+    return this.spares.count;
+  }
+
+  private async makeSpare(): Promise<Spare> {
+    await this.ensureFirewall();
+    const spareId = randomBytes(32).toString('hex') as UserHash;
+    this.enter(spareId);
+    try {
+      await this.watcher.ready;
+      const instance = await this.create({ userHash: spareId, secret: randomBytes(32).toString('base64url') }, new PhaseClock(), this.spareHolder);
+      return { spareId, instance };
+    } catch (e) {
+      await this.removeUserObjects(spareId, false).catch(() => undefined);
+      throw e;
+    } finally {
+      this.leave(spareId);
+    }
+  }
+
+  /**
+   * The user's proxy from the pool: a spare renamed to the user's container name (the name is
+   * what says whose it is; its network keeps the spare's name), then asked once for its health.
+   * A spare that fails either is removed and the next one tried; undefined when none is left.
+   */
+  private async claimSpare(userHash: UserHash, phases: PhaseClock): Promise<ProxyInstance | undefined> {
+    let tried = false;
+    for (let spare = this.spares.take(); spare; spare = this.spares.take()) {
+      tried = true;
+      const name = containerName(userHash, this.stack);
+      try {
+        await this.docker.getContainer(spare.instance.containerId!).rename({ name });
+      } catch (e) {
+        this.log.warn('a spare proxy could not be renamed; removing it', { spare: spare.spareId.slice(0, 12), error: engineMessage(e) });
+        await this.removeUserObjects(spare.spareId, false).catch(() => undefined);
+        continue;
+      }
+      try {
+        await waitForHealth(`${spare.instance.endpoint}/health`, { timeoutMs: 1_000 });
+      } catch (e) {
+        this.log.warn('a spare proxy did not answer; removing it', { spare: spare.spareId.slice(0, 12), error: engineMessage(e) });
+        await this.removeUserObjects(userHash, false).catch(() => undefined);
+        continue;
+      }
+      phases.end('claim');
+      this.joined.set(userHash, networkName(spare.spareId, this.stack));
+      this.log.info('proxy started', { user: userHash.slice(0, 12), endpoint: spare.instance.endpoint, spare: spare.spareId.slice(0, 12), phasesMs: phases.ms });
+      return { ...spare.instance, id: name, userHash, startPhases: phases.ms };
+    }
+    if (tried) phases.end('claim');
+    return undefined;
   }
 
   async stop(userHash: string): Promise<void> {
@@ -390,6 +516,9 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
     if (info && !inStack(info.Config.Labels, this.stack)) {
       throw new Error(`a container named ${containerName(userHash, this.stack)} exists but belongs to stack "${info.Config.Labels?.[LABEL_STACK] ?? '(none)'}"; remove it by hand`);
     }
+    // A claimed spare's network keeps the spare's name; the container says which it joined, or
+    // the claim did (the container may be gone already).
+    const joined = info?.HostConfig.NetworkMode ?? this.joined.get(userHash as UserHash);
     if (info) {
       this.expectExit(info.Id);
       const container = this.docker.getContainer(info.Id);
@@ -406,6 +535,8 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
       );
     }
     await this.removeNetwork(networkName(userHash, this.stack));
+    if (joined && joined !== networkName(userHash, this.stack) && namePattern('net', this.stack).test(joined)) await this.removeNetwork(joined);
+    this.joined.delete(userHash as UserHash);
   }
 
   private async removeNetwork(name: string): Promise<void> {
@@ -425,12 +556,14 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
     const containers = await this.docker.listContainers({ filters: { label: labelFilters('proxy', this.stack), status: ['running'] } });
     const found = await Promise.all(
       containers.map(async (summary): Promise<ProxyInstance | undefined> => {
-        const owner = ownerOf(summary.Labels);
-        if (!owner || !inStack(summary.Labels, this.stack)) return undefined;
+        const owner = ownerOfName(summary.Names[0], this.stack);
+        if (!owner || !inStack(summary.Labels, this.stack) || isUnclaimedSpare(summary.Names[0], summary.Labels, this.stack)) return undefined;
         // The summary lacks the environment (the secret), so inspect each one.
         const info = await ignoring([404], () => this.docker.getContainer(summary.Id).inspect());
         if (!info?.State.Running) return undefined;
-        const attached = info.NetworkSettings.Networks[networkName(owner, this.stack)];
+        const joined = info.HostConfig.NetworkMode ?? networkName(owner, this.stack);
+        if (joined !== networkName(owner, this.stack)) this.joined.set(owner, joined);
+        const attached = info.NetworkSettings.Networks[joined];
         const ip = attached?.IPAddress;
         if (!ip) return undefined;
         const network = parseCidr(`${ip}/${attached.IPPrefixLen}`, { strict: false });
@@ -459,9 +592,14 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
     let networks = 0;
     const all = await this.docker.listContainers({ all: true, filters: { label: labelFilters('proxy', this.stack) } });
     for (const summary of all) {
-      const owner = ownerOf(summary.Labels);
+      const owner = ownerOfName(summary.Names[0], this.stack);
       if (!inStack(summary.Labels, this.stack)) continue;
-      if (summary.State === 'running' || (owner && this.busy.has(owner))) continue;
+      if (owner && this.busy.has(owner)) continue;
+      // Running: a user's proxy, unless it is a spare an earlier run of this server made (its
+      // pool went with it) and not one of ours now.
+      const oldSpare =
+        owner !== undefined && summary.Labels[LABEL_SPARE] === this.spareHolder && isUnclaimedSpare(summary.Names[0], summary.Labels, this.stack) && !this.spares.has(owner);
+      if (summary.State === 'running' && !oldSpare) continue;
       this.expectExit(summary.Id);
       await ignoring([404, 409], () => this.docker.getContainer(summary.Id).remove({ force: true }));
       containers++;
@@ -486,6 +624,7 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
   }
 
   async close(): Promise<void> {
+    await this.spares.close();
     this.watcher.close();
   }
 
@@ -501,8 +640,15 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
     if (this.expectedExits.has(id)) return;
     // The engine filter already asks for our stack; without one, others' stacks still come through.
     if (!inStack(event.Actor.Attributes, this.stack)) return;
-    const owner = ownerOf({ [LABEL_OWNER]: event.Actor.Attributes[LABEL_OWNER] ?? '' });
+    const owner = ownerOfName(event.Actor.Attributes['name'], this.stack) ?? ownerOf({ [LABEL_OWNER]: event.Actor.Attributes[LABEL_OWNER] ?? '' });
     if (!owner) return;
+    // A spare no user has taken: nobody's news; it is replaced, and its network removed.
+    const spare = this.spares.drop(owner);
+    if (spare) {
+      this.log.warn('a spare proxy exited; making another', { spare: owner.slice(0, 12) });
+      void this.removeUserObjects(owner, false).catch(() => undefined);
+      return;
+    }
     const code = event.Actor.Attributes['exitCode'];
     const report = (): void => {
       const oom = Date.now() - (this.oomAt.get(id) ?? -Infinity) < 10_000;
@@ -536,5 +682,17 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
     const n = (this.busy.get(userHash) ?? 1) - 1;
     if (n > 0) this.busy.set(userHash, n);
     else this.busy.delete(userHash);
+  }
+}
+
+/** Times a start phase by phase: each end() closes the phase begun at the previous one. */
+class PhaseClock {
+  readonly ms: Partial<Record<StartPhase, number>> = {};
+  private last = performance.now();
+
+  end(phase: StartPhase): void {
+    const now = performance.now();
+    this.ms[phase] = Math.round((now - this.last) * 10) / 10;
+    this.last = now;
   }
 }
