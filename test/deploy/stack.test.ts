@@ -71,6 +71,8 @@ describe('the multi-container stack, deployed by the deploy script', { skip, con
   const compose = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> =>
     run(composeBin!, ['-f', COMPOSE_FILE, '-p', stack, '--env-file', envFile, ...args], { cwd: ROOT, maxBuffer: 32 << 20, env: { ...process.env, ...env } }).then((r) => r.stdout + r.stderr);
   const containerOf = async (service: string): Promise<string> => (await compose(['ps', '-q', service])).trim();
+  /** The network a proxy container joined: its user's, or the spare's it was taken from (CTLL_PROXY_SPARES). */
+  const networkOf = async (container: string): Promise<string> => docker('inspect', '--format', '{{.HostConfig.NetworkMode}}', container);
   const docker = async (...args: string[]): Promise<string> => (await run('docker', args, { maxBuffer: 16 << 20 })).stdout.trim();
 
   before(async () => {
@@ -187,7 +189,10 @@ describe('the multi-container stack, deployed by the deploy script', { skip, con
       docker('inspect', '--format', '{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.HostConfig.NetworkMode}} {{.Config.User}}', name),
     ]);
     assert.equal(labels, `${stack} streaming-proxy`);
-    assert.equal(hardening, `true [ALL] ctll-${stack}-net-${userHash(username)} 1001:1001`);
+    // Its own network: named after the user, or after the spare it was taken from (CTLL_PROXY_SPARES).
+    assert.match(hardening, new RegExp(`^true \\[ALL\\] ctll-${stack}-net-[0-9a-f]{64} 1001:1001$`));
+    const network = hardening.split(' ')[2]!;
+    assert.equal(await docker('network', 'inspect', '--format', '{{len .Containers}}', network), '1', 'the network holds this proxy alone');
     // CTLL_FIREWALL=enforce: the proxy started, so the isolation-firewall service had installed the
     // isolation chain (iptables with CAP_NET_ADMIN in the host's namespace) and confirmed it in its
     // status file. The image's own iptables (this host's backend) sees and manages the host's rules.
@@ -224,7 +229,7 @@ describe('the multi-container stack, deployed by the deploy script', { skip, con
     // Isolation holds: from inside the user's proxy, a connection to the host (its own gateway, on
     // the api-backend's port) is refused at once by the rules the isolation-firewall service keeps.
     const name = `ctll-${stack}-proxy-${userHash(username)}`;
-    const gateway = await docker('network', 'inspect', '--format', '{{(index .IPAM.Config 0).Gateway}}', `ctll-${stack}-net-${userHash(username)}`);
+    const gateway = await docker('network', 'inspect', '--format', '{{(index .IPAM.Config 0).Gateway}}', await networkOf(`ctll-${stack}-proxy-${userHash(username)}`));
     const connect = `
       const s = require('node:net').connect(${ports.api}, ${JSON.stringify(gateway)});
       s.setTimeout(10000, () => { console.log('no answer'); process.exit(0); });
@@ -340,7 +345,7 @@ describe('the multi-container stack, deployed by the deploy script', { skip, con
     assert.equal(series(text, 'ctll_proxy_resources_unreadable'), 0);
     assert.ok(series(text, `ctll_proxy_top_memory_bytes{user_hash="${user}"}`)! > 1024 * 1024);
     const name = `ctll-${stack}-proxy-${userHash(username)}`;
-    const gateway = await docker('network', 'inspect', '--format', '{{(index .IPAM.Config 0).Gateway}}', `ctll-${stack}-net-${userHash(username)}`);
+    const gateway = await docker('network', 'inspect', '--format', '{{(index .IPAM.Config 0).Gateway}}', await networkOf(`ctll-${stack}-proxy-${userHash(username)}`));
     const connect = `require('node:net').connect(${ports.api}, ${JSON.stringify(gateway)}).on('connect', () => { console.log('connected'); process.exit(0); }).on('error', (e) => { console.log(e.code); process.exit(0); })`;
     assert.equal(await docker('exec', name, 'node', '-e', connect), 'ECONNREFUSED');
     await waitUntil(async () => (series(await scrape(), byUser) ?? 0) > before, 'the refusal shows for the user\'s hash', 60_000);

@@ -27,7 +27,7 @@ export interface ProxyInstance {
   userHash: UserHash;
   /** Base URL the API server reaches the proxy on, e.g. `http://10.201.0.2:8080`. */
   endpoint: string;
-  /** When it was started (ms since epoch). */
+  /** When it was started (ms since epoch); for a spare, when its user took it (a proxy found at a restart: when its container was made). */
   createdAt: number;
   /**
    * For proxies found at server start (reconciliation): the secret is not recoverable from a

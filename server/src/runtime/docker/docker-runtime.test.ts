@@ -536,6 +536,16 @@ describe('DockerRuntime on a real Docker engine', { skip, timeout: 240_000 }, ()
       assert.deepEqual((await first.list()).map((p) => [p.id, p.userHash, p.secret, p.endpoint]), [[proxy.id, s.userHash, proxy.secret, proxy.endpoint]]);
       await until('the pool refilled', () => first.sparesReady === 2);
 
+      // Four users at once with two spares: two take the ready ones, one waits for the spare being
+      // made meanwhile, and the fourth makes its own rather than queue behind the pool.
+      const crowd = ['a', 'b', 'c', 'd'].map((x) => spec(`spare-crowd-${x}`));
+      const started = await Promise.all(crowd.map((c) => first.start(c)));
+      const made = started.filter((p) => p.startPhases?.network !== undefined).length;
+      const claimed = started.filter((p) => p.startPhases?.claim !== undefined && p.startPhases.network === undefined).length;
+      assert.deepEqual({ claimed, made }, { claimed: 3, made: 1 }, JSON.stringify(started.map((p) => p.startPhases)));
+      for (const c of crowd) await first.stop(c.userHash);
+      await until('the pool refilled after the crowd', async () => first.sparesReady === 2 && (await byStack()).containers.length === 3);
+
       // A spare killed from outside: replaced, its network removed, and no user hears of it.
       const spare = (await byStack()).containers.find((n) => n !== proxy.id)!;
       await run('docker', ['kill', spare]);

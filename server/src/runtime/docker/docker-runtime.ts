@@ -439,7 +439,7 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
     this.spares.fill();
   }
 
-  /** Spares ready now (for /health and the tests). */
+  /** Spares ready now (ctll_proxy_spares, and the tests). */
   get sparesReady(): number {
     return this.spares.count;
   }
@@ -461,13 +461,14 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
   }
 
   /**
-   * The user's proxy from the pool: a spare renamed to the user's container name (the name is
-   * what says whose it is; its network keeps the spare's name), then asked once for its health.
+   * The user's proxy from the pool: a spare (or the one being made, spare-pool.ts takeSoon)
+   * renamed to the user's container name (the name is what says whose it is; its network keeps
+   * the spare's name), then asked once for its health.
    * A spare that fails either is removed and the next one tried; undefined when none is left.
    */
   private async claimSpare(userHash: UserHash, phases: PhaseClock): Promise<ProxyInstance | undefined> {
     let tried = false;
-    for (let spare = this.spares.take(); spare; spare = this.spares.take()) {
+    for (let spare = await this.spares.takeSoon(); spare; spare = await this.spares.takeSoon()) {
       tried = true;
       const name = containerName(userHash, this.stack);
       try {
@@ -487,7 +488,8 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
       phases.end('claim');
       this.joined.set(userHash, networkName(spare.spareId, this.stack));
       this.log.info('proxy started', { user: userHash.slice(0, 12), endpoint: spare.instance.endpoint, spare: spare.spareId.slice(0, 12), phasesMs: phases.ms });
-      return { ...spare.instance, id: name, userHash, startPhases: phases.ms };
+      // Started for this user now, as far as anyone can tell: the status shows when it became theirs.
+      return { ...spare.instance, id: name, userHash, createdAt: Date.now(), startPhases: phases.ms };
     }
     if (tried) phases.end('claim');
     return undefined;

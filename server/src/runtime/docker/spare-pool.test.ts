@@ -101,3 +101,38 @@ test('close() discards a spare that was still being made, and nothing is made af
   await sleep(80);
   assert.equal(h.made(), 1);
 });
+
+test('takeSoon: an empty pool that is making a spare hands it to one waiting start; a second start does not wait', async () => {
+  const h = harness(1, { makeMs: 40 });
+  h.pool.fill();
+  await until(() => h.pool.count === 1, 'the first spare');
+  assert.equal((await h.pool.takeSoon())?.spareId, 's1', 'a ready one at once');
+  // s2 is being made now.
+  const waiting = h.pool.takeSoon();
+  assert.equal(await h.pool.takeSoon(), undefined, 'only one start waits for the spare being made');
+  assert.equal((await waiting)?.spareId, 's2');
+  await until(() => h.pool.count === 1, 'the pool made the next one');
+  assert.equal(h.made(), 3);
+  await h.pool.close();
+  assert.deepEqual(h.discarded, ['s3']);
+});
+
+test('takeSoon: the waiting start gets undefined when making the spare fails, or the pool closes', async () => {
+  const failing = harness(1, { failFirst: 1, makeMs: 20 });
+  failing.pool.fill();
+  assert.equal(await failing.pool.takeSoon(), undefined);
+  await failing.pool.close();
+
+  const closing = harness(1, { makeMs: 40 });
+  closing.pool.fill();
+  const waiting = closing.pool.takeSoon();
+  await closing.pool.close();
+  assert.equal(await waiting, undefined);
+  assert.deepEqual(closing.discarded, ['s1'], 'the spare made while closing is removed');
+});
+
+test('takeSoon with nothing being made answers at once', async () => {
+  const h = harness(0);
+  assert.equal(await h.pool.takeSoon(), undefined);
+  await h.pool.close();
+});

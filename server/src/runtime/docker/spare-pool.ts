@@ -5,7 +5,10 @@
  * discarding a spare are the runtime's (docker-runtime.ts).
  *
  * One spare is made at a time, in the background, so filling the pool never competes with more
- * than one start of its own. A spare that cannot be made is tried again after `retryMs`, not in a
+ * than one start of its own. A start that finds the pool empty while a spare is being made waits
+ * for that one (takeSoon) rather than make a proxy of its own beside it: the spare is already
+ * part-way, and two starts at once would each take longer. Only one start waits so: a burst
+ * does not queue behind a pool that makes one at a time. A spare that cannot be made is tried again after `retryMs`, not in a
  * loop: an engine without the image or without the firewall must not be hammered.
  */
 import type { Logger } from '../../log.js';
@@ -24,6 +27,8 @@ export interface SparePoolOptions<S> {
 export class SparePool<S extends { readonly spareId: string }> {
   private readonly ready: S[] = [];
   private filling: Promise<void> | undefined;
+  /** The start waiting for the spare being made (takeSoon), if any. */
+  private waiter: ((spare: S | undefined) => void) | undefined;
   private retry: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -44,6 +49,16 @@ export class SparePool<S extends { readonly spareId: string }> {
     const spare = this.ready.shift();
     if (spare) this.fill();
     return spare;
+  }
+
+  /**
+   * take(), or, when none is ready but one is being made and no other start waits for it, that
+   * one once it is made (undefined if making it fails or the pool closes).
+   */
+  takeSoon(): Promise<S | undefined> {
+    const ready = this.take();
+    if (ready || !this.filling || this.waiter) return Promise.resolve(ready);
+    return new Promise((resolve) => (this.waiter = resolve));
   }
 
   /** Forgets a spare that ended on its own; the caller cleans up after it. */
@@ -67,6 +82,7 @@ export class SparePool<S extends { readonly spareId: string }> {
     clearTimeout(this.retry);
     this.retry = undefined;
     await this.filling;
+    this.hand(undefined);
     const spares = this.ready.splice(0);
     await Promise.all(spares.map((s) => this.discard(s)));
   }
@@ -77,6 +93,7 @@ export class SparePool<S extends { readonly spareId: string }> {
       try {
         spare = await this.options.make();
       } catch (e) {
+        this.hand(undefined);
         const retryMs = this.options.retryMs ?? 30_000;
         this.options.log.warn('could not start a spare proxy; the next user start makes its own', {
           error: e instanceof Error ? e.message : String(e),
@@ -93,8 +110,18 @@ export class SparePool<S extends { readonly spareId: string }> {
         await this.discard(spare);
         return;
       }
-      this.ready.push(spare);
+      // To the start waiting for it, else into the pool; either way the loop makes the next.
+      if (!this.hand(spare)) this.ready.push(spare);
     }
+  }
+
+  /** Gives the waiting start its answer; false when none waits. */
+  private hand(spare: S | undefined): boolean {
+    const waiter = this.waiter;
+    if (!waiter) return false;
+    this.waiter = undefined;
+    waiter(spare);
+    return true;
   }
 
   private discard(spare: S): Promise<void> {
