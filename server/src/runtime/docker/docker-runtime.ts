@@ -408,7 +408,8 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
       phases.end('boot');
       // From here on, a death is news for the manager.
       this.expectedExits.delete(container.id);
-      this.log.info('proxy started', { user: hash.slice(0, 12), endpoint, subnet, phasesMs: phases.ms });
+      if (spareOf === undefined) this.log.info('proxy started', { user: hash.slice(0, 12), endpoint, subnet, phasesMs: phases.ms });
+      else this.log.info('spare proxy started', { spare: hash.slice(0, 12), endpoint, subnet, phasesMs: phases.ms });
       return {
         id: containerName(hash, this.stack),
         userHash: hash,
