@@ -488,7 +488,9 @@ async function sparesBack(deadline: number): Promise<number> {
   while (SPARES > 0 && Date.now() < deadline && server && serverAlive()) {
     const text = await getText(server.url, '/metrics').catch(() => '');
     if (metricValue(text, 'ctll_proxy_spares') >= SPARES) break;
-    await sleep(100);
+    // A scrape reads every proxy's cgroup files (about 0.1 s of the server at 1,000 proxies):
+    // polled at a pace that leaves the server mostly to the spare it is making.
+    await sleep(250);
   }
   return performance.now() - began;
 }

@@ -10,15 +10,12 @@
  */
 import { fileURLToPath } from 'node:url';
 import { startCloudServer } from '@cloudtolocalllm/server/cloud-server';
-import { loadConfig } from '@cloudtolocalllm/server/config';
+import { loadConfig, singleUserEnv } from '@cloudtolocalllm/server/config';
 import { createLogger } from '@cloudtolocalllm/server/log';
 import type { LocalStack } from './app-controller.js';
 
 export async function startLocalStack(log: (line: string) => void): Promise<LocalStack> {
-  // The desktop's local stack must not pick up a deployment's AUTH0_* from the environment.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AUTH0_')));
-  // One user on this computer: a proxy started ahead for the next one would never be taken.
-  env['CTLL_PROXY_SPARES'] ??= '0';
+  const env = singleUserEnv(process.env);
   const server = await startCloudServer(loadConfig(env, ['--port', '0', '--host', '127.0.0.1']), {
     log: createLogger({ component: 'local-stack' }, 'info', log),
     accessTokenTtlSec: 3600,

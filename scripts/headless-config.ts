@@ -10,7 +10,7 @@ import { machineNameFromHost, machineNameProblem } from '@cloudtolocalllm/bridge
 import { DEFAULT_OLLAMA_URL } from '@cloudtolocalllm/bridge/forward/ollama-target';
 import type { ManagementEndpoint } from '@cloudtolocalllm/bridge/ingress/ollama-routes';
 import { parseManagementList } from '@cloudtolocalllm/bridge/ingress/policy';
-import { loadConfig, type ServerConfig } from '@cloudtolocalllm/server/config';
+import { loadConfig, singleUserEnv, type ServerConfig } from '@cloudtolocalllm/server/config';
 
 export interface HeadlessConfig {
   server: ServerConfig;
@@ -44,12 +44,9 @@ export function readHeadlessConfig(args: readonly string[] = process.argv.slice(
   const name = values.name ?? machineNameFromHost(hostname());
   const nameProblem = machineNameProblem(name);
   if (nameProblem) throw new Error(`--name: ${nameProblem}`);
-  const withoutAuth0 = Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('AUTH0_')));
-  // One user on this machine: a proxy started ahead for the next one would never be taken.
-  withoutAuth0['CTLL_PROXY_SPARES'] ??= '0';
   return {
     // A ConfigError names every bad setting.
-    server: loadConfig(withoutAuth0, ['--port', values.port, '--host', '127.0.0.1', '--runtime', values.runtime]),
+    server: loadConfig(singleUserEnv(env), ['--port', values.port, '--host', '127.0.0.1', '--runtime', values.runtime]),
     ollamaUrl: values['ollama-url'],
     allowManagement: parseManagementList(values.allow),
     user: values.user,

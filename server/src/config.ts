@@ -225,6 +225,17 @@ function parseFlags(argv: string[]): { flags: Flags; error?: string } {
   }
 }
 
+/**
+ * The environment of a cloud server that runs for the one user of this machine (the desktop's
+ * local stack, start:headless): a deployment's AUTH0_* is not its issuer (it always uses the
+ * embedded one), and a proxy started ahead for a next user would never be taken.
+ */
+export function singleUserEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const own: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('AUTH0_')));
+  own['CTLL_PROXY_SPARES'] ??= '0';
+  return own;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] = process.argv.slice(2)): ServerConfig {
   const { flags, error } = parseFlags(argv);
   const read = new Settings(env, flags);
