@@ -1,5 +1,6 @@
 /**
- * The deployed path of the tunnel benchmark: a user's request the way it travels in the product,
+ * The deployed path of the tunnel benchmark: a user's request the way it travels in the product
+ * without nginx in front (start:headless; the edge path puts nginx in front: bench/edge-nginx.ts),
  *
  *   client → api-backend (JWT check, limits, body gate, routing by the token's user)
  *          → the user's streaming proxy in its Docker container (own network, 0.5 CPU, read-only)
@@ -39,6 +40,9 @@ const UNLIMITED: NodeJS.ProcessEnv = {
 export interface DeployedPath {
   /** Base URL for an Ollama client: the api-backend's /ollama. */
   url: string;
+  /** The api-backend itself, and its edge routing port (for nginx in front: bench/edge-nginx.ts). */
+  apiUrl: string;
+  edgeUrl: string;
   token: string;
   server: Child;
   bridge: Child;
@@ -77,7 +81,8 @@ export async function startDeployedPath(root: string, emulatorUrl: string, profF
     'api-backend',
     join(root, 'bench/deployed-server.ts'),
     ['--user', 'bench-deployed'],
-    { ...UNLIMITED, CTLL_STACK_NAME: DEPLOYED_STACK, CTLL_PROXY_IMAGE: DEPLOYED_IMAGE, LOG_LEVEL: 'info' },
+    // The edge port on (a free one): the edge path puts nginx in front of this same api-backend.
+    { ...UNLIMITED, CTLL_STACK_NAME: DEPLOYED_STACK, CTLL_PROXY_IMAGE: DEPLOYED_IMAGE, CTLL_EDGE_PORT: '0', LOG_LEVEL: 'info' },
     profFlags('api-backend'),
   );
   let bridge: Child | undefined;
@@ -88,8 +93,8 @@ export async function startDeployedPath(root: string, emulatorUrl: string, profF
   };
   try {
     // A first start builds the proxy image (seconds from a warm cache, under a minute cold).
-    const { url, token } = await server.waitFor(
-      (line, s) => (s === 'stdout' ? jsonLine(line, (m) => (m['event'] === 'ready' ? { url: String(m['url']), token: String(m['token']) } : undefined)) : undefined),
+    const { url, edgeUrl, token } = await server.waitFor(
+      (line, s) => (s === 'stdout' ? jsonLine(line, (m) => (m['event'] === 'ready' ? { url: String(m['url']), edgeUrl: String(m['edgeUrl']), token: String(m['token']) } : undefined)) : undefined),
       300_000,
       'the api-backend to listen and sign the user in',
     );
@@ -105,7 +110,7 @@ export async function startDeployedPath(root: string, emulatorUrl: string, profF
       60_000,
       'the bridge to connect through the api-backend',
     );
-    return { url: `${url}/ollama`, token, server, bridge, proxyPid: await proxyContainerPid(), close };
+    return { url: `${url}/ollama`, apiUrl: url, edgeUrl, token, server, bridge, proxyPid: await proxyContainerPid(), close };
   } catch (e) {
     await close();
     throw e;

@@ -6,7 +6,8 @@
  * separate process it is on a user's computer, so the two are timed apart.
  *
  * Prints one JSON line on stdout once the server listens and the user is signed in:
- * {"event":"ready","url":"http://127.0.0.1:PORT","token":"..."}; logs go to stderr. SIGTERM
+ * {"event":"ready","url":"http://127.0.0.1:PORT","edgeUrl":"http://127.0.0.1:PORT","token":"..."}
+ * (edgeUrl: edge routing's port when CTLL_EDGE_PORT is set); logs go to stderr. SIGTERM
  * closes the server, which stops and removes the user's proxy container and network.
  *
  *   node --import tsx bench/deployed-server.ts --user NAME   (env: CTLL_* as for start:headless)
@@ -25,4 +26,4 @@ onShutdownSignal(() => server.close());
 const issuer = server.embeddedIssuer;
 if (!issuer) throw new Error('the deployed path needs the embedded issuer (unset AUTH0_*)');
 const tokens = await headlessSignIn({ issuer: issuer.issuer, clientId: issuer.desktopClientId, audience: server.audience, username: options.user });
-process.stdout.write(JSON.stringify({ event: 'ready', url: server.url, token: tokens.accessToken }) + '\n');
+process.stdout.write(JSON.stringify({ event: 'ready', url: server.url, edgeUrl: server.edgeUrl, token: tokens.accessToken }) + '\n');

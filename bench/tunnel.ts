@@ -8,6 +8,11 @@
  *              emulator is the same, so what differs from `tunnel` is the routing alone
  *   deployed   client → api-backend → the user's proxy in its Docker container ⇒ WebSocket +
  *              HTTP/2 through the api-backend ⇒ bridge → emulator (bench/deployed-path.ts)
+ *   nginx      client → nginx (the deployed configuration as before edge routing; plain HTTP) →
+ *              the deployed path's api-backend → the same proxy ⇒ bridge → emulator (bench/edge-nginx.ts)
+ *   edge       client → nginx (the deployed configuration, edge routing on; plain HTTP) → the
+ *              same user's proxy ⇒ bridge → emulator: nginx asks the api-backend where each
+ *              request goes and relays it itself (bench/edge-nginx.ts, docs/edge-routing.md)
  *   tunnel 1+2 idle  three bridges again, the model on `a` only (`b`, `c` idle): routing's own
  *              cost without more active bridges (bench/routing-path.ts)
  *   ssh -R     client → sshd's forwarded port ⇒ SSH channel ⇒ ssh client → emulator
@@ -17,7 +22,7 @@
  * repeated and the median reported. A benchmark reports; it never fails the build, so the exit
  * code is 0 unless the run itself could not be carried out.
  *
- *   npm run bench:tunnel [-- --repeats 3] [--quick] [--json out.json] [--paths direct,tunnel,three,routed,deployed,ssh]
+ *   npm run bench:tunnel [-- --repeats 3] [--quick] [--json out.json] [--paths direct,tunnel,three,routed,deployed,nginx,edge,ssh]
  *                          [--workloads ttfb,stream,concurrent,paced,upload] [--cpu-prof DIR] [--wait-quiet SECONDS]
  */
 import { randomBytes } from 'node:crypto';
@@ -29,6 +34,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cpuMsOfTree, killAllSync, spawnTs, stopAll, type Child } from './children.js';
 import { startDeployedPath } from './deployed-path.js';
+import { nginxBinary, startEdgeNginx } from './edge-nginx.js';
 import { costRows, workloadCost, type WorkloadCost } from './relay-cost.js';
 import { startSshForward, type SshForward } from './ssh-forward.js';
 import { fmt, median, ratio, table } from './stats.js';
@@ -63,7 +69,7 @@ const { values: args } = parseArgs({
     repeats: { type: 'string', default: '5' },
     quick: { type: 'boolean', default: false },
     json: { type: 'string' },
-    paths: { type: 'string', default: 'direct,tunnel,three,routed,deployed,ssh' },
+    paths: { type: 'string', default: 'direct,tunnel,three,routed,deployed,nginx,edge,ssh' },
     workloads: { type: 'string', default: 'ttfb,stream,concurrent,paced,upload' },
     'cpu-prof': { type: 'string' },
     'wait-quiet': { type: 'string', default: '0' },
@@ -80,7 +86,7 @@ if (args.transport !== undefined && args.transport !== 'h2' && args.transport !=
 const TRANSPORT_FLAGS = args.transport ? ['--transport', args.transport] : [];
 if (args.help) {
   process.stdout.write(
-    'usage: npm run bench:tunnel [-- --repeats N] [--quick] [--json FILE] [--paths direct,tunnel,three,routed,deployed,ssh]\n' +
+    'usage: npm run bench:tunnel [-- --repeats N] [--quick] [--json FILE] [--paths direct,tunnel,three,routed,deployed,nginx,edge,ssh]\n' +
       '                            [--workloads ttfb,stream,concurrent,paced,upload] [--cpu-prof DIR] [--wait-quiet SECONDS]\n' +
       '  --wait-quiet S   first wait up to S seconds for the machine to be idle (< 10% busy)\n' +
       '  --transport T    the bridges\' tunnel transport, h2 or websocket (default: the bridge\'s own choice, h2)\n',
@@ -161,7 +167,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 // The three paths
 
 interface Path {
-  key: 'direct' | 'tunnel' | 'three' | 'routed' | 'deployed' | 'ssh';
+  key: 'direct' | 'tunnel' | 'three' | 'routed' | 'deployed' | 'nginx' | 'edge' | 'ssh';
   label: string;
   target: Target;
   /** Processes that serve this path, for CPU accounting (the client is this process). */
@@ -406,12 +412,32 @@ async function main(): Promise<void> {
       ],
     });
   }
-  if (wantedPaths.has('deployed')) {
+  if (wantedPaths.has('deployed') || wantedPaths.has('nginx') || wantedPaths.has('edge')) {
+    // One api-backend, proxy and bridge for both: the two paths differ only in what is in front.
     const d = await startDeployedPath(ROOT, emulator.url, profFlags, TRANSPORT_FLAGS);
     closers.push(d.close);
-    log(`deployed: api-backend ${d.url} (pid ${d.server.pid}) → proxy container (pid ${d.proxyPid}) ⇐ WebSocket/HTTP/2 ⇐ bridge (pid ${d.bridge.pid}) → emulator`);
-    const processes = [['api-backend', d.server.pid], ['proxy', d.proxyPid], ['bridge', d.bridge.pid], ['emulator', emulator.child.pid]] as const;
-    paths.push({ key: 'deployed', label: 'deployed', target: makeTarget('deployed', d.url, { authorization: `Bearer ${d.token}` }), processes: processes.map(([role, pid]) => ({ role, pid })) });
+    const behind = [['proxy', d.proxyPid], ['bridge', d.bridge.pid], ['emulator', emulator.child.pid]] as const;
+    if (wantedPaths.has('deployed')) {
+      log(`deployed: api-backend ${d.url} (pid ${d.server.pid}) → proxy container (pid ${d.proxyPid}) ⇐ WebSocket/HTTP/2 ⇐ bridge (pid ${d.bridge.pid}) → emulator`);
+      const processes = [['api-backend', d.server.pid], ...behind] as const;
+      paths.push({ key: 'deployed', label: 'deployed', target: makeTarget('deployed', d.url, { authorization: `Bearer ${d.token}` }), processes: processes.map(([role, pid]) => ({ role, pid })) });
+    }
+    const withNginx = (['nginx', 'edge'] as const).filter((k) => wantedPaths.has(k));
+    const nginx = withNginx.length ? nginxBinary() : undefined;
+    if (withNginx.length && !nginx) log(`${withNginx.join(', ')} skipped: no nginx on this machine (apt-get install -y nginx)`);
+    for (const key of nginx ? withNginx : []) {
+      const front = await startEdgeNginx(nginx!, d.apiUrl, d.edgeUrl, { through: key === 'nginx' });
+      closers.push(front.close);
+      log(
+        key === 'edge'
+          ? `edge: nginx ${front.url} (pid ${front.pid}; asks the api-backend's edge port ${d.edgeUrl}) → proxy container (pid ${d.proxyPid}) ⇐ bridge (pid ${d.bridge.pid}) → emulator`
+          : `nginx: nginx ${front.url} (pid ${front.pid}) → api-backend ${d.apiUrl} → proxy container (pid ${d.proxyPid}) ⇐ bridge (pid ${d.bridge.pid}) → emulator`,
+      );
+      // The api-backend stays on both paths: it splices the bridge (and answers nginx's question, or relays).
+      const processes = [['nginx', front.pid], ['api-backend', d.server.pid], ...behind] as const;
+      const label = key === 'edge' ? 'edge' : 'nginx ⇒ api';
+      paths.push({ key, label, target: makeTarget(label, front.url, { authorization: `Bearer ${d.token}`, host: front.host }), processes: processes.map(([role, pid]) => ({ role, pid })) });
+    }
   }
   let sshNote = '';
   if (wantedPaths.has('ssh')) {
@@ -564,7 +590,7 @@ function report(paths: Path[], results: Results, sshNote: string, started: numbe
     digits?: number;
   }
   const rows: Row[] = [];
-  const keys = ['direct', 'tunnel', 'three', 'deployed', 'ssh'] as const;
+  const keys = ['direct', 'tunnel', 'three', 'deployed', 'nginx', 'edge', 'ssh'] as const;
   const valuesOf = <R>(bucket: Record<string, Sample<R>[]>, pick: (r: R) => number): Record<string, number> =>
     Object.fromEntries(keys.map((k) => [k, med(bucket, k, pick)]));
 
@@ -614,12 +640,14 @@ function report(paths: Path[], results: Results, sshNote: string, started: numbe
   }
 
   const cell = (v: number | undefined, present: boolean): string => (present ? fmt(v ?? Number.NaN) : 'skipped');
-  const header = ['Workload', 'Metric', 'direct', 'tunnel', 'tunnel ×3', 'deployed', 'ssh -R', 'tunnel ÷ direct', 'tunnel ×3 ÷ tunnel', 'deployed ÷ direct', 'ssh -R ÷ direct', 'tunnel vs ssh -R', 'deployed vs ssh -R'];
+  const header = ['Workload', 'Metric', 'direct', 'tunnel', 'tunnel ×3', 'deployed', 'nginx ⇒ api', 'edge', 'ssh -R', 'tunnel ÷ direct', 'tunnel ×3 ÷ tunnel', 'deployed ÷ direct', 'edge ÷ nginx ⇒ api', 'ssh -R ÷ direct', 'tunnel vs ssh -R', 'deployed vs ssh -R', 'edge vs ssh -R'];
   const tableRows = rows.map((r) => {
     const d = r.values['direct'] ?? Number.NaN;
     const t = r.values['tunnel'] ?? Number.NaN;
     const three = r.values['three'] ?? Number.NaN;
     const dep = r.values['deployed'] ?? Number.NaN;
+    const edge = r.values['edge'] ?? Number.NaN;
+    const fronted = r.values['nginx'] ?? Number.NaN;
     const s = r.values['ssh'] ?? Number.NaN;
     const vsSsh = (key: Path['key'], v: number): string => {
       if (r.better === 'none' || !has(key) || !has('ssh') || !Number.isFinite(v) || !Number.isFinite(s)) return '';
@@ -633,13 +661,17 @@ function report(paths: Path[], results: Results, sshNote: string, started: numbe
       cell(t, has('tunnel')),
       cell(three, has('three')),
       cell(dep, has('deployed')),
+      cell(fronted, has('nginx')),
+      cell(edge, has('edge')),
       cell(s, has('ssh')),
       r.noRatio ? '' : ratio(t, d),
       r.noRatio ? '' : ratio(three, t),
       r.noRatio ? '' : ratio(dep, d),
+      r.noRatio ? '' : ratio(edge, fronted),
       r.noRatio ? '' : ratio(s, d),
       vsSsh('tunnel', t),
       vsSsh('deployed', dep),
+      vsSsh('edge', edge),
     ];
   });
 
@@ -709,33 +741,35 @@ function report(paths: Path[], results: Results, sshNote: string, started: numbe
     if (w.has('concurrent')) vs('64-stream aggregate lines/s', 'aggregate lines/s', 'higher');
     if (w.has('upload')) vs('upload MiB/s', 'MiB/s', 'higher');
   }
-  if (has('deployed') && has('ssh')) {
-    // Issue 12: the user's whole path at least equal to ssh -R on every workload.
-    const atLeast = (label: string, metric: string, better: 'higher' | 'lower'): void => {
-      const d = val(metric, 'deployed');
-      const s = val(metric, 'ssh');
-      targets.push({ name: `deployed at least equal to ssh -R: ${label}`, pass: better === 'higher' ? d >= s : d <= s, detail: `deployed ${fmt(d)} vs ssh -R ${fmt(s)} (${ratio(d, s)})` });
-    };
-    if (w.has('ttfb')) atLeast('TTFB p50', 'p50 (ms)', 'lower');
-    if (w.has('stream')) atLeast('stream lines/s', 'lines/s', 'higher');
-    if (w.has('concurrent')) atLeast('64-stream aggregate lines/s', 'aggregate lines/s', 'higher');
-    if (w.has('upload')) atLeast('upload MiB/s', 'MiB/s', 'higher');
-  }
-  if (has('deployed') && has('direct') && w.has('paced')) {
-    const added = val('inter-token p99 added vs direct (ms)', 'deployed');
-    targets.push({ name: 'deployed inter-token p99 added < 1 ms', pass: added < 1, detail: `${fmt(added)} ms` });
-  }
-  if (has('deployed') && has('ssh')) {
-    for (const c of costs) {
-      if (!/MiB|lines/.test(c.unit)) continue;
-      const d = c.costs['deployed']?.total ?? Number.NaN;
-      const s = c.costs['ssh']?.total ?? Number.NaN;
-      targets.push({ name: `deployed relay CPU below sshd + ssh: ${c.name}`, pass: d < s, detail: `${fmt(d)} vs ${fmt(s)} ms per ${c.unit} (${ratio(d, s)})` });
+  // Issue 12: the user's whole path (without nginx, and with it and edge routing) at least equal
+  // to ssh -R on every workload, with less relay CPU and little added latency.
+  for (const key of ['deployed', 'edge'] as const) {
+    if (!has(key)) continue;
+    if (has('ssh')) {
+      const atLeast = (label: string, metric: string, better: 'higher' | 'lower'): void => {
+        const d = val(metric, key);
+        const s = val(metric, 'ssh');
+        targets.push({ name: `${key} at least equal to ssh -R: ${label}`, pass: better === 'higher' ? d >= s : d <= s, detail: `${key} ${fmt(d)} vs ssh -R ${fmt(s)} (${ratio(d, s)})` });
+      };
+      if (w.has('ttfb')) atLeast('TTFB p50', 'p50 (ms)', 'lower');
+      if (w.has('stream')) atLeast('stream lines/s', 'lines/s', 'higher');
+      if (w.has('concurrent')) atLeast('64-stream aggregate lines/s', 'aggregate lines/s', 'higher');
+      if (w.has('upload')) atLeast('upload MiB/s', 'MiB/s', 'higher');
+      for (const c of costs) {
+        if (!/MiB|lines/.test(c.unit)) continue;
+        const d = c.costs[key]?.total ?? Number.NaN;
+        const s = c.costs['ssh']?.total ?? Number.NaN;
+        targets.push({ name: `${key} relay CPU below sshd + ssh: ${c.name}`, pass: d < s, detail: `${fmt(d)} vs ${fmt(s)} ms per ${c.unit} (${ratio(d, s)})` });
+      }
     }
-  }
-  if (has('deployed') && has('direct') && w.has('ttfb')) {
-    const added = val('p50 added vs direct (ms)', 'deployed');
-    targets.push({ name: 'deployed p50 added latency < 0.5 ms', pass: added < 0.5, detail: `${fmt(added)} ms` });
+    if (has('direct') && w.has('paced')) {
+      const added = val('inter-token p99 added vs direct (ms)', key);
+      targets.push({ name: `${key} inter-token p99 added < 1 ms`, pass: added < 1, detail: `${fmt(added)} ms` });
+    }
+    if (has('direct') && w.has('ttfb')) {
+      const added = val('p50 added vs direct (ms)', key);
+      targets.push({ name: `${key} p50 added latency < 0.5 ms`, pass: added < 0.5, detail: `${fmt(added)} ms` });
+    }
   }
   if (haveTunnel && has('three')) {
     // Issue 10: routing among several computers adds no measurable latency. "Measurable": within

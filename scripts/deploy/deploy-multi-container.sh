@@ -280,7 +280,8 @@ render_nginx() {
   fi
   local result
   result="$(HSTS_MAX_AGE="$hsts" DOMAIN="$DOMAIN" HTTPS_PORT="$HTTPS_PORT" HTTP_PORT="$HTTP_PORT" \
-    "$ROOT/scripts/deploy/render-nginx-conf.sh" --out "$STATE/nginx" --upstream "127.0.0.1:${PORT:-8080}" | tail -1)"
+    "$ROOT/scripts/deploy/render-nginx-conf.sh" --out "$STATE/nginx" --upstream "127.0.0.1:${PORT:-8080}" \
+    --edge-upstream "127.0.0.1:${CTLL_EDGE_PORT:-8081}" | tail -1)"
   say "nginx configuration: $result (HSTS max-age $hsts)"
   nginx_changed=0
   [ "$result" = changed ] && nginx_changed=1

@@ -11,6 +11,7 @@
 #   --listen "A B"          addresses to listen on [NGINX_LISTEN_ADDRESSES]; default 0.0.0.0, plus
 #                           [::] when this machine has IPv6
 #   --upstream HOST:PORT    the cloud server [127.0.0.1:$PORT] 127.0.0.1:8080
+#   --edge-upstream HOST:PORT  its edge routing port [127.0.0.1:$CTLL_EDGE_PORT] 127.0.0.1:8081
 #   --tls-cert PATH         certificate chain as nginx sees it /etc/ctll-tls/fullchain.pem
 #   --tls-key PATH          private key as nginx sees it /etc/ctll-tls/privkey.pem
 #   --acme-root PATH        certbot's webroot as nginx sees it /var/www/acme
@@ -22,6 +23,8 @@
 #   --health-port N         local health/status port [NGINX_HEALTH_PORT] 8088
 #   --hsts-max-age N        Strict-Transport-Security max-age [HSTS_MAX_AGE] 63072000 (0 for trials)
 #   --stream-timeout T      timeouts of streams and the bridge [NGINX_STREAM_TIMEOUT] 3600s
+#   --body-stall-timeout T  a request body's longest silence on the way to a proxy
+#                           [NGINX_BODY_STALL_TIMEOUT] 60s (keep it CTLL_BODY_STALL_MS)
 #   --ollama-max-body SIZE  request body limit on /ollama/ [NGINX_OLLAMA_MAX_BODY] 100m
 #   --rate-per-ip N         requests per second per client address [NGINX_RATE_PER_IP] 50
 #   --burst-per-ip N        [NGINX_BURST_PER_IP] 200
@@ -44,6 +47,7 @@ https_port="${HTTPS_PORT:-443}"
 http_port="${HTTP_PORT:-80}"
 listen="${NGINX_LISTEN_ADDRESSES:-}"
 upstream="127.0.0.1:${PORT:-8080}"
+edge_upstream="127.0.0.1:${CTLL_EDGE_PORT:-8081}"
 tls_cert=/etc/ctll-tls/fullchain.pem
 tls_key=/etc/ctll-tls/privkey.pem
 acme_root=/var/www/acme
@@ -54,6 +58,7 @@ worker_user="nginx nginx"
 health_port="${NGINX_HEALTH_PORT:-8088}"
 hsts_max_age="${HSTS_MAX_AGE:-63072000}"
 stream_timeout="${NGINX_STREAM_TIMEOUT:-3600s}"
+body_stall_timeout="${NGINX_BODY_STALL_TIMEOUT:-60s}"
 ollama_max_body="${NGINX_OLLAMA_MAX_BODY:-100m}"
 rate_per_ip="${NGINX_RATE_PER_IP:-50}"
 burst_per_ip="${NGINX_BURST_PER_IP:-200}"
@@ -74,6 +79,7 @@ while [ $# -gt 0 ]; do
     --http-port) http_port="$val" ;;
     --listen) listen="$val" ;;
     --upstream) upstream="$val" ;;
+    --edge-upstream) edge_upstream="$val" ;;
     --tls-cert) tls_cert="$val" ;;
     --tls-key) tls_key="$val" ;;
     --acme-root) acme_root="$val" ;;
@@ -84,6 +90,7 @@ while [ $# -gt 0 ]; do
     --health-port) health_port="$val" ;;
     --hsts-max-age) hsts_max_age="$val" ;;
     --stream-timeout) stream_timeout="$val" ;;
+    --body-stall-timeout) body_stall_timeout="$val" ;;
     --ollama-max-body) ollama_max_body="$val" ;;
     --rate-per-ip) rate_per_ip="$val" ;;
     --burst-per-ip) burst_per_ip="$val" ;;
@@ -105,6 +112,7 @@ port_ok --http-port "$http_port"
 port_ok --health-port "$health_port"
 upstream_re='^([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):[0-9]{1,5}$'
 [[ "$upstream" =~ $upstream_re ]] || die "--upstream '$upstream' must be HOST:PORT"
+[[ "$edge_upstream" =~ $upstream_re ]] || die "--edge-upstream '$edge_upstream' must be HOST:PORT"
 for p in "$tls_cert" "$tls_key" "$acme_root" "$run_dir" "$access_log"; do
   [[ "$p" =~ ^/[A-Za-z0-9._/-]*$ ]] || die "'$p' must be an absolute path of plain characters"
 done
@@ -112,6 +120,7 @@ done
 [[ -z "$worker_user" || "$worker_user" =~ ^[a-z_][a-z0-9_-]*( [a-z_][a-z0-9_-]*)?$ ]] || die "--worker-user '$worker_user' must be 'user [group]'"
 [[ "$hsts_max_age" =~ ^[0-9]+$ ]] || die "HSTS_MAX_AGE '$hsts_max_age' must be a number of seconds"
 [[ "$stream_timeout" =~ ^[0-9]+[smhd]?$ ]] || die "NGINX_STREAM_TIMEOUT '$stream_timeout' must be like 3600s or 2h"
+[[ "$body_stall_timeout" =~ ^[0-9]+[smhd]?$ ]] || die "NGINX_BODY_STALL_TIMEOUT '$body_stall_timeout' must be like 60s"
 [[ "$ollama_max_body" =~ ^[0-9]+[kKmMgG]?$ ]] || die "NGINX_OLLAMA_MAX_BODY '$ollama_max_body' must be like 100m"
 for v in "$rate_per_ip" "$burst_per_ip" "$connections_per_ip"; do [[ "$v" =~ ^[1-9][0-9]*$ ]] || die "'$v' must be a positive whole number"; done
 
@@ -142,6 +151,7 @@ declare -A values=(
   [SERVER_NAME]="$server_name"
   [PUBLIC_ORIGIN]="$public_origin"
   [UPSTREAM]="$upstream"
+  [EDGE_UPSTREAM]="$edge_upstream"
   [LISTEN_HTTP]="$(listen_lines "$http_port" "")"
   [LISTEN_HTTPS]="$(listen_lines "$https_port" " ssl http2")"
   [LISTEN_HTTPS_DEFAULT]="$(listen_lines "$https_port" " ssl http2 default_server")"
@@ -151,6 +161,7 @@ declare -A values=(
   [HEALTH_PORT]="$health_port"
   [HSTS_MAX_AGE]="$hsts_max_age"
   [STREAM_TIMEOUT]="$stream_timeout"
+  [BODY_STALL_TIMEOUT]="$body_stall_timeout"
   [OLLAMA_MAX_BODY]="$ollama_max_body"
   [RATE_PER_IP]="$rate_per_ip"
   [BURST_PER_IP]="$burst_per_ip"

@@ -61,6 +61,9 @@ test('the container is confined: limits, read-only, no capabilities, no publishe
   assert.equal(options.name, `ctll-proxy-${hash}`);
   assert.equal(options.User, '1001:1001');
   assert.deepEqual(options.Env, [`PROXY_OWNER=${hash}`, 'PROXY_TOKEN=s3cret-s3cret-s3cret', 'PROXY_HOST=0.0.0.0', 'PROXY_PORT=8080']);
+  // The server's relay settings, when it has them: the proxy keeps the user's concurrent-request limit too.
+  const relayed = containerCreateOptions({ userHash: hash, secret: 's3cret-s3cret-s3cret', image: 'img:1', subnet: '10.200.0.16/28', limits: DEFAULT_LIMITS, responseHeadTimeoutMs: 5000, maxConcurrentRequests: 64 });
+  assert.deepEqual(relayed.Env?.slice(4), ['PROXY_RESPONSE_HEAD_TIMEOUT_MS=5000', 'PROXY_MAX_CONCURRENT_REQUESTS=64']);
   assert.equal(host.Memory, 536870912);
   assert.equal(host.MemorySwap, 536870912, 'no swap');
   assert.equal(host.NanoCpus, 500000000);

@@ -141,6 +141,8 @@ export interface ProxyContainerArgs {
   stack?: string;
   /** The relay's answer-head deadline (CTLL_RESPONSE_HEAD_TIMEOUT_MS); the proxy's default without it. */
   responseHeadTimeoutMs?: number;
+  /** The user's concurrent-request limit (CTLL_MAX_CONCURRENT_REQUESTS), kept by the proxy too (edge routing). */
+  maxConcurrentRequests?: number;
   /** Made ahead of its user, kept by this server (naming.ts, LABEL_SPARE); `userHash` is then a random id. */
   spareOf?: string;
 }
@@ -161,6 +163,7 @@ export function containerCreateOptions(args: ProxyContainerArgs): Dockerode.Cont
       'PROXY_HOST=0.0.0.0',
       `PROXY_PORT=${PROXY_PORT}`,
       ...(args.responseHeadTimeoutMs !== undefined ? [`PROXY_RESPONSE_HEAD_TIMEOUT_MS=${args.responseHeadTimeoutMs}`] : []),
+      ...(args.maxConcurrentRequests !== undefined ? [`PROXY_MAX_CONCURRENT_REQUESTS=${args.maxConcurrentRequests}`] : []),
     ],
     User: PROXY_USER,
     ExposedPorts: { [`${PROXY_PORT}/tcp`]: {} },

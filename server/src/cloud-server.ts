@@ -33,6 +33,8 @@ import type { HeartbeatOptions } from '@cloudtolocalllm/bridge/connection/heartb
 
 export interface CloudServer {
   url: string;
+  /** Edge routing's address (config.edgePort), on loopback; undefined when off. */
+  edgeUrl?: string;
   /** The OpenID issuer tokens must come from. */
   issuer: string;
   audience: string;
@@ -88,7 +90,7 @@ const HOW_TO_ISOLATE = 'Fix that and start again, or pass --runtime docker to re
  */
 async function chooseRuntime(config: ServerConfig, log: Logger, extras: CloudServerExtras): Promise<ProxyRuntime> {
   const processRuntime = (): ProcessRuntime =>
-    new ProcessRuntime({ log, responseHeadTimeoutMs: config.guard.responseHeadTimeoutMs, ...(extras.heartbeat ? { heartbeat: extras.heartbeat } : {}) });
+    new ProcessRuntime({ log, responseHeadTimeoutMs: config.guard.responseHeadTimeoutMs, maxConcurrentRequests: config.limits.maxConcurrentRequests, ...(extras.heartbeat ? { heartbeat: extras.heartbeat } : {}) });
   const inProcess = (why: string, reason: string): ProcessRuntime => {
     log.warn(`${why}; proxies run inside this process. Isolation between users is WEAKER (shared process and memory). ${HOW_TO_ISOLATE}`, { reason });
     return processRuntime();
@@ -119,6 +121,7 @@ async function chooseRuntime(config: ServerConfig, log: Logger, extras: CloudSer
     ...(config.cluster?.self ? { spareHolder: config.cluster.self } : {}),
     ...(config.stack ? { stack: config.stack } : {}),
     responseHeadTimeoutMs: config.guard.responseHeadTimeoutMs,
+    maxConcurrentRequests: config.limits.maxConcurrentRequests,
     log,
   });
   const image = await ensureProxyImage({ docker: runtime.docker, image: config.proxyImage, log });
@@ -221,6 +224,16 @@ export async function startCloudServer(config: ServerConfig, extras: CloudServer
     await manager.close({ keepProxies: true });
     throw new Error(`cannot listen on ${config.host}:${config.port}: ${(e as Error).message}`);
   }
+  let edgeUrl: string | undefined;
+  if (config.edgePort !== undefined) {
+    try {
+      edgeUrl = await api.listenEdge(config.edgePort);
+    } catch (e) {
+      await api.close();
+      await manager.close({ keepProxies: true });
+      throw new Error(`cannot listen for edge routing on 127.0.0.1:${config.edgePort} (CTLL_EDGE_PORT): ${(e as Error).message}`);
+    }
+  }
   if (cluster) {
     cluster.attach(api);
     try {
@@ -273,10 +286,11 @@ export async function startCloudServer(config: ServerConfig, extras: CloudServer
   } else if (webRoot) {
     log.info('no web client to serve (build it with scripts/build-web.ts)', { webRoot });
   }
-  log.info('cloud server listening', { url, runtime: runtime.kind, issuer, ...(cluster ? { clusterSelf: cluster.self ?? 'unknown', clusterMembers: cluster.members.length } : {}) });
+  log.info('cloud server listening', { url, ...(edgeUrl ? { edgeUrl } : {}), runtime: runtime.kind, issuer, ...(cluster ? { clusterSelf: cluster.self ?? 'unknown', clusterMembers: cluster.members.length } : {}) });
 
   return {
     url,
+    ...(edgeUrl ? { edgeUrl } : {}),
     issuer,
     audience: config.auth.audience,
     ...(embeddedIssuer ? { embeddedIssuer } : {}),

@@ -171,6 +171,13 @@ describe('cluster settings (docs/scaling.md)', () => {
     assert.match(problems({ ...base, CTLL_CLUSTER_PROBE_TIMEOUT_MS: '3000' }).join('\n'), /CTLL_CLUSTER_PROBE_TIMEOUT_MS=3000 must not exceed CTLL_CLUSTER_PROBE_INTERVAL_MS=1000/);
   });
 
+  test('edge routing: off unless CTLL_EDGE_PORT is set (0 picks a free port), nonsense refused', () => {
+    assert.equal(loadConfig({}, []).edgePort, undefined);
+    assert.equal(loadConfig({ CTLL_EDGE_PORT: '8081' }, []).edgePort, 8081);
+    assert.equal(loadConfig({ CTLL_EDGE_PORT: '0' }, []).edgePort, 0);
+    assert.match(problems({ CTLL_EDGE_PORT: '70000' }).join('\n'), /CTLL_EDGE_PORT="70000" must be a whole number from 0 to 65535/);
+  });
+
   test('spares: two proxies started ahead unless told, 0 for none, nonsense refused', () => {
     assert.equal(loadConfig({}, []).proxySpares, 2);
     assert.equal(loadConfig({ CTLL_PROXY_SPARES: '0' }, []).proxySpares, 0);

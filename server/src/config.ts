@@ -45,6 +45,11 @@ export const RUNTIMES = ['docker', 'process', 'auto'] as const;
 
 export interface ServerConfig {
   port: number;
+  /**
+   * Edge routing's port (CTLL_EDGE_PORT; api/edge-route.ts), on loopback only: where nginx asks
+   * where each /ollama request goes. Unset: none (no nginx in front, as for start:headless).
+   */
+  edgePort?: number;
   host: string;
   runtime: (typeof RUNTIMES)[number];
   /** Auth0 (or any OpenID issuer) when AUTH0_DOMAIN is set; the embedded issuer otherwise. */
@@ -267,8 +272,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
     read.problem('AUTH0_DESKTOP_CLIENT_ID (the client id of the Auth0 native application the desktop app signs in with) must be set when AUTH0_DOMAIN is');
   }
 
+  const edgePort = read.raw('CTLL_EDGE_PORT') === undefined ? undefined : read.int('CTLL_EDGE_PORT', { default: 0, min: 0, max: 65535 });
   const config: ServerConfig = {
     port: read.int('PORT', { flag: 'port', default: 8080, min: 0, max: 65535 }),
+    ...(edgePort !== undefined ? { edgePort } : {}),
     host: read.word('HOST', { flag: 'host', default: '127.0.0.1', valid: (h) => isIP(h) !== 0 || HOST_NAME.test(h), expected: 'an IP address or a host name' }),
     runtime: read.choice('CTLL_RUNTIME', RUNTIMES, { flag: 'runtime', default: 'auto' }),
     auth,

@@ -80,7 +80,7 @@ describe('the operator\'s view on Docker', { skip, concurrency: false }, () => {
     // No pause between tokens: the streaming proxy relays as fast as it can, up to its CPU quota.
     emulator = new OllamaEmulator({ tokenIntervalMs: 0 });
     await emulator.start();
-    cloud = await startCloud({ runtime: 'docker', env: { METRICS_TOKEN: TOKEN } });
+    cloud = await startCloud({ runtime: 'docker', env: { METRICS_TOKEN: TOKEN, CTLL_EDGE_PORT: '0' } });
     for (const id of [streamer, idler]) {
       const token = await cloud.signIn(id);
       assert.equal((await fetch(`${cloud.url}/api/proxy/start`, { method: 'POST', headers: bearer(token) })).status, 201);
@@ -212,6 +212,13 @@ describe('the operator\'s view on Docker', { skip, concurrency: false }, () => {
       // A stop for the stop panels: the idle user's proxy, stopped as a user stops it.
       const stopped = await fetch(`${cloud.url}/api/proxy/stop`, { method: 'POST', headers: bearer(await cloud.signIn(idler)) });
       assert.equal(stopped.status, 200, await stopped.text());
+      // Edge routing's panel: nginx's question for the streaming user's next request, asked as
+      // nginx asks it (docs/edge-routing.md); the answer names that user's proxy container.
+      const route = await fetch(`${cloud.server.edgeUrl!}/edge/route`, {
+        headers: { ...bearer(await cloud.signIn(streamer)), 'x-original-uri': '/ollama/api/tags', 'x-original-content-length': '' },
+      });
+      assert.equal(route.status, 204);
+      assert.equal(`http://${route.headers.get('x-ctll-upstream')}`, cloud.server.manager.record(userHash(streamer))!.instance!.endpoint);
       const rules = await api('/api/v1/rules');
       const loaded = (rules.data.groups as Array<{ rules: unknown[] }>).reduce((n, g) => n + g.rules.length, 0);
       assert.equal(loaded, 7, 'the alert rules are loaded');

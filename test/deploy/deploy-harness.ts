@@ -57,7 +57,7 @@ export interface NginxPorts {
 /** Renders server/deploy/nginx with scripts/deploy/render-nginx-conf.sh for a run on this host. */
 export async function renderNginx(
   dir: string,
-  options: { ports: NginxPorts; upstreamPort: number; cert: string; key: string; acmeRoot: string; extra?: string[] },
+  options: { ports: NginxPorts; upstreamPort: number; edgePort?: number; cert: string; key: string; acmeRoot: string; extra?: string[] },
 ): Promise<{ confDir: string; runDir: string; conf: string }> {
   const confDir = join(dir, 'conf');
   const runDir = join(dir, 'run');
@@ -71,6 +71,7 @@ export async function renderNginx(
     '--health-port', String(options.ports.health),
     '--listen', '127.0.0.1',
     '--upstream', `127.0.0.1:${options.upstreamPort}`,
+    ...(options.edgePort !== undefined ? ['--edge-upstream', `127.0.0.1:${options.edgePort}`] : []),
     '--tls-cert', options.cert,
     '--tls-key', options.key,
     '--acme-root', options.acmeRoot,

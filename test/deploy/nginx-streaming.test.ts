@@ -22,6 +22,7 @@ import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,6 +33,15 @@ import { OllamaEmulator, expectedText } from '@cloudtolocalllm/ollama-emulator';
 import { headlessSignIn } from '../../scripts/headless-login.js';
 import { startCloudServer, type CloudServer } from '@cloudtolocalllm/server/cloud-server';
 import { loadConfig } from '@cloudtolocalllm/server/config';
+import {
+  EDGE_ROUTE_PATH,
+  ORIGINAL_ENCODING_HEADER,
+  ORIGINAL_LENGTH_HEADER,
+  ORIGINAL_URI_HEADER,
+  UPSTREAM_AUTHORIZATION_HEADER,
+  UPSTREAM_HEADER,
+  UPSTREAM_PATH_HEADER,
+} from '@cloudtolocalllm/server/api/edge-route';
 import { silentLogger } from '@cloudtolocalllm/server/log';
 import { MemoryAuditLog } from '@cloudtolocalllm/server/audit';
 import {
@@ -137,7 +147,8 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
     });
     // The production heartbeat (10 s pings, 20 s timeout), not the tests' fast one: the bridge
     // child uses the production one too, and a busy machine must not cut the long stream.
-    cloud = await startCloudServer(loadConfig({}, ['--port', '0', '--runtime', 'process']), { audit: new MemoryAuditLog(), log: silentLogger });
+    // Edge routing on, as deployed (CTLL_EDGE_PORT): nginx relays what it can to the proxy itself.
+    cloud = await startCloudServer(loadConfig({ CTLL_EDGE_PORT: '0' }, ['--port', '0', '--runtime', 'process']), { audit: new MemoryAuditLog(), log: silentLogger });
     const { cert, key } = await selfSignedCertificate(join(dir, 'tls'));
     ca = readFileSync(cert);
     ports = { https: await freePort(), http: await freePort(), health: await freePort() };
@@ -145,6 +156,7 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
     rendered = await renderNginx(dir, {
       ports,
       upstreamPort: Number(new URL(cloud.url).port),
+      edgePort: Number(new URL(cloud.edgeUrl!).port),
       cert,
       key,
       acmeRoot,
@@ -395,11 +407,118 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
     assert.equal(received.bodyBytes, blob.length);
   });
 
+  /** ctll_edge_routes_total by route and reason, and the api-backend relay's own bytes, now. */
+  async function edgeCounts(): Promise<{ direct: number; through: Record<string, number>; relayedBytes: number }> {
+    const routes = await cloud.metrics.edgeRoutes.get();
+    const through: Record<string, number> = {};
+    let direct = 0;
+    for (const v of routes.values) {
+      if (v.labels['route'] === 'direct') direct += v.value;
+      else through[String(v.labels['reason'])] = (through[String(v.labels['reason'])] ?? 0) + v.value;
+    }
+    const bytes = await cloud.metrics.bytesRelayed.get();
+    // Up and down: the relay's own bodies (the bridge's tunnel, spliced through, is `bridge`).
+    return { direct, through, relayedBytes: bytes.values.filter((v) => v.labels['direction'] !== 'bridge').reduce((n, v) => n + v.value, 0) };
+  }
+
+  test('edge routing: signed-in requests go from nginx straight to the user\'s proxy, not through the api-backend\'s relay', async () => {
+    const before = await edgeCounts();
+    const auth = { authorization: `Bearer ${token}` };
+    const tags = await httpsRequest({ port: ports.https, path: '/ollama/api/tags', ca, headers: auth });
+    assert.equal(tags.status, 200, tags.body);
+    assert.deepEqual((JSON.parse(tags.body) as { models: Array<{ name: string }> }).models.map((m) => m.name), emulator.models.list().map((m) => m.name));
+    const generate = await httpsRequest({
+      port: ports.https,
+      path: '/ollama/api/generate',
+      method: 'POST',
+      ca,
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'llama3.2', prompt: 'hi', stream: false, options: { num_predict: 3 } }),
+    });
+    assert.equal(generate.status, 200, generate.body);
+    assert.equal((JSON.parse(generate.body) as { response: string }).response, expectedText(3));
+    const after = await edgeCounts();
+    assert.equal(after.direct - before.direct, 2, JSON.stringify(after));
+    // Not a byte of either crossed the api-backend's relay.
+    assert.equal(after.relayedBytes, before.relayedBytes);
+    // The proxy never saw the user's token: the emulator got neither it nor the proxy's secret.
+    const last = emulator.requests.findLast((r) => r.path === '/api/generate')!;
+    assert.equal(last.headers['authorization'], undefined);
+  });
+
+  test('edge routing: what it cannot send straight goes through the api-backend, whose answers are unchanged', async () => {
+    const before = await edgeCounts();
+    const bad = await httpsRequest({ port: ports.https, path: '/ollama/api/tags', ca, headers: { authorization: 'Bearer not-a-token' } });
+    assert.equal(bad.status, 401, bad.body);
+    assert.match(String(bad.headers['www-authenticate']), /^Bearer /);
+    assert.ok((JSON.parse(bad.body) as { error?: string }).error, bad.body);
+    const key = await httpsRequest({ port: ports.https, path: '/ollama/api/tags', ca, headers: { authorization: 'Bearer ctll_k1_notakey' } });
+    assert.equal(key.status, 401, key.body);
+    const notApi = await httpsRequest({ port: ports.https, path: '/ollama/health', ca, headers: { authorization: `Bearer ${token}` } });
+    assert.equal(notApi.status, 404, notApi.body);
+    assert.match(notApi.body, /not part of the Ollama API/);
+    // A browser's origin (CORS_ORIGINS is * here): the api-backend adds the CORS answer.
+    const browser = await httpsRequest({ port: ports.https, path: '/ollama/api/tags', ca, headers: { authorization: `Bearer ${token}`, origin: 'https://app.example.com' } });
+    assert.equal(browser.status, 200, browser.body);
+    assert.equal(browser.headers['access-control-allow-origin'], '*');
+    // A chunked body has no length to take from the user's byte budget up front: the gate takes it.
+    const chunked = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = https.request(
+        { host: '127.0.0.1', servername: 'localhost', port: ports.https, method: 'POST', path: '/ollama/api/generate', ca, agent: false, headers: { host: `localhost:${ports.https}`, authorization: `Bearer ${token}`, 'content-type': 'application/json' } },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        },
+      );
+      req.on('error', reject);
+      req.write('{"model":"llama3.2","prompt":"hi",');
+      req.end('"stream":false,"options":{"num_predict":2}}');
+    });
+    assert.equal(chunked.status, 200, chunked.body);
+    assert.equal((JSON.parse(chunked.body) as { response: string }).response, expectedText(2));
+    const after = await edgeCounts();
+    const grew = (reason: string): number => (after.through[reason] ?? 0) - (before.through[reason] ?? 0);
+    assert.deepEqual(
+      { credential: grew('credential'), key: grew('client-key'), api: grew('not-ollama-api'), cors: grew('cors'), body: grew('body'), direct: after.direct - before.direct },
+      { credential: 1, key: 1, api: 1, cors: 1, body: 1, direct: 0 },
+      JSON.stringify(after),
+    );
+    assert.ok(after.relayedBytes > before.relayedBytes, 'the chunked body and the answers crossed the api-backend');
+  });
+
+  test('edge routing: with the api-backend\'s edge port closed, nginx sends everything through the api-backend', async () => {
+    const closedDir = join(dir, 'edge-closed');
+    const closedPorts = { https: await freePort(), http: await freePort(), health: await freePort() };
+    const closed = await renderNginx(closedDir, {
+      ports: closedPorts,
+      upstreamPort: Number(new URL(cloud.url).port),
+      edgePort: await freePort(),
+      cert: join(dir, 'tls/fullchain.pem'),
+      key: join(dir, 'tls/privkey.pem'),
+      acmeRoot,
+    });
+    const other = await startNginx(nginxBin!, closed, closedPorts.health);
+    try {
+      const before = await edgeCounts();
+      const tags = await httpsRequest({ port: closedPorts.https, path: '/ollama/api/tags', ca, headers: { authorization: `Bearer ${token}` } });
+      assert.equal(tags.status, 200, tags.body);
+      assert.ok((JSON.parse(tags.body) as { models: unknown[] }).models.length > 0);
+      const after = await edgeCounts();
+      assert.equal(after.direct, before.direct);
+      assert.ok(after.relayedBytes > before.relayedBytes);
+    } finally {
+      await other.stop();
+    }
+  });
+
   test('the rendered production defaults: 100m on /ollama/, unlimited blobs, streams and the bridge with >= 1 h timeouts', async () => {
     const prodDir = join(dir, 'prod-render');
     const prod = await renderNginx(prodDir, { ports, upstreamPort: 8080, cert: join(dir, 'tls/fullchain.pem'), key: join(dir, 'tls/privkey.pem'), acmeRoot });
     const site = readFileSync(join(prod.confDir, 'conf.d/cloudtolocalllm.conf'), 'utf8');
     const streaming = readFileSync(join(prod.confDir, 'snippets/streaming.conf'), 'utf8');
+    const edge = readFileSync(join(prod.confDir, 'snippets/edge-route.conf'), 'utf8');
     const tlsConf = readFileSync(join(prod.confDir, 'snippets/tls.conf'), 'utf8');
     const block = (name: string): string => {
       const start = site.indexOf(name);
@@ -408,8 +527,22 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
     };
     assert.match(block('location /ollama/ {'), /client_max_body_size 100m;/);
     assert.match(block('location ^~ /ollama/api/blobs/ {'), /client_max_body_size 0;/);
-    for (const name of ['location /ollama/ {', 'location ^~ /ollama/api/blobs/ {', 'location = /ws/bridge {']) {
+    // Edge-routed: to the proxy (edge-route.conf) or through the api-backend (the named
+    // locations), each way streaming, with the same body limits.
+    for (const name of ['location /ollama/ {', 'location ^~ /ollama/api/blobs/ {']) assert.match(block(name), /include snippets\/edge-route\.conf;/, name);
+    assert.match(block('location @ctll_api_ollama {'), /client_max_body_size 100m;/);
+    assert.match(block('location @ctll_api_blobs {'), /client_max_body_size 0;/);
+    assert.match(edge, /^include snippets\/streaming\.conf;$/m);
+    assert.match(edge, /^client_body_timeout 60s;$/m);
+    // The edge port's contract (server/src/api/edge-route.ts), as nginx spells it.
+    assert.ok(site.includes(`proxy_pass http://ctll_edge${EDGE_ROUTE_PATH};`), 'the edge route path');
+    for (const [header, variable] of [[ORIGINAL_URI_HEADER, '$request_uri'], [ORIGINAL_LENGTH_HEADER, '$http_content_length'], [ORIGINAL_ENCODING_HEADER, '$http_transfer_encoding']] as const) {
+      assert.match(site, new RegExp(`proxy_set_header ${header} \\${variable};`, 'i'), header);
+    }
+    for (const header of [UPSTREAM_HEADER, UPSTREAM_PATH_HEADER, UPSTREAM_AUTHORIZATION_HEADER]) assert.ok(edge.includes(`$upstream_http_${header.replace(/-/g, '_')};`), header);
+    for (const name of ['location @ctll_api_ollama {', 'location @ctll_api_blobs {', 'location = /ws/bridge {']) {
       assert.match(block(name), /include snippets\/streaming\.conf;/, name);
+      assert.match(block(name), /client_body_timeout 3600s;/, name);
     }
     assert.match(block('location = /ws/bridge {'), /proxy_set_header Upgrade \$http_upgrade;/);
     for (const directive of ['proxy_buffering off;', 'proxy_request_buffering off;', 'gzip off;', 'proxy_read_timeout 3600s;', 'proxy_send_timeout 3600s;']) {

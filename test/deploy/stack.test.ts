@@ -317,6 +317,10 @@ describe('the multi-container stack, deployed by the deploy script', { skip, con
     const metrics = await httpsRequest({ port: ports.https, path: '/metrics', ca, headers: { authorization: `Bearer ${metricsToken}` } });
     assert.equal(metrics.status, 200);
     assert.match(metrics.body, /^ctll_/m);
+    // Edge routing (docs/edge-routing.md): the chat above went from nginx straight to the
+    // proxy container, nginx asking the api-backend's edge port (CTLL_EDGE_PORT) first.
+    const direct = /^ctll_edge_routes_total\{route="direct",reason=""\} (\d+)$/m.exec(metrics.body);
+    assert.ok(direct && Number(direct[1]) >= 1, metrics.body.split('\n').filter((l) => l.startsWith('ctll_edge')).join('\n') || 'no ctll_edge_routes_total');
   });
 
   test('the operator\'s figures from the unprivileged api-backend: its proxy\'s memory, the firewall\'s refusals by user (from the keeper), and --status prints them', { timeout: 120_000 }, async () => {

@@ -30,7 +30,8 @@ import { AuthFailureLimiter, DEFAULT_AUTH_FAILURES, DEFAULT_KEY_FAILURES, type A
 import { forwardBridgeUpgrade, renewOnProxy, replayedUpgrade, type BridgeSplice, type SpliceEvents } from './bridge-forward.js';
 import { computersOnProxy } from './proxy-computers.js';
 import { clientAddress } from './client-address.js';
-import { answerPreflight, applyCors, type CorsOptions } from './cors.js';
+import { answerPreflight, applyCors, originAllowed, type CorsOptions } from './cors.js';
+import { EdgeRouteServer, type EdgeRoute, type HeldRequest, type ThroughReason } from './edge-route.js';
 import { readJsonBody } from './json-body.js';
 import { DEFAULT_LIMITS, UserLimits, type LimitOptions } from './limits.js';
 import { forwardOllamaRequest, type ForwardExtra } from './ollama-forward.js';
@@ -187,6 +188,7 @@ export class ApiServer {
   private readonly destroySockets: () => void;
   /** Routes served after the API's own (static pages); settable once the server knows its URL. */
   fallback: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+  private edge: EdgeRouteServer | undefined;
 
   constructor(private readonly options: ApiServerOptions) {
     this.log = options.log ?? silentLogger;
@@ -228,7 +230,14 @@ export class ApiServer {
     return listenUrl(this.server, port, host);
   }
 
+  /** Edge routing's port (edge-route.ts), on loopback only: nginx on the same host asks it. */
+  listenEdge(port = 0): Promise<string> {
+    this.edge ??= new EdgeRouteServer((req, held) => this.edgeRoute(req, held), this.log);
+    return this.edge.listen(port, '127.0.0.1');
+  }
+
   async close(): Promise<void> {
+    await this.edge?.close();
     await closeNow(this.server, this.destroySockets);
     this.authFailures.close();
     this.keyFailures.close();
@@ -583,6 +592,45 @@ export class ApiServer {
         return { 'www-authenticate': wwwAuthenticate({ reason: refusal, message: why }) };
       },
     });
+  }
+
+  /**
+   * Edge routing (edge-route.ts): may nginx send this request straight to the user's proxy? Only
+   * when every check of the relay below passes now; a failed check is not counted here (the
+   * request then comes through /ollama, where it is). What passes is counted as the relay would:
+   * the credential's outcome, the request's rate token, the body's bytes, the user's activity.
+   */
+  async edgeRoute(req: IncomingMessage, held: HeldRequest): Promise<EdgeRoute> {
+    const { metrics, manager } = this.options;
+    const through = (reason: ThroughReason): EdgeRoute => {
+      metrics.edgeRoutes.inc({ route: 'through', reason });
+      return { route: 'through', reason };
+    };
+    const presented = bearerToken(req.headers);
+    if (presented !== undefined && isClientKey(presented)) return through('client-key');
+    // A browser's allowed origin needs the CORS answer the api-backend adds.
+    const origin = req.headers.origin;
+    if (origin !== undefined && originAllowed(origin, this.cors)) return through('cors');
+    if (this.options.cluster?.vouched(req) !== undefined) return through('peer');
+    if (this.authFailures.blocked(this.address(req), 'ollama') !== undefined || headerCount(req, 'authorization') > 1) return through('credential');
+    const v = await this.options.verifier.verifyRequest(req.headers);
+    if (!v.ok) return through('credential');
+    const user = userHash(v.subject);
+    if ((this.options.cluster?.placement(req, routeOf(user), 'request') ?? 'here') !== 'here') return through('elsewhere');
+    const target = checkRequestTarget(held.target, undefined, undefined, '');
+    if (!target.ok || !findRoute(target.path)) return through('not-ollama-api');
+    const record = manager.record(user);
+    if (!record || record.state !== 'running' || !record.instance) return through('no-proxy');
+    if (held.bodyBytes === 'unknown') return through('body');
+    // The body is looked at before the rate's token is taken: sent through after that, the
+    // request would take a second token there.
+    if (!this.limits.bodyFits(user, held.bodyBytes)) return through('body');
+    if (!this.limits.takeRequest(user).ok) return through('rate');
+    this.limits.takeBody(user, held.bodyBytes);
+    metrics.authOutcomes.inc({ route: 'ollama', outcome: 'ok' });
+    metrics.edgeRoutes.inc({ route: 'direct', reason: '' });
+    manager.touch(user);
+    return { route: 'direct', endpoint: record.instance.endpoint, secret: record.secret, path: held.target };
   }
 
   /** Sends an admitted `/ollama/*` request to the proxy of `user`. */

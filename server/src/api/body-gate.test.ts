@@ -18,6 +18,19 @@ test('UserLimits.takeBody: the burst passes at once, then bytes wait their turn 
   assert.equal(rate.take('a', 2000, 60_000), 1, 'but never above the burst');
 });
 
+test('UserLimits.bodyFits: takes nothing, and says whether takeBody would pass the bytes at once', () => {
+  const limits = new UserLimits({ ...DEFAULT_LIMITS, bodyBytesPerSecond: 1000, bodyBurstBytes: 2000 });
+  assert.equal(limits.bodyFits('a', 2000, 0), true);
+  assert.equal(limits.bodyFits('a', 2000, 0), true, 'asking took nothing');
+  assert.equal(limits.bodyFits('a', 2001, 0), false, 'over the burst');
+  assert.equal(limits.takeBody('a', 1500, 0), 0);
+  assert.equal(limits.bodyFits('a', 600, 0), false, 'only 500 left');
+  assert.equal(limits.bodyFits('a', 600, 100), true, 'refilled by 100 in 0.1 s');
+  assert.equal(limits.takeBody('a', 1000, 100), 400, 'in debt now');
+  assert.equal(limits.bodyFits('a', 1, 100), false);
+  assert.equal(limits.bodyFits('a', 0, 100), true, 'no body always fits');
+});
+
 function collect(): { sink: Writable; bytes: () => Buffer } {
   const parts: Buffer[] = [];
   return {

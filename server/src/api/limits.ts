@@ -102,6 +102,15 @@ export class UserLimits {
   }
 
   /**
+   * Would `bytes` of body pass the user's byte bucket at once (takeBody answering 0)? Takes
+   * nothing: a body nginx sends straight to the proxy (edge-route.ts) must be one the gate would
+   * not have slowed.
+   */
+  bodyFits(user: string, bytes: number, now = Date.now()): boolean {
+    return bytes === 0 || this.bodyBytes.refill(user, now).tokens >= bytes;
+  }
+
+  /**
    * Takes one of the user's slots of `kind` (`request`: Ollama requests in flight; `bridge`:
    * bridge connections) and holds it until `holder` closes: the response or socket of the call
    * that took it. Whatever branch the call then leaves by (a refusal, an error, a dropped
@@ -145,6 +154,11 @@ export class UserLimits {
 
 export type SlotKind = 'request' | 'bridge';
 
+/** The refusal of a request over the user's concurrency limit: the api-backend's and the proxy's. */
+export function concurrencyRefusal(n: number, max: number): string {
+  return `too many requests at once: ${n} are already streaming for this account (limit ${max})`;
+}
+
 /** What holds a slot: a ServerResponse or a socket ('close' comes once, whatever happened). */
 export interface SlotHolder {
   readonly closed: boolean;
@@ -155,7 +169,7 @@ const SLOTS: Record<SlotKind, { option: 'maxConcurrentRequests' | 'maxBridgeConn
   request: {
     option: 'maxConcurrentRequests',
     limit: 'concurrency',
-    message: (n, max) => `too many requests at once: ${n} are already streaming for this account (limit ${max})`,
+    message: (n, max) => concurrencyRefusal(n, max),
   },
   bridge: {
     option: 'maxBridgeConnections',

@@ -83,6 +83,12 @@ export class ServerMetrics {
     help: 'Desktop bridges currently connected',
     registers: [this.registry],
   });
+  readonly edgeRoutes = new Counter({
+    name: 'ctll_edge_routes_total',
+    help: 'Edge routing answers to nginx (docs/edge-routing.md): route direct (nginx relays to the proxy) or through (the api-backend relays), with the reason for through',
+    labelNames: ['route', 'reason'] as const,
+    registers: [this.registry],
+  });
   readonly limitRefusals = new Counter({
     name: 'ctll_limit_refusals_total',
     help: 'Requests refused by a limit, by limit',

@@ -35,7 +35,9 @@ try {
 }
 // No default process metrics: their event-loop monitor wakes every 10 ms, and with hundreds of idle
 // proxies on a host that alone costs a core (docs/benchmarks-proxies.md). Docker measures containers.
-const proxy = new StreamingProxy({ authenticator, log, processMetrics: false, responseHeadTimeoutMs: config.responseHeadTimeoutMs });
+const proxy = new StreamingProxy({ authenticator, log, processMetrics: false, responseHeadTimeoutMs: config.responseHeadTimeoutMs,
+  ...(config.maxConcurrentRequests !== undefined ? { maxConcurrentRequests: config.maxConcurrentRequests } : {}),
+});
 const url = await proxy.listen(config.port, config.host).catch((e: Error) => fail(`cannot listen on ${config.host}:${config.port}: ${e.message}`));
 log.info('streaming proxy listening', { url });
 

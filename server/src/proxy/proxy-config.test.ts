@@ -20,6 +20,12 @@ test('every problem is reported at once, each with its variable named', () => {
   );
 });
 
+test('the concurrent-request limit: none unless PROXY_MAX_CONCURRENT_REQUESTS says, and at least 1', () => {
+  assert.equal(loadProxyConfig(OWNER_AND_TOKEN, []).maxConcurrentRequests, undefined);
+  assert.equal(loadProxyConfig({ ...OWNER_AND_TOKEN, PROXY_MAX_CONCURRENT_REQUESTS: '64' }, []).maxConcurrentRequests, 64);
+  assert.throws(() => loadProxyConfig({ ...OWNER_AND_TOKEN, PROXY_MAX_CONCURRENT_REQUESTS: '0' }, []), /PROXY_MAX_CONCURRENT_REQUESTS="0" must be a whole number from 1/);
+});
+
 test('--help needs no settings', () => {
   assert.equal(loadProxyConfig({}, ['--help']).help, true);
 });

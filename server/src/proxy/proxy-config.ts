@@ -18,13 +18,15 @@ export interface ProxyConfig {
   /** The bearer token its bridge and the api-backend present. */
   token: string;
   responseHeadTimeoutMs: number;
+  /** Ollama requests in flight at once; unlimited when unset (a proxy run by hand). */
+  maxConcurrentRequests?: number;
   logLevel: Level;
   help: boolean;
 }
 
 export const PROXY_USAGE =
   'usage: proxy [--port N] [--host ADDR]\n' +
-  'environment: PROXY_OWNER (user id), PROXY_TOKEN (bearer token, >= 16 chars), PROXY_PORT, PROXY_HOST, PROXY_RESPONSE_HEAD_TIMEOUT_MS, LOG_LEVEL\n';
+  'environment: PROXY_OWNER (user id), PROXY_TOKEN (bearer token, >= 16 chars), PROXY_PORT, PROXY_HOST, PROXY_RESPONSE_HEAD_TIMEOUT_MS, PROXY_MAX_CONCURRENT_REQUESTS, LOG_LEVEL\n';
 
 export class ProxyConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -47,12 +49,14 @@ export function loadProxyConfig(env: NodeJS.ProcessEnv = process.env, argv: stri
   const help = flags['help'] === true;
   if (!help && !owner) read.problem('PROXY_OWNER (the id of the user this proxy belongs to) is not set');
   if (!help && !token) read.problem('PROXY_TOKEN (the bearer token its bridge and clients present) is not set');
+  const maxConcurrentRequests = read.raw('PROXY_MAX_CONCURRENT_REQUESTS') === undefined ? undefined : read.int('PROXY_MAX_CONCURRENT_REQUESTS', { default: 0, min: 1, max: 100_000 });
   const config: ProxyConfig = {
     port: read.int('PROXY_PORT', { flag: 'port', default: 8080, min: 0, max: 65535 }),
     host: read.word('PROXY_HOST', { flag: 'host', default: '127.0.0.1' }),
     owner: owner ?? '',
     token: token ?? '',
     responseHeadTimeoutMs: read.int('PROXY_RESPONSE_HEAD_TIMEOUT_MS', { default: DEFAULT_RESPONSE_HEAD_TIMEOUT_MS, min: 100, max: 86_400_000 }),
+    ...(maxConcurrentRequests !== undefined ? { maxConcurrentRequests } : {}),
     logLevel: read.checked(() => logLevelFromEnv(env), 'info'),
     help,
   };

@@ -37,6 +37,7 @@ import { rawHttpError, sendOllamaError } from './ollama-errors.js';
 import { ProxyMetrics } from './proxy-metrics.js';
 import { Relay } from './relay.js';
 import { CLIENT_KEY_HEADER, KEY_TOKENS_TRAILER } from '@cloudtolocalllm/bridge/connection/client-key';
+import { concurrencyRefusal } from '../api/limits.js';
 import { checkKeyAccess, countsRelayed, keyHeaders, refuseOutsideMachines, reportCutUsage, reportUsage } from './key-access.js';
 
 export interface StreamingProxyOptions {
@@ -59,6 +60,12 @@ export interface StreamingProxyOptions {
    * asking for it is answered `websocket-required` and falls back, as from an older proxy.
    */
   transports?: readonly TunnelTransport[];
+  /**
+   * Ollama requests in flight at once (CTLL_MAX_CONCURRENT_REQUESTS, the user's limit): kept
+   * here, not only in the api-backend, because nginx sends most requests straight to this proxy
+   * (docs/edge-routing.md). Unlimited when unset.
+   */
+  maxConcurrentRequests?: number;
 }
 
 /** A proxy run alone allows as many computers as the api-backend does by default (limits.ts). */
@@ -103,6 +110,8 @@ export class StreamingProxy {
   private readonly destroySockets: () => void;
   /** Upgrades being accepted: what their 101 answer tells the bridge. */
   private readonly pendingTunnels = new WeakMap<IncomingMessage, { id: string; terms: TunnelTerms; name: string }>();
+  /** Ollama requests admitted and not yet closed (maxConcurrentRequests). */
+  private requestsInFlight = 0;
 
   constructor(private readonly options: StreamingProxyOptions) {
     this.log = options.log ?? silentLogger;
@@ -232,6 +241,7 @@ export class StreamingProxy {
     // so the computer that serves it applies the key's scopes with its own policy. A key whose
     // computer sent its scope is valid on all of the user's computers (within its computer
     // list); one without (an older bridge) on the computers whose set holds it (key-access.ts).
+    if (!this.admitRequest(req, res)) return;
     const presented = req.headers[CLIENT_KEY_HEADER];
     const computers = this.links.list();
     if (presented !== undefined && computers.length > 0) {
@@ -256,6 +266,26 @@ export class StreamingProxy {
       });
     }
     return this.dispatcher.handle(req, res, computers);
+  }
+
+  /**
+   * Takes one of the user's concurrent-request slots until the response closes, whichever way it
+   * ends; refuses as the api-backend does (limits.ts) when none is free.
+   */
+  private admitRequest(req: IncomingMessage, res: ServerResponse): boolean {
+    const max = this.options.maxConcurrentRequests;
+    if (max === undefined) return true;
+    if (this.requestsInFlight >= max) {
+      this.metrics.requests.inc({ outcome: 'concurrency-limit' });
+      sendOllamaError(res, 'concurrency-limit', concurrencyRefusal(this.requestsInFlight, max), { 'retry-after': '1' });
+      req.resume();
+      return false;
+    }
+    this.requestsInFlight += 1;
+    res.once('close', () => {
+      this.requestsInFlight -= 1;
+    });
+    return true;
   }
 
   private async onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {

@@ -20,7 +20,7 @@ export class ProcessRuntime extends EventEmitter<ProxyRuntimeEvents> implements 
   readonly kind = 'process' as const;
   private readonly running = new Map<string, Running>();
 
-  constructor(private readonly options: { heartbeat?: HeartbeatOptions; log?: Logger; responseHeadTimeoutMs?: number } = {}) {
+  constructor(private readonly options: { heartbeat?: HeartbeatOptions; log?: Logger; responseHeadTimeoutMs?: number; maxConcurrentRequests?: number } = {}) {
     super();
   }
 
@@ -32,6 +32,7 @@ export class ProcessRuntime extends EventEmitter<ProxyRuntimeEvents> implements 
       log: (this.options.log ?? silentLogger).child({ proxy: spec.userHash.slice(0, 12) }),
       ...(this.options.heartbeat ? { heartbeat: this.options.heartbeat } : {}),
       ...(this.options.responseHeadTimeoutMs !== undefined ? { responseHeadTimeoutMs: this.options.responseHeadTimeoutMs } : {}),
+      ...(this.options.maxConcurrentRequests !== undefined ? { maxConcurrentRequests: this.options.maxConcurrentRequests } : {}),
     });
     const endpoint = await proxy.listen(0, '127.0.0.1');
     const instance: ProxyInstance = {

@@ -88,6 +88,8 @@ export interface DockerRuntimeOptions {
   stopTimeoutSeconds?: number;
   /** Passed to each proxy: how long a request waits for the bridge's answer head (relay.ts). */
   responseHeadTimeoutMs?: number;
+  /** Passed to each proxy: the user's concurrent-request limit, which the proxy keeps too (edge routing). */
+  maxConcurrentRequests?: number;
   /**
    * The host firewall that keeps proxies from opening connections to host services and to
    * anything beyond their network (isolation-firewall.ts), installed before the first start:
@@ -160,6 +162,7 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
   private readonly startTimeoutMs: number;
   private readonly stopTimeoutSeconds: number;
   private readonly responseHeadTimeoutMs: number | undefined;
+  private readonly maxConcurrentRequests: number | undefined;
   readonly firewallMode: FirewallMode;
   private readonly firewallStatusFile: string | undefined;
   /**
@@ -222,6 +225,7 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
     this.startTimeoutMs = options.startTimeoutMs ?? 30_000;
     this.stopTimeoutSeconds = options.stopTimeoutSeconds ?? 2;
     this.responseHeadTimeoutMs = options.responseHeadTimeoutMs;
+    this.maxConcurrentRequests = options.maxConcurrentRequests;
     this.firewallMode = firewallMode(options.firewall);
     this.firewallStatusFile = options.firewallStatusFile;
     this.log = (options.log ?? silentLogger).child({ component: 'docker-runtime' });
@@ -360,6 +364,7 @@ export class DockerRuntime extends EventEmitter<ProxyRuntimeEvents> implements P
           limits: this.limits,
           ...(this.stack ? { stack: this.stack } : {}),
           ...(this.responseHeadTimeoutMs !== undefined ? { responseHeadTimeoutMs: this.responseHeadTimeoutMs } : {}),
+          ...(this.maxConcurrentRequests !== undefined ? { maxConcurrentRequests: this.maxConcurrentRequests } : {}),
           ...(spareOf !== undefined ? { spareOf } : {}),
         }),
       );
