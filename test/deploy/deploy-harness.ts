@@ -141,13 +141,14 @@ export async function startBridgeProcess(options: {
   caFile: string;
   allow?: string;
   timeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
 }): Promise<BridgeProcess> {
   const child = spawn(
     process.execPath,
     ['--import', 'tsx', 'bridge/cli.ts', '--proxy-url', options.proxyUrl, '--ollama-url', options.ollamaUrl, '--json', ...(options.allow ? ['--allow', options.allow] : [])],
     {
       cwd: ROOT,
-      env: { ...process.env, CLOUDTOLOCALLLM_TOKEN: options.token, NODE_EXTRA_CA_CERTS: options.caFile },
+      env: { ...process.env, ...options.env, CLOUDTOLOCALLLM_TOKEN: options.token, NODE_EXTRA_CA_CERTS: options.caFile },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );

@@ -30,6 +30,8 @@ import tls from 'node:tls';
 import WebSocket from 'ws';
 import { subprotocolFor, TUNNEL_PROTOCOL_VERSION } from '@cloudtolocalllm/bridge/connection/protocol';
 import { OllamaEmulator, expectedText } from '@cloudtolocalllm/ollama-emulator';
+import { KeyStore } from '@cloudtolocalllm/bridge/keys/key-store';
+import { create, reforge } from '../keys/keys-harness.js';
 import { headlessSignIn } from '../../scripts/headless-login.js';
 import { startCloudServer, type CloudServer } from '@cloudtolocalllm/server/cloud-server';
 import { loadConfig } from '@cloudtolocalllm/server/config';
@@ -39,6 +41,7 @@ import {
   ORIGINAL_LENGTH_HEADER,
   ORIGINAL_URI_HEADER,
   UPSTREAM_AUTHORIZATION_HEADER,
+  UPSTREAM_CLIENT_KEY_HEADER,
   UPSTREAM_HEADER,
   UPSTREAM_PATH_HEADER,
 } from '@cloudtolocalllm/server/api/edge-route';
@@ -127,6 +130,7 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
   let nginx: RunningNginx;
   let bridge: BridgeProcess;
   let token: string;
+  let clientKey: string;
   let ca: Buffer;
   let ports: NginxPorts;
   let acmeRoot: string;
@@ -166,12 +170,19 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
     });
     nginx = await startNginx(nginxBin!, rendered, ports.health);
     token = await signIn(`nginx-${randomBytes(3).toString('hex')}`);
+    // A client key of this user, made as `npm run keys -- create` makes it; the bridge sends its
+    // verifier to the proxy (edge routing's keyed requests).
+    const keysDir = join(dir, 'keys');
+    const { sub } = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { sub: string };
+    new KeyStore(keysDir).recordSubject(sub);
+    clientKey = create(keysDir, ['--name', 'edge']).key;
     bridge = await startBridgeProcess({
       proxyUrl: `wss://localhost:${ports.https}/ws/bridge`,
       token,
       ollamaUrl,
       caFile: cert,
       allow: 'blobs',
+      env: { CTLL_CONFIG_DIR: keysDir },
     });
   });
 
@@ -488,6 +499,36 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
     assert.ok(after.relayedBytes > before.relayedBytes, 'the chunked body and the answers crossed the api-backend');
   });
 
+  test('edge routing: a client key goes straight to the proxy once the proxy has accepted it; a wrong one goes through and is counted', async () => {
+    const ask = (key: string): Promise<{ status: number; body: string }> => httpsRequest({ port: ports.https, path: '/ollama/api/tags', ca, headers: { authorization: `Bearer ${key}` } });
+    const before = await edgeCounts();
+    // The key set reaches the proxy as the bridge connects (long before this test); a few tries
+    // at most, each refusal counting against this address's failure limit.
+    let first = await ask(clientKey);
+    for (let i = 0; first.status === 401 && i < 3; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      first = await ask(clientKey);
+    }
+    assert.equal(first.status, 200, first.body);
+    const seen = await edgeCounts();
+    assert.ok((seen.through['client-key'] ?? 0) > (before.through['client-key'] ?? 0), 'the first use went through the api-backend');
+    assert.equal(seen.direct, before.direct);
+    const second = await ask(clientKey);
+    assert.equal(second.status, 200, second.body);
+    assert.deepEqual((JSON.parse(second.body) as { models: Array<{ name: string }> }).models.map((m) => m.name), emulator.models.list().map((m) => m.name));
+    const after = await edgeCounts();
+    assert.equal(after.direct - seen.direct, 1, 'accepted: the next request went straight to the proxy');
+    assert.equal(after.relayedBytes, seen.relayedBytes, 'and not through the api-backend\'s relay');
+    // The same routing part with another secret: never accepted, so through, refused and counted.
+    const failures = (await cloud.metrics.authFailures.get()).values.reduce((n, v) => n + v.value, 0);
+    const forged = await ask(reforge(clientKey, { secret: randomBytes(32) }));
+    assert.equal(forged.status, 401, forged.body);
+    assert.equal(emulator.requests.filter((r) => r.headers['authorization'] !== undefined).length, 0, 'no credential reached Ollama');
+    assert.ok((await cloud.metrics.authFailures.get()).values.reduce((n, v) => n + v.value, 0) > failures, 'the wrong key counted as a failure');
+    const last = await edgeCounts();
+    assert.equal(last.direct, after.direct, 'the wrong key did not go straight');
+  });
+
   test('edge routing: with the api-backend\'s edge port closed, nginx sends everything through the api-backend', async () => {
     const closedDir = join(dir, 'edge-closed');
     const closedPorts = { https: await freePort(), http: await freePort(), health: await freePort() };
@@ -539,7 +580,7 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
     for (const [header, variable] of [[ORIGINAL_URI_HEADER, '$request_uri'], [ORIGINAL_LENGTH_HEADER, '$http_content_length'], [ORIGINAL_ENCODING_HEADER, '$http_transfer_encoding']] as const) {
       assert.match(site, new RegExp(`proxy_set_header ${header} \\${variable};`, 'i'), header);
     }
-    for (const header of [UPSTREAM_HEADER, UPSTREAM_PATH_HEADER, UPSTREAM_AUTHORIZATION_HEADER]) assert.ok(edge.includes(`$upstream_http_${header.replace(/-/g, '_')};`), header);
+    for (const header of [UPSTREAM_HEADER, UPSTREAM_PATH_HEADER, UPSTREAM_AUTHORIZATION_HEADER, UPSTREAM_CLIENT_KEY_HEADER]) assert.ok(edge.includes(`$upstream_http_${header.replace(/-/g, '_')};`), header);
     for (const name of ['location @ctll_api_ollama {', 'location @ctll_api_blobs {', 'location = /ws/bridge {']) {
       assert.match(block(name), /include snippets\/streaming\.conf;/, name);
       assert.match(block(name), /client_body_timeout 3600s;/, name);

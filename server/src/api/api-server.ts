@@ -31,6 +31,7 @@ import { forwardBridgeUpgrade, renewOnProxy, replayedUpgrade, type BridgeSplice,
 import { computersOnProxy } from './proxy-computers.js';
 import { clientAddress } from './client-address.js';
 import { answerPreflight, applyCors, originAllowed, type CorsOptions } from './cors.js';
+import { AcceptedKeys } from './accepted-keys.js';
 import { EdgeRouteServer, type EdgeRoute, type HeldRequest, type ThroughReason } from './edge-route.js';
 import { readJsonBody } from './json-body.js';
 import { DEFAULT_LIMITS, UserLimits, type LimitOptions } from './limits.js';
@@ -177,6 +178,8 @@ export class ApiServer {
    * usable while it is): in memory, so a restarted server knows a user again at the reconnect.
    */
   private readonly keyRoutes = new Map<string, UserHash>();
+  /** Client keys the proxy accepted lately, the ones edge routing sends straight to it. */
+  private readonly acceptedKeys = new AcceptedKeys();
   /** The computer names of each user's open bridge sockets, with how many sockets carry each. */
   private readonly bridgeNames = new Map<UserHash, Map<string, number>>();
   /** The bridges this node splices to its own proxies, by user: cut when their owner moves (cluster). */
@@ -583,10 +586,15 @@ export class ApiServer {
       answered: (status, refusal) => {
         // Only the refusals the proxy and bridge make: a bridge's answer must not pick metric labels.
         if (status !== 401 || refusal === undefined || !KEY_REFUSALS.has(refusal)) {
-          // The proxy checked the key's secret and let the request through.
-          if (status !== 401) metrics.authOutcomes.inc({ route: 'key', outcome: 'ok' });
+          // The proxy checked the key's secret and let the request through: edge routing may
+          // now send this key's requests to the proxy without the api-backend.
+          if (status !== 401) {
+            metrics.authOutcomes.inc({ route: 'key', outcome: 'ok' });
+            this.acceptedKeys.accepted(presented, user);
+          }
           return undefined;
         }
+        this.acceptedKeys.refused(presented);
         failed(refusal, key.route);
         const why = refusal === 'key-expired' ? 'the key has expired' : 'the key is not valid for this endpoint';
         return { 'www-authenticate': wwwAuthenticate({ reason: refusal, message: why }) };
@@ -599,24 +607,39 @@ export class ApiServer {
    * when every check of the relay below passes now; a failed check is not counted here (the
    * request then comes through /ollama, where it is). What passes is counted as the relay would:
    * the credential's outcome, the request's rate token, the body's bytes, the user's activity.
+   * A client key goes straight only once the proxy has accepted it (accepted-keys.ts).
    */
   async edgeRoute(req: IncomingMessage, held: HeldRequest): Promise<EdgeRoute> {
-    const { metrics, manager } = this.options;
     const through = (reason: ThroughReason): EdgeRoute => {
-      metrics.edgeRoutes.inc({ route: 'through', reason });
+      this.options.metrics.edgeRoutes.inc({ route: 'through', reason });
       return { route: 'through', reason };
     };
-    const presented = bearerToken(req.headers);
-    if (presented !== undefined && isClientKey(presented)) return through('client-key');
     // A browser's allowed origin needs the CORS answer the api-backend adds.
     const origin = req.headers.origin;
     if (origin !== undefined && originAllowed(origin, this.cors)) return through('cors');
     if (this.options.cluster?.vouched(req) !== undefined) return through('peer');
-    if (this.authFailures.blocked(this.address(req), 'ollama') !== undefined || headerCount(req, 'authorization') > 1) return through('credential');
+    if (headerCount(req, 'authorization') > 1) return through('credential');
+    const presented = bearerToken(req.headers);
+    if (presented !== undefined && isClientKey(presented)) {
+      const key = parseClientKey(presented);
+      if (!key.ok || this.authFailures.blocked(this.address(req), 'ollama-key') !== undefined || this.keyFailures.blocked(`keys:${key.route}`, 'ollama-key') !== undefined) {
+        return through('client-key');
+      }
+      const user = this.acceptedKeys.userOf(presented);
+      if (user === undefined || this.keyRoutes.get(key.route) !== user) return through('client-key');
+      return this.edgeRouteFor(req, held, user, key.route, through, presented);
+    }
+    if (this.authFailures.blocked(this.address(req), 'ollama') !== undefined) return through('credential');
     const v = await this.options.verifier.verifyRequest(req.headers);
     if (!v.ok) return through('credential');
     const user = userHash(v.subject);
-    if ((this.options.cluster?.placement(req, routeOf(user), 'request') ?? 'here') !== 'here') return through('elsewhere');
+    return this.edgeRouteFor(req, held, user, routeOf(user), through);
+  }
+
+  /** The checks of edgeRoute after the credential, the same for a token and a client key. */
+  private edgeRouteFor(req: IncomingMessage, held: HeldRequest, user: UserHash, route: string, through: (reason: ThroughReason) => EdgeRoute, clientKey?: string): EdgeRoute {
+    const { metrics, manager } = this.options;
+    if ((this.options.cluster?.placement(req, route, 'request') ?? 'here') !== 'here') return through('elsewhere');
     const target = checkRequestTarget(held.target, undefined, undefined, '');
     if (!target.ok || !findRoute(target.path)) return through('not-ollama-api');
     const record = manager.record(user);
@@ -627,10 +650,10 @@ export class ApiServer {
     if (!this.limits.bodyFits(user, held.bodyBytes)) return through('body');
     if (!this.limits.takeRequest(user).ok) return through('rate');
     this.limits.takeBody(user, held.bodyBytes);
-    metrics.authOutcomes.inc({ route: 'ollama', outcome: 'ok' });
+    metrics.authOutcomes.inc({ route: clientKey === undefined ? 'ollama' : 'key', outcome: 'ok' });
     metrics.edgeRoutes.inc({ route: 'direct', reason: '' });
     manager.touch(user);
-    return { route: 'direct', endpoint: record.instance.endpoint, secret: record.secret, path: held.target };
+    return { route: 'direct', endpoint: record.instance.endpoint, secret: record.secret, path: held.target, ...(clientKey !== undefined ? { clientKey } : {}) };
   }
 
   /** Sends an admitted `/ollama/*` request to the proxy of `user`. */

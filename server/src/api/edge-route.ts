@@ -8,10 +8,11 @@
  *            nginx ──(the whole request, as before)──→ the api-backend's /ollama     (through)
  *
  * The answer is `direct` only when the api-backend would have forwarded the request untouched:
- * a sign-in token verified, the user served on this node with a running proxy, an Ollama API
- * path, the request's rate token taken, and a body of a declared length the user's byte bucket
- * lets pass at once. Anything else (a client key, a browser origin that needs CORS, a refusal of
- * any kind, a body the gate would slow) goes `through`: the api-backend then does all of it
+ * a sign-in token verified (or a client key the proxy accepted a moment ago: accepted-keys.ts),
+ * the user served on this node with a running proxy, an Ollama API path, the request's rate
+ * token taken, and a body of a declared length the user's byte bucket lets pass at once.
+ * Anything else (a key not accepted lately, a browser origin that needs CORS, a refusal of any
+ * kind, a body the gate would slow) goes `through`: the api-backend then does all of it
  * itself, counts it, and answers every refusal exactly as without edge routing. Deciding costs
  * nothing that a refusal would count twice: a failed check is only counted on the way through.
  *
@@ -35,6 +36,8 @@ export const ORIGINAL_ENCODING_HEADER = 'x-original-transfer-encoding';
 export const UPSTREAM_HEADER = 'x-ctll-upstream';
 export const UPSTREAM_PATH_HEADER = 'x-ctll-path';
 export const UPSTREAM_AUTHORIZATION_HEADER = 'x-ctll-authorization';
+/** A client key's request: the key, for the proxy to check against the user's key sets (as the relay sends it). */
+export const UPSTREAM_CLIENT_KEY_HEADER = 'x-ctll-client-key';
 
 /** Why a request goes through the api-backend (ctll_edge_routes_total's `reason`). */
 export type ThroughReason =
@@ -50,7 +53,7 @@ export type ThroughReason =
   | 'body';
 
 export type EdgeRoute =
-  | { route: 'direct'; endpoint: string; secret: string; path: string }
+  | { route: 'direct'; endpoint: string; secret: string; path: string; clientKey?: string }
   | { route: 'through'; reason: ThroughReason };
 
 /** The request nginx holds, as its auth subrequest describes it; undefined when it is not an /ollama one. */
@@ -91,6 +94,7 @@ export function answerEdgeRoute(res: ServerResponse, route: EdgeRoute): void {
     [UPSTREAM_HEADER]: url.host,
     [UPSTREAM_PATH_HEADER]: route.path,
     [UPSTREAM_AUTHORIZATION_HEADER]: `Bearer ${route.secret}`,
+    ...(route.clientKey !== undefined ? { [UPSTREAM_CLIENT_KEY_HEADER]: route.clientKey } : {}),
     'cache-control': 'no-store',
   });
   res.end();
