@@ -554,6 +554,40 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
     }
   });
 
+  test('edge routing: a proxy that does not answer where the api-backend said gets the api-backend\'s answer for it, from nginx', async () => {
+    // A stand-in for the edge port that sends every request to a port nobody listens on: the
+    // moment between a proxy's stop and the api-backend's knowing it.
+    const dead = await freePort();
+    const fakeEdge = http.createServer((_req, res) => {
+      res.writeHead(204, { [UPSTREAM_HEADER]: `127.0.0.1:${dead}`, [UPSTREAM_PATH_HEADER]: '/api/tags', [UPSTREAM_AUTHORIZATION_HEADER]: 'Bearer not-used' });
+      res.end();
+    });
+    await new Promise<void>((resolve) => fakeEdge.listen(0, '127.0.0.1', resolve));
+    const fakeDir = join(dir, 'edge-dead-proxy');
+    const fakePorts = { https: await freePort(), http: await freePort(), health: await freePort() };
+    const rendered = await renderNginx(fakeDir, {
+      ports: fakePorts,
+      upstreamPort: Number(new URL(cloud.url).port),
+      edgePort: (fakeEdge.address() as { port: number }).port,
+      cert: join(dir, 'tls/fullchain.pem'),
+      key: join(dir, 'tls/privkey.pem'),
+      acmeRoot,
+    });
+    const other = await startNginx(nginxBin!, rendered, fakePorts.health);
+    try {
+      const r = await httpsRequest({ port: fakePorts.https, path: '/ollama/api/tags', ca, headers: { authorization: `Bearer ${token}` } });
+      assert.equal(r.status, 502, r.body);
+      assert.equal(r.headers['x-cloudtolocalllm-refusal'], 'proxy-unreachable');
+      assert.equal(r.headers['retry-after'], '2');
+      assert.equal(r.headers['content-type'], 'application/json');
+      assert.match((JSON.parse(r.body) as { error: string }).error, /your cloud proxy did not answer/);
+      assert.equal(r.headers['x-content-type-options'], 'nosniff', 'the security headers too');
+    } finally {
+      await other.stop();
+      fakeEdge.close();
+    }
+  });
+
   test('the rendered production defaults: 100m on /ollama/, unlimited blobs, streams and the bridge with >= 1 h timeouts', async () => {
     const prodDir = join(dir, 'prod-render');
     const prod = await renderNginx(prodDir, { ports, upstreamPort: 8080, cert: join(dir, 'tls/fullchain.pem'), key: join(dir, 'tls/privkey.pem'), acmeRoot });
@@ -573,6 +607,9 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
     for (const name of ['location /ollama/ {', 'location ^~ /ollama/api/blobs/ {']) assert.match(block(name), /include snippets\/edge-route\.conf;/, name);
     assert.match(block('location @ctll_api_ollama {'), /client_max_body_size 100m;/);
     assert.match(block('location @ctll_api_blobs {'), /client_max_body_size 0;/);
+    // nginx's own answer when the proxy it was sent to does not answer: the api-backend's code,
+    // and the security headers (an add_header of its own would drop the inherited ones).
+    assert.match(block('location @ctll_proxy_unreachable {'), /include snippets\/security-headers\.conf;[\s\S]*X-CloudToLocalLLM-Refusal proxy-unreachable/);
     assert.match(edge, /^include snippets\/streaming\.conf;$/m);
     assert.match(edge, /^client_body_timeout 60s;$/m);
     // The edge port's contract (server/src/api/edge-route.ts), as nginx spells it.

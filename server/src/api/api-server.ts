@@ -622,14 +622,14 @@ export class ApiServer {
     const presented = bearerToken(req.headers);
     if (presented !== undefined && isClientKey(presented)) {
       const key = parseClientKey(presented);
-      if (!key.ok || this.authFailures.blocked(this.address(req), 'ollama-key') !== undefined || this.keyFailures.blocked(`keys:${key.route}`, 'ollama-key') !== undefined) {
+      if (!key.ok || this.authFailures.isBlocked(this.address(req)) || this.keyFailures.isBlocked(`keys:${key.route}`)) {
         return through('client-key');
       }
       const user = this.acceptedKeys.userOf(presented);
       if (user === undefined || this.keyRoutes.get(key.route) !== user) return through('client-key');
       return this.edgeRouteFor(req, held, user, key.route, through, presented);
     }
-    if (this.authFailures.blocked(this.address(req), 'ollama') !== undefined) return through('credential');
+    if (this.authFailures.isBlocked(this.address(req))) return through('credential');
     const v = await this.options.verifier.verifyRequest(req.headers);
     if (!v.ok) return through('credential');
     const user = userHash(v.subject);

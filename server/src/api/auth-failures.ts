@@ -43,6 +43,12 @@ export class AuthFailureLimiter {
     this.timer.unref();
   }
 
+  /** Is `address` over its limit now? Counts nothing (edge routing asks before the real check). */
+  isBlocked(address: string, now = Date.now()): boolean {
+    const w = this.current(address, now, false);
+    return w !== undefined && w.failures >= this.options.limit;
+  }
+
   /** Seconds until the address may try again, when it is over the limit (the request is counted). */
   blocked(address: string, route: string, now = Date.now()): number | undefined {
     const w = this.current(address, now, false);

@@ -236,12 +236,12 @@ export class StreamingProxy {
       req.resume();
       return;
     }
-    // A client key, passed on by the api-backend (whose hop carries this proxy's secret): checked
+    if (!this.admitRequest(req, res)) return;
+    // A client key, passed on by the api-backend or by nginx (edge routing), whose hop carries this proxy's secret: checked
     // against the key sets of the connected computers here, then relayed with its id (and scope)
     // so the computer that serves it applies the key's scopes with its own policy. A key whose
     // computer sent its scope is valid on all of the user's computers (within its computer
     // list); one without (an older bridge) on the computers whose set holds it (key-access.ts).
-    if (!this.admitRequest(req, res)) return;
     const presented = req.headers[CLIENT_KEY_HEADER];
     const computers = this.links.list();
     if (presented !== undefined && computers.length > 0) {
