@@ -15,7 +15,6 @@
  * request limits are raised (policy, like the api-backend's own limits in deployed-path.ts). The
  * access log is on, as in production, written to a file of the run.
  */
-import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,18 +28,6 @@ export interface EdgeNginx {
   /** nginx's master process: its tree (the workers) is the path's nginx. */
   pid: number;
   close(): Promise<void>;
-}
-
-export function nginxBinary(): string | undefined {
-  for (const candidate of ['/usr/sbin/nginx', '/usr/bin/nginx']) {
-    try {
-      execFileSync(candidate, ['-v'], { stdio: 'ignore' });
-      return candidate;
-    } catch {
-      /* next */
-    }
-  }
-  return undefined;
 }
 
 /**

@@ -34,7 +34,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { cpuMsOfTree, killAllSync, spawnTs, stopAll, type Child } from './children.js';
 import { startDeployedPath } from './deployed-path.js';
-import { nginxBinary, startEdgeNginx } from './edge-nginx.js';
+import { startEdgeNginx } from './edge-nginx.js';
+import { which } from '../test/deploy/deploy-harness.js';
 import { costRows, workloadCost, type WorkloadCost } from './relay-cost.js';
 import { startSshForward, type SshForward } from './ssh-forward.js';
 import { fmt, median, ratio, table } from './stats.js';
@@ -423,7 +424,7 @@ async function main(): Promise<void> {
       paths.push({ key: 'deployed', label: 'deployed', target: makeTarget('deployed', d.url, { authorization: `Bearer ${d.token}` }), processes: processes.map(([role, pid]) => ({ role, pid })) });
     }
     const withNginx = (['nginx', 'edge'] as const).filter((k) => wantedPaths.has(k));
-    const nginx = withNginx.length ? nginxBinary() : undefined;
+    const nginx = withNginx.length ? which('nginx') : undefined;
     if (withNginx.length && !nginx) log(`${withNginx.join(', ')} skipped: no nginx on this machine (apt-get install -y nginx)`);
     for (const key of nginx ? withNginx : []) {
       const front = await startEdgeNginx(nginx!, d.apiUrl, d.edgeUrl, { through: key === 'nginx' });

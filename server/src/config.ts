@@ -272,7 +272,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
     read.problem('AUTH0_DESKTOP_CLIENT_ID (the client id of the Auth0 native application the desktop app signs in with) must be set when AUTH0_DOMAIN is');
   }
 
-  const edgePort = read.raw('CTLL_EDGE_PORT') === undefined ? undefined : read.int('CTLL_EDGE_PORT', { default: 0, min: 0, max: 65535 });
+  const edgePort = read.int('CTLL_EDGE_PORT', { min: 0, max: 65535 });
   const config: ServerConfig = {
     port: read.int('PORT', { flag: 'port', default: 8080, min: 0, max: 65535 }),
     ...(edgePort !== undefined ? { edgePort } : {}),

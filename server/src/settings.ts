@@ -67,8 +67,10 @@ export class Settings {
     return this.raw(name, options.flag) ?? options.default;
   }
 
-  /** A whole number within [min, max]. */
-  int(name: string, options: Common & { default: number; min: number; max: number }): number {
+  /** A whole number within [min, max]; without a default, undefined when the setting is absent. */
+  int(name: string, options: Common & { default: number; min: number; max: number }): number;
+  int(name: string, options: Common & { min: number; max: number }): number | undefined;
+  int(name: string, options: Common & { default?: number; min: number; max: number }): number | undefined {
     const value = this.raw(name, options.flag);
     if (value === undefined) return options.default;
     const n = Number(value);

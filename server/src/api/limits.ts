@@ -154,11 +154,6 @@ export class UserLimits {
 
 export type SlotKind = 'request' | 'bridge';
 
-/** The refusal of a request over the user's concurrency limit: the api-backend's and the proxy's. */
-export function concurrencyRefusal(n: number, max: number): string {
-  return `too many requests at once: ${n} are already streaming for this account (limit ${max})`;
-}
-
 /** What holds a slot: a ServerResponse or a socket ('close' comes once, whatever happened). */
 export interface SlotHolder {
   readonly closed: boolean;
@@ -169,7 +164,7 @@ const SLOTS: Record<SlotKind, { option: 'maxConcurrentRequests' | 'maxBridgeConn
   request: {
     option: 'maxConcurrentRequests',
     limit: 'concurrency',
-    message: (n, max) => concurrencyRefusal(n, max),
+    message: (n, max) => `too many requests at once: ${n} are already streaming for this account (limit ${max})`,
   },
   bridge: {
     option: 'maxBridgeConnections',

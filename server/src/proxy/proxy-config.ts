@@ -49,7 +49,7 @@ export function loadProxyConfig(env: NodeJS.ProcessEnv = process.env, argv: stri
   const help = flags['help'] === true;
   if (!help && !owner) read.problem('PROXY_OWNER (the id of the user this proxy belongs to) is not set');
   if (!help && !token) read.problem('PROXY_TOKEN (the bearer token its bridge and clients present) is not set');
-  const maxConcurrentRequests = read.raw('PROXY_MAX_CONCURRENT_REQUESTS') === undefined ? undefined : read.int('PROXY_MAX_CONCURRENT_REQUESTS', { default: 0, min: 1, max: 100_000 });
+  const maxConcurrentRequests = read.int('PROXY_MAX_CONCURRENT_REQUESTS', { min: 1, max: 100_000 });
   const config: ProxyConfig = {
     port: read.int('PROXY_PORT', { flag: 'port', default: 8080, min: 0, max: 65535 }),
     host: read.word('PROXY_HOST', { flag: 'host', default: '127.0.0.1' }),

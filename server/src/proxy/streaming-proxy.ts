@@ -37,7 +37,7 @@ import { rawHttpError, sendOllamaError } from './ollama-errors.js';
 import { ProxyMetrics } from './proxy-metrics.js';
 import { Relay } from './relay.js';
 import { CLIENT_KEY_HEADER, KEY_TOKENS_TRAILER } from '@cloudtolocalllm/bridge/connection/client-key';
-import { concurrencyRefusal } from '../api/limits.js';
+import { DEFAULT_LIMITS, UserLimits } from '../api/limits.js';
 import { checkKeyAccess, countsRelayed, keyHeaders, refuseOutsideMachines, reportCutUsage, reportUsage } from './key-access.js';
 
 export interface StreamingProxyOptions {
@@ -110,12 +110,13 @@ export class StreamingProxy {
   private readonly destroySockets: () => void;
   /** Upgrades being accepted: what their 101 answer tells the bridge. */
   private readonly pendingTunnels = new WeakMap<IncomingMessage, { id: string; terms: TunnelTerms; name: string }>();
-  /** Ollama requests admitted and not yet closed (maxConcurrentRequests). */
-  private requestsInFlight = 0;
+  /** The user's concurrent-request slots (maxConcurrentRequests); none without a limit. */
+  private readonly requestSlots: UserLimits | undefined;
 
   constructor(private readonly options: StreamingProxyOptions) {
     this.log = options.log ?? silentLogger;
     this.metrics = new ProxyMetrics(options.processMetrics ?? false);
+    this.requestSlots = options.maxConcurrentRequests === undefined ? undefined : new UserLimits({ ...DEFAULT_LIMITS, maxConcurrentRequests: options.maxConcurrentRequests });
     this.links = new BridgeLinks(options.heartbeat ?? DEFAULT_HEARTBEAT, this.log);
     this.relay = new Relay(this.metrics, options.responseHeadTimeoutMs);
     this.dispatcher = new Dispatcher(this.links, this.relay);
@@ -236,7 +237,7 @@ export class StreamingProxy {
       req.resume();
       return;
     }
-    if (!this.admitRequest(req, res)) return;
+    if (!this.admitRequest(req, res, auth.principal.subject)) return;
     // A client key, passed on by the api-backend or by nginx (edge routing), whose hop carries this proxy's secret: checked
     // against the key sets of the connected computers here, then relayed with its id (and scope)
     // so the computer that serves it applies the key's scopes with its own policy. A key whose
@@ -270,22 +271,15 @@ export class StreamingProxy {
 
   /**
    * Takes one of the user's concurrent-request slots until the response closes, whichever way it
-   * ends; refuses as the api-backend does (limits.ts) when none is free.
+   * ends, with the api-backend's own slot counter and refusal (limits.ts): a proxy has one user.
    */
-  private admitRequest(req: IncomingMessage, res: ServerResponse): boolean {
-    const max = this.options.maxConcurrentRequests;
-    if (max === undefined) return true;
-    if (this.requestsInFlight >= max) {
-      this.metrics.requests.inc({ outcome: 'concurrency-limit' });
-      sendOllamaError(res, 'concurrency-limit', concurrencyRefusal(this.requestsInFlight, max), { 'retry-after': '1' });
-      req.resume();
-      return false;
-    }
-    this.requestsInFlight += 1;
-    res.once('close', () => {
-      this.requestsInFlight -= 1;
-    });
-    return true;
+  private admitRequest(req: IncomingMessage, res: ServerResponse, owner: string): boolean {
+    const slot = this.requestSlots?.acquire('request', owner, res);
+    if (!slot || slot.ok) return true;
+    this.metrics.requests.inc({ outcome: 'concurrency-limit' });
+    sendOllamaError(res, 'concurrency-limit', slot.message, { 'retry-after': String(slot.retryAfterSec) });
+    req.resume();
+    return false;
   }
 
   private async onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
