@@ -127,7 +127,7 @@ export function killAllSync(): void {
 
 const CLOCK_TICKS_PER_SECOND = 100;
 
-function procStat(pid: number): { ppid: number; ticks: number } | undefined {
+function procStat(pid: number): { ppid: number; ticks: number; systemTicks: number } | undefined {
   try {
     const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name is in parentheses and may contain spaces: split after the last ')'.
@@ -135,7 +135,7 @@ function procStat(pid: number): { ppid: number; ticks: number } | undefined {
     const ppid = Number(rest[1]);
     const utime = Number(rest[11]);
     const stime = Number(rest[12]);
-    return { ppid, ticks: utime + stime };
+    return { ppid, ticks: utime + stime, systemTicks: stime };
   } catch {
     return undefined;
   }
@@ -143,29 +143,40 @@ function procStat(pid: number): { ppid: number; ticks: number } | undefined {
 
 /** CPU milliseconds used so far by pid and all its living descendants. */
 export function cpuMsOfTree(pid: number): number {
+  return cpuOfTree(pid).ms;
+}
+
+/**
+ * CPU milliseconds used so far by pid and its living descendants, and how many of them in the
+ * kernel (system time: the syscalls, and on loopback and veth the TCP stack of the receiving
+ * end too, which runs in the sender's syscall).
+ */
+export function cpuOfTree(pid: number): { ms: number; kernelMs: number } {
   let pids: number[];
   try {
     pids = readdirSync('/proc').filter((n) => /^\d+$/.test(n)).map(Number);
   } catch {
-    return Number.NaN;
+    return { ms: Number.NaN, kernelMs: Number.NaN };
   }
   const byParent = new Map<number, number[]>();
-  const ticks = new Map<number, number>();
+  const ticks = new Map<number, { all: number; system: number }>();
   for (const p of pids) {
     const s = procStat(p);
     if (!s) continue;
-    ticks.set(p, s.ticks);
+    ticks.set(p, { all: s.ticks, system: s.systemTicks });
     const list = byParent.get(s.ppid) ?? [];
     list.push(p);
     byParent.set(s.ppid, list);
   }
-  if (!ticks.has(pid)) return Number.NaN;
+  if (!ticks.has(pid)) return { ms: Number.NaN, kernelMs: Number.NaN };
   let total = 0;
+  let system = 0;
   const stack = [pid];
   while (stack.length) {
     const p = stack.pop() as number;
-    total += ticks.get(p) ?? 0;
+    total += ticks.get(p)?.all ?? 0;
+    system += ticks.get(p)?.system ?? 0;
     stack.push(...(byParent.get(p) ?? []));
   }
-  return (total * 1000) / CLOCK_TICKS_PER_SECOND;
+  return { ms: (total * 1000) / CLOCK_TICKS_PER_SECOND, kernelMs: (system * 1000) / CLOCK_TICKS_PER_SECOND };
 }

@@ -13,6 +13,8 @@ const NOT_RELAY = new Set(['client', 'emulator', 'other']);
 export interface CostSample<R> {
   result: R;
   cpuMs: Record<string, number>;
+  /** Of cpuMs, what each process spent in the kernel. */
+  kernelMs?: Record<string, number>;
 }
 
 export interface CostWorkload<R> {
@@ -27,6 +29,10 @@ export interface Cost {
   /** CPU ms per unit, all relay processes. */
   total: number;
   byRole: Record<string, number>;
+  /** Each process's share of its CPU spent in the kernel (0-1). */
+  kernelByRole: Record<string, number>;
+  /** The share of `total` spent in the kernel (0-1): syscalls, and the TCP stack of each hop. */
+  kernelShare: number;
 }
 
 /** The relay's CPU ms per unit over all runs of the workload on one path; undefined if it did not run. */
@@ -35,11 +41,21 @@ export function costOf<R>(w: CostWorkload<R>, path: string): Cost | undefined {
   if (!samples.length) return undefined;
   const units = samples.reduce((a, s) => a + w.units(s.result), 0);
   const byRole: Record<string, number> = {};
+  const kernelByRole: Record<string, number> = {};
   for (const s of samples) {
-    for (const [role, ms] of Object.entries(s.cpuMs)) if (!NOT_RELAY.has(role)) byRole[role] = (byRole[role] ?? 0) + ms;
+    for (const [role, ms] of Object.entries(s.cpuMs)) {
+      if (NOT_RELAY.has(role)) continue;
+      byRole[role] = (byRole[role] ?? 0) + ms;
+      kernelByRole[role] = (kernelByRole[role] ?? 0) + (s.kernelMs?.[role] ?? Number.NaN);
+    }
   }
-  for (const role of Object.keys(byRole)) byRole[role] = (byRole[role] as number) / units;
-  return { total: Object.values(byRole).reduce((a, b) => a + b, 0), byRole };
+  const all = Object.values(byRole).reduce((a, b) => a + b, 0);
+  const kernel = Object.values(kernelByRole).reduce((a, b) => a + b, 0);
+  for (const role of Object.keys(byRole)) {
+    kernelByRole[role] = (byRole[role] as number) > 0 ? (kernelByRole[role] as number) / (byRole[role] as number) : Number.NaN;
+    byRole[role] = (byRole[role] as number) / units;
+  }
+  return { total: all / units, byRole, kernelByRole, kernelShare: all > 0 ? kernel / all : Number.NaN };
 }
 
 export interface WorkloadCost {
@@ -53,7 +69,10 @@ export function workloadCost<R>(w: CostWorkload<R>, paths: readonly string[]): W
   return { name: w.name, unit: w.unit, costs: Object.fromEntries(paths.map((p) => [p, costOf(w, p)])) };
 }
 
-/** Table rows: workload, unit, path, CPU ms per unit (by process), ratio to the `peer` path. */
+/**
+ * Table rows: workload, unit, path, CPU ms per unit (by process, with the share of each in the
+ * kernel), the relay's kernel share, ratio to the `peer` path.
+ */
 export function costRows(workloads: readonly WorkloadCost[], paths: readonly { key: string; label: string }[], peer: string): string[][] {
   const rows: string[][] = [];
   for (const w of workloads) {
@@ -61,10 +80,16 @@ export function costRows(workloads: readonly WorkloadCost[], paths: readonly { k
     for (const p of paths) {
       const c = w.costs[p.key];
       if (!c || c.total === 0) continue; // direct has no relay
-      const parts = Object.entries(c.byRole).map(([role, ms]) => `${role} ${fmt(ms)}`).join(', ');
+      const parts = Object.entries(c.byRole).map(([role, ms]) => `${role} ${fmt(ms)} (${percent(c.kernelByRole[role])})`).join(', ');
       const vsPeer = base && base.total > 0 ? `${(c.total / base.total).toFixed(2)}×` : '';
-      rows.push([w.name, `ms per ${w.unit}`, p.label, fmt(c.total), parts, vsPeer]);
+      const kernel = percent(c.kernelShare);
+      rows.push([w.name, `ms per ${w.unit}`, p.label, fmt(c.total), parts, kernel, vsPeer]);
     }
   }
   return rows;
+}
+
+/** A 0-1 share as a whole percentage; '?' where /proc had none. */
+function percent(share: number | undefined): string {
+  return share !== undefined && Number.isFinite(share) ? `${Math.round(share * 100)}%` : '?';
 }

@@ -32,7 +32,7 @@ import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { cpuMsOfTree, killAllSync, spawnTs, stopAll, type Child } from './children.js';
+import { cpuOfTree, killAllSync, spawnTs, stopAll, type Child } from './children.js';
 import { startDeployedPath } from './deployed-path.js';
 import { startEdgeNginx } from './edge-nginx.js';
 import { which } from '../test/deploy/deploy-harness.js';
@@ -319,10 +319,12 @@ interface Sample<R> {
   result: R;
   wallMs: number;
   cpuMs: Record<string, number>;
+  /** Of cpuMs, the part spent in the kernel, by the path's processes. */
+  kernelMs: Record<string, number>;
 }
 
 async function measure<R>(path: Path, run: () => Promise<R>): Promise<Sample<R>> {
-  const before = path.processes.map((p) => cpuMsOfTree(p.pid));
+  const before = path.processes.map((p) => cpuOfTree(p.pid));
   const machineBefore = machineBusyMs();
   const clientBefore = process.cpuUsage();
   const t0 = performance.now();
@@ -330,12 +332,17 @@ async function measure<R>(path: Path, run: () => Promise<R>): Promise<Sample<R>>
   const wallMs = performance.now() - t0;
   const client = process.cpuUsage(clientBefore);
   const cpuMs: Record<string, number> = { client: (client.user + client.system) / 1000 };
-  path.processes.forEach((p, i) => (cpuMs[p.role] = (cpuMs[p.role] ?? 0) + cpuMsOfTree(p.pid) - (before[i] ?? Number.NaN)));
+  const kernelMs: Record<string, number> = {};
+  path.processes.forEach((p, i) => {
+    const now = cpuOfTree(p.pid);
+    cpuMs[p.role] = (cpuMs[p.role] ?? 0) + now.ms - (before[i]?.ms ?? Number.NaN);
+    kernelMs[p.role] = (kernelMs[p.role] ?? 0) + now.kernelMs - (before[i]?.kernelMs ?? Number.NaN);
+  });
   // Whatever else ran on the machine meanwhile (other jobs, the kernel's own threads): noise.
   const ours = Object.values(cpuMs).reduce((a, b) => a + b, 0);
   // (/proc/stat counts in 10 ms ticks: clamp to what the cores could have done.)
   cpuMs['other'] = Math.min(Math.max(0, machineBusyMs() - machineBefore - ours), Math.max(0, cpus().length * wallMs - ours));
-  return { result, wallMs, cpuMs };
+  return { result, wallMs, cpuMs, kernelMs };
 }
 
 /** CPU use of each process over all samples, as % of one core. */
@@ -696,7 +703,7 @@ function report(paths: Path[], results: Results, sshNote: string, started: numbe
   log(table(['Workload', 'Path', 'CPU by process'], cpuRows));
   const costs = relayCosts(paths, results);
   log('\nCPU of the relay (every process between client and Ollama) per unit of work; ratio to ssh -R (sshd + ssh)\n');
-  log(table(['Workload', 'Unit', 'Path', 'relay CPU', 'by process', '÷ ssh -R'], costRows(costs, paths, 'ssh')));
+  log(table(['Workload', 'Unit', 'Path', 'relay CPU', 'by process', 'in kernel', '÷ ssh -R'], costRows(costs, paths, 'ssh')));
   const allSamples = Object.values(results).flatMap((bucket: Record<string, Sample<unknown>[]>) => Object.values(bucket).flat());
   const share = (x: Sample<unknown>): number => (x.cpuMs['other'] ?? 0) / x.wallMs;
   const noisiest = Math.max(0, ...allSamples.map(share));
