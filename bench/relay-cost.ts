@@ -93,3 +93,18 @@ export function costRows(workloads: readonly WorkloadCost[], paths: readonly { k
 function percent(share: number | undefined): string {
   return share !== undefined && Number.isFinite(share) ? `${Math.round(share * 100)}%` : '?';
 }
+
+/**
+ * Where a path's relay spends a workload's CPU, for a target it missed: its processes from the
+ * costliest, each with its share in the kernel, beside the peer's whole relay, e.g.
+ * "spent by: proxy 1.04 (23% kernel), bridge 0.70 (14% kernel) ms per request; sshd + ssh 0.50".
+ */
+export function spentBy(w: WorkloadCost | undefined, path: string, peer: string, peerLabel: string): string {
+  const c = w?.costs[path];
+  if (!w || !c || c.total === 0) return '';
+  const parts = Object.entries(c.byRole)
+    .sort((a, b) => b[1] - a[1])
+    .map(([role, ms]) => `${role} ${fmt(ms)} (${percent(c.kernelByRole[role])} kernel)`);
+  const base = w.costs[peer];
+  return `; spent by: ${parts.join(', ')} ms per ${w.unit}${base && base.total > 0 ? `; ${peerLabel} ${fmt(base.total)}` : ''}`;
+}
