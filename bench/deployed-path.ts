@@ -48,6 +48,11 @@ export interface DeployedPath {
   bridge: Child;
   /** The proxy container's init process as the host sees it: its process tree is the proxy. */
   proxyPid: number;
+  /**
+   * The edge path's own user: its bridge connects through nginx at `wsUrl` (straight to its
+   * proxy, docs/edge-routing.md), which starts that user's proxy container.
+   */
+  connectEdgeBridge(wsUrl: string): Promise<{ token: string; bridge: Child; proxyPid: number }>;
   close(): Promise<void>;
 }
 
@@ -63,12 +68,14 @@ function docker(args: readonly string[]): string {
   return execFileSync('docker', args, { encoding: 'utf8', timeout: 10_000 }).trim();
 }
 
-async function proxyContainerPid(): Promise<number> {
+/** The init pid of the stack's one proxy container besides `others` (the pids already known). */
+async function proxyContainerPid(others: readonly number[] = []): Promise<number> {
   const deadline = Date.now() + 30_000;
   for (;;) {
     const ids = docker(['ps', '-q', '--filter', 'label=cloudtolocalllm.type=streaming-proxy', '--filter', `label=cloudtolocalllm.stack=${DEPLOYED_STACK}`]).split('\n').filter(Boolean);
-    if (ids.length > 1) throw new Error(`stack ${DEPLOYED_STACK} runs ${ids.length} proxy containers, expected 1`);
-    const pid = ids[0] ? Number(docker(['inspect', '-f', '{{.State.Pid}}', ids[0]])) : 0;
+    const pids = ids.map((id) => Number(docker(['inspect', '-f', '{{.State.Pid}}', id]))).filter((p) => p > 0 && !others.includes(p));
+    if (pids.length > 1) throw new Error(`stack ${DEPLOYED_STACK} runs ${ids.length} proxy containers, expected ${others.length + 1}`);
+    const pid = pids[0] ?? 0;
     if (pid > 0) return pid;
     if (Date.now() > deadline) throw new Error(`no running proxy container of stack ${DEPLOYED_STACK} within 30 s`);
     await new Promise((r) => setTimeout(r, 200));
@@ -80,37 +87,60 @@ export async function startDeployedPath(root: string, emulatorUrl: string, profF
   const server = spawnTs(
     'api-backend',
     join(root, 'bench/deployed-server.ts'),
-    ['--user', 'bench-deployed'],
+    ['--user', 'bench-deployed', '--edge-user', 'bench-edge'],
     // The edge port on (a free one): the edge path puts nginx in front of this same api-backend.
     { ...UNLIMITED, CTLL_STACK_NAME: DEPLOYED_STACK, CTLL_PROXY_IMAGE: DEPLOYED_IMAGE, CTLL_EDGE_PORT: '0', LOG_LEVEL: 'info' },
     profFlags('api-backend'),
   );
   let bridge: Child | undefined;
+  let edgeBridge: Child | undefined;
   const close = async (): Promise<void> => {
+    if (edgeBridge) await stopChild(edgeBridge);
     if (bridge) await stopChild(bridge);
     // Its stop removes the container and network: give it the time that takes.
     await stopChild(server, 30_000);
   };
   try {
     // A first start builds the proxy image (seconds from a warm cache, under a minute cold).
-    const { url, edgeUrl, token } = await server.waitFor(
-      (line, s) => (s === 'stdout' ? jsonLine(line, (m) => (m['event'] === 'ready' ? { url: String(m['url']), edgeUrl: String(m['edgeUrl']), token: String(m['token']) } : undefined)) : undefined),
+    const { url, edgeUrl, token, edgeToken } = await server.waitFor(
+      (line, s) =>
+        s === 'stdout'
+          ? jsonLine(line, (m) => (m['event'] === 'ready' ? { url: String(m['url']), edgeUrl: String(m['edgeUrl']), token: String(m['token']), edgeToken: String(m['edgeToken']) } : undefined))
+          : undefined,
       300_000,
       'the api-backend to listen and sign the user in',
     );
-    bridge = spawnTs(
-      'bridge',
-      join(root, 'bridge/cli.ts'),
-      ['--proxy-url', `${url.replace(/^http/, 'ws')}/ws/bridge`, '--ollama-url', emulatorUrl, '--allow', 'blobs', '--json', ...bridgeFlags],
-      { CLOUDTOLOCALLLM_TOKEN: token },
-      profFlags('bridge-deployed'),
-    );
-    await bridge.waitFor(
-      (line, s) => (s === 'stdout' ? jsonLine(line, (m) => (m['event'] === 'status' && m['state'] === 'connected' ? true : undefined)) : undefined),
-      60_000,
-      'the bridge to connect through the api-backend',
-    );
-    return { url: `${url}/ollama`, apiUrl: url, edgeUrl, token, server, bridge, proxyPid: await proxyContainerPid(), close };
+    const startBridge = async (name: string, wsUrl: string, bearer: string, through: string): Promise<Child> => {
+      const child = spawnTs(
+        name,
+        join(root, 'bridge/cli.ts'),
+        ['--proxy-url', wsUrl, '--ollama-url', emulatorUrl, '--allow', 'blobs', '--json', ...bridgeFlags],
+        { CLOUDTOLOCALLLM_TOKEN: bearer },
+        profFlags(name),
+      );
+      await child.waitFor(
+        (line, s) => (s === 'stdout' ? jsonLine(line, (m) => (m['event'] === 'status' && m['state'] === 'connected' ? true : undefined)) : undefined),
+        60_000,
+        `the bridge to connect through ${through}`,
+      );
+      return child;
+    };
+    bridge = await startBridge('bridge-deployed', `${url.replace(/^http/, 'ws')}/ws/bridge`, token, 'the api-backend');
+    const proxyPid = await proxyContainerPid();
+    return {
+      url: `${url}/ollama`,
+      apiUrl: url,
+      edgeUrl,
+      token,
+      server,
+      bridge,
+      proxyPid,
+      async connectEdgeBridge(wsUrl) {
+        edgeBridge = await startBridge('bridge-edge', wsUrl, edgeToken, 'nginx');
+        return { token: edgeToken, bridge: edgeBridge, proxyPid: await proxyContainerPid([proxyPid]) };
+      },
+      close,
+    };
   } catch (e) {
     await close();
     throw e;

@@ -4,7 +4,9 @@
  * host's nginx in front of the deployed path's api-backend, with edge routing on
  * (docs/edge-routing.md):
  *
- *   client → nginx ─(auth_request to the api-backend's edge port)─→ the user's proxy ⇒ bridge → emulator
+ *   client → nginx ─(auth_request to the api-backend's edge port)─→ the user's proxy ⇐ nginx ⇐ bridge → emulator
+ *
+ * (the edge path's own bridge connects through this nginx too, straight to its proxy: bench/deployed-path.ts)
  *
  * With `through`, /ollama/ is relayed by the api-backend as before edge routing: the deployed
  * stack's path until now, nginx included, and so the baseline of the lever.
@@ -25,6 +27,8 @@ export interface EdgeNginx {
   url: string;
   /** The server name nginx answers for: clients send it as Host. */
   host: string;
+  /** Where a bridge connects through it (`${wsUrl}/ws/bridge`), by that server name. */
+  wsUrl: string;
   /** nginx's master process: its tree (the workers) is the path's nginx. */
   pid: number;
   close(): Promise<void>;
@@ -61,6 +65,7 @@ export async function startEdgeNginx(nginx: string, apiUrl: string, edgeUrl: str
   if (pid === undefined) throw new Error('nginx did not start');
   return {
     url: `http://127.0.0.1:${ports.https}/ollama`,
+    wsUrl: `ws://localhost:${ports.https}`,
     host: `localhost:${ports.https}`,
     pid,
     async close() {

@@ -436,15 +436,21 @@ async function main(): Promise<void> {
     for (const key of nginx ? withNginx : []) {
       const front = await startEdgeNginx(nginx!, d.apiUrl, d.edgeUrl, { through: key === 'nginx' });
       closers.push(front.close);
-      log(
-        key === 'edge'
-          ? `edge: nginx ${front.url} (pid ${front.pid}; asks the api-backend's edge port ${d.edgeUrl}) → proxy container (pid ${d.proxyPid}) ⇐ bridge (pid ${d.bridge.pid}) → emulator`
-          : `nginx: nginx ${front.url} (pid ${front.pid}) → api-backend ${d.apiUrl} → proxy container (pid ${d.proxyPid}) ⇐ bridge (pid ${d.bridge.pid}) → emulator`,
-      );
-      // The api-backend stays on both paths: it splices the bridge (and answers nginx's question, or relays).
-      const processes = [['nginx', front.pid], ['api-backend', d.server.pid], ...behind] as const;
       const label = key === 'edge' ? 'edge' : 'nginx ⇒ api';
-      paths.push({ key, label, target: makeTarget(label, front.url, { authorization: `Bearer ${d.token}`, host: front.host }), processes: processes.map(([role, pid]) => ({ role, pid })) });
+      if (key === 'nginx') {
+        // The production configuration before edge routing: the api-backend relays every request
+        // and splices the bridge (the deployed path's own, connected to it).
+        log(`nginx: nginx ${front.url} (pid ${front.pid}) → api-backend ${d.apiUrl} → proxy container (pid ${d.proxyPid}) ⇐ api-backend ⇐ bridge (pid ${d.bridge.pid}) → emulator`);
+        const processes = [['nginx', front.pid], ['api-backend', d.server.pid], ...behind] as const;
+        paths.push({ key, label, target: makeTarget(label, front.url, { authorization: `Bearer ${d.token}`, host: front.host }), processes: processes.map(([role, pid]) => ({ role, pid })) });
+        continue;
+      }
+      // Edge routing as deployed: requests and the bridge's tunnel go from nginx straight to the
+      // proxy; the api-backend answers nginx's questions. Its own user, proxy and bridge.
+      const e = await d.connectEdgeBridge(`${front.wsUrl}/ws/bridge`);
+      log(`edge: nginx ${front.url} (pid ${front.pid}; asks the api-backend's edge port ${d.edgeUrl}) → proxy container (pid ${e.proxyPid}) ⇐ nginx ⇐ bridge (pid ${e.bridge.pid}) → emulator`);
+      const processes = [['nginx', front.pid], ['api-backend', d.server.pid], ['proxy', e.proxyPid], ['bridge', e.bridge.pid], ['emulator', emulator.child.pid]] as const;
+      paths.push({ key, label, target: makeTarget(label, front.url, { authorization: `Bearer ${e.token}`, host: front.host }), processes: processes.map(([role, pid]) => ({ role, pid })) });
     }
   }
   let sshNote = '';

@@ -167,6 +167,12 @@ export const DEFAULT_MACHINE_NAME = 'default';
  * computers of this user may be connected at once (its CTLL_MAX_BRIDGES).
  */
 export const MAX_MACHINES_HEADER = 'x-cloudtolocalllm-max-machines';
+/**
+ * Set to 1 by nginx on an upgrade it sends straight to the proxy (docs/edge-routing.md), with the
+ * proxy's secret: the api-backend counts that tunnel from the proxy's link events, having no
+ * socket of it. nginx sets it on every such upgrade, so a bridge's own value never arrives.
+ */
+export const EDGE_TUNNEL_HEADER = 'x-cloudtolocalllm-edge-tunnel';
 export const MAX_MACHINE_NAME_LENGTH = 63;
 
 /**

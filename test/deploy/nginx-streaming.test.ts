@@ -28,7 +28,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import WebSocket from 'ws';
-import { subprotocolFor, TUNNEL_PROTOCOL_VERSION } from '@cloudtolocalllm/bridge/connection/protocol';
+import {
+  CLIENT_ADDRESS_HEADER,
+  CREDENTIAL_EXPIRES_HEADER,
+  MACHINE_HEADER,
+  MAX_MACHINES_HEADER,
+  subprotocolFor,
+  TUNNEL_PROTOCOL_VERSION,
+} from '@cloudtolocalllm/bridge/connection/protocol';
+import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
 import { OllamaEmulator, expectedText } from '@cloudtolocalllm/ollama-emulator';
 import { KeyStore } from '@cloudtolocalllm/bridge/keys/key-store';
 import { create, reforge } from '../keys/keys-harness.js';
@@ -136,6 +144,7 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
   let acmeRoot: string;
   let rendered: { confDir: string; runDir: string; conf: string };
   const tokenTimes = new Map<number, number[]>();
+  const audit = new MemoryAuditLog();
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'ctll-nginx-test-'));
@@ -152,7 +161,7 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
     // The production heartbeat (10 s pings, 20 s timeout), not the tests' fast one: the bridge
     // child uses the production one too, and a busy machine must not cut the long stream.
     // Edge routing on, as deployed (CTLL_EDGE_PORT): nginx relays what it can to the proxy itself.
-    cloud = await startCloudServer(loadConfig({ CTLL_EDGE_PORT: '0' }, ['--port', '0', '--runtime', 'process']), { audit: new MemoryAuditLog(), log: silentLogger });
+    cloud = await startCloudServer(loadConfig({ CTLL_EDGE_PORT: '0' }, ['--port', '0', '--runtime', 'process']), { audit, log: silentLogger });
     const { cert, key } = await selfSignedCertificate(join(dir, 'tls'));
     ca = readFileSync(cert);
     ports = { https: await freePort(), http: await freePort(), health: await freePort() };
@@ -200,6 +209,128 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
     const body = JSON.parse(status.body) as { bridgeConnected?: boolean; computers?: Array<{ transport?: string }> };
     assert.equal(body.bridgeConnected, true);
     assert.deepEqual(body.computers?.map((c) => c.transport), ['h2'], status.body);
+  });
+
+  /** The api-backend's count of bridges, the bytes its splice carried, and the bridges nginx sent straight. */
+  async function bridgeBooks(): Promise<{ gauge: number; splicedBytes: number; direct: number }> {
+    const gauge = (await cloud.metrics.bridgesConnected.get()).values.reduce((n, v) => n + v.value, 0);
+    const spliced = (await cloud.metrics.bytesRelayed.get()).values.filter((v) => v.labels['direction'] === 'bridge').reduce((n, v) => n + v.value, 0);
+    const direct = (await cloud.metrics.edgeRoutes.get()).values.filter((v) => v.labels['route'] === 'direct' && v.labels['reason'] === 'bridge').reduce((n, v) => n + v.value, 0);
+    return { gauge, splicedBytes: spliced, direct };
+  }
+  const auditOf = (user: string, action: string): Array<Record<string, unknown>> =>
+    audit.entries.filter((e) => e.userHash === user && e.action === action) as unknown as Array<Record<string, unknown>>;
+  const userOf = (t: string): string => userHash((JSON.parse(Buffer.from(t.split('.')[1]!, 'base64url').toString('utf8')) as { sub: string }).sub);
+  type BridgeSocket = { ws?: WebSocket; status?: number; body?: string };
+  /** A bridge's WebSocket upgrade through nginx: the open socket, or the refusal's status and body. */
+  const openBridgeSocket = (port: number, bearer: string, headers: Record<string, string> = {}): Promise<BridgeSocket> =>
+    new Promise((resolve, reject) => {
+      const ws = new WebSocket(`wss://localhost:${port}/ws/bridge`, [subprotocolFor(TUNNEL_PROTOCOL_VERSION)], {
+        ca,
+        headers: { authorization: `Bearer ${bearer}`, ...headers },
+        perMessageDeflate: false,
+      });
+      ws.once('open', () => resolve({ ws }));
+      ws.once('unexpected-response', (_req, res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      ws.once('error', reject);
+    });
+  const waitFor = async (what: string, check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> => {
+    const end = Date.now() + ms;
+    while (!(await check())) {
+      if (Date.now() > end) assert.fail(`${what} within ${ms / 1000} s`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+
+  test("edge routing: a bridge's upgrade goes from nginx straight to the proxy; the api-backend keeps its books from the proxy's link events", async () => {
+    const t = await signIn(`edge-bridge-${randomBytes(3).toString('hex')}`);
+    const user = userOf(t);
+    const before = await bridgeBooks();
+    const b = await startBridgeProcess({ proxyUrl: `wss://localhost:${ports.https}/ws/bridge`, token: t, ollamaUrl: emulator.url, caFile: join(dir, 'tls', 'fullchain.pem') });
+    try {
+      // Connected, audited and counted as a spliced bridge would be, from the proxy's events.
+      await waitFor('the connect is audited', () => auditOf(user, 'bridge.connect').length === 1);
+      const line = auditOf(user, 'bridge.connect')[0]!;
+      assert.equal(line['result'], 'ok');
+      assert.equal(line['address'], '127.0.0.1', 'the address nginx saw, as the api-backend set it');
+      assert.match(String(line['client']), /CloudToLocalLLM/i, JSON.stringify(line));
+      const mid = await bridgeBooks();
+      assert.equal(mid.direct - before.direct, 1, 'the upgrade went direct');
+      assert.equal(mid.gauge - before.gauge, 1, 'ctll_bridges_connected counts it');
+      const status = await httpsRequest({ port: ports.https, path: '/api/proxy/status', ca, headers: { authorization: `Bearer ${t}` } });
+      const shown = JSON.parse(status.body) as { bridgeConnected: boolean; computers: Array<{ name: string }> };
+      assert.equal(shown.bridgeConnected, true, status.body);
+      assert.deepEqual(shown.computers.map((c) => c.name), [line['machine']], 'the audit names the computer the proxy holds');
+      // A chat over it: neither the request nor the tunnel crosses the api-backend.
+      const generate = await httpsRequest({
+        port: ports.https,
+        path: '/ollama/api/generate',
+        method: 'POST',
+        ca,
+        headers: { authorization: `Bearer ${t}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'llama3.2', prompt: 'hi', stream: false, options: { num_predict: 3 } }),
+      });
+      assert.equal(generate.status, 200, generate.body);
+      assert.equal((JSON.parse(generate.body) as { response: string }).response, expectedText(3));
+      assert.equal((await bridgeBooks()).splicedBytes, before.splicedBytes, "no byte of the tunnel went through the api-backend's splice");
+    } finally {
+      await b.stop();
+    }
+    await waitFor('the disconnect is audited', () => auditOf(user, 'bridge.disconnect').length === 1);
+    assert.equal((await bridgeBooks()).gauge, before.gauge);
+    const status = await httpsRequest({ port: ports.https, path: '/api/proxy/status', ca, headers: { authorization: `Bearer ${t}` } });
+    assert.equal((JSON.parse(status.body) as { bridgeConnected: boolean }).bridgeConnected, false, status.body);
+  });
+
+  test("edge routing: a bridge straight to its proxy cannot set the terms itself, and the user's computer limit holds", async () => {
+    const t = await signIn(`edge-terms-${randomBytes(3).toString('hex')}`);
+    const user = userOf(t);
+    const open = (machine: string): Promise<BridgeSocket> =>
+      openBridgeSocket(ports.https, t, {
+        [MACHINE_HEADER]: machine,
+        // A bridge's own claims of the terms the api-backend sets: nginx replaces each.
+        [CLIENT_ADDRESS_HEADER]: '198.51.100.7',
+        [MAX_MACHINES_HEADER]: '99',
+        [CREDENTIAL_EXPIRES_HEADER]: String(Date.now() + 500),
+      });
+    const opened: WebSocket[] = [];
+    try {
+      for (const m of ['one', 'two', 'three', 'four']) {
+        const r = await open(m);
+        assert.ok(r.ws, `${m}: ${r.status} ${r.body}`);
+        opened.push(r.ws);
+      }
+      const fifth = await open('five');
+      assert.equal(fifth.status, 429, fifth.body);
+      assert.match(String(fifth.body), /too many computers: 4 are connected/);
+      await waitFor('four connects audited', () => auditOf(user, 'bridge.connect').length === 4);
+      assert.deepEqual([...new Set(auditOf(user, 'bridge.connect').map((l) => l['address']))], ['127.0.0.1'], 'not the address the bridge claimed');
+      // The expiry it claimed (half a second) is not the tunnel's: the token's is.
+      await new Promise((r) => setTimeout(r, 1_500));
+      assert.ok(opened.every((ws) => ws.readyState === WebSocket.OPEN), 'no tunnel was cut at the expiry the bridge claimed');
+      assert.equal(auditOf(user, 'bridge.disconnect').length, 0);
+    } finally {
+      for (const ws of opened) ws.close();
+    }
+    await waitFor('four disconnects audited', () => auditOf(user, 'bridge.disconnect').length === 4);
+  });
+
+  test("edge routing: a bridge's upgrade the api-backend would refuse goes through, and gets the api-backend's answer", async () => {
+    const before = await edgeCounts();
+    const bad = await openBridgeSocket(ports.https, 'not-a-token');
+    assert.equal(bad.status, 401, bad.body);
+    assert.ok((JSON.parse(String(bad.body)) as { error?: string }).error, bad.body);
+    // An Upgrade that is none of the tunnel's: refused by the api-backend, naming what it takes.
+    const other = await httpsRequest({ port: ports.https, path: '/ws/bridge', ca, headers: { authorization: `Bearer ${token}`, connection: 'Upgrade', upgrade: 'h2c' } });
+    assert.equal(other.status, 426, other.body);
+    assert.match(other.body, /takes the bridge's tunnel as a WebSocket/);
+    const after = await edgeCounts();
+    const grew = (reason: string): number => (after.through[reason] ?? 0) - (before.through[reason] ?? 0);
+    assert.deepEqual({ credential: grew('credential'), upgrade: grew('upgrade'), direct: after.direct - before.direct }, { credential: 1, upgrade: 1, direct: 0 }, JSON.stringify(after));
   });
 
   test('a raw WebSocket to /ws/bridge gets 101 with the tunnel subprotocol through nginx', async () => {
@@ -381,6 +512,7 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
   });
 
   test('body limits: a large image body passes /ollama/, the configured limit answers 413, blobs have none', async () => {
+    const before = await edgeCounts();
     // A chat request carrying a ~6 MiB base64 image: under the (test) 8m limit of /ollama/.
     const image = randomBytes(4.5 * 1024 * 1024).toString('base64');
     const chat = await httpsRequest({
@@ -416,6 +548,13 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
     assert.equal(upload.status, 201, upload.body);
     const received = emulator.requests.findLast((r) => r.path === `/api/blobs/${digest}`)!;
     assert.equal(received.bodyBytes, blob.length);
+    // Both large bodies were asked about and routed by the edge port (direct, or through for
+    // the user's byte budget), never failed nginx's question: its location has no body limit of
+    // its own (the server's 1m once made every larger body go through, uncounted).
+    const after = await edgeCounts();
+    const decided = after.direct - before.direct + Object.values(after.through).reduce((a, b) => a + b, 0) - Object.values(before.through).reduce((a, b) => a + b, 0);
+    assert.equal(decided, 2, JSON.stringify({ before, after }));
+    assert.ok(after.direct - before.direct >= 1, `the image chat went direct: ${JSON.stringify({ before, after })}`);
   });
 
   /** ctll_edge_routes_total by route and reason, and the api-backend relay's own bytes, now. */
@@ -549,6 +688,16 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
       const after = await edgeCounts();
       assert.equal(after.direct, before.direct);
       assert.ok(after.relayedBytes > before.relayedBytes);
+      // A bridge too: through the api-backend's splice, which counts and audits it itself.
+      const t = await signIn(`edge-closed-${randomBytes(3).toString('hex')}`);
+      const books = await bridgeBooks();
+      const b = await openBridgeSocket(closedPorts.https, t);
+      assert.ok(b.ws, `${b.status} ${b.body}`);
+      await waitFor('the spliced connect is audited', () => auditOf(userOf(t), 'bridge.connect').length === 1);
+      assert.equal((await bridgeBooks()).direct, books.direct);
+      assert.equal((await bridgeBooks()).gauge, books.gauge + 1);
+      b.ws.close();
+      await waitFor('the spliced disconnect is audited', () => auditOf(userOf(t), 'bridge.disconnect').length === 1);
     } finally {
       await other.stop();
     }

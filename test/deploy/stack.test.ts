@@ -320,7 +320,14 @@ describe('the multi-container stack, deployed by the deploy script', { skip, con
     // Edge routing (docs/edge-routing.md): the chat above went from nginx straight to the
     // proxy container, nginx asking the api-backend's edge port (CTLL_EDGE_PORT) first.
     const direct = /^ctll_edge_routes_total\{route="direct",reason=""\} (\d+)$/m.exec(metrics.body);
-    assert.ok(direct && Number(direct[1]) >= 1, metrics.body.split('\n').filter((l) => l.startsWith('ctll_edge')).join('\n') || 'no ctll_edge_routes_total');
+    const edgeLines = metrics.body.split('\n').filter((l) => l.startsWith('ctll_edge')).join('\n') || 'no ctll_edge_routes_total';
+    assert.ok(direct && Number(direct[1]) >= 1, edgeLines);
+    // And so did the bridge's tunnel: nginx joined it to the proxy container, and the audit line
+    // above came from the proxy's link events (edge-bridges.ts), not from a splice.
+    const bridge = /^ctll_edge_routes_total\{route="direct",reason="bridge"\} (\d+)$/m.exec(metrics.body);
+    assert.ok(bridge && Number(bridge[1]) >= 1, edgeLines);
+    assert.match(metrics.body, /^ctll_bridges_connected [1-9]/m, 'the direct bridge is counted');
+    assert.doesNotMatch(metrics.body, /^ctll_bytes_relayed_total\{direction="bridge"\} [1-9]/m, 'no tunnel byte crossed the api-backend');
   });
 
   test('the operator\'s figures from the unprivileged api-backend: its proxy\'s memory, the firewall\'s refusals by user (from the keeper), and --status prints them', { timeout: 120_000 }, async () => {

@@ -18,7 +18,17 @@ import { silentLogger, type Logger } from '../log.js';
 import { authCode, ERROR_STATUS, ServerError, type AuthReason, type ErrorCode } from '../errors.js';
 import type { ProxyManager, ProxyRecord } from '../manager/proxy-manager.js';
 import { CONFIG_PATH, HEALTH_PATH, OLLAMA_PREFIX, PROXY_START_PATH, PROXY_STATUS_PATH, PROXY_STOP_PATH, type ClientConfig, type ProxyStopAnswer } from '@cloudtolocalllm/api-contract';
-import { CloseCode, DEFAULT_MACHINE_NAME, h2UpgradeFor, MACHINE_HEADER, MAX_MACHINE_NAME_LENGTH, RENEW_PATH, TUNNEL_PROTOCOL_VERSION } from '@cloudtolocalllm/bridge/connection/protocol';
+import {
+  BRIDGE_PATH as PROXY_BRIDGE_PATH,
+  CloseCode,
+  DEFAULT_MACHINE_NAME,
+  h2UpgradeFor,
+  MACHINE_HEADER,
+  MAX_MACHINE_NAME_LENGTH,
+  RENEW_PATH,
+  TUNNEL_PROTOCOL_VERSION,
+  tunnelUpgradeOf,
+} from '@cloudtolocalllm/bridge/connection/protocol';
 import { CLIENT_KEY_HEADER, isClientKey, parseClientKey, routeOf } from '@cloudtolocalllm/bridge/connection/client-key';
 import { bearerToken } from '../proxy/auth.js';
 import { findRoute } from '@cloudtolocalllm/bridge/ingress/ollama-routes';
@@ -32,7 +42,8 @@ import { computersOnProxy } from './proxy-computers.js';
 import { clientAddress } from './client-address.js';
 import { answerPreflight, applyCors, originAllowed, type CorsOptions } from './cors.js';
 import { AcceptedKeys } from './accepted-keys.js';
-import { EdgeRouteServer, type EdgeRoute, type HeldRequest, type ThroughReason } from './edge-route.js';
+import { EdgeBridges } from './edge-bridges.js';
+import { EdgeRouteServer, type EdgeRoute, type HeldBridge, type HeldRequest, type ThroughReason } from './edge-route.js';
 import { readJsonBody } from './json-body.js';
 import { DEFAULT_LIMITS, UserLimits, type LimitOptions } from './limits.js';
 import { forwardOllamaRequest, type ForwardExtra } from './ollama-forward.js';
@@ -180,6 +191,8 @@ export class ApiServer {
   private readonly keyRoutes = new Map<string, UserHash>();
   /** Client keys the proxy accepted lately, the ones edge routing sends straight to it. */
   private readonly acceptedKeys = new AcceptedKeys();
+  /** The bridges nginx joined straight to their proxies, known from the proxies' link events. */
+  private readonly edgeBridges: EdgeBridges;
   /** The computer names of each user's open bridge sockets, with how many sockets carry each. */
   private readonly bridgeNames = new Map<UserHash, Map<string, number>>();
   /** The bridges this node splices to its own proxies, by user: cut when their owner moves (cluster). */
@@ -199,6 +212,7 @@ export class ApiServer {
     this.authFailures = new AuthFailureLimiter(options.authFailures ?? DEFAULT_AUTH_FAILURES, options.audit);
     this.keyFailures = new AuthFailureLimiter(options.keyFailures ?? DEFAULT_KEY_FAILURES, options.audit);
     this.cors = options.cors ?? { origins: ['*'] };
+    this.edgeBridges = new EdgeBridges(options.manager, options.metrics, options.audit);
     this.server = http.createServer({
       maxHeaderSize: options.maxHeaderBytes ?? 16 * 1024,
       requestTimeout: 0, // blob uploads and long generations
@@ -241,6 +255,7 @@ export class ApiServer {
 
   async close(): Promise<void> {
     await this.edge?.close();
+    this.edgeBridges.close();
     await closeNow(this.server, this.destroySockets);
     this.authFailures.close();
     this.keyFailures.close();
@@ -609,11 +624,12 @@ export class ApiServer {
    * the credential's outcome, the request's rate token, the body's bytes, the user's activity.
    * A client key goes straight only once the proxy has accepted it (accepted-keys.ts).
    */
-  async edgeRoute(req: IncomingMessage, held: HeldRequest): Promise<EdgeRoute> {
+  async edgeRoute(req: IncomingMessage, held: HeldRequest | HeldBridge): Promise<EdgeRoute> {
     const through = (reason: ThroughReason): EdgeRoute => {
       this.options.metrics.edgeRoutes.inc({ route: 'through', reason });
       return { route: 'through', reason };
     };
+    if (held.kind === 'bridge') return this.edgeBridge(req, held, through);
     // A browser's allowed origin needs the CORS answer the api-backend adds.
     const origin = req.headers.origin;
     if (origin !== undefined && originAllowed(origin, this.cors)) return through('cors');
@@ -634,6 +650,41 @@ export class ApiServer {
     if (!v.ok) return through('credential');
     const user = userHash(v.subject);
     return this.edgeRouteFor(req, held, user, routeOf(user), through);
+  }
+
+  /**
+   * A bridge's upgrade (edge-route.ts): straight to the proxy when onUpgrade below would splice
+   * it there untouched: one of our transports, a token valid now, a proxy running (started here
+   * if need be, as a bridge connecting always provisions it). Its tunnel is then counted from the
+   * proxy's link events (edge-bridges.ts). Refusals go through, to be answered and counted there;
+   * so do all bridges of a cluster, whose moves are cut in the splice.
+   */
+  private async edgeBridge(req: IncomingMessage, held: HeldBridge, through: (reason: ThroughReason) => EdgeRoute): Promise<EdgeRoute> {
+    const { metrics, manager } = this.options;
+    if (this.options.cluster !== undefined) return through('cluster');
+    if (tunnelUpgradeOf(held.upgrade) === undefined) return through('upgrade');
+    if (headerCount(req, 'authorization') > 1 || this.authFailures.isBlocked(this.address(req))) return through('credential');
+    const v = await this.options.verifier.verifyRequest(req.headers);
+    if (!v.ok || (v.expiresAt !== undefined && v.expiresAt * 1000 <= Date.now())) return through('credential');
+    const user = userHash(v.subject);
+    let record: ProxyRecord;
+    try {
+      record = await manager.ensure(v.subject);
+    } catch {
+      return through('no-proxy');
+    }
+    if (!record.instance) return through('no-proxy');
+    this.keyRoutes.set(routeOf(user), user);
+    this.edgeBridges.watch(user, record);
+    metrics.authOutcomes.inc({ route: 'bridge', outcome: 'ok' });
+    metrics.edgeRoutes.inc({ route: 'direct', reason: 'bridge' });
+    return {
+      route: 'direct',
+      endpoint: record.instance.endpoint,
+      secret: record.secret,
+      path: PROXY_BRIDGE_PATH,
+      tunnel: { address: this.address(req), maxMachines: this.limits.options.maxBridgeConnections, ...(v.expiresAt !== undefined ? { expiresAt: v.expiresAt * 1000 } : {}) },
+    };
   }
 
   /** The checks of edgeRoute after the credential, the same for a token and a client key. */

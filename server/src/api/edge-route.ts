@@ -16,6 +16,13 @@
  * itself, counts it, and answers every refusal exactly as without edge routing. Deciding costs
  * nothing that a refusal would count twice: a failed check is only counted on the way through.
  *
+ * A bridge's upgrade to `/ws/bridge` is asked the same way: `direct` once its token verifies (valid
+ * now) and its proxy runs (the answer waits for the proxy to start), with the terms the proxy
+ * takes from the api-backend alone (the address, the user's computer limit, the credential's
+ * expiry); nginx then joins the bridge to the proxy itself, and the api-backend learns of the
+ * tunnel from the proxy's link events (link-watch.ts). In a cluster, bridges go through: a move
+ * of the user's owner cuts them in the api-backend's splice.
+ *
  * The edge port listens on loopback only and serves nothing else. Its answer names the proxy's
  * address and secret to nginx; neither leaves nginx (it is the Authorization of the hop to the
  * proxy, the way the api-backend's own relay sends it).
@@ -38,6 +45,12 @@ export const UPSTREAM_PATH_HEADER = 'x-ctll-path';
 export const UPSTREAM_AUTHORIZATION_HEADER = 'x-ctll-authorization';
 /** A client key's request: the key, for the proxy to check against the user's key sets (as the relay sends it). */
 export const UPSTREAM_CLIENT_KEY_HEADER = 'x-ctll-client-key';
+/** A bridge's upgrade: the terms the api-backend verified, for the proxy (bridge-forward.ts replays the same). */
+export const UPSTREAM_CLIENT_ADDRESS_HEADER = 'x-ctll-client-address';
+export const UPSTREAM_MAX_MACHINES_HEADER = 'x-ctll-max-machines';
+export const UPSTREAM_CREDENTIAL_EXPIRES_HEADER = 'x-ctll-credential-expires';
+/** What nginx tells of a bridge's upgrade: its Upgrade header (not passed on a subrequest by itself). */
+export const ORIGINAL_UPGRADE_HEADER = 'x-original-upgrade';
 
 /** Why a request goes through the api-backend (ctll_edge_routes_total's `reason`). */
 export type ThroughReason =
@@ -50,33 +63,57 @@ export type ThroughReason =
   | 'elsewhere'
   | 'not-ollama-api'
   | 'no-proxy'
-  | 'body';
+  | 'body'
+  | 'cluster'
+  | 'upgrade';
+
+/** What a bridge's upgrade carries to the proxy, set by the api-backend (never by the bridge). */
+export interface TunnelTermsAnswer {
+  address: string;
+  maxMachines: number;
+  /** ms since the epoch; none for a credential without expiry. */
+  expiresAt?: number;
+}
 
 export type EdgeRoute =
-  | { route: 'direct'; endpoint: string; secret: string; path: string; clientKey?: string }
+  | { route: 'direct'; endpoint: string; secret: string; path: string; clientKey?: string; tunnel?: TunnelTermsAnswer }
   | { route: 'through'; reason: ThroughReason };
 
 /** The request nginx holds, as its auth subrequest describes it; undefined when it is not an /ollama one. */
 export interface HeldRequest {
+  kind: 'ollama';
   /** The request target after `/ollama` (path and query), as the api-backend's relay would send it. */
   target: string;
   /** Declared body bytes: 0 without a body, 'unknown' for a chunked one. */
   bodyBytes: number | 'unknown';
 }
 
-const OLLAMA_PREFIX = '/ollama';
+/** A bridge's upgrade to `/ws/bridge` that nginx holds. */
+export interface HeldBridge {
+  kind: 'bridge';
+  /** Its Upgrade header ('' when it had none). */
+  upgrade: string;
+}
 
-export function heldRequest(req: IncomingMessage): HeldRequest | undefined {
+const OLLAMA_PREFIX = '/ollama';
+/** The bridge's upgrade route of the api-backend (and of nginx in front of it). */
+export const EDGE_BRIDGE_PATH = '/ws/bridge';
+
+export function heldRequest(req: IncomingMessage): HeldRequest | HeldBridge | undefined {
   const uri = req.headers[ORIGINAL_URI_HEADER];
   if (typeof uri !== 'string') return undefined;
   const path = uri.split('?')[0] ?? '';
+  if (path === EDGE_BRIDGE_PATH) {
+    const upgrade = req.headers[ORIGINAL_UPGRADE_HEADER];
+    return { kind: 'bridge', upgrade: typeof upgrade === 'string' ? upgrade : '' };
+  }
   if (path !== OLLAMA_PREFIX && !path.startsWith(OLLAMA_PREFIX + '/')) return undefined;
   const length = req.headers[ORIGINAL_LENGTH_HEADER];
   const encoding = req.headers[ORIGINAL_ENCODING_HEADER];
   // nginx sends an empty value for a header the client did not send.
   const chunked = typeof encoding === 'string' && encoding !== '';
   const declared = typeof length === 'string' && length !== '' ? (/^\d{1,15}$/.test(length) ? Number(length) : Number.NaN) : 0;
-  return { target: uri.slice(OLLAMA_PREFIX.length) || '/', bodyBytes: chunked || Number.isNaN(declared) ? 'unknown' : declared };
+  return { kind: 'ollama', target: uri.slice(OLLAMA_PREFIX.length) || '/', bodyBytes: chunked || Number.isNaN(declared) ? 'unknown' : declared };
 }
 
 /**
@@ -95,6 +132,13 @@ export function answerEdgeRoute(res: ServerResponse, route: EdgeRoute): void {
     [UPSTREAM_PATH_HEADER]: route.path,
     [UPSTREAM_AUTHORIZATION_HEADER]: `Bearer ${route.secret}`,
     ...(route.clientKey !== undefined ? { [UPSTREAM_CLIENT_KEY_HEADER]: route.clientKey } : {}),
+    ...(route.tunnel !== undefined
+      ? {
+          [UPSTREAM_CLIENT_ADDRESS_HEADER]: route.tunnel.address,
+          [UPSTREAM_MAX_MACHINES_HEADER]: String(route.tunnel.maxMachines),
+          ...(route.tunnel.expiresAt !== undefined ? { [UPSTREAM_CREDENTIAL_EXPIRES_HEADER]: String(route.tunnel.expiresAt) } : {}),
+        }
+      : {}),
     'cache-control': 'no-store',
   });
   res.end();
@@ -105,7 +149,7 @@ export class EdgeRouteServer {
   readonly server: http.Server;
   private readonly destroySockets: () => void;
 
-  constructor(decide: (req: IncomingMessage, held: HeldRequest) => Promise<EdgeRoute>, log: Logger) {
+  constructor(decide: (req: IncomingMessage, held: HeldRequest | HeldBridge) => Promise<EdgeRoute>, log: Logger) {
     this.server = http.createServer({ noDelay: true, headersTimeout: 10_000, requestTimeout: 10_000 });
     keepIdleConnections(this.server);
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => {

@@ -27,6 +27,8 @@ interface Link {
   id: string;
   /** The address the cloud saw the bridge connect from. */
   address: string;
+  client: string;
+  edge: boolean;
   /** When the credential the tunnel was opened (or last renewed) with expires; none for a static token. */
   expiresAt?: number;
   expiryTimer?: NodeJS.Timeout;
@@ -35,12 +37,26 @@ interface Link {
 /** What the proxy knows of a bridge connection when it takes it. */
 export interface TunnelTerms {
   address: string;
+  /** The bridge's User-Agent, for the api-backend's audit lines (link-events.ts). */
+  client?: string;
+  /** Sent straight by nginx (EDGE_TUNNEL_HEADER): the api-backend counts it from the link events. */
+  edge?: boolean;
   expiresAt?: number;
+}
+
+/** One tunnel as the api-backend's link watch learns of it (link-events.ts). */
+export interface TunnelInfo {
+  id: string;
+  address: string;
+  client: string;
+  transport: TunnelTransport;
+  edge: boolean;
 }
 
 export interface BridgeLinkEvents {
   connected: [];
-  disconnected: [reason: string];
+  /** `tunnel` is the one that closed; `replaced` when a bridge of the same computer name took over. */
+  disconnected: [reason: string, tunnel: TunnelInfo, replaced: boolean];
   activity: [];
 }
 
@@ -110,7 +126,7 @@ export class BridgeLink extends EventEmitter<BridgeLinkEvents> {
       maxSessionMemory: 64,
       // Many-minute generations are normal: no idle timeout on the session.
     });
-    const link: Link = { wire, session, connectedAt: Date.now(), stopHeartbeat: () => {}, id, address: terms.address };
+    const link: Link = { wire, session, connectedAt: Date.now(), stopHeartbeat: () => {}, id, address: terms.address, client: terms.client ?? 'unknown', edge: terms.edge ?? false };
     this.link = link;
     if (terms.expiresAt !== undefined) this.setDeadline(link, terms.expiresAt);
     session.on('localSettings', () => session.setLocalWindowSize(SESSION_WINDOW_BYTES));
@@ -144,6 +160,11 @@ export class BridgeLink extends EventEmitter<BridgeLinkEvents> {
     }
     this.log.info('bridge connected', { machine: this.name, transport: wire.transport });
     this.emit('connected');
+  }
+
+  /** The open tunnel, while connected. */
+  get tunnel(): TunnelInfo | undefined {
+    return this.link ? infoOf(this.link) : undefined;
   }
 
   /** How this computer's tunnel travels, while connected. */
@@ -213,6 +234,10 @@ export class BridgeLink extends EventEmitter<BridgeLinkEvents> {
       }
     }
     this.log.info('bridge disconnected', { machine: this.name, reason });
-    this.emit('disconnected', reason);
+    this.emit('disconnected', reason, infoOf(link), closeCode === CloseCode.Replaced);
   }
+}
+
+function infoOf(link: Link): TunnelInfo {
+  return { id: link.id, address: link.address, client: link.client, transport: link.wire.transport, edge: link.edge };
 }

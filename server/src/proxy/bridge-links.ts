@@ -8,7 +8,7 @@
 import { EventEmitter } from 'node:events';
 import type { HeartbeatOptions } from '@cloudtolocalllm/bridge/connection/heartbeat';
 import type { Logger } from '../log.js';
-import { BridgeLink, type BridgeWire, type TunnelTerms } from './bridge-link.js';
+import { BridgeLink, type BridgeWire, type TunnelInfo, type TunnelTerms } from './bridge-link.js';
 import { KeySet } from './key-set.js';
 import { ModelCatalog } from './model-catalog.js';
 
@@ -26,8 +26,12 @@ export interface Computer {
 export interface BridgeLinksEvents {
   connected: [name: string];
   disconnected: [name: string, reason: string];
+  /** A tunnel opened or closed, with its computer's name (the api-backend's link watch). */
+  tunnel: [change: TunnelChange];
   activity: [];
 }
+
+export type TunnelChange = { event: 'open'; machine: string; tunnel: TunnelInfo } | { event: 'close'; machine: string; tunnel: TunnelInfo; replaced: boolean };
 
 export class BridgeLinks extends EventEmitter<BridgeLinksEvents> {
   private readonly computers = new Map<string, Computer>();
@@ -87,10 +91,13 @@ export class BridgeLinks extends EventEmitter<BridgeLinksEvents> {
       const joined = computer;
       link.on('activity', () => this.emit('activity'));
       link.on('connected', () => {
+        const tunnel = link.tunnel;
+        if (tunnel) this.emit('tunnel', { event: 'open', machine: name, tunnel });
         this.emit('connected', name);
         this.readCatalogs();
       });
-      link.on('disconnected', (reason) => {
+      link.on('disconnected', (reason, tunnel, replaced) => {
+        this.emit('tunnel', { event: 'close', machine: name, tunnel, replaced });
         // A replacement drops the old connection inside attach(), just before the new one is
         // taken: whether the computer left is known once attach() is done.
         queueMicrotask(() => {

@@ -15,6 +15,7 @@ import {
   MAX_MACHINES_HEADER,
   CREDENTIAL_EXPIRES_HEADER,
   PROXY_COMPUTERS_PATH,
+  EDGE_TUNNEL_HEADER,
   PROXY_RENEW_PATH,
   h2UpgradeFor,
   subprotocolFor,
@@ -31,6 +32,7 @@ import type { Authenticator } from './auth.js';
 import { readJsonBody } from '../api/json-body.js';
 import { BridgeLink, type TunnelTerms } from './bridge-link.js';
 import { BridgeLinks } from './bridge-links.js';
+import { PROXY_LINKS_PATH, serveLinkEvents } from './link-events.js';
 import { Dispatcher } from './dispatch.js';
 import { authCode, type ErrorCode } from '../errors.js';
 import { rawHttpError, sendOllamaError } from './ollama-errors.js';
@@ -215,6 +217,7 @@ export class StreamingProxy {
     }
     if (path === PROXY_RENEW_PATH) return this.onRenew(req, res);
     if (path === PROXY_COMPUTERS_PATH) return this.onComputers(req, res);
+    if (path === PROXY_LINKS_PATH) return this.onLinks(req, res);
     if (path === BRIDGE_PATH) {
       sendOllamaError(res, 'websocket-required', `${BRIDGE_PATH} is the bridge's WebSocket endpoint; it needs a WebSocket upgrade`, {
         upgrade: 'websocket',
@@ -352,6 +355,8 @@ export class StreamingProxy {
     const address = req.headers[CLIENT_ADDRESS_HEADER];
     const terms: TunnelTerms = {
       address: typeof address === 'string' && address ? address.slice(0, 64) : (socket.remoteAddress ?? 'unknown'),
+      client: String(req.headers['user-agent'] ?? 'unknown').slice(0, 120),
+      edge: req.headers[EDGE_TUNNEL_HEADER] === '1',
       ...(Number.isFinite(expires) && expires > 0 ? { expiresAt: expires } : {}),
     };
     const id = BridgeLink.newTunnelId();
@@ -394,16 +399,31 @@ export class StreamingProxy {
 
   /** GET /computers: the connected computers, for the api-backend (with this proxy's secret). */
   private async onComputers(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    req.resume();
-    if (req.method !== 'GET') return sendOllamaError(res, 'method-not-allowed', 'use GET', { allow: 'GET' });
-    const auth = await this.options.authenticator.authenticate(req.headers, 'bridge');
-    if (!auth.ok) {
-      this.metrics.authFailures.inc({ reason: auth.reason });
-      return sendOllamaError(res, authCode(auth.reason), auth.message);
-    }
+    if (!(await this.apiBackendGet(req, res))) return;
     const text = JSON.stringify({ computers: this.computers() });
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
     res.end(text);
+  }
+
+  /** GET /links: the tunnels' opening and closing as they happen (link-events.ts), for the api-backend. */
+  private async onLinks(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (await this.apiBackendGet(req, res)) serveLinkEvents(res, this.links);
+  }
+
+  /** A GET of the api-backend's own, with this proxy's secret; refuses (and says why) anything else. */
+  private async apiBackendGet(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    req.resume();
+    if (req.method !== 'GET') {
+      sendOllamaError(res, 'method-not-allowed', 'use GET', { allow: 'GET' });
+      return false;
+    }
+    const auth = await this.options.authenticator.authenticate(req.headers, 'bridge');
+    if (!auth.ok) {
+      this.metrics.authFailures.inc({ reason: auth.reason });
+      sendOllamaError(res, authCode(auth.reason), auth.message);
+      return false;
+    }
+    return true;
   }
 
   /** POST /tunnel/renew {tunnel, expiresAt}: the api-backend verified a fresh credential of this user. */
