@@ -11,6 +11,10 @@ import WebSocket from 'ws';
 import { BRIDGE_PATH, EDGE_TUNNEL_HEADER, MACHINE_HEADER, subprotocolFor, TUNNEL_PROTOCOL_VERSION } from '@cloudtolocalllm/bridge/connection/protocol';
 import { PROXY_LINKS_PATH, type LinkEvent, type OpenTunnel } from '@cloudtolocalllm/server/proxy/link-events';
 import { LinkWatch } from '@cloudtolocalllm/server/api/link-watch';
+import { EdgeBridges } from '@cloudtolocalllm/server/api/edge-bridges';
+import { ServerMetrics } from '@cloudtolocalllm/server/api/server-metrics';
+import { MemoryAuditLog } from '@cloudtolocalllm/server/audit';
+import type { ProxyManager, ProxyRecord } from '@cloudtolocalllm/server/manager/proxy-manager';
 import { startStack, waitUntil, type Stack } from './harness.js';
 
 /** The stream of /links as lines, while it is open. */
@@ -131,6 +135,51 @@ describe("the proxy's link events", () => {
       again.close();
     } finally {
       watch.stop();
+    }
+  });
+
+  test("the api-backend's books of a proxy it adopted at start: its edge tunnels audited, counted and closed", async () => {
+    // A proxy that runs already (adopted from a previous run of the api-backend), with a bridge
+    // nginx joined to it then: watchRunning() at the edge port's start picks it up.
+    const desk = await rawTunnel(stack, 'adopted-desk', true);
+    const counted: string[] = [];
+    const record = { state: 'running', instance: { endpoint: stack.url }, secret: stack.token } as unknown as ProxyRecord;
+    const records = new Map([['user-a', record]]);
+    const manager = {
+      users: () => [...records.keys()],
+      record: (u: string) => records.get(u),
+      bridgeOpened: (u: string) => counted.push(`+${u}`),
+      bridgeClosed: (u: string) => counted.push(`-${u}`),
+    } as unknown as ProxyManager;
+    const audit = new MemoryAuditLog();
+    const metrics = new ServerMetrics(false);
+    const books = new EdgeBridges(manager, metrics, audit, { retryMs: 50 });
+    const gauge = async (): Promise<number> => (await metrics.bridgesConnected.get()).values[0]?.value ?? 0;
+    try {
+      books.watchRunning();
+      await waitUntil(() => counted.length === 1, 'the adopted tunnel counted');
+      assert.deepEqual(counted, ['+user-a']);
+      assert.equal(await gauge(), 1);
+      assert.equal(books.tunnels('user-a' as never), 1);
+      const line = audit.entries.find((e) => e.action === 'bridge.connect') as unknown as Record<string, unknown>;
+      assert.deepEqual({ user: line['userHash'], machine: line['machine'], address: line['address'], client: line['client'] }, { user: 'user-a', machine: 'adopted-desk', address: '127.0.0.1', client: 'link-events-test' });
+      // Watching again is a no-op for the same proxy.
+      books.watch('user-a' as never, record);
+      desk.close();
+      await waitUntil(() => counted.length === 2, 'its close counted');
+      assert.deepEqual(counted, ['+user-a', '-user-a']);
+      assert.equal(await gauge(), 0);
+      assert.equal(audit.entries.filter((e) => e.action === 'bridge.disconnect').length, 1);
+      // The next tunnel of that computer: counted and closed again, once each.
+      const again = await rawTunnel(stack, 'adopted-desk', true);
+      await waitUntil(() => counted.length === 3, 'a new tunnel counted');
+      again.close();
+      await waitUntil(() => counted.length === 4, 'and its close');
+      assert.deepEqual(counted, ['+user-a', '-user-a', '+user-a', '-user-a']);
+      assert.equal(await gauge(), 0);
+      records.clear();
+    } finally {
+      books.close();
     }
   });
 });

@@ -250,6 +250,9 @@ export class ApiServer {
   /** Edge routing's port (edge-route.ts), on loopback only: nginx on the same host asks it. */
   listenEdge(port = 0): Promise<string> {
     this.edge ??= new EdgeRouteServer((req, held) => this.edgeRoute(req, held), this.log);
+    // Bridges go straight to proxies only on a single node (edgeBridge): there, proxies adopted
+    // from a previous run may hold some.
+    if (this.options.cluster === undefined) this.edgeBridges.watchRunning();
     return this.edge.listen(port, '127.0.0.1');
   }
 

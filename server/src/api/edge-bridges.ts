@@ -57,6 +57,17 @@ export class EdgeBridges {
     this.watches.set(user, watch);
   }
 
+  /**
+   * Watches every proxy the manager runs now: at the api-backend's start, its proxies adopted
+   * from a previous run may hold bridges nginx joined to them then, which outlived that run.
+   */
+  watchRunning(): void {
+    for (const user of this.manager.users()) {
+      const record = this.manager.record(user);
+      if (record?.state === 'running') this.watch(user, record);
+    }
+  }
+
   /** Edge tunnels counted open for `user` (tests, and the status). */
   tunnels(user: UserHash): number {
     return this.watches.get(user)?.tunnels ?? 0;
