@@ -37,6 +37,7 @@ import {
   TUNNEL_PROTOCOL_VERSION,
 } from '@cloudtolocalllm/bridge/connection/protocol';
 import { userHash } from '@cloudtolocalllm/proxy-spec/user-hash';
+import { waitUntil } from '../tunnel/harness.js';
 import { OllamaEmulator, expectedText } from '@cloudtolocalllm/ollama-emulator';
 import { KeyStore } from '@cloudtolocalllm/bridge/keys/key-store';
 import { create, reforge } from '../keys/keys-harness.js';
@@ -238,13 +239,6 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
       });
       ws.once('error', reject);
     });
-  const waitFor = async (what: string, check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> => {
-    const end = Date.now() + ms;
-    while (!(await check())) {
-      if (Date.now() > end) assert.fail(`${what} within ${ms / 1000} s`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
 
   test("edge routing: a bridge's upgrade goes from nginx straight to the proxy; the api-backend keeps its books from the proxy's link events", async () => {
     const t = await signIn(`edge-bridge-${randomBytes(3).toString('hex')}`);
@@ -253,7 +247,7 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
     const b = await startBridgeProcess({ proxyUrl: `wss://localhost:${ports.https}/ws/bridge`, token: t, ollamaUrl: emulator.url, caFile: join(dir, 'tls', 'fullchain.pem') });
     try {
       // Connected, audited and counted as a spliced bridge would be, from the proxy's events.
-      await waitFor('the connect is audited', () => auditOf(user, 'bridge.connect').length === 1);
+      await waitUntil(() => auditOf(user, 'bridge.connect').length === 1, 'the connect is audited', 10_000);
       const line = auditOf(user, 'bridge.connect')[0]!;
       assert.equal(line['result'], 'ok');
       assert.equal(line['address'], '127.0.0.1', 'the address nginx saw, as the api-backend set it');
@@ -280,7 +274,7 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
     } finally {
       await b.stop();
     }
-    await waitFor('the disconnect is audited', () => auditOf(user, 'bridge.disconnect').length === 1);
+    await waitUntil(() => auditOf(user, 'bridge.disconnect').length === 1, 'the disconnect is audited', 10_000);
     assert.equal((await bridgeBooks()).gauge, before.gauge);
     const status = await httpsRequest({ port: ports.https, path: '/api/proxy/status', ca, headers: { authorization: `Bearer ${t}` } });
     assert.equal((JSON.parse(status.body) as { bridgeConnected: boolean }).bridgeConnected, false, status.body);
@@ -307,7 +301,7 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
       const fifth = await open('five');
       assert.equal(fifth.status, 429, fifth.body);
       assert.match(String(fifth.body), /too many computers: 4 are connected/);
-      await waitFor('four connects audited', () => auditOf(user, 'bridge.connect').length === 4);
+      await waitUntil(() => auditOf(user, 'bridge.connect').length === 4, 'four connects audited', 10_000);
       assert.deepEqual([...new Set(auditOf(user, 'bridge.connect').map((l) => l['address']))], ['127.0.0.1'], 'not the address the bridge claimed');
       // The expiry it claimed (half a second) is not the tunnel's: the token's is.
       await new Promise((r) => setTimeout(r, 1_500));
@@ -316,7 +310,7 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
     } finally {
       for (const ws of opened) ws.close();
     }
-    await waitFor('four disconnects audited', () => auditOf(user, 'bridge.disconnect').length === 4);
+    await waitUntil(() => auditOf(user, 'bridge.disconnect').length === 4, 'four disconnects audited', 10_000);
   });
 
   test("edge routing: a bridge's upgrade the api-backend would refuse goes through, and gets the api-backend's answer", async () => {
@@ -693,11 +687,11 @@ describe('nginx in front of the cloud server (TLS, HTTP/2, streaming, WebSocket)
       const books = await bridgeBooks();
       const b = await openBridgeSocket(closedPorts.https, t);
       assert.ok(b.ws, `${b.status} ${b.body}`);
-      await waitFor('the spliced connect is audited', () => auditOf(userOf(t), 'bridge.connect').length === 1);
+      await waitUntil(() => auditOf(userOf(t), 'bridge.connect').length === 1, 'the spliced connect is audited', 10_000);
       assert.equal((await bridgeBooks()).direct, books.direct);
       assert.equal((await bridgeBooks()).gauge, books.gauge + 1);
       b.ws.close();
-      await waitFor('the spliced disconnect is audited', () => auditOf(userOf(t), 'bridge.disconnect').length === 1);
+      await waitUntil(() => auditOf(userOf(t), 'bridge.disconnect').length === 1, 'the spliced disconnect is audited', 10_000);
     } finally {
       await other.stop();
     }

@@ -43,7 +43,7 @@ import { clientAddress } from './client-address.js';
 import { answerPreflight, applyCors, originAllowed, type CorsOptions } from './cors.js';
 import { AcceptedKeys } from './accepted-keys.js';
 import { EdgeBridges } from './edge-bridges.js';
-import { EdgeRouteServer, type EdgeRoute, type HeldBridge, type HeldRequest, type ThroughReason } from './edge-route.js';
+import { EdgeRouteServer, type EdgeRoute, type HeldBridge, type HeldRequest, type ThroughReason, type TunnelTermsAnswer } from './edge-route.js';
 import { readJsonBody } from './json-body.js';
 import { DEFAULT_LIMITS, UserLimits, type LimitOptions } from './limits.js';
 import { forwardOllamaRequest, type ForwardExtra } from './ollama-forward.js';
@@ -686,8 +686,13 @@ export class ApiServer {
       endpoint: record.instance.endpoint,
       secret: record.secret,
       path: PROXY_BRIDGE_PATH,
-      tunnel: { address: this.address(req), maxMachines: this.limits.options.maxBridgeConnections, ...(v.expiresAt !== undefined ? { expiresAt: v.expiresAt * 1000 } : {}) },
+      tunnel: this.tunnelTerms(this.address(req), v.expiresAt),
     };
+  }
+
+  /** What a bridge's tunnel is opened with, whoever joins it to the proxy (the splice, or nginx). */
+  private tunnelTerms(address: string, expiresAtSec: number | undefined): TunnelTermsAnswer {
+    return { address, maxMachines: this.limits.options.maxBridgeConnections, ...(expiresAtSec !== undefined ? { expiresAt: expiresAtSec * 1000 } : {}) };
   }
 
   /** The checks of edgeRoute after the credential, the same for a token and a client key. */
@@ -803,7 +808,7 @@ export class ApiServer {
     const { manager, metrics, audit } = this.options;
     const address = this.address(req);
     const client = String(req.headers['user-agent'] ?? 'unknown').slice(0, 120);
-    const terms = { address, maxMachines: this.limits.options.maxBridgeConnections, ...(expiresAt !== undefined ? { expiresAt: expiresAt * 1000 } : {}) };
+    const terms = this.tunnelTerms(address, expiresAt);
     // Known from the 101 on (an upgrade the proxy refuses never opens, nor stays listed).
     const splice: BridgeSplice = forwardBridgeUpgrade(req, socket, head, { endpoint: record.instance.endpoint, secret: record.secret }, terms, {
       opened: () => {
