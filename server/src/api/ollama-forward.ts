@@ -11,6 +11,7 @@ import { REFUSAL_HEADER } from '@cloudtolocalllm/bridge/connection/protocol';
 import { sendOllamaError } from '../proxy/ollama-errors.js';
 import { hasBody } from '../proxy/relay.js';
 import { isRelayableStatus, relayedResponseHeaders } from '../proxy/response-head.js';
+import { PendingHead } from '../relayed-head.js';
 import { BodyGate, BodyStallError, type BodyGateOptions } from './body-gate.js';
 import type { ServerMetrics } from './server-metrics.js';
 
@@ -98,9 +99,10 @@ export function forwardOllamaRequest(
       return;
     }
     res.writeHead(status, { ...relayedResponseHeaders(proxied.headers), ...added });
-    res.flushHeaders();
+    const head = new PendingHead(res);
     copyWithBackpressure(proxied, res, {
       onChunk: (c) => {
+        head.carried();
         metrics.bytesRelayed.inc({ direction: 'down' }, c.length);
         onActivity();
       },
@@ -116,6 +118,7 @@ export function forwardOllamaRequest(
       if (!proxied.complete) {
         // What arrived (the proxy's own error line last) goes out first; then the connection
         // closes without the chunked terminator. destroy() alone could drop unflushed bytes.
+        head.send();
         if (res.socket && !res.socket.destroyed) res.socket.destroySoon();
         else res.destroy();
         done();

@@ -14,6 +14,7 @@ import { readSmallBody } from '@cloudtolocalllm/bridge/connection/small-body';
 import { PASSED_HEADERS, replayedUpgrade, responseHead, splice, switchedTo, type BridgeSplice, type SpliceEvents } from '../api/bridge-forward.js';
 import { endSocket, rawHttpError } from '../proxy/ollama-errors.js';
 import { hasBody } from '../proxy/relay.js';
+import { PendingHead } from '../relayed-head.js';
 import type { Member } from './owner-map.js';
 
 export interface PeerHop {
@@ -39,14 +40,15 @@ export function forwardRequestToPeer(req: IncomingMessage, res: ServerResponse, 
   req.pipe(upstream);
   upstream.on('response', (answer) => {
     res.writeHead(answer.statusCode ?? 502, relayableResponseHeaders(answer.headers));
-    res.flushHeaders();
-    copyWithBackpressure(answer, res);
+    const head = new PendingHead(res);
+    copyWithBackpressure(answer, res, { onChunk: () => head.carried() });
     answer.on('end', () => {
       if (answer.complete) res.end();
     });
     // The owner cut its answer: cut ours too, never end it cleanly (as ollama-forward.ts does).
     answer.on('close', () => {
       if (answer.complete) return;
+      head.send();
       if (res.socket && !res.socket.destroyed) res.socket.destroySoon();
       else res.destroy();
     });

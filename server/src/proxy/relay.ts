@@ -15,6 +15,7 @@ import type { TokenTally } from '@cloudtolocalllm/bridge/connection/token-tally'
 import type { BridgeLink } from './bridge-link.js';
 import { sendOllamaError } from './ollama-errors.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
+import { PendingHead } from '../relayed-head.js';
 import { isRelayableStatus, relayedResponseHeaders } from './response-head.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM } = http2.constants;
@@ -103,6 +104,7 @@ export class Relay {
     let started = false;
     let lineKind: 'ndjson' | 'sse' | undefined;
     let lastByte = 0x0a;
+    let head: PendingHead | undefined;
     const finish = (outcome: string): void => {
       if (done) return;
       done = true;
@@ -155,10 +157,11 @@ export class Relay {
       hooks.onHead?.(status);
       res.writeHead(status, relayedResponseHeaders(headers as IncomingHttpHeaders));
       started = true;
-      // Headers now, so a client waiting on a slow model load sees the request was accepted.
-      res.flushHeaders();
+      const pending = new PendingHead(res);
+      head = pending;
       copyWithBackpressure(stream, res, {
         onChunk: (chunk) => {
+          pending.carried();
           this.metrics.bytes.inc({ direction: 'down' }, chunk.length);
           lastByte = chunk[chunk.length - 1] ?? lastByte;
           hooks.tally?.feed(chunk);
@@ -190,6 +193,7 @@ export class Relay {
         finish(lost ? 'bridge-lost' : 'upstream-reset');
         return;
       }
+      head?.send();
       this.breakResponse(res, lineKind, lastByte, `${what} mid-stream: this answer is incomplete`);
       finish(lost ? 'bridge-lost' : 'upstream-reset');
     });
@@ -205,6 +209,9 @@ export class Relay {
   /** Ends a started response so no client can take it for complete. */
   private breakResponse(res: ServerResponse, kind: 'ndjson' | 'sse' | undefined, lastByte: number, message: string): void {
     const cut = (): void => {
+      // Node corks the socket for a response's writes until the next tick: what was relayed in
+      // this one (the head with a first chunk) goes out before the cut, not lost with it.
+      while (res.socket?.writableCorked) res.socket.uncork();
       res.destroy();
     };
     if (res.destroyed || res.writableEnded) return;
