@@ -147,16 +147,33 @@ export function cpuMsOfTree(pid: number): number {
 }
 
 /**
+ * How often a process's main thread has gone to sleep so far (`voluntary_ctxt_switches` of
+ * /proc/<pid>/status): for an event loop, each is one wait in epoll that ended in a wakeup. NaN
+ * if the process is gone.
+ */
+function sleepsOf(pid: number): number {
+  try {
+    const m = /^voluntary_ctxt_switches:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/**
  * CPU milliseconds used so far by pid and its living descendants, and how many of them in the
  * kernel (system time: the syscalls, and on loopback and veth the TCP stack of the receiving
- * end too, which runs in the sender's syscall).
+ * end too, which runs in the sender's syscall); and their main threads' wakeups so far
+ * (sleepsOf). A sleeping process that wakes pays for it beyond its work: on this kind of
+ * machine the emulator spends about twice the CPU per request when requests reach it one at a
+ * time than when they queue (docs/benchmarks.md, "Wakeups").
  */
-export function cpuOfTree(pid: number): { ms: number; kernelMs: number } {
+export function cpuOfTree(pid: number): { ms: number; kernelMs: number; wakeups: number } {
   let pids: number[];
   try {
     pids = readdirSync('/proc').filter((n) => /^\d+$/.test(n)).map(Number);
   } catch {
-    return { ms: Number.NaN, kernelMs: Number.NaN };
+    return { ms: Number.NaN, kernelMs: Number.NaN, wakeups: Number.NaN };
   }
   const byParent = new Map<number, number[]>();
   const ticks = new Map<number, { all: number; system: number }>();
@@ -168,15 +185,19 @@ export function cpuOfTree(pid: number): { ms: number; kernelMs: number } {
     list.push(p);
     byParent.set(s.ppid, list);
   }
-  if (!ticks.has(pid)) return { ms: Number.NaN, kernelMs: Number.NaN };
+  if (!ticks.has(pid)) return { ms: Number.NaN, kernelMs: Number.NaN, wakeups: Number.NaN };
   let total = 0;
   let system = 0;
+  let wakeups = 0;
   const stack = [pid];
   while (stack.length) {
     const p = stack.pop() as number;
     total += ticks.get(p)?.all ?? 0;
     system += ticks.get(p)?.system ?? 0;
+    // A process that ended meanwhile takes its count with it; the tree's count stays a sum of the living.
+    const sleeps = sleepsOf(p);
+    if (Number.isFinite(sleeps)) wakeups += sleeps;
     stack.push(...(byParent.get(p) ?? []));
   }
-  return { ms: (total * 1000) / CLOCK_TICKS_PER_SECOND, kernelMs: (system * 1000) / CLOCK_TICKS_PER_SECOND };
+  return { ms: (total * 1000) / CLOCK_TICKS_PER_SECOND, kernelMs: (system * 1000) / CLOCK_TICKS_PER_SECOND, wakeups };
 }

@@ -3,7 +3,9 @@
  * (the streams) and per 1,000 requests (TTFB). The relay is every process a path adds between
  * the client and Ollama: ours are the api-backend, the proxy (its container's processes) and the
  * bridge; the peer's are sshd (with its session processes) and ssh. The client load, the
- * emulator and the rest of the machine are not the relay, so they are left out.
+ * emulator and the rest of the machine are not the relay, so they are left out. Also how often
+ * the relay's processes woke per unit: a count, so it holds on a machine too noisy for the CPU
+ * figures to tell a 10 % change, and each wakeup costs CPU of its own.
  */
 import { fmt } from './stats.js';
 
@@ -15,6 +17,8 @@ export interface CostSample<R> {
   cpuMs: Record<string, number>;
   /** Of cpuMs, what each process spent in the kernel. */
   kernelMs?: Record<string, number>;
+  /** How often each process woke during the sample. */
+  wakeups?: Record<string, number>;
 }
 
 export interface CostWorkload<R> {
@@ -33,6 +37,9 @@ export interface Cost {
   kernelByRole: Record<string, number>;
   /** The share of `total` spent in the kernel (0-1): syscalls, and the TCP stack of each hop. */
   kernelShare: number;
+  /** Wakeups per unit, all relay processes (NaN where /proc had none). */
+  wakeups: number;
+  wakeupsByRole: Record<string, number>;
 }
 
 /** The relay's CPU ms per unit over all runs of the workload on one path; undefined if it did not run. */
@@ -42,20 +49,24 @@ export function costOf<R>(w: CostWorkload<R>, path: string): Cost | undefined {
   const units = samples.reduce((a, s) => a + w.units(s.result), 0);
   const byRole: Record<string, number> = {};
   const kernelByRole: Record<string, number> = {};
+  const wakeupsByRole: Record<string, number> = {};
   for (const s of samples) {
     for (const [role, ms] of Object.entries(s.cpuMs)) {
       if (NOT_RELAY.has(role)) continue;
       byRole[role] = (byRole[role] ?? 0) + ms;
       kernelByRole[role] = (kernelByRole[role] ?? 0) + (s.kernelMs?.[role] ?? Number.NaN);
+      wakeupsByRole[role] = (wakeupsByRole[role] ?? 0) + (s.wakeups?.[role] ?? Number.NaN);
     }
   }
+  for (const role of Object.keys(wakeupsByRole)) wakeupsByRole[role] = (wakeupsByRole[role] as number) / units;
+  const wakeups = Object.values(wakeupsByRole).reduce((a, b) => a + b, 0);
   const all = Object.values(byRole).reduce((a, b) => a + b, 0);
   const kernel = Object.values(kernelByRole).reduce((a, b) => a + b, 0);
   for (const role of Object.keys(byRole)) {
     kernelByRole[role] = (byRole[role] as number) > 0 ? (kernelByRole[role] as number) / (byRole[role] as number) : Number.NaN;
     byRole[role] = (byRole[role] as number) / units;
   }
-  return { total: all / units, byRole, kernelByRole, kernelShare: all > 0 ? kernel / all : Number.NaN };
+  return { total: all / units, byRole, kernelByRole, kernelShare: all > 0 ? kernel / all : Number.NaN, wakeups, wakeupsByRole };
 }
 
 export interface WorkloadCost {
@@ -69,24 +80,42 @@ export function workloadCost<R>(w: CostWorkload<R>, paths: readonly string[]): W
   return { name: w.name, unit: w.unit, costs: Object.fromEntries(paths.map((p) => [p, costOf(w, p)])) };
 }
 
+type PathLabel = { key: string; label: string };
+
+/** One table row per workload and path with a relay (direct has none), made by `row` from the path's cost and the peer's. */
+function relayRows(workloads: readonly WorkloadCost[], paths: readonly PathLabel[], peer: string, row: (w: WorkloadCost, label: string, c: Cost, base: Cost | undefined) => string[]): string[][] {
+  return workloads.flatMap((w) =>
+    paths.flatMap((p) => {
+      const c = w.costs[p.key];
+      return c && c.total !== 0 ? [row(w, p.label, c, w.costs[peer])] : [];
+    }),
+  );
+}
+
 /**
  * Table rows: workload, unit, path, CPU ms per unit (by process, with the share of each in the
  * kernel), the relay's kernel share, ratio to the `peer` path.
  */
-export function costRows(workloads: readonly WorkloadCost[], paths: readonly { key: string; label: string }[], peer: string): string[][] {
-  const rows: string[][] = [];
-  for (const w of workloads) {
-    const base = w.costs[peer];
-    for (const p of paths) {
-      const c = w.costs[p.key];
-      if (!c || c.total === 0) continue; // direct has no relay
-      const parts = Object.entries(c.byRole).map(([role, ms]) => `${role} ${fmt(ms)} (${percent(c.kernelByRole[role])})`).join(', ');
-      const vsPeer = base && base.total > 0 ? `${(c.total / base.total).toFixed(2)}×` : '';
-      const kernel = percent(c.kernelShare);
-      rows.push([w.name, `ms per ${w.unit}`, p.label, fmt(c.total), parts, kernel, vsPeer]);
-    }
-  }
-  return rows;
+export function costRows(workloads: readonly WorkloadCost[], paths: readonly PathLabel[], peer: string): string[][] {
+  return relayRows(workloads, paths, peer, (w, label, c, base) => {
+    const parts = Object.entries(c.byRole).map(([role, ms]) => `${role} ${fmt(ms)} (${percent(c.kernelByRole[role])})`).join(', ');
+    const vsPeer = base && base.total > 0 ? `${(c.total / base.total).toFixed(2)}×` : '';
+    return [w.name, `ms per ${w.unit}`, label, fmt(c.total), parts, percent(c.kernelShare), vsPeer];
+  });
+}
+
+/** Table rows: workload, unit, path, the relay's wakeups per unit (by process), ratio to the `peer` path. */
+export function wakeupRows(workloads: readonly WorkloadCost[], paths: readonly PathLabel[], peer: string): string[][] {
+  return relayRows(workloads, paths, peer, (w, label, c, base) => {
+    const parts = Object.entries(c.wakeupsByRole).map(([role, n]) => `${role} ${count(n)}`).join(', ');
+    const vsPeer = base && base.wakeups > 0 && Number.isFinite(c.wakeups) ? `${(c.wakeups / base.wakeups).toFixed(2)}×` : '';
+    return [w.name, `per ${w.unit}`, label, count(c.wakeups), parts, vsPeer];
+  });
+}
+
+/** A count to three significant figures; '?' where /proc had none. */
+function count(n: number): string {
+  return Number.isFinite(n) ? fmt(n) : '?';
 }
 
 /** A 0-1 share as a whole percentage; '?' where /proc had none. */

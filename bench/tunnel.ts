@@ -36,7 +36,7 @@ import { cpuOfTree, killAllSync, spawnTs, stopAll, type Child } from './children
 import { startDeployedPath } from './deployed-path.js';
 import { startEdgeNginx } from './edge-nginx.js';
 import { which } from '../test/deploy/deploy-harness.js';
-import { costRows, spentBy, workloadCost, type WorkloadCost } from './relay-cost.js';
+import { costRows, wakeupRows, spentBy, workloadCost, type WorkloadCost } from './relay-cost.js';
 import { startSshForward, type SshForward } from './ssh-forward.js';
 import { fmt, median, ratio, table } from './stats.js';
 import { emulatorFor, IDLE_EMULATOR, ROUTED_NAMES, routingReport } from './routing-path.js';
@@ -321,6 +321,8 @@ interface Sample<R> {
   cpuMs: Record<string, number>;
   /** Of cpuMs, the part spent in the kernel, by the path's processes. */
   kernelMs: Record<string, number>;
+  /** How often each of the path's processes woke (its main thread's sleeps: cpuOfTree). */
+  wakeups: Record<string, number>;
 }
 
 async function measure<R>(path: Path, run: () => Promise<R>): Promise<Sample<R>> {
@@ -333,16 +335,18 @@ async function measure<R>(path: Path, run: () => Promise<R>): Promise<Sample<R>>
   const client = process.cpuUsage(clientBefore);
   const cpuMs: Record<string, number> = { client: (client.user + client.system) / 1000 };
   const kernelMs: Record<string, number> = {};
+  const wakeups: Record<string, number> = {};
   path.processes.forEach((p, i) => {
     const now = cpuOfTree(p.pid);
     cpuMs[p.role] = (cpuMs[p.role] ?? 0) + now.ms - (before[i]?.ms ?? Number.NaN);
     kernelMs[p.role] = (kernelMs[p.role] ?? 0) + now.kernelMs - (before[i]?.kernelMs ?? Number.NaN);
+    wakeups[p.role] = (wakeups[p.role] ?? 0) + now.wakeups - (before[i]?.wakeups ?? Number.NaN);
   });
   // Whatever else ran on the machine meanwhile (other jobs, the kernel's own threads): noise.
   const ours = Object.values(cpuMs).reduce((a, b) => a + b, 0);
   // (/proc/stat counts in 10 ms ticks: clamp to what the cores could have done.)
   cpuMs['other'] = Math.min(Math.max(0, machineBusyMs() - machineBefore - ours), Math.max(0, cpus().length * wallMs - ours));
-  return { result, wallMs, cpuMs, kernelMs };
+  return { result, wallMs, cpuMs, kernelMs, wakeups };
 }
 
 /** CPU use of each process over all samples, as % of one core. */
@@ -710,6 +714,8 @@ function report(paths: Path[], results: Results, sshNote: string, started: numbe
   const costs = relayCosts(paths, results);
   log('\nCPU of the relay (every process between client and Ollama) per unit of work; ratio to ssh -R (sshd + ssh)\n');
   log(table(['Workload', 'Unit', 'Path', 'relay CPU', 'by process', 'in kernel', '÷ ssh -R'], costRows(costs, paths, 'ssh')));
+  log('\nWakeups of the relay per unit of work (each process\'s main thread: how often it slept and woke); ratio to ssh -R\n');
+  log(table(['Workload', 'Unit', 'Path', 'wakeups', 'by process', '÷ ssh -R'], wakeupRows(costs, paths, 'ssh')));
   const allSamples = Object.values(results).flatMap((bucket: Record<string, Sample<unknown>[]>) => Object.values(bucket).flat());
   const share = (x: Sample<unknown>): number => (x.cpuMs['other'] ?? 0) / x.wallMs;
   const noisiest = Math.max(0, ...allSamples.map(share));

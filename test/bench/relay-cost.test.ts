@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { costOf, costRows, spentBy, workloadCost, type CostWorkload } from '../../bench/relay-cost.js';
+import { costOf, costRows, spentBy, wakeupRows, workloadCost, type CostWorkload } from '../../bench/relay-cost.js';
 
 const upload: CostWorkload<{ mib: number }> = {
   name: 'upload',
@@ -47,4 +47,26 @@ test('a missed target names the costliest process first, with its kernel share, 
   assert.equal(spentBy(w, 'edge', 'ssh', 'sshd + ssh'), '; spent by: api-backend 4.00 (75% kernel), proxy 2.00 (25% kernel) ms per MiB; sshd + ssh 3.00');
   assert.equal(spentBy(w, 'direct', 'ssh', 'sshd + ssh'), '', 'a path without a relay says nothing');
   assert.equal(spentBy(undefined, 'edge', 'ssh', 'sshd + ssh'), '', 'a workload that did not run says nothing');
+});
+
+test('wakeups per unit, by process, beside the peer; a platform without them says so', () => {
+  const requests: CostWorkload<{ n: number }> = {
+    name: 'TTFB',
+    unit: '1,000 requests',
+    units: (r) => r.n / 1000,
+    byPath: {
+      edge: [
+        { result: { n: 500 }, cpuMs: { client: 9, nginx: 1, proxy: 2 }, wakeups: { client: 999, nginx: 3000, proxy: 1500 } },
+        { result: { n: 500 }, cpuMs: { nginx: 1, proxy: 2 }, wakeups: { nginx: 3000, proxy: 1500 } },
+      ],
+      ssh: [{ result: { n: 1000 }, cpuMs: { sshd: 1, ssh: 1 }, wakeups: { sshd: 2000, ssh: 2000 } }],
+      bare: [{ result: { n: 1000 }, cpuMs: { proxy: 1 } }],
+    },
+  };
+  const c = costOf(requests, 'edge')!;
+  assert.deepEqual(c.wakeupsByRole, { nginx: 6000, proxy: 3000 }, 'the client is not the relay');
+  assert.equal(c.wakeups, 9000);
+  const rows = wakeupRows([workloadCost(requests, ['edge', 'ssh', 'bare'])], [{ key: 'edge', label: 'edge' }, { key: 'ssh', label: 'ssh -R' }, { key: 'bare', label: 'bare' }], 'ssh');
+  assert.deepEqual(rows[0], ['TTFB', 'per 1,000 requests', 'edge', '9000', 'nginx 6000, proxy 3000', '2.25×']);
+  assert.deepEqual(rows[2], ['TTFB', 'per 1,000 requests', 'bare', '?', 'proxy ?', '']);
 });
