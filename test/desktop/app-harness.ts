@@ -220,6 +220,9 @@ export function tempHome(prefix = 'ctll-home-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
+/** How long an exited app's pipes are given to deliver the rest of its output. */
+const PIPE_DRAIN_MS = 3000;
+
 export class AppRun {
   readonly events: AppEvent[] = [];
   readonly stderr: string[] = [];
@@ -273,8 +276,15 @@ export class AppRun {
     });
     this.#child.stdout!.setEncoding('utf8').on('data', (c: string) => this.stderr.push(c));
     this.#child.stderr!.setEncoding('utf8').on('data', (c: string) => this.stderr.push(c));
+    // 'exit' can come before the last of the app's output has been read from its pipes (seen in
+    // CI on a loaded machine: a test read no line of an app that had printed one), so the exit
+    // is reported once both pipes have ended too; a grandchild holding them open is waited for at
+    // most a few seconds.
+    const drained = (stream: NodeJS.ReadableStream): Promise<void> => new Promise((resolve) => stream.once('close', resolve));
+    const outputDone = Promise.all([drained(this.#child.stdout!), drained(this.#child.stderr!)]);
     this.exited = new Promise((resolve) => {
-      this.#child.once('exit', (code, signal) => {
+      this.#child.once('exit', async (code, signal) => {
+        await Promise.race([outputDone, new Promise((r) => setTimeout(r, PIPE_DRAIN_MS).unref())]);
         this.#exit = { code, signal };
         this.#server.close();
         rmSync(this.#socketDir, { recursive: true, force: true });
