@@ -7,6 +7,8 @@
  * still sees at once that its request was taken.
  */
 import type { ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import { copyWithBackpressure, type CopyOptions } from '@cloudtolocalllm/bridge/connection/backpressure';
 
 export class PendingHead {
   private out = false;
@@ -27,4 +29,19 @@ export class PendingHead {
     this.out = true;
     this.res.flushHeaders();
   }
+}
+
+/**
+ * Relays an answer's body to `res` (after `res.writeHead()`), its head leaving with the first
+ * chunk or at the end of this turn; the PendingHead returned sends it before a cut.
+ */
+export function copyAnswer(from: Readable, res: ServerResponse, options: Pick<CopyOptions, 'onChunk'> = {}): PendingHead {
+  const head = new PendingHead(res);
+  copyWithBackpressure(from, res, {
+    onChunk: (chunk) => {
+      head.carried();
+      options.onChunk?.(chunk);
+    },
+  });
+  return head;
 }

@@ -4,14 +4,13 @@
  * user's token is swapped for the proxy's own secret: the user's credential never leaves here.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import { copyWithBackpressure } from '@cloudtolocalllm/bridge/connection/backpressure';
 import { relayableRequestHeaders } from '@cloudtolocalllm/bridge/connection/headers';
 import { MACHINE_HEADER, MAX_MACHINE_NAME_LENGTH } from '@cloudtolocalllm/bridge/connection/protocol';
 import { REFUSAL_HEADER } from '@cloudtolocalllm/bridge/connection/protocol';
 import { sendOllamaError } from '../proxy/ollama-errors.js';
 import { hasBody } from '../proxy/relay.js';
 import { isRelayableStatus, relayedResponseHeaders } from '../proxy/response-head.js';
-import { PendingHead } from '../relayed-head.js';
+import { copyAnswer } from '../relayed-head.js';
 import { BodyGate, BodyStallError, type BodyGateOptions } from './body-gate.js';
 import type { ServerMetrics } from './server-metrics.js';
 
@@ -99,10 +98,8 @@ export function forwardOllamaRequest(
       return;
     }
     res.writeHead(status, { ...relayedResponseHeaders(proxied.headers), ...added });
-    const head = new PendingHead(res);
-    copyWithBackpressure(proxied, res, {
+    const head = copyAnswer(proxied, res, {
       onChunk: (c) => {
-        head.carried();
         metrics.bytesRelayed.inc({ direction: 'down' }, c.length);
         onActivity();
       },

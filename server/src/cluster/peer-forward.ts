@@ -8,13 +8,12 @@
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { copyWithBackpressure } from '@cloudtolocalllm/bridge/connection/backpressure';
 import { relayableRequestHeaders, relayableResponseHeaders } from '@cloudtolocalllm/bridge/connection/headers';
 import { readSmallBody } from '@cloudtolocalllm/bridge/connection/small-body';
 import { PASSED_HEADERS, replayedUpgrade, responseHead, splice, switchedTo, type BridgeSplice, type SpliceEvents } from '../api/bridge-forward.js';
 import { endSocket, rawHttpError } from '../proxy/ollama-errors.js';
 import { hasBody } from '../proxy/relay.js';
-import { PendingHead } from '../relayed-head.js';
+import { copyAnswer } from '../relayed-head.js';
 import type { Member } from './owner-map.js';
 
 export interface PeerHop {
@@ -40,8 +39,7 @@ export function forwardRequestToPeer(req: IncomingMessage, res: ServerResponse, 
   req.pipe(upstream);
   upstream.on('response', (answer) => {
     res.writeHead(answer.statusCode ?? 502, relayableResponseHeaders(answer.headers));
-    const head = new PendingHead(res);
-    copyWithBackpressure(answer, res, { onChunk: () => head.carried() });
+    const head = copyAnswer(answer, res);
     answer.on('end', () => {
       if (answer.complete) res.end();
     });

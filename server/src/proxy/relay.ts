@@ -8,14 +8,13 @@
  */
 import http2, { type ClientHttp2Stream } from 'node:http2';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { copyWithBackpressure } from '@cloudtolocalllm/bridge/connection/backpressure';
 import { relayableRequestHeaders } from '@cloudtolocalllm/bridge/connection/headers';
 import { COMPLETE_TRAILER } from '@cloudtolocalllm/bridge/connection/protocol';
 import type { TokenTally } from '@cloudtolocalllm/bridge/connection/token-tally';
 import type { BridgeLink } from './bridge-link.js';
 import { sendOllamaError } from './ollama-errors.js';
 import type { ProxyMetrics } from './proxy-metrics.js';
-import { PendingHead } from '../relayed-head.js';
+import { copyAnswer, type PendingHead } from '../relayed-head.js';
 import { isRelayableStatus, relayedResponseHeaders } from './response-head.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_FLAG_END_STREAM } = http2.constants;
@@ -157,11 +156,8 @@ export class Relay {
       hooks.onHead?.(status);
       res.writeHead(status, relayedResponseHeaders(headers as IncomingHttpHeaders));
       started = true;
-      const pending = new PendingHead(res);
-      head = pending;
-      copyWithBackpressure(stream, res, {
+      head = copyAnswer(stream, res, {
         onChunk: (chunk) => {
-          pending.carried();
           this.metrics.bytes.inc({ direction: 'down' }, chunk.length);
           lastByte = chunk[chunk.length - 1] ?? lastByte;
           hooks.tally?.feed(chunk);
